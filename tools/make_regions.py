@@ -10,6 +10,7 @@ their surroundings, and the left half is copied from the right by the exact mirr
 Deterministic: no randomness, so rerunning reproduces the file bit for bit.
 
     python tools/make_regions.py            # writes nfs/resources/ict_regions.npz
+    python tools/make_regions.py --figure   # ... and assets/regions.png (front and side views, legend)
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
+from scipy.spatial import Delaunay, cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -64,6 +65,23 @@ def shape_activity(model, n: int) -> dict[str, np.ndarray]:
     mag = np.linalg.norm(model.expression_deltas[:, :n].astype(np.float64), axis=2)
     mag /= np.maximum(mag.max(axis=1, keepdims=True), 1e-12)
     return dict(zip(EXPRESSION_NAMES, mag))
+
+
+def auricle_mask(v: np.ndarray) -> np.ndarray:
+    """(V,) bool: vertices of the left (+X) auricle.
+
+    Around the ear a smooth quadratic x(y, z) is fitted to the side of the head; vertices standing out
+    more than 3 mm from it form the helix rim, and the ear is everything on that side whose (z, y)
+    projection falls inside the rim's convex hull (rim, concha, tragus).
+    """
+    x, y, z = v[:, 0], v[:, 1], v[:, 2]
+    oval = ((z - 0.3) / 2.1) ** 2 + ((y - 0.9) / 3.0) ** 2   # the ear's neighbourhood on the head side
+    ring = (oval > 1.1) & (oval < 2.0) & (x > 4.0)
+    basis = np.stack([np.ones_like(y), y, z, y * y, z * z, y * z], axis=1)
+    coef, *_ = np.linalg.lstsq(basis[ring], x[ring], rcond=None)
+    rim = (oval < 1.3) & (x > 4.0) & (x - basis @ coef > 0.3)
+    hull = Delaunay(np.stack([z[rim], y[rim]], axis=1))
+    return (x > 4.0) & (oval < 1.5) & (hull.find_simplex(np.stack([z, y], axis=1)) >= 0)
 
 
 def left_half_scores(v: np.ndarray, act: dict, eye_loop: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -118,7 +136,9 @@ def left_half_scores(v: np.ndarray, act: dict, eye_loop: np.ndarray, lm: np.ndar
     in_nose = sigmoid(half_width - ax, 0.15) * sigmoid(y - (subnasal_y - 0.15), 0.1) * sigmoid(nasion_y + 0.6 - y, 0.2)
     s[:, REGION["nose"]] = 1.2 * in_nose * sigmoid(z - 9.0, 0.3)
     # cheek
-    s[:, REGION["cheek_L"]] = (0.35 + cheek) * sigmoid(eye_c[1] - 0.6 - y, 0.4) * sigmoid(y - (corner_l[1] - 0.8), 0.5) * face_front * 0.7
+    # cheek above, jaw below a line from just under the mouth corner back to the ear lobe (mandible ramus)
+    jaw_top = np.interp(z, [2.0, corner_l[2]], [-2.0, corner_l[1] - 0.8])
+    s[:, REGION["cheek_L"]] = (0.35 + cheek) * sigmoid(eye_c[1] - 0.6 - y, 0.4) * sigmoid(y - jaw_top, 0.3) * sigmoid(z - 1.5, 0.4) * 0.7
     # lips, split at the lip line by which shapes drive them
     lower_lip = lower_drive > upper_drive
     lip = lips_body * sigmoid(corner_l[0] - 0.3 - ax, 0.2)
@@ -131,17 +151,17 @@ def left_half_scores(v: np.ndarray, act: dict, eye_loop: np.ndarray, lm: np.ndar
     # chin and jaw
     below_lip = sigmoid(corner_l[1] - 0.3 - y, 0.3)
     s[:, REGION["chin"]] = np.maximum(chin_drive, 0.5 * jaw) * sigmoid(2.6 - ax, 0.3) * below_lip
-    s[:, REGION["jaw_L"]] = (0.45 + jaw) * sigmoid(ax - 2.2, 0.3) * sigmoid(corner_l[1] - 0.8 - y, 0.4) * sigmoid(z - 0.5, 0.5)
+    s[:, REGION["jaw_L"]] = (0.45 + jaw) * sigmoid(ax - 2.2, 0.3) * sigmoid(jaw_top - y, 0.3) * sigmoid(z - 1.0, 0.4)
     # temple: side of the head between eye, brow and ear
     s[:, REGION["temple_L"]] = 0.6 * sigmoid(ax - 5.8, 0.3) * sigmoid(y - (eye_c[1] - 1.5), 0.4) * sigmoid(brow_y + 3.0 - y, 0.5) * sigmoid(z - 1.0, 0.5)
-    # ear: the auricle, an oval on the side of the head behind the jaw joint
-    ear_oval = ((z - 0.3) / 2.1) ** 2 + ((y - 0.9) / 3.0) ** 2
-    s[:, REGION["ear_L"]] = 3.0 * sigmoid(1.0 - ear_oval, 0.05) * sigmoid(ax - 5.5, 0.2)
+    # ear: the auricle, found as the rim that stands out from the side of the head, plus what it encloses
+    s[:, REGION["ear_L"]] = 3.0 * auricle_mask(v)
     # neck below the jaw line / under the chin; scalp everywhere else
     # the jaw line runs from under the chin back to the jaw angle below the ear, then round the nape
     jaw_line = np.interp(z, [-10.0, -2.0, 1.0, chin[2]], [-4.6, -5.0, -5.8, chin[1] - 0.7])
     s[:, REGION["neck"]] = 3.0 * sigmoid(jaw_line - y, 0.15)
-    s[:, REGION["scalp"]] = np.full(len(v), 0.3)
+    # scalp: the unmoved rest, weaker on the lower face in front of the ear so the cheek reaches the ear
+    s[:, REGION["scalp"]] = 0.3 * (1.0 - 0.6 * sigmoid(z - 1.0, 0.3) * sigmoid(eye_c[1] - 1.0 - y, 0.4))
     return s
 
 
@@ -214,13 +234,46 @@ def make_labels() -> np.ndarray:
     labels = np.where(allowed, scores, -np.inf).argmax(axis=1)
     labels = mirror_from_left(labels, v, partner)
     adj = vertex_adjacency(faces, n)
-    labels = smooth_labels(labels, adj, allowed, rounds=4)
+    labels = smooth_labels(labels, adj, allowed, rounds=6)
     labels = mirror_from_left(labels, v, partner)
     labels = merge_islands(labels, adj, len(REGION_NAMES))
     labels = mirror_from_left(labels, v, partner)
     labels = smooth_labels(labels, adj, allowed, rounds=1)  # settles any midline vertex an island merge touched
     labels = mirror_from_left(labels, v, partner)
     return labels
+
+
+def save_figure(labels: np.ndarray, path: Path, size: int = 560) -> None:
+    """Front and side renders of the ICT neutral skin coloured by region, with a legend, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from PIL import Image
+
+    from nfs.regions import region_colors
+    from nfs.render import render_shaded
+
+    v, faces = load_ict().skin_mesh()
+    colors = region_colors()
+    views = []
+    for view in ("front", "side"):   # rendered at twice the size and downsampled to smooth the edges
+        img = render_shaded(v, faces, colors[labels], size=2 * size, view=view, interpolate_colors=False)
+        views.append(np.asarray(Image.fromarray(img).resize((size, size), Image.LANCZOS)))
+    fig = plt.figure(figsize=(13.5, 5.6), dpi=100)
+    for k, (img, title) in enumerate(zip(views, ("front", "side (character's left)"))):
+        ax = fig.add_axes([0.01 + 0.36 * k, 0.02, 0.36, 0.9])
+        ax.imshow(img)
+        ax.set_title(title, fontsize=11)
+        ax.axis("off")
+    counts = np.bincount(labels, minlength=len(REGION_NAMES))
+    handles = [Patch(facecolor=colors[i] / 255.0, edgecolor="0.3", label=f"{name} ({counts[i]})")
+               for i, name in enumerate(REGION_NAMES)]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.74, 0.5), fontsize=9, frameon=False,
+               title="ICT skin regions (vertices)", title_fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -231,6 +284,10 @@ def main() -> None:
     for name, c in zip(REGION_NAMES, counts):
         print(f"{name:16s} {c:6d}")
     print(f"wrote {REGIONS_PATH}")
+    if "--figure" in sys.argv[1:]:
+        figure = Path(__file__).resolve().parents[1] / "assets" / "regions.png"
+        save_figure(labels, figure)
+        print(f"wrote {figure}")
 
 
 if __name__ == "__main__":
