@@ -1,0 +1,1 @@
+"""Training and evaluation data generated from the ICT model."""

@@ -1,0 +1,49 @@
+"""Smooth, bounded non-rigid warps of face shapes, with their Jacobians (to push expressions through them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class GaussianRBFWarp:
+    """x -> x + sum_k a_k exp(-|x - c_k|^2 / (2 r_k^2)). Units cm. Used for training."""
+
+    centers: np.ndarray  # (K, 3)
+    radii: np.ndarray    # (K,)
+    amplitudes: np.ndarray  # (K, 3)
+
+    def _phi(self, x):
+        d = x[:, None, :] - self.centers[None]  # (N, K, 3)
+        phi = np.exp(-(d ** 2).sum(-1) / (2 * self.radii[None] ** 2))  # (N, K)
+        return d, phi
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3) -> (N, 3) warped points."""
+        _, phi = self._phi(x)
+        return (x + phi @ self.amplitudes).astype(np.float32)
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3) -> (N, 3, 3) Jacobian of the warp."""
+        d, phi = self._phi(x)
+        grad = -d / (self.radii[None, :, None] ** 2) * phi[..., None]  # (N, K, 3) d phi_k / dx
+        return (np.eye(3)[None] + np.einsum("ki,nkj->nij", self.amplitudes, grad)).astype(np.float32)
+
+
+def random_rbf_warp(points: np.ndarray, rng: np.random.Generator, n_centers: int = 4, strength: float = 0.5,
+                    radius_range=(2.0, 6.0)) -> GaussianRBFWarp:
+    """A random warp whose Jacobian stays invertible: sum_k |a_k| max|grad phi_k| <= strength < 1."""
+    centers = points[rng.integers(0, len(points), n_centers)]
+    radii = rng.uniform(*radius_range, n_centers)
+    dirs = rng.standard_normal((n_centers, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    max_grad = 1.0 / (radii * np.sqrt(np.e))  # max of |grad phi| for a unit amplitude
+    share = rng.dirichlet(np.ones(n_centers)) * strength * rng.uniform(0.3, 1.0)
+    amplitudes = dirs * (share / max_grad)[:, None]
+    return GaussianRBFWarp(centers.astype(np.float64), radii, amplitudes)
+
+
+def push_through(jacobians: np.ndarray, displacements: np.ndarray) -> np.ndarray:
+    """Displacements (..., N, 3) mapped by per-point Jacobians (N, 3, 3) (first-order deformation transfer)."""
+    return np.einsum("nij,...nj->...ni", jacobians, displacements).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Geometry: DiffusionNet operators, remeshing and surface correspondences."""

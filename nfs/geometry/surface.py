@@ -1,0 +1,130 @@
+"""Closest points on triangle meshes and barycentric embeddings of one mesh's vertices in another's surface."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import cKDTree
+
+
+def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray):
+    """Closest points of p (N, 3) on triangles (a, b, c) (N, 3 each), vectorised (Ericson, RTCD 5.1.5).
+
+    Returns points (N, 3) and barycentric coordinates (N, 3) w.r.t. (a, b, c).
+    """
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
+    bp = p - b
+    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
+    cp = p - c
+    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    denom = va + vb + vc
+    denom = np.where(np.abs(denom) < 1e-30, 1e-30, denom)
+    v = vb / denom
+    w = vc / denom
+    bary = np.stack([1 - v - w, v, w], 1)
+
+    def set_where(mask, values):
+        bary[mask] = values[mask]
+
+    n = len(p)
+    zeros, ones = np.zeros(n), np.ones(n)
+    # edge regions
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_ab = np.clip(d1 / (d1 - d3), 0, 1)
+        t_ac = np.clip(d2 / (d2 - d6), 0, 1)
+        t_bc = np.clip((d4 - d3) / ((d4 - d3) + (d5 - d6)), 0, 1)
+    set_where((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), np.stack([zeros, 1 - t_bc, t_bc], 1))
+    set_where((vb <= 0) & (d2 >= 0) & (d6 <= 0), np.stack([1 - t_ac, zeros, t_ac], 1))
+    set_where((vc <= 0) & (d1 >= 0) & (d3 <= 0), np.stack([1 - t_ab, t_ab, zeros], 1))
+    # vertex regions
+    set_where((d6 >= 0) & (d5 <= d6), np.stack([zeros, zeros, ones], 1))
+    set_where((d3 >= 0) & (d4 <= d3), np.stack([zeros, ones, zeros], 1))
+    set_where((d1 <= 0) & (d2 <= 0), np.stack([ones, zeros, zeros], 1))
+    bary = np.nan_to_num(bary, nan=1 / 3)
+    points = bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * c
+    return points, bary
+
+
+def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k_candidates: int = 8):
+    """Closest surface points of points (N, 3) on a mesh. Candidate triangles are those around the
+    k nearest mesh vertices (exact for reasonable meshes). Returns (points (N,3), tri (N,), bary (N,3), dist (N,))."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    p = np.asarray(points, np.float64)
+    # vertex -> incident faces (padded table)
+    order = np.argsort(f.ravel(), kind="stable")
+    vert_of = f.ravel()[order]
+    face_of = order // 3
+    counts = np.bincount(vert_of, minlength=len(v))
+    max_deg = max(int(counts.max()), 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    table = -np.ones((len(v), max_deg), np.int64)
+    rank = np.arange(len(vert_of)) - starts[vert_of]
+    table[vert_of, rank] = face_of
+    k = min(k_candidates, len(v))
+    _, nn = cKDTree(v).query(p, k=k)
+    nn = nn.reshape(len(p), -1)
+    cand = table[nn].reshape(len(p), -1)  # (N, k*max_deg)
+    best_d = np.full(len(p), np.inf)
+    best_pt = np.zeros_like(p)
+    best_tri = np.zeros(len(p), np.int64)
+    best_bary = np.zeros((len(p), 3))
+    for j in range(cand.shape[1]):
+        t = cand[:, j]
+        ok = t >= 0
+        if not ok.any():
+            continue
+        idx = np.nonzero(ok)[0]
+        tri = f[t[idx]]
+        pt, bc = closest_point_on_triangles(p[idx], v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
+        d = np.linalg.norm(pt - p[idx], axis=1)
+        better = d < best_d[idx]
+        sel = idx[better]
+        best_d[sel], best_pt[sel], best_tri[sel], best_bary[sel] = d[better], pt[better], t[idx][better], bc[better]
+    return best_pt, best_tri, best_bary, best_d
+
+
+@dataclass
+class SurfaceEmbedding:
+    """A mesh (faces over V' vertices) whose every vertex is a barycentric point of a template's triangles."""
+
+    faces: np.ndarray      # (F', 3) faces of the new mesh
+    tri_index: np.ndarray  # (V',) template triangle of each new vertex
+    bary: np.ndarray       # (V', 3) barycentric coordinates in that triangle
+    template_faces: np.ndarray  # (F, 3)
+    n_template: int
+
+    @property
+    def n_vertices(self) -> int:
+        return len(self.tri_index)
+
+    def matrix(self) -> sp.csr_matrix:
+        """(V', n_template) sparse interpolation matrix: new = B @ template_values."""
+        corners = self.template_faces[self.tri_index]
+        rows = np.repeat(np.arange(self.n_vertices), 3)
+        return sp.csr_matrix((self.bary.ravel().astype(np.float32), (rows, corners.ravel())),
+                             shape=(self.n_vertices, self.n_template))
+
+    def nearest_template_vertex(self) -> np.ndarray:
+        """(V',) template vertex with the largest barycentric weight (for transferring labels)."""
+        corners = self.template_faces[self.tri_index]
+        return corners[np.arange(self.n_vertices), self.bary.argmax(1)]
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Interpolate template per-vertex values (..., n_template, C) -> (..., V', C)."""
+        corners = self.template_faces[self.tri_index]  # (V', 3)
+        vals = np.asarray(values)
+        return (vals[..., corners, :] * self.bary[..., None]).sum(-2).astype(vals.dtype)
+
+
+def embed_mesh(vertices: np.ndarray, faces: np.ndarray, template_vertices: np.ndarray,
+               template_faces: np.ndarray) -> SurfaceEmbedding:
+    """Project a mesh's vertices onto a template surface and keep their barycentric coordinates."""
+    _, tri, bary, _ = closest_points_on_mesh(vertices, template_vertices, template_faces)
+    return SurfaceEmbedding(np.asarray(faces, np.int64), tri, bary.astype(np.float32),
+                            np.asarray(template_faces, np.int64), len(template_vertices))

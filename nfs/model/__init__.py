@@ -1,0 +1,1 @@
+"""The NFS network: DiffusionNet encoders, skinning block and displacement decoder."""
