@@ -40,10 +40,14 @@ class VertexGroupNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, v, c = x.shape
-        g = x.float().reshape(b, v, self.groups, c // self.groups)
-        var, mean = torch.var_mean(g, dim=(1, 3), keepdim=True, unbiased=False)
-        g = (g - mean) * torch.rsqrt(var + self.eps)
-        return (g.reshape(b, v, c) * self.weight + self.bias).to(x.dtype)
+        # per-channel statistics over vertices, combined into group statistics, folded into one scale + shift
+        var_c, mean_c = torch.var_mean(x.float(), dim=1, unbiased=False)  # (B, C)
+        mean_g = mean_c.reshape(b, self.groups, -1).mean(-1, keepdim=True)
+        sq_g = (var_c + mean_c.square()).reshape(b, self.groups, -1).mean(-1, keepdim=True)
+        rstd = torch.rsqrt((sq_g - mean_g.square()).clamp_min(0) + self.eps)
+        scale = (rstd.expand(b, self.groups, c // self.groups).reshape(b, c)) * self.weight
+        shift = self.bias - mean_g.expand(b, self.groups, c // self.groups).reshape(b, c) * scale
+        return torch.addcmul(shift[:, None, :].to(x.dtype), x, scale[:, None, :].to(x.dtype))
 
 
 def vertex_inputs(vertices: torch.Tensor, normals: torch.Tensor, image_feature: torch.Tensor) -> torch.Tensor:
@@ -113,6 +117,20 @@ class NFSNetwork(nn.Module):
         z_le = target.weights * z_ge[:, None, :]
         x = torch.cat([target.static.expand(b, v, -1), z_le, target.z_id[:, None, :].expand(b, v, -1)], dim=-1)
         return self.decoder_out(self.decoder(x)).float() / POSITION_SCALE
+
+    def decoder_static_term(self, target: TargetEncoding) -> torch.Tensor:
+        """(1, V, decoder_width) part of the first decoder layer that does not depend on the frame
+        (position, normal, image feature, z_ID); computed once per target for fast decoding."""
+        w = self.decoder[0].weight
+        n_s, c = target.static.shape[-1], self.cfg.code_dim
+        return target.static @ w[:, :n_s].T + (target.z_id @ w[:, n_s + c:].T)[:, None, :]
+
+    def decode_fast(self, target: TargetEncoding, z_ge: torch.Tensor, static_term: torch.Tensor) -> torch.Tensor:
+        """Same result as `decode`, reusing `decoder_static_term(target)`: only the local code is per frame."""
+        w = self.decoder[0].weight
+        n_s, c = target.static.shape[-1], self.cfg.code_dim
+        h = static_term + (target.weights * z_ge[:, None, :]) @ w[:, n_s:n_s + c].T
+        return self.decoder_out(self.decoder[1:](h)).float() / POSITION_SCALE
 
     def expression_code_from_weights(self, weights: torch.Tensor) -> torch.Tensor:
         """ICT FACS weights (B, 53) -> z_GE (B, code_dim): first 53 dims are the weights, the rest 0."""

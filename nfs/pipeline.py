@@ -1,0 +1,450 @@
+"""The retargeting pipeline shared by the app, the CLI and the tests.
+
+prepare_target(mesh) -> PreparedTarget   (intake, cleaning, alignment, operators, render, encoders)
+encode_source(clip)  -> SourceCodes      (per-frame expression codes; ICT clips need no encoder)
+decode(target, codes) -> chunks of frames in the user's original vertex order, frame and units
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.spatial import cKDTree
+
+from nfs import REPO_ROOT
+from nfs.clips import Clip, apply_gain, smooth_codes
+from nfs.geometry.operators import Operators, get_operators, vertex_normals
+from nfs.ict import N_EXPRESSION
+from nfs.mesh.align import Alignment, align_to_ict
+from nfs.mesh.clean import CleanMesh, clean_mesh
+from nfs.mesh.io import MeshError, RawMesh, load_mesh
+from nfs.model.checkpoint import load_model
+from nfs.model.diffusion_net import operators_to_torch
+from nfs.model.network import NFSNetwork, TargetEncoding
+from nfs.render import render_normal_depth
+
+SHIPPED_MODEL_DIR = REPO_ROOT / "ckpts" / "nfs_cpu"
+Progress = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    pass
+
+
+@functools.lru_cache(maxsize=2)
+def load_shipped_model(directory: str | None = None) -> tuple[NFSNetwork, dict]:
+    """The trained model shipped in ckpts/ (safetensors + model card), loaded once."""
+    path = Path(directory) if directory else SHIPPED_MODEL_DIR
+    if not path.exists():
+        raise FileNotFoundError(f"no trained model at {path}: train one with `python -m nfs train` "
+                                "and copy runs/<name>/best there")
+    return load_model(path)
+
+
+def model_autocast(device: torch.device | str = "cpu"):
+    """bfloat16 autocast where the processor supports it (GPUs, CPUs with avx512_bf16 / AMX)."""
+    from nfs.train import cpu_has_bf16
+    dev = torch.device(device)
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" or cpu_has_bf16())
+
+
+@dataclass
+class SecondaryBinding:
+    """How every vertex of the user's mesh follows the skin: a sparse (V_in, S) matrix; skin vertices copy
+    their own displacement, other components (eyes, teeth) blend their nearest skin vertices (inverse distance),
+    vertices removed by cleaning stay put."""
+
+    matrix: sp.csr_matrix
+
+    @classmethod
+    def build(cls, clean: CleanMesh, k: int = 4) -> "SecondaryBinding":
+        n_clean, skin = len(clean.vertices), clean.skin_vertices
+        rows, cols, vals = [skin], [np.arange(len(skin))], [np.ones(len(skin))]
+        others = np.setdiff1d(np.arange(n_clean), skin)
+        if len(others):
+            kk = min(k, len(skin))
+            dist, nn = cKDTree(clean.vertices[skin]).query(clean.vertices[others], k=kk)
+            dist, nn = dist.reshape(len(others), kk), nn.reshape(len(others), kk)
+            w = 1.0 / np.maximum(dist, 1e-9) ** 2
+            w /= w.sum(1, keepdims=True)
+            rows.append(np.repeat(others, kk))
+            cols.append(nn.ravel())
+            vals.append(w.ravel())
+        per_clean = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                  shape=(n_clean, len(skin)))
+        kept = np.nonzero(clean.to_clean >= 0)[0]
+        pick = sp.csr_matrix((np.ones(len(kept)), (kept, clean.to_clean[kept])),
+                             shape=(len(clean.to_clean), n_clean))
+        return cls((pick @ per_clean).tocsr().astype(np.float32))
+
+
+@dataclass
+class PreparedTarget:
+    """Everything decoding needs about one target mesh."""
+
+    key: str
+    name: str
+    raw: RawMesh                 # the user's mesh as loaded (original order, units, UVs)
+    clean: CleanMesh
+    alignment: Alignment
+    skin_vertices_ict: np.ndarray  # (S, 3) cm, ICT frame
+    skin_faces: np.ndarray       # (Fs, 3)
+    ops: Operators
+    image: np.ndarray            # (4, 256, 256)
+    encoding: TargetEncoding     # torch tensors, no grad
+    static_term: torch.Tensor    # (1, S, decoder_width)
+    region_labels: np.ndarray    # (S,) argmax of the skinning encoder's logits
+    skinning_weights: np.ndarray  # (S, code_dim)
+    binding: SecondaryBinding
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n_vertices(self) -> int:
+        """Vertices of the user's mesh (all components, original order)."""
+        return self.raw.n_vertices
+
+    def region_labels_original(self, fill: int = -1) -> np.ndarray:
+        """(V_in,) predicted region per original vertex (nearest skin region for other components)."""
+        nearest = np.asarray(self.binding.matrix.argmax(axis=1)).ravel()
+        labels = self.region_labels[nearest]
+        labels[np.asarray(self.binding.matrix.sum(1)).ravel() == 0] = fill
+        return labels
+
+    def summary(self) -> list[str]:
+        a = self.alignment
+        lines = list(self.clean.report.summary())
+        lines.append(f"alignment: scale {a.scale:.4g} cm per unit, residual {a.residual_cm:.2f} cm, confidence "
+                     f"{a.confidence:.2f}{' (partial face)' if a.is_partial else ''}")
+        lines.append("prepare: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
+        return lines
+
+
+def content_key(raw: RawMesh, extra: str = "") -> str:
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(raw.vertices, np.float64).tobytes())
+    h.update(np.ascontiguousarray(raw.faces, np.int64).tobytes())
+    h.update(extra.encode())
+    return h.hexdigest()[:16]
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value):
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+_PREPARED = _LRU(8)
+
+
+def as_raw_mesh(mesh) -> RawMesh:
+    """A path, a RawMesh or a (vertices, faces) pair -> RawMesh."""
+    if isinstance(mesh, RawMesh):
+        return mesh
+    if isinstance(mesh, (str, Path)):
+        return load_mesh(mesh)
+    if isinstance(mesh, tuple) and len(mesh) == 2:
+        v, f = np.asarray(mesh[0], np.float64), np.asarray(mesh[1], np.int64)
+        if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3:
+            raise MeshError("expected vertices (V, 3) and triangle faces (F, 3)")
+        return RawMesh(v, f, np.arange(len(f)), source="array")
+    raise MeshError(f"cannot read a mesh from {type(mesh).__name__}")
+
+
+@torch.no_grad()
+def prepare_target(mesh, model: NFSNetwork | None = None, *, alignment: Alignment | None = None,
+                   progress: Progress = _no_progress, use_cache: bool = True, name: str = "") -> PreparedTarget:
+    """Intake, clean, align, operators, image feature, identity code and skinning weights of a target mesh.
+    Cached by content (and alignment override) so the same upload is prepared once."""
+    model = model if model is not None else load_shipped_model()[0]
+    timings = {}
+    t = time.perf_counter()
+    raw = as_raw_mesh(mesh)
+    clean = clean_mesh(raw.vertices, raw.faces)
+    timings["clean"] = time.perf_counter() - t
+    key = content_key(raw, f"{id(model)}:{alignment.to_dict() if alignment else 'auto'}")
+    if use_cache and key in _PREPARED:
+        _PREPARED.move_to_end(key)
+        return _PREPARED[key]
+    progress(0.1, "aligning to the ICT frame")
+    t = time.perf_counter()
+    skin_v, skin_f = clean.skin_points, clean.skin_faces
+    if alignment is None:
+        alignment = align_to_ict(skin_v, skin_f)
+    v_ict = alignment.apply(skin_v).astype(np.float32)
+    timings["align"] = time.perf_counter() - t
+    progress(0.4, "computing operators")
+    t = time.perf_counter()
+    ops = get_operators(v_ict, skin_f, model.cfg.k_eig)
+    timings["operators"] = time.perf_counter() - t
+    progress(0.7, "rendering and encoding")
+    t = time.perf_counter()
+    image = render_normal_depth(v_ict, skin_f, size=model.cfg.image_size)
+    timings["render"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model.eval()
+    with model_autocast():
+        ot = operators_to_torch(ops, model.cfg.k_eig)
+        enc = model.encode_target(torch.from_numpy(v_ict)[None], ot, torch.from_numpy(image)[None])
+        static = model.decoder_static_term(enc)
+    timings["encoders"] = time.perf_counter() - t
+    t = time.perf_counter()
+    binding = SecondaryBinding.build(clean)
+    timings["binding"] = time.perf_counter() - t
+    prepared = PreparedTarget(
+        key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
+        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, static_term=static,
+        region_labels=enc.logits[0].float().argmax(-1).numpy(), skinning_weights=enc.weights[0].float().numpy(),
+        binding=binding, timings=timings)
+    if use_cache:
+        _PREPARED.put(key, prepared)
+    progress(1.0, "target ready")
+    return prepared
+
+
+@dataclass
+class SourceCodes:
+    """Per-frame expression codes of a source clip."""
+
+    name: str
+    fps: float
+    codes: np.ndarray     # (T, code_dim) z_GE; first 53 dims are ICT FACS weights
+    source_kind: str      # codes / meshes
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self.codes[:, :N_EXPRESSION]
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.codes)
+
+
+@torch.no_grad()
+def encode_source(clip: Clip, model: NFSNetwork | None = None, *, smoothing_sigma: float = 0.0, gain=1.0,
+                  chunk_frames: int = 16, progress: Progress = _no_progress) -> SourceCodes:
+    """Expression codes for every frame of a clip. ICT coefficient clips are used as they are; mesh sequences
+    go through the expression encoder (aligned with the neutral's alignment, neutral's operators reused).
+    Optional temporal Gaussian smoothing (sigma in frames, edge-padded) and per-shape gain."""
+    model = model if model is not None else load_shipped_model()[0]
+    code_dim = model.cfg.code_dim
+    if clip.kind == "codes":
+        codes = np.zeros((clip.n_frames, code_dim), np.float32)
+        codes[:, :N_EXPRESSION] = clip.codes
+    else:
+        codes = _encode_mesh_frames(clip, model, chunk_frames, progress)
+    if smoothing_sigma > 0:
+        codes = smooth_codes(codes, smoothing_sigma)
+    if not np.isscalar(gain) or gain != 1.0:
+        codes[:, :N_EXPRESSION] = apply_gain(codes[:, :N_EXPRESSION], gain)
+    return SourceCodes(clip.name, clip.fps, codes.astype(np.float32), clip.kind)
+
+
+def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progress: Progress) -> np.ndarray:
+    neutral = clip.neutral if clip.neutral is not None else clip.frames[0]
+    clean = clean_mesh(neutral, clip.faces)
+    keep = clean.original_index[clean.skin_vertices]
+    align = align_to_ict(clean.skin_points, clean.skin_faces)
+    n_ict = align.apply(clean.skin_points).astype(np.float32)
+    ops = get_operators(n_ict, clean.skin_faces, model.cfg.k_eig)
+    ot = operators_to_torch(ops, model.cfg.k_eig)
+    out = []
+    faces = clean.skin_faces
+    for start in range(0, clip.n_frames, chunk_frames):
+        frames = np.stack([align.apply(f[keep]) for f in clip.frames[start:start + chunk_frames]]).astype(np.float32)
+        normals = np.stack([vertex_normals(f, faces) for f in frames]).astype(np.float32)
+        images = np.stack([render_normal_depth(f, faces, model.cfg.image_size) for f in frames])
+        with model_autocast():
+            z = model.encode_expression(torch.from_numpy(frames), torch.from_numpy(normals), ot,
+                                        torch.from_numpy(images))
+        out.append(z.float().numpy())
+        progress(min(1.0, (start + len(frames)) / clip.n_frames), "encoding source frames")
+    codes = np.concatenate(out)
+    codes[:, :N_EXPRESSION] = np.clip(codes[:, :N_EXPRESSION], 0.0, 1.0)
+    return codes
+
+
+@torch.no_grad()
+def decode_skin(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None,
+                chunk_frames: int = 32) -> Iterator[np.ndarray]:
+    """Skin displacements in the ICT frame (cm), chunks of (t, S, 3), batched over frames."""
+    model = model if model is not None else load_shipped_model()[0]
+    for start in range(0, len(codes), chunk_frames):
+        z = torch.from_numpy(np.ascontiguousarray(codes[start:start + chunk_frames], np.float32))
+        with model_autocast():
+            d = model.decode_fast(target.encoding, z, target.static_term)
+        yield d.float().numpy()
+
+
+def decode(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None,
+           chunk_frames: int = 32) -> Iterator[np.ndarray]:
+    """Animated positions of the user's whole mesh, chunks of (t, V_in, 3), in its original vertex order,
+    frame and units (the inverse alignment applied); other components follow the skin."""
+    base = target.raw.vertices.astype(np.float32)
+    m = target.binding.matrix
+    for disp in decode_skin(target, codes, model, chunk_frames):
+        user = target.alignment.inverse_vectors(disp.reshape(-1, 3)).reshape(disp.shape).astype(np.float32)
+        per_vertex = np.stack([m @ d for d in user])
+        yield base[None] + per_vertex
+
+
+def decode_all(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None) -> np.ndarray:
+    """(T, V_in, 3) all frames at once (short clips and tests)."""
+    return np.concatenate(list(decode(target, codes, model)))
+
+
+def rig_shapes(target: PreparedTarget, model: NFSNetwork | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Bake the network into a linear rig on the user's mesh: neutral (V_in, 3) = decode(0) and the 53 shape
+    deltas (53, V_in, 3) = decode(e_k) - decode(0), in the user's units."""
+    model = model if model is not None else load_shipped_model()[0]
+    codes = np.zeros((N_EXPRESSION + 1, model.cfg.code_dim), np.float32)
+    codes[1:, :N_EXPRESSION] = np.eye(N_EXPRESSION)
+    frames = decode_all(target, codes, model)
+    return frames[0], frames[1:] - frames[0][None]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# one call from a mesh and a clip to files: used by the app, the CLI and the tests
+
+EXPORT_KINDS = ("obj_zip", "glb", "rig", "mp4")
+
+
+@dataclass
+class RetargetResult:
+    target: PreparedTarget
+    source: SourceCodes
+    frames_path: Path            # (T, V_in, 3) float32 .npy (memory-mapped), user frame and units
+    exports: dict                # kind -> Path
+    rig_error_mm: float | None   # mean distance between the baked linear rig and the network on this clip
+    timings: dict
+
+    def frames(self) -> np.ndarray:
+        """(T, V_in, 3) memory-mapped animated positions."""
+        return np.load(self.frames_path, mmap_mode="r")
+
+
+def uv_for_export(raw: RawMesh) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(uv, uv_faces) in the form the exporters take: per-vertex uv, or a uv table with per-corner indices."""
+    if raw.uv is not None:
+        return raw.uv, None
+    if raw.corner_uv is not None:
+        table, inverse = np.unique(raw.corner_uv.reshape(-1, 2), axis=0, return_inverse=True)
+        return table, inverse.reshape(-1, 3)
+    return None, None
+
+
+def source_preview_frames(source: SourceCodes, clip: Clip | None) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """frame index -> (vertices, faces) of the source to show beside the result (ICT generic face for codes)."""
+    from nfs.ict import load_ict
+    if clip is not None and clip.kind == "meshes":
+        align = align_to_ict(clip.neutral if clip.neutral is not None else clip.frames[0], clip.faces)
+        return lambda i: (align.apply(clip.frames[i]), clip.faces)
+    ict = load_ict()
+    faces = ict.region_faces("skin")
+    return lambda i: (ict.vertices(None, source.weights[i]), faces)
+
+
+def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork | None = None,
+             exports: tuple = EXPORT_KINDS, smoothing_sigma: float = 0.0, gain=1.0,
+             alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
+             progress: Progress = _no_progress, chunk_frames: int = 32, video_size: int = 320) -> RetargetResult:
+    """Prepare the target, encode the clip, decode every frame once into a memory-mapped array on disk,
+    then write the requested exports from it in chunks. `code_offset` (53,) is added to every frame's FACS
+    weights (slider edits)."""
+    from nfs.export import export_animated_glb, export_obj_sequence_zip, export_preview_video, export_rig_glb
+    from nfs.ict import EXPRESSION_NAMES
+    from nfs.render import render_shaded
+
+    model = model if model is not None else load_shipped_model()[0]
+    unknown = set(exports) - set(EXPORT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {EXPORT_KINDS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    t = time.perf_counter()
+    target = prepare_target(target_mesh, model, alignment=alignment,
+                            progress=lambda f, m: progress(0.3 * f, m))
+    timings["prepare"] = time.perf_counter() - t
+    t = time.perf_counter()
+    source = encode_source(clip, model, smoothing_sigma=smoothing_sigma, gain=gain,
+                           progress=lambda f, m: progress(0.3 + 0.1 * f, m))
+    if code_offset is not None:
+        source.codes[:, :N_EXPRESSION] = np.clip(source.codes[:, :N_EXPRESSION] + np.asarray(code_offset), 0, 1.5)
+    timings["encode"] = time.perf_counter() - t
+    t = time.perf_counter()
+    n_frames, n_v = source.n_frames, target.n_vertices
+    frames_path = out / "frames.npy"
+    frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.float32, shape=(n_frames, n_v, 3))
+    done = 0
+    for chunk in decode(target, source.codes, model, chunk_frames):
+        frames[done:done + len(chunk)] = chunk
+        done += len(chunk)
+        progress(0.4 + 0.3 * done / n_frames, f"decoded {done}/{n_frames} frames")
+    frames.flush()
+    timings["decode"] = time.perf_counter() - t
+
+    def chunks():
+        for s in range(0, n_frames, 64):
+            yield np.asarray(frames[s:s + 64])
+
+    faces = target.raw.faces
+    uv, uv_faces = uv_for_export(target.raw)
+    stem = f"{target.name}_{source.name}".replace(" ", "_")
+    paths, rig_error = {}, None
+    t = time.perf_counter()
+    if "obj_zip" in exports:
+        progress(0.72, "writing OBJ sequence")
+        paths["obj_zip"] = out / f"{stem}_obj.zip"
+        export_obj_sequence_zip(paths["obj_zip"], faces, chunks(), uv=uv, uv_faces=uv_faces)
+    if "glb" in exports:
+        progress(0.8, "writing animated GLB")
+        paths["glb"] = out / f"{stem}.glb"
+        export_animated_glb(paths["glb"], target.raw.vertices, faces, chunks(), source.fps, uv=uv,
+                            uv_faces=uv_faces, n_frames=n_frames)
+    if "rig" in exports:
+        progress(0.86, "baking the 53-shape rig")
+        neutral, deltas = rig_shapes(target, model)
+        paths["rig"] = out / f"{target.name}_rig.glb"
+        export_rig_glb(paths["rig"], neutral, faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+        rig_error = linear_rig_error_mm(target, neutral, deltas, source.weights, frames)
+    if "mp4" in exports:
+        progress(0.92, "rendering the preview video")
+        paths["mp4"] = out / f"{stem}_preview.mp4"
+        src_frame = source_preview_frames(source, clip)
+        skin = target.clean.original_index[target.clean.skin_vertices]
+
+        def images():
+            for i in range(n_frames):
+                sv, sf = src_frame(i)
+                tv = target.alignment.apply(np.asarray(frames[i])[skin])
+                yield np.concatenate([render_shaded(sv, sf, size=video_size),
+                                      render_shaded(tv, target.skin_faces, size=video_size)], axis=1)
+
+        paths["mp4"] = export_preview_video(paths["mp4"], images(), source.fps)
+    timings["export"] = time.perf_counter() - t
+    progress(1.0, "done")
+    return RetargetResult(target, source, frames_path, paths, rig_error, timings)
+
+
+def linear_rig_error_mm(target: PreparedTarget, neutral: np.ndarray, deltas: np.ndarray, weights: np.ndarray,
+                        frames: np.ndarray, max_frames: int = 60) -> float:
+    """Mean per-vertex distance (mm) on the skin between the baked linear rig and the network's frames."""
+    idx = np.linspace(0, len(weights) - 1, min(max_frames, len(weights))).astype(int)
+    skin = target.clean.original_index[target.clean.skin_vertices]
+    lin = neutral[None, skin] + np.einsum("tk,kvc->tvc", weights[idx], deltas[:, skin])
+    err_user = np.linalg.norm(lin - np.asarray(frames[idx])[:, skin], axis=-1).mean()
+    return float(err_user * target.alignment.scale * 10.0)
