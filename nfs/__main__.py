@@ -35,7 +35,109 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train}
+class _Bar:
+    """A one-line progress bar on stderr."""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        n = int(30 * max(0.0, min(1.0, fraction)))
+        sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {100 * fraction:5.1f}% {message[:60]:<60}")
+        sys.stderr.flush()
+        if fraction >= 1.0:
+            sys.stderr.write("\n")
+
+
+UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, centimetres, millimetres or none) "
+              "and any orientation; they are aligned automatically to the ICT frame and results are written back "
+              "in the mesh's own frame, units and vertex order. Clips: a built-in name (see `python -m nfs clips`), "
+              "a CSV of the 53 ICT weights (frame + named columns), an iPhone Live Link Face CSV, a folder/zip of "
+              "OBJ frames, an .npz with vertices [T,V,3] + faces, or a Multiface tracked_mesh folder/zip.")
+
+
+def _model_arg(p):
+    p.add_argument("--model", default=None, help="model directory (default: the shipped ckpts/nfs_cpu)")
+
+
+def _load_model(path):
+    from nfs.pipeline import load_shipped_model
+    return load_shipped_model(path)[0]
+
+
+def cmd_clips(argv: list[str]) -> int:
+    from nfs.clips import list_builtin_clips, load_builtin_clip
+    argparse.ArgumentParser(prog="python -m nfs clips", description="List the built-in source clips.").parse_args(argv)
+    for name in list_builtin_clips():
+        c = load_builtin_clip(name)
+        print(f"{name:<16} {c.n_frames:5d} frames  {c.duration_s:5.1f} s  {c.fps:.0f} fps")
+    return 0
+
+
+def cmd_prepare(argv: list[str]) -> int:
+    from nfs.pipeline import prepare_target
+    p = argparse.ArgumentParser(prog="python -m nfs prepare", description="Load, clean and align a target mesh "
+                                "and run the encoders; prints what intake did. " + UNITS_HELP)
+    p.add_argument("--target", required=True)
+    _model_arg(p)
+    a = p.parse_args(argv)
+    prepared = prepare_target(a.target, _load_model(a.model), progress=_Bar())
+    print("\n".join(prepared.summary()))
+    return 0
+
+
+def cmd_retarget(argv: list[str]) -> int:
+    from nfs.clips import load_clip
+    from nfs.pipeline import EXPORT_KINDS, retarget
+    p = argparse.ArgumentParser(prog="python -m nfs retarget", description="Put a source clip's animation on a "
+                                "target mesh and write the exports. " + UNITS_HELP)
+    p.add_argument("--target", required=True, help="target mesh file")
+    p.add_argument("--clip", required=True, help="built-in clip name or clip file/folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--exports", default=",".join(EXPORT_KINDS), help=f"comma list of {','.join(EXPORT_KINDS)}")
+    p.add_argument("--smooth", type=float, default=0.0, help="temporal Gaussian smoothing sigma, in frames")
+    p.add_argument("--gain", type=float, default=1.0, help="expression gain on the 53 FACS weights")
+    _model_arg(p)
+    a = p.parse_args(argv)
+    exports = tuple(e for e in a.exports.split(",") if e)
+    from nfs.pipeline import as_raw_mesh
+    target = as_raw_mesh(a.target)  # bad input is reported before the model loads
+    clip = load_clip(a.clip)
+    r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
+                 gain=a.gain, progress=_Bar())
+    print("\n".join(r.target.summary()))
+    print(f"{r.source.n_frames} frames at {r.source.fps:g} fps; " +
+          ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
+    if r.rig_error_mm is not None:
+        print(f"baked rig vs network on this clip: {r.rig_error_mm:.3f} mm mean")
+    for kind, path in r.exports.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    from nfs.export import export_rig_glb
+    from nfs.ict import EXPRESSION_NAMES
+    from nfs.pipeline import prepare_target, rig_shapes, uv_for_export
+    p = argparse.ArgumentParser(prog="python -m nfs export", description="Bake a target mesh into an ARKit-style "
+                                "53-shape blendshape rig (GLB). " + UNITS_HELP)
+    p.add_argument("--target", required=True)
+    p.add_argument("--rig", required=True, help="output .glb path")
+    _model_arg(p)
+    a = p.parse_args(argv)
+    model = _load_model(a.model)
+    prepared = prepare_target(a.target, model, progress=_Bar())
+    neutral, deltas = rig_shapes(prepared, model)
+    uv, uv_faces = uv_for_export(prepared.raw)
+    export_rig_glb(a.rig, neutral, prepared.raw.faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+    print(f"rig: {a.rig}")
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from nfs.eval.run import main as eval_main
+    return eval_main(argv)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "retarget": cmd_retarget, "prepare": cmd_prepare,
+            "export": cmd_export, "clips": cmd_clips}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: python -m nfs {" + ",".join(COMMANDS) + "} [options]   (each command has --help)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:  # MeshError / ClipError are ValueErrors
+        print(f"\nerror: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -701,3 +701,46 @@ def apply_gain(codes: np.ndarray, gain) -> np.ndarray:
     if not np.isfinite(gain).all():
         raise ValueError("gain must be finite")
     return np.clip(codes * gain, 0.0, GAIN_MAX).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# one entry point for any source the user names
+
+
+def _zip_has_multiface_layout(path: Path) -> bool:
+    with zipfile.ZipFile(path) as zf:
+        return any("tracked_mesh/" in n for n in zf.namelist())
+
+
+def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
+    """A clip from a built-in name, an ICT-coefficient or Live Link Face CSV, an OBJ-sequence folder/zip,
+    an .npz mesh sequence, or a Multiface-layout folder/zip (detected from the content)."""
+    text = str(spec)
+    if text in list_builtin_clips():
+        return load_builtin_clip(text)
+    path = Path(text)
+    if not path.exists():
+        raise ClipError(f"no built-in clip or file named {text!r}; built-in clips: {', '.join(list_builtin_clips())}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+            header = fh.readline()
+        if header.lower().startswith("timecode") or "blendshapecount" in header.lower():
+            return load_livelink_csv(path, max_frames=max_frames)
+        return load_codes_csv(path, max_frames=max_frames)
+    if path.is_dir():
+        if (path / "tracked_mesh").is_dir() or path.name == "tracked_mesh":
+            return load_multiface_sequence(path, max_frames=max_frames)
+        return load_mesh_sequence(path, max_frames=max_frames)
+    if suffix == ".zip":
+        try:
+            multiface = _zip_has_multiface_layout(path)
+        except zipfile.BadZipFile:
+            raise ClipError(f"{path.name}: not a readable zip file") from None
+        if multiface:
+            return load_multiface_sequence(path, max_frames=max_frames)
+        return load_mesh_sequence(path, max_frames=max_frames)
+    if suffix == ".npz":
+        return load_mesh_sequence(path, max_frames=max_frames)
+    raise ClipError(f"{path.name}: unsupported clip format {suffix or '(none)'}; use a built-in name, .csv, "
+                    ".zip, .npz or a folder of OBJ frames")
