@@ -1,0 +1,207 @@
+"""End-to-end retargeting through the one pipeline: remeshed and multi-component targets, every source kind,
+every export read back. A small freshly initialised network is used so the plumbing is tested on its own
+(quality is measured by the evaluation and by tests/test_shipped_model.py)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from nfs import REPO_ROOT
+from nfs.clips import Clip, load_clip, write_multiface_fixture
+from nfs.export import read_glb_frames, read_rig_glb
+from nfs.geometry.remesh import decimate
+from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES, load_ict
+from nfs.mesh.io import save_obj
+from nfs.model.checkpoint import save_model
+from nfs.model.config import get_preset
+from nfs.model.network import NFSNetwork
+from nfs.pipeline import decode, decode_all, encode_source, prepare_target, retarget
+from nfs.regions import N_REGIONS
+
+
+def make_model(seed: int = 0, zero_output: bool = False) -> NFSNetwork:
+    torch.manual_seed(seed)
+    model = NFSNetwork(get_preset("tiny", n_regions=N_REGIONS)).eval()
+    if not zero_output:  # the output layer starts at zero; give it weights so displacements are non-trivial
+        torch.nn.init.normal_(model.decoder_out.weight, std=0.05)
+    return model
+
+
+def rotation(deg_x: float, deg_y: float) -> np.ndarray:
+    ax, ay = np.deg2rad([deg_x, deg_y])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    return ry @ rx
+
+
+@pytest.fixture(scope="module")
+def ict():
+    return load_ict()
+
+
+@pytest.fixture(scope="module")
+def remeshed_head(ict, tmp_path_factory):
+    """An ICT identity decimated to another topology, in millimetres, turned and shifted, written as OBJ."""
+    v, f = ict.skin_mesh(ict.sample_identities(1, seed=5)[0])
+    dv, df = decimate(v, f, 3000)
+    user = (dv @ rotation(10, 25).T) * 10.0 + np.array([30.0, -5.0, 12.0])
+    path = tmp_path_factory.mktemp("targets") / "remeshed_mm.obj"
+    save_obj(path, user, df)
+    return path, user, df
+
+
+def short_clip(n: int = 10) -> Clip:
+    codes = np.zeros((n, 53), np.float32)
+    codes[:, EXPRESSION_NAMES.index("jawOpen")] = np.linspace(0, 1, n)
+    codes[:, EXPRESSION_NAMES.index("mouthSmile_L")] = np.linspace(1, 0, n)
+    return Clip("short", 30.0, codes=codes)
+
+
+def test_zero_displacement_returns_the_users_mesh_exactly(remeshed_head):
+    """With a network that predicts no motion, every frame equals the input in its own frame, units and order:
+    the inverse alignment and the vertex mapping are exact."""
+    path, user, _ = remeshed_head
+    model = make_model(zero_output=True)
+    target = prepare_target(path, model)
+    frames = decode_all(target, encode_source(short_clip(4), model).codes, model)
+    assert frames.shape == (4, len(user), 3)
+    np.testing.assert_allclose(frames, np.broadcast_to(user, frames.shape), atol=1e-4)
+    assert target.alignment.confidence > 0.5
+    # millimetres -> centimetres (this identity is a few percent larger than the mean face it is fitted to)
+    assert abs(target.alignment.scale - 0.1) / 0.1 < 0.08
+    residual = target.alignment.rotation @ rotation(10, 25)
+    assert np.degrees(np.arccos(np.clip((np.trace(residual) - 1) / 2, -1, 1))) < 6.0  # best fit of another face shape
+
+
+def test_retarget_remeshed_target_writes_and_reads_back_every_export(remeshed_head, tmp_path):
+    path, user, faces = remeshed_head
+    model = make_model()
+    clip = short_clip(10)
+    stages = []
+    result = retarget(path, clip, tmp_path, model=model, progress=lambda f, m: stages.append(m))
+    frames = np.asarray(result.frames())
+    assert frames.shape == (10, len(user), 3) and np.isfinite(frames).all()
+    motion = np.linalg.norm(frames - user[None], axis=-1).max()
+    assert motion > 1e-3  # the network moved the mesh
+    assert {"prepare", "encode", "decode", "export"} <= set(result.timings)
+    assert any("decoded" in s for s in stages) and stages[-1] == "done"
+    # OBJ sequence: one OBJ per frame, original vertex order
+    with zipfile.ZipFile(result.exports["obj_zip"]) as zf:
+        names = sorted(zf.namelist())
+        assert len(names) == 10
+        mesh = trimesh.load(zf.open(names[7]), file_type="obj", process=False)
+    np.testing.assert_allclose(mesh.vertices, frames[7], atol=1e-4)
+    # animated GLB at the first, middle and last frame
+    idx = [0, 5, 9]
+    glb = read_glb_frames(result.exports["glb"], idx)
+    scale = np.abs(frames).max()
+    assert np.abs(glb - frames[idx]).max() / scale < 1e-4
+    # baked rig: 53 named targets on the user's mesh, linear rig close to the network on this clip
+    neutral, rig_faces, deltas, names = read_rig_glb(result.exports["rig"])
+    assert deltas.shape == (53, len(user), 3) and len(names) == 53
+    assert set(names) - {"browInnerUp_L", "browInnerUp_R", "cheekPuff_L", "cheekPuff_R"} <= set(ARKIT_NAMES)
+    assert np.array_equal(np.sort(rig_faces, axis=1), np.sort(faces, axis=1))
+    assert result.rig_error_mm is not None and np.isfinite(result.rig_error_mm)
+    # preview video: readable, one image per frame, source beside target
+    import imageio.v3 as iio
+    video = iio.imread(result.exports["mp4"])
+    assert video.shape[0] == 10 and video.shape[2] > video.shape[1]
+
+
+def test_secondary_components_follow_the_skin(ict):
+    """Eyeballs (separate components) take the blended displacement of their nearest skin vertices."""
+    model = make_model(seed=1)
+    v, f = ict.full_mesh()
+    target = prepare_target((v, f), model)
+    assert target.clean.report.n_components >= 3 and len(target.clean.skin_vertices) == ict.skin_count
+    frames = decode_all(target, encode_source(short_clip(3), model).codes, model)
+    disp = frames[-1] - v
+    eye = np.arange(ict.skin_count, len(v))
+    assert np.linalg.norm(disp[eye], axis=1).max() > 0
+    skin_disp = disp[target.clean.original_index[target.clean.skin_vertices]]
+    expected = target.binding.matrix[eye] @ skin_disp
+    np.testing.assert_allclose(disp[eye], expected, atol=1e-5)
+
+
+def test_chunked_decoding_matches_one_batch_and_cache_is_reused(remeshed_head):
+    path, _, _ = remeshed_head
+    model = make_model(seed=2)
+    target = prepare_target(path, model)
+    assert prepare_target(path, model) is target  # same upload: cached preparation
+    codes = encode_source(short_clip(9), model).codes
+    chunked = np.concatenate(list(decode(target, codes, model, chunk_frames=4)))
+    whole = np.concatenate(list(decode(target, codes, model, chunk_frames=64)))
+    np.testing.assert_allclose(chunked, whole, atol=1e-4)
+
+
+def write_livelink_csv(path, n: int = 30):
+    names = [n_[0].upper() + n_[1:] for n_ in ARKIT_NAMES]
+    extra = ["HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
+             "RightEyePitch", "RightEyeRoll"]
+    lines = [",".join(["Timecode", "BlendshapeCount", *names, *extra])]
+    for i in range(n):
+        w = np.zeros(52)
+        w[ARKIT_NAMES.index("jawOpen")] = i / (n - 1)
+        lines.append(",".join([f"10:00:00:{i:02d}.000", "61", *(f"{x:.3f}" for x in w), *["0"] * 9]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_every_source_kind_drives_a_remeshed_target(remeshed_head, tmp_path, ict):
+    path, user, _ = remeshed_head
+    model = make_model(seed=3)
+    target = prepare_target(path, model)
+    # Live Link Face CSV (60 fps capture resampled to 30 fps)
+    ll = tmp_path / "take.csv"
+    write_livelink_csv(ll)
+    clips = [load_clip("smile"), load_clip(str(ll))]
+    # OBJ-sequence zip and npz mesh sequence made from ICT frames
+    v, f = ict.skin_mesh(region="face")
+    n = ict.region_vertex_count("face")
+    weights = np.zeros((4, 53), np.float32)
+    weights[:, EXPRESSION_NAMES.index("jawOpen")] = [0, 0.3, 0.6, 0.9]
+    seq = ict.vertices(None, weights, n)
+    zpath = tmp_path / "seq.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for i, fr in enumerate(seq):
+            zf.writestr(f"frame_{i}.obj", "".join(f"v {a} {b} {c}\n" for a, b, c in fr) +
+                        "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in f))
+    np.savez(tmp_path / "seq.npz", vertices=seq, faces=f)
+    clips += [load_clip(str(zpath)), load_clip(str(tmp_path / "seq.npz"))]
+    # Multiface tracked-mesh layout
+    write_multiface_fixture(tmp_path / "mf", n_frames=3)
+    clips.append(load_clip(str(tmp_path / "mf")))
+    kinds = set()
+    for clip in clips:
+        src = encode_source(clip, model)
+        assert src.codes.shape == (clip.n_frames, model.cfg.code_dim) and np.isfinite(src.codes).all()
+        out = np.concatenate(list(decode(target, src.codes[:3], model)))
+        assert out.shape == (min(3, clip.n_frames), len(user), 3) and np.isfinite(out).all()
+        kinds.add(clip.kind)
+    assert kinds == {"codes", "meshes"}
+    # the Live Link jawOpen column drives ICT jawOpen
+    ll_codes = encode_source(clips[1], model).weights
+    assert ll_codes[-1, EXPRESSION_NAMES.index("jawOpen")] > 0.9
+
+
+def test_cli_retarget_and_bad_input(remeshed_head, tmp_path):
+    path, user, _ = remeshed_head
+    model_dir = tmp_path / "model"
+    save_model(model_dir, make_model(seed=4), {"note": "test model"})
+    env_cmd = [sys.executable, "-m", "nfs", "retarget", "--target", str(path), "--clip", "smile",
+               "--out", str(tmp_path / "out"), "--exports", "obj_zip,glb", "--model", str(model_dir)]
+    ok = subprocess.run(env_cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert (tmp_path / "out" / "remeshed_mm_smile.glb").exists()
+    bad = tmp_path / "garbage.obj"
+    bad.write_bytes(b"\x00\x01garbage" * 10)
+    res = subprocess.run([*env_cmd[:5], str(bad), *env_cmd[6:]], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "garbage.obj" in last and "Traceback" not in res.stderr
