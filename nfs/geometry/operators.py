@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def save_operators(path: Path, ops: Operators) -> None:
                   n=np.int64(n))
     for name in ("L", "gradX", "gradY"):
         arrays.update(_sparse_to_arrays(name, getattr(ops, name)))
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # per process: concurrent writers do not collide
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
@@ -188,7 +189,7 @@ def get_operators(vertices: np.ndarray, faces: np.ndarray, k_eig: int = 128, cac
     if path.exists():
         try:
             return load_operators(path)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # truncated / corrupt file
             path.unlink(missing_ok=True)
     ops = compute_operators(vertices, faces, k_eig)
     cache_dir.mkdir(parents=True, exist_ok=True)
