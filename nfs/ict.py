@@ -3,7 +3,7 @@
 Units are centimetres, +Y up, the face looks along +Z. A face is
 ``neutral + id_coeffs @ identity_deltas + exp_coeffs @ expression_deltas``.
 Vertices 0..11247 are the skin (face 0..9408, narrow face 0..6705, head and neck 9409..11247);
-the eyeballs follow as two extra components.
+the two eyeballs follow (four closed shells: sclera and iris of each eye).
 """
 from __future__ import annotations
 

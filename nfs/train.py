@@ -265,7 +265,7 @@ class Trainer:
         out = {k: float(v.detach()) for k, v in terms.items()}
         out.update(loss=float(loss.detach()), grad_norm=float(gnorm), lr=self.sched.get_last_lr()[0],
                    target_vertices=tgt_subject.n_vertices,
-                   rms_mm=float(torch.sqrt(F.mse_loss(disp, gt))) * 10)
+                   rms_mm=float(torch.sqrt(F.mse_loss(disp.detach(), gt))) * 10)
         return out
 
     # --- validation -----------------------------------------------------------------------------------------
