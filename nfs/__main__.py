@@ -23,14 +23,16 @@ def cmd_train(argv: list[str]) -> int:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default). On a busy "
+                   "machine 1 thread avoids OpenMP threads waiting on each other")
     a = p.parse_args(argv)
     cfg = TrainConfig(preset=a.preset, out=a.out, steps=a.steps, lr=a.lr, frames_per_step=a.frames_per_step,
                       pool_size=a.pool_size, seed=a.seed, validate_every=a.validate_every,
                       checkpoint_minutes=a.checkpoint_minutes, max_minutes=a.max_minutes, device=a.device,
                       bf16=a.bf16)
     import torch
-    if torch.device(cfg.device if cfg.device != "auto" else "cpu").type == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     Trainer(cfg, log=lambda m: print(m, flush=True)).run()
     return 0
 
