@@ -190,6 +190,7 @@ class Trainer:
         self.model.load_state_dict(load_file(str(latest / "model.safetensors")))
         meta = load_train_state(latest, self.opt, self.sched)
         self.step, self.wall, self.best_val = meta["step"], meta["wall_s"], meta["best_val"]
+        truncate_log(self.out / "log.csv", self.step)
         self.log(f"resumed from step {self.step}")
         return True
 
@@ -348,6 +349,19 @@ class Trainer:
             fh.flush()
         self.save()
         plot_log(log_path, self.out / "curve.png")
+
+
+def truncate_log(log_path: Path, last_step: int) -> None:
+    """Drop log rows written after the checkpoint a run resumes from (they will be written again)."""
+    if not log_path.exists():
+        return
+    rows = list(csv.DictReader(log_path.open()))
+    if not rows or int(rows[-1]["step"]) <= last_step:
+        return
+    with log_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["step"]) <= last_step)
 
 
 def plot_log(log_path: Path, png_path: Path) -> None:
