@@ -16,6 +16,7 @@ import csv
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,6 +31,9 @@ DEFAULT_FPS = 30.0
 MAX_FRAMES = 10_000
 ZIP_MAX_BYTES = 2 * 1024**3
 ZIP_MAX_RATIO = 200.0
+# what zipfile / zlib raise on a corrupt archive (a bad UTF-8 name is a ValueError, an encrypted member a
+# RuntimeError, an unknown compression method NotImplementedError)
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
 RATIO_CHECK_MIN_BYTES = 1 << 20  # members smaller than this cannot do harm, whatever their ratio
 WEIGHT_TOLERANCE = 0.05          # weights beyond [-tol, 1 + tol] are reported when clipped
 GAIN_MAX = 1.5
@@ -158,20 +162,25 @@ def _read_csv_table(path, max_rows: int) -> tuple[list[str], list[list[str]]]:
         raise ClipError(f"{path}: no such file")
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ClipError(f"{path.name}: the file is empty")
-        header = [h.strip() for h in header]
-        rows = []
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise ClipError(f"{path.name}: line {reader.line_num} has {len(row)} fields, "
-                                f"the header has {len(header)}")
-            rows.append(row)
-            if len(rows) > max_rows:
-                raise ClipError(f"{path.name}: more than {max_rows} rows")
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ClipError(f"{path.name}: the file is empty")
+            header = [h.strip() for h in header]
+            rows = []
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise ClipError(f"{path.name}: line {reader.line_num} has {len(row)} fields, "
+                                    f"the header has {len(header)}")
+                rows.append(row)
+                if len(rows) > max_rows:
+                    raise ClipError(f"{path.name}: more than {max_rows} rows")
+        except UnicodeDecodeError:
+            raise ClipError(f"{path.name}: not a text CSV file (not UTF-8) near line {reader.line_num + 1}") from None
+        except csv.Error as e:
+            raise ClipError(f"{path.name}: unreadable CSV at line {reader.line_num} ({e})") from None
     return header, rows
 
 
@@ -329,12 +338,12 @@ def check_zip(zf: zipfile.ZipFile, what: str, max_bytes: int = ZIP_MAX_BYTES,
     """Refuse an archive from its directory alone (nothing is decompressed): absolute or ``..``
     names, symlinks, total size above `max_bytes`, compression ratio above `max_ratio`.
     Returns the file entries."""
-    infos = [i for i in zf.infolist() if not i.is_dir()]
+    infos = [i for i in zf.infolist() if not i.filename.endswith("/")]  # (is_dir() fails on an empty name)
     total = packed = 0
     for info in infos:
         name = info.filename
         parts = re.split(r"[\\/]+", name)
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\0" in name:
+        if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\0" in name:
             raise ClipError(f"{what}: unsafe member path {name!r} (absolute or '..')")
         if stat.S_ISLNK(info.external_attr >> 16):
             raise ClipError(f"{what}: member {name!r} is a symbolic link")
@@ -354,8 +363,11 @@ def check_zip(zf: zipfile.ZipFile, what: str, max_bytes: int = ZIP_MAX_BYTES,
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> bytes:
     """Decompress one checked member in memory, never past its declared size."""
-    with zf.open(info) as f:
-        data = f.read(info.file_size + 1)
+    try:
+        with zf.open(info) as f:
+            data = f.read(info.file_size + 1)
+    except ZIP_ERRORS as e:
+        raise ClipError(f"{what}: member {info.filename!r} is corrupt or unsupported ({e})") from None
     if len(data) > info.file_size:
         raise ClipError(f"{what}: member {info.filename!r} is larger than its header says")
     return data
@@ -364,7 +376,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> bytes
 def _open_zip(path: Path, max_bytes: int, max_ratio: float) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except ZIP_ERRORS as e:
         raise ClipError(f"{path.name}: not a readable zip archive ({e})") from None
     try:
         return zf, check_zip(zf, path.name, max_bytes, max_ratio)
@@ -381,7 +393,7 @@ def parse_obj(data: bytes | str, what: str = "obj", want_faces: bool = True) -> 
     """Vertices (V, 3) float32 and fan-triangulated faces (F, 3) int64 (None unless `want_faces`)
     of OBJ text; extra vertex columns (colours) and uv/normal indices are ignored."""
     if isinstance(data, bytes):
-        data = data.decode("utf-8", errors="replace")
+        data = data.decode("utf-8-sig", errors="replace")
     lines = data.splitlines()
     vlines = [ln[2:] for ln in lines if ln.startswith(("v ", "v\t"))]
     if not vlines:
@@ -735,7 +747,7 @@ def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
     if suffix == ".zip":
         try:
             multiface = _zip_has_multiface_layout(path)
-        except zipfile.BadZipFile:
+        except ZIP_ERRORS:
             raise ClipError(f"{path.name}: not a readable zip file") from None
         if multiface:
             return load_multiface_sequence(path, max_frames=max_frames)

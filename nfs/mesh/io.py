@@ -167,7 +167,7 @@ def _extension(filename: str) -> str:
 
 
 def _check_not_empty(data: bytes, filename: str) -> None:
-    if len(data) == 0 or not data.strip():
+    if len(data) == 0 or (not data[:65536].strip() and not data.strip()):  # strip() copies: only when needed
         raise MeshError(f"{filename}: empty file")
 
 
@@ -197,10 +197,15 @@ def _finish(mesh: RawMesh, filename: str, max_vertices: int) -> RawMesh:
 
 
 def _decode_text(data: bytes, filename: str, kind: str) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a byte-order mark
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise MeshError(f"{filename}: unreadable {kind} file (broken UTF-16 text)") from None
     if b"\x00" in data[:65536]:
         raise MeshError(f"{filename}: unreadable {kind} file (binary data, not text)")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a UTF-8 byte-order mark must not hide the first line
     except UnicodeDecodeError:
         text = data.decode("latin-1")
         printable = sum(c.isprintable() or c.isspace() for c in text[:65536]) / max(1, len(text[:65536]))
@@ -231,6 +236,8 @@ def _parse_floats(rows: list[str], width: int, filename: str, what: str) -> np.n
 
 
 def _read_obj(data: bytes, filename: str, max_vertices: int) -> RawMesh:
+    # refuse a huge file before decoding and splitting it (a lower bound: lines starting with 'v ')
+    _check_vertex_limit(data.count(b"\nv ") + data.startswith(b"v "), filename, max_vertices)
     text = _decode_text(data, filename, "OBJ").replace("\\\n", " ").replace("\t", " ")
     lines = [ln.lstrip() for ln in text.splitlines()]
     v_rows = [ln[2:] for ln in lines if ln.startswith("v ")]
@@ -253,7 +260,7 @@ def _read_obj(data: bytes, filename: str, max_vertices: int) -> RawMesh:
         v_idx = np.where(v_idx < 0, np.repeat(v_before, counts) + v_idx + 1, v_idx)
         vt_idx = np.where(vt_idx < 0, np.repeat(vt_before, counts) + vt_idx + 1, vt_idx)
     v_idx, vt_idx = v_idx - 1, vt_idx - 1  # vt_idx -1: corner without texture coordinate
-    if v_idx.max() >= n_v or v_idx.min() < 0:
+    if v_idx.size and (v_idx.max() >= n_v or v_idx.min() < 0):  # no corners at all: a point cloud, below
         bad = int(v_idx.max() + 1) if v_idx.max() >= n_v else int(v_idx.min())
         raise MeshError(f"{filename}: face index out of range ({bad} with {n_v} vertices)")
 
@@ -289,7 +296,10 @@ def _parse_obj_faces(rows: list[str], filename: str) -> tuple[np.ndarray, np.nda
             fields = 1 + slashes - int(double)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                flat = np.fromstring(numbers, dtype=np.int64, sep=" ")
+                try:
+                    flat = np.fromstring(numbers, dtype=np.int64, sep=" ")
+                except ValueError:  # a non-number (NumPy 2 raises): the general path below reports it
+                    flat = np.zeros(0, np.int64)
             if flat.size == total * fields:
                 table = flat.reshape(total, fields)
                 vt = table[:, 1] if (slashes >= 1 and not double) else np.zeros(total, np.int64)
@@ -300,7 +310,7 @@ def _parse_obj_faces(rows: list[str], filename: str) -> tuple[np.ndarray, np.nda
     try:
         v_idx = np.array([p[0] for p in parts], dtype=np.int64)
         vt_idx = np.array([int(p[1]) if len(p) > 1 and p[1] else 0 for p in parts], dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an index beyond int64
         raise MeshError(f"{filename}: malformed face line") from None
     return counts, v_idx, vt_idx
 
@@ -340,6 +350,8 @@ def _read_off(data: bytes, filename: str, max_vertices: int) -> RawMesh:
         n_v, n_f = (int(x) for x in rest[0].split()[:2])
     except (ValueError, IndexError):
         raise MeshError(f"{filename}: unreadable OFF file (bad vertex/face counts)") from None
+    if n_v < 0 or n_f < 0:
+        raise MeshError(f"{filename}: unreadable OFF file (negative vertex/face counts)")
     _check_vertex_limit(n_v, filename, max_vertices)
     if len(rest) < 1 + n_v + n_f:
         raise MeshError(f"{filename}: truncated OFF file ({len(rest) - 1} rows, header promises {n_v + n_f})")
@@ -348,11 +360,11 @@ def _read_off(data: bytes, filename: str, max_vertices: int) -> RawMesh:
         raise MeshError("point clouds are not supported")
     try:
         face_rows = [np.array(r.split(), dtype=np.int64) for r in rest[1 + n_v : 1 + n_v + n_f]]
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a number beyond int64
         raise MeshError(f"{filename}: malformed face row") from None
     counts = np.array([row[0] for row in face_rows], np.int64)
-    if any(len(row) < 1 + c for row, c in zip(face_rows, counts)):
-        raise MeshError(f"{filename}: malformed face row (fewer indices than its count)")
+    if (counts < 0).any() or any(len(row) < 1 + c for row, c in zip(face_rows, counts)):
+        raise MeshError(f"{filename}: malformed face row (negative count or fewer indices than its count)")
     flat = np.concatenate([row[1 : 1 + c] for row, c in zip(face_rows, counts)]) if n_f else np.zeros(0, np.int64)
     faces, polygon = fan_triangulate(counts, flat)
     notes = [f"triangulated {int((counts > 3).sum())} polygons with more than 3 corners"] if (counts > 3).any() else []
