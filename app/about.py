@@ -1,0 +1,95 @@
+"""Text for the About panel: the device in use, the model card, the region legend and the heat-map scale."""
+from __future__ import annotations
+
+import html
+import platform
+
+import numpy as np
+
+from nfs.regions import REGION_NAMES, region_colors
+
+from app.viewer import heat_colors
+
+_CARD_HIDDEN = {"config", "train_config"}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_lines() -> list[str]:
+    import os
+
+    import torch
+    lines = []
+    if torch.cuda.is_available():
+        lines.append(f"device: GPU available ({torch.cuda.get_device_name(0)}); the app runs the model on the CPU")
+    else:
+        lines.append("device: CPU (no GPU)")
+    lines.append(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}")
+    lines.append(f"torch {torch.__version__}, Python {platform.python_version()}")
+    return lines
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def model_card_markdown(card: dict, model_dir: str, untrained: bool = False) -> str:
+    if untrained:
+        return ("**Model: untrained random weights (`--random-init`, development only).** Results are "
+                "meaningless; start the app without `--random-init` to use the shipped model.")
+    lines = [f"**Model** from `{model_dir}`"]
+    if "training_data" in card:
+        lines.append(f"- training data: {card['training_data']}")
+    for key in ("preset", "step", "wall_time_s", "device", "bf16"):
+        if key in card:
+            lines.append(f"- {key.replace('_', ' ')}: {_fmt(card[key])}")
+    held_out = {k: v for k, v in card.items() if k.startswith(("val", "held", "test", "eval"))}
+    if held_out:
+        lines.append("- held-out errors: " + ", ".join(f"{k} {_fmt(v)}" for k, v in held_out.items()))
+    else:
+        lines.append("- held-out errors: not recorded in this model card (interim checkpoint)")
+    others = {k: v for k, v in card.items() if k not in _CARD_HIDDEN | set(held_out)
+              and k not in ("training_data", "preset", "step", "wall_time_s", "device", "bf16")}
+    for k, v in others.items():
+        lines.append(f"- {k.replace('_', ' ')}: {_fmt(v)}")
+    cfg = card.get("config", {})
+    if cfg:
+        lines.append(f"- network: width {cfg.get('width')}, {cfg.get('n_blocks')} blocks, k_eig {cfg.get('k_eig')}, "
+                     f"code dim {cfg.get('code_dim')}, {cfg.get('n_regions')} regions")
+    return "\n".join(lines)
+
+
+def _swatch(rgb, text: str) -> str:
+    r, g, b = (int(x) for x in rgb)
+    return (f'<span style="display:inline-flex;align-items:center;margin:2px 10px 2px 0;font-size:13px">'
+            f'<span style="width:14px;height:14px;border-radius:3px;margin-right:5px;border:1px solid #0003;'
+            f'background:rgb({r},{g},{b})"></span>{html.escape(text)}</span>')
+
+
+def region_legend_html() -> str:
+    """The predicted-region colours (as drawn by the viewer) with their names."""
+    colors = region_colors()
+    items = "".join(_swatch(colors[i], name) for i, name in enumerate(REGION_NAMES))
+    return f'<div id="region-legend" style="line-height:1.6">{items}</div>'
+
+
+def heat_legend_html(code_name: str = "", peak: float | None = None) -> str:
+    colors = heat_colors()
+    stops = ", ".join(f"rgb({c[0]},{c[1]},{c[2]})" for c in colors)
+    top = f"{peak:.3g}" if peak is not None and np.isfinite(peak) else "max"
+    return (f'<div style="font-size:13px">skinning weight{(" of " + html.escape(code_name)) if code_name else ""}: '
+            f'<span style="display:inline-block;width:160px;height:12px;vertical-align:middle;margin:0 6px;'
+            f'background:linear-gradient(90deg,{stops})"></span>0 … {top} (normalised by the largest weight)</div>')

@@ -1,0 +1,490 @@
+"""One browser session's work: its target, clip, last result, slider edits, temp dir and leased viewer.
+
+Everything heavy goes through `nfs.pipeline`; this module only keeps results and turns them into the arrays a
+`Viewer` draws. A new target, clip or run replaces the old one only once it has succeeded, so a failed step
+never loses the user's previous result. Sessions are kept in a `SessionRegistry` (keyed by Gradio's
+session hash) that closes them when the browser tab goes away or after a long idle time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from nfs.clips import Clip, load_clip
+from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict
+from nfs.mesh.io import SUPPORTED_EXTENSIONS, MeshError
+from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, prepare_target, retarget,
+                          rig_shapes, source_preview_frames)
+
+from app.alignment import compose_alignment
+from app.edits import SCOPES, Edits
+from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool
+
+log = logging.getLogger("nfs.app")
+Progress = Callable[[float, str], None]
+MAX_UPLOAD_MB = 50
+LOW_CONFIDENCE = 0.3
+WEIGHT_MAX = 1.5          # retarget clips edited weights to [0, 1.5]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    pass
+
+
+def truncate_clip(clip: Clip, max_frames: int) -> Clip:
+    """The first `max_frames` frames of a clip (0: all)."""
+    if not max_frames or clip.n_frames <= max_frames:
+        return clip
+    note = f"truncated to the first {max_frames} of {clip.n_frames} frames (--max-frames)"
+    if clip.kind == "codes":
+        return dataclasses.replace(clip, codes=clip.codes[:max_frames], warnings=clip.warnings + [note])
+    return dataclasses.replace(clip, frames=clip.frames[:max_frames], warnings=clip.warnings + [note])
+
+
+class Session:
+    def __init__(self, sid: str, root: Path, model, pool: ViewerPool | None, max_frames: int = 0):
+        self.id = sid
+        self.dir = Path(tempfile.mkdtemp(prefix=f"session_{sid[:10]}_", dir=root))
+        self.model, self.pool, self.max_frames = model, pool, max_frames
+        self.lock = threading.RLock()
+        self.last_active = time.time()
+        self.closed = False
+        self.target: PreparedTarget | None = None
+        self.auto_alignment = None
+        self.override = {"up": "auto", "flip": False, "scale": 1.0}
+        self.target_reused = False
+        self.clip: Clip | None = None
+        self.clip_key = ""
+        self.result: RetargetResult | None = None
+        self.result_dir: Path | None = None
+        self.result_offsets: np.ndarray | None = None    # (T, 53) offsets the result was decoded with
+        self.result_clip_key = ""
+        self.result_settings: dict = {}
+        self.edits = Edits()
+        self._offsets: np.ndarray | None = None          # (T, 53) current edits, None when there are none
+        self._rigs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._rig_lock = threading.Lock()
+        self._source_cache: dict[str, Callable] = {}
+        self._viewer: Viewer | None = None
+        self._runs = 0
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def touch(self) -> None:
+        self.last_active = time.time()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            log.info("session %s closed", self.id[:10])
+            if self._viewer is not None and self.pool is not None:
+                self.pool.release(self._viewer, self)
+            self._viewer = None
+            self.result = None
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------------------ viewer
+    @property
+    def viewer(self) -> Viewer | None:
+        """This session's viewer, leased and drawn on first use; None while all viewers are in use."""
+        if self.pool is None or self.closed:
+            return None
+        with self.lock:
+            if not self.pool.owned_by(self._viewer, self):
+                self._viewer = self.pool.acquire(self)
+                if self._viewer is not None:
+                    self._viewer.show(self.view_content())
+            return self._viewer
+
+    def viewer_url(self) -> str:
+        v = self.viewer
+        if v is None:
+            return ""
+        return v.share_url or v.url
+
+    def redraw(self, reset_camera: bool = True) -> None:
+        v = self.viewer
+        if v is not None:
+            v.show(self.view_content(), reset_camera=reset_camera)
+
+    # ------------------------------------------------------------------------------------------ target
+    def load_target(self, path: str | Path, progress: Progress = _no_progress) -> PreparedTarget:
+        """Copy an uploaded (or demo) mesh into the session dir and prepare it (cached by content)."""
+        src = Path(path)
+        if not src.is_file():
+            raise MeshError(f"{src.name}: file not found")
+        if src.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise MeshError(f"{src.name}: unsupported mesh format {src.suffix or '(none)'}; use "
+                            f"{', '.join(e.lstrip('.').upper() for e in SUPPORTED_EXTENSIONS)}")
+        size_mb = src.stat().st_size / 1e6
+        if size_mb > MAX_UPLOAD_MB:
+            raise MeshError(f"{src.name}: {size_mb:.0f} MB is over the {MAX_UPLOAD_MB} MB upload limit")
+        dest_dir = self.dir / "targets" / f"{time.time_ns()}"
+        dest_dir.mkdir(parents=True)
+        dest = dest_dir / src.name
+        shutil.copyfile(src, dest)
+        called = []
+
+        def track(fraction, message):
+            called.append(fraction)
+            progress(fraction, message)
+
+        try:
+            prepared = prepare_target(dest, self.model, progress=track, name=src.stem)
+        except Exception:
+            shutil.rmtree(dest_dir, ignore_errors=True)
+            raise
+        with self.lock:
+            self.target = prepared
+            self.auto_alignment = prepared.alignment
+            self.override = {"up": "auto", "flip": False, "scale": 1.0}
+            self.target_reused = not called       # prepare_target reports no progress on a cache hit
+        self.redraw()
+        self.bake_rig_in_background(prepared)
+        return prepared
+
+    def override_alignment(self, up: str, flip: bool, scale: float, progress: Progress = _no_progress):
+        """Re-prepare the current target with a composed alignment (auto/False/1 returns to the automatic one)."""
+        if self.target is None:
+            raise ValueError("load a target mesh first")
+        alignment = compose_alignment(self.auto_alignment, self.target.clean.skin_points, up, flip, scale)
+        called = []
+
+        def track(fraction, message):
+            called.append(fraction)
+            progress(fraction, message)
+
+        prepared = prepare_target(self.target.raw, self.model, alignment=alignment, progress=track,
+                                  name=self.target.name)
+        with self.lock:
+            self.target = prepared
+            self.override = {"up": up, "flip": bool(flip), "scale": float(scale)}
+            self.target_reused = not called
+        self.redraw()
+        self.bake_rig_in_background(prepared)
+        return prepared
+
+    @property
+    def alignment_override(self):
+        """The Alignment passed to the pipeline: None while the automatic one is in use."""
+        if self.target is None or self.override == {"up": "auto", "flip": False, "scale": 1.0}:
+            return None
+        return self.target.alignment
+
+    def target_report(self) -> tuple[list[str], list[str]]:
+        """(intake summary lines, warnings) of the current target."""
+        t = self.target
+        if t is None:
+            return [], []
+        lines = [f"**{t.name}** — {t.n_vertices:,} vertices"] + list(t.raw.notes) + t.summary()
+        if len(t.clean.other_components) == 0:
+            lines.append("components: 1 (skin only)")
+        else:
+            lines.append(f"components: skin + {len(t.clean.other_components)} others (they follow the skin)")
+        if self.override != {"up": "auto", "flip": False, "scale": 1.0}:
+            o = self.override
+            lines.append(f"manual alignment: up {o['up']}, flip {'yes' if o['flip'] else 'no'}, "
+                         f"scale x{o['scale']:g}")
+        lines.append("preparation: reused (same mesh prepared before)" if self.target_reused
+                     else "preparation: computed")
+        warnings = []
+        if t.alignment.confidence < LOW_CONFIDENCE:
+            warnings.append(f"low alignment confidence ({t.alignment.confidence:.2f}): check the mesh against "
+                            "the blue ICT template in the viewer and use the manual alignment override")
+        return lines, warnings
+
+    # ------------------------------------------------------------------------------------------ clip
+    def set_clip(self, spec: str, key: str | None = None) -> Clip:
+        """Load a clip (built-in name or uploaded file) unless it is the one already loaded."""
+        key = key or str(spec)
+        if self.clip is not None and key == self.clip_key:
+            return self.clip
+        clip = truncate_clip(load_clip(spec), self.max_frames)
+        with self.lock:
+            if self.clip is None or clip.n_frames != self.clip.n_frames:
+                self.edits.clear_keys()     # frame edits belong to frames of the old clip
+            self.clip, self.clip_key = clip, key
+            self._update_offsets()
+        self.redraw()
+        return clip
+
+    def clip_report(self) -> list[str]:
+        c = self.clip
+        if c is None:
+            return []
+        kind = "ICT FACS weights" if c.kind == "codes" else f"mesh sequence, {c.frames.shape[1]:,} vertices"
+        return [f"**{c.name}** — {c.n_frames} frames, {c.fps:g} fps, {c.duration_s:.1f} s ({kind})"] + c.warnings
+
+    # ------------------------------------------------------------------------------------------ run
+    def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress
+            ) -> RetargetResult:
+        """Retarget the clip onto the target with the current edits; write all exports to a new run dir."""
+        if self.target is None:
+            raise ValueError("load a target mesh first")
+        if self.clip is None:
+            raise ValueError("choose a source clip first")
+        if not np.isfinite(smoothing_sigma) or not 0.0 <= smoothing_sigma <= 20.0:
+            raise ValueError(f"smoothing must be between 0 and 20 frames, got {smoothing_sigma}")
+        if not np.isfinite(gain) or not 0.0 <= gain <= 1.5:
+            raise ValueError(f"gain must be between 0 and 1.5, got {gain}")
+        target, clip, clip_key = self.target, self.clip, self.clip_key
+        offsets = self.edits.offsets(clip.n_frames, clip.fps) if self.edits.active else None
+        self._runs += 1
+        out = self.dir / f"run_{self._runs}"
+        try:
+            result = retarget(target.raw, clip, out, model=self.model, exports=EXPORT_KINDS,
+                              smoothing_sigma=float(smoothing_sigma), gain=float(gain),
+                              alignment=self.alignment_override, code_offset=offsets,
+                              progress=lambda f, m: progress(0.9 * f, m))
+            progress(0.92, "baking the linear rig for live edits")
+            self.ensure_rig(result.target)
+        except Exception:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        with self.lock:
+            old = self.result_dir
+            self.result, self.result_dir, self.result_clip_key = result, out, clip_key
+            self.result_offsets = offsets
+            self.result_settings = {"smoothing": float(smoothing_sigma), "gain": float(gain)}
+            self.target = result.target
+        if old is not None and old != out:
+            shutil.rmtree(old, ignore_errors=True)
+        self.redraw()
+        progress(1.0, "done")
+        return result
+
+    def result_valid(self) -> bool:
+        """The last result belongs to the current target (same preparation) and clip."""
+        r = self.result
+        return (r is not None and self.target is not None and r.target.key == self.target.key
+                and self.result_clip_key == self.clip_key)
+
+    def result_report(self) -> list[str]:
+        r = self.result
+        if r is None:
+            return []
+        lines = [f"**{r.target.name} ← {r.source.name}**: {r.source.n_frames} frames at {r.source.fps:g} fps, "
+                 f"{r.target.n_vertices:,} vertices; smoothing {self.result_settings.get('smoothing', 0):g}, "
+                 f"gain {self.result_settings.get('gain', 1):g}"]
+        if r.rig_error_mm is not None:
+            lines.append(f"baked rig vs network on this clip: {r.rig_error_mm:.2f} mm mean")
+        lines.append("times: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
+        if self.result_offsets is not None:
+            lines.append("slider edits included in the exports")
+        if self.edits.active and not self._offsets_match_result():
+            lines.append("⚠ slider edits changed since this run: press **Retarget & export** to include them")
+        if not self.result_valid():
+            lines.append("⚠ target or clip changed since this run (the files below are from the previous run)")
+        return lines
+
+    def _offsets_match_result(self) -> bool:
+        a, b = self._offsets, self.result_offsets
+        if a is None or b is None:
+            return a is None and b is None
+        return a.shape == b.shape and bool(np.allclose(a, b))
+
+    # ------------------------------------------------------------------------------------------ edits
+    def ensure_rig(self, target: PreparedTarget | None = None, progress: Progress = _no_progress):
+        """(neutral, deltas) of the baked linear rig of a target, computed once per preparation."""
+        target = target or self.target
+        if target is None:
+            raise ValueError("load a target mesh first")
+        with self._rig_lock:                      # a background bake of the same target finishes first
+            if target.key not in self._rigs:
+                progress(0.1, "baking the linear rig (once per target)")
+                self._rigs[target.key] = rig_shapes(target, self.model)
+                while len(self._rigs) > 2:
+                    self._rigs.pop(next(iter(self._rigs)))
+            return self._rigs[target.key]
+
+    def bake_rig_in_background(self, target: PreparedTarget) -> None:
+        """Bake the rig right after a target is prepared, so the first slider edit is already instant."""
+
+        def bake():
+            try:
+                if not self.closed and self.target is target:
+                    self.ensure_rig(target)
+            except Exception:  # noqa: BLE001 - an edit will bake again and report the error
+                log.exception("background rig bake failed")
+
+        threading.Thread(target=bake, name=f"rig-{self.id[:8]}", daemon=True).start()
+
+    def _update_offsets(self) -> None:
+        c = self.clip
+        self._offsets = self.edits.offsets(c.n_frames, c.fps) if (c is not None and self.edits.active) else None
+
+    def current_frame(self) -> int:
+        v = self._viewer
+        return int(v.frame) if v is not None and self.pool is not None and self.pool.owned_by(v, self) else 0
+
+    def apply_edit(self, scope: str, values, frame: int | None = None, progress: Progress = _no_progress) -> int:
+        """Set the sliders of a scope (frame edits at `frame`, default the viewer's frame); redraw at once."""
+        if scope not in SCOPES:
+            raise ValueError(f"unknown edit scope {scope!r}; choose one of {', '.join(SCOPES)}")
+        frame = self.current_frame() if frame is None else int(frame)
+        if self.clip is not None and not 0 <= frame < self.clip.n_frames:
+            raise ValueError(f"frame {frame} is outside the clip (0..{self.clip.n_frames - 1})")
+        if self.target is not None:
+            self.ensure_rig(progress=progress)
+        with self.lock:
+            self.edits.set(scope, frame, values)
+            self._update_offsets()
+        v = self.viewer
+        if v is not None:
+            v.seek(frame) if scope == SCOPES[1] else v.refresh()
+        return frame
+
+    def reset_edits(self) -> None:
+        with self.lock:
+            self.edits.reset()
+            self._update_offsets()
+        v = self.viewer
+        if v is not None:
+            v.refresh()
+
+    def status(self) -> dict:
+        """A JSON summary of the session (for the API and tests)."""
+        t, c, r = self.target, self.clip, self.result
+        return {
+            "target": None if t is None else {"name": t.name, "vertices": t.n_vertices, "key": t.key,
+                                              "confidence": round(float(t.alignment.confidence), 4),
+                                              "reused": self.target_reused, "override": dict(self.override)},
+            "clip": None if c is None else {"name": c.name, "frames": c.n_frames, "fps": c.fps, "kind": c.kind},
+            "result": None if r is None else {"target": r.target.name, "clip": r.source.name,
+                                              "frames": r.source.n_frames, "valid": self.result_valid(),
+                                              "exports": {k: str(p) for k, p in r.exports.items()},
+                                              "rig_error_mm": r.rig_error_mm},
+            "edits": self.edits.describe(),
+            "viewer_url": self.viewer_url(),
+        }
+
+    # ------------------------------------------------------------------------------------------ view
+    def _source_view(self) -> SourceView | None:
+        clip = self.clip
+        if clip is None:
+            return None
+        if self.clip_key not in self._source_cache:
+            codes = clip.codes if clip.kind == "codes" else np.zeros((clip.n_frames, N_EXPRESSION), np.float32)
+            self._source_cache = {self.clip_key: source_preview_frames(
+                SourceCodes(clip.name, clip.fps, codes, clip.kind), clip)}
+        frames = self._source_cache[self.clip_key]
+        faces = frames(0)[1]
+        return SourceView(title=f"source: {clip.name}", faces=np.asarray(faces),
+                          frame=lambda i: np.asarray(frames(i)[0], np.float64))
+
+    def _target_view(self) -> TargetView | None:
+        t = self.target
+        if t is None:
+            return None
+        align, base, rigs, key = t.alignment, t.raw.vertices, self._rigs, t.key
+        valid = self.result_valid()
+        if valid:
+            frames = self.result.frames()
+            base_w = self.result.source.weights
+            run_off = self.result_offsets
+
+            def frame(i: int) -> np.ndarray:
+                v = np.asarray(frames[min(i, len(frames) - 1)], np.float64)
+                now, rig = self._offsets, rigs.get(key)
+                if rig is not None and (now is not None or run_off is not None):
+                    i = min(i, len(base_w) - 1)
+                    w0 = base_w[i] - (run_off[i] if run_off is not None else 0.0)
+                    w = np.clip(w0 + (now[i] if now is not None else 0.0), 0.0, WEIGHT_MAX)
+                    d = w - base_w[i]
+                    if np.any(np.abs(d) > 1e-6):
+                        v = v + np.tensordot(d, rig[1], axes=(0, 0))
+                return align.apply(v)
+        else:                                    # not run yet: the neutral mesh, plus any slider edits (rig)
+
+            def frame(i: int) -> np.ndarray:
+                now, rig = self._offsets, rigs.get(key)
+                if rig is None or now is None:
+                    return align.apply(base)
+                w = np.clip(now[min(i, len(now) - 1)], 0.0, WEIGHT_MAX)
+                return align.apply(base + np.tensordot(w, rig[1], axes=(0, 0)))
+
+        m = t.binding.matrix
+        weights = t.skinning_weights
+        names = list(EXPRESSION_NAMES) + [f"free_{j}" for j in range(weights.shape[1] - N_EXPRESSION)]
+        return TargetView(title=f"target: {t.name}" + ("" if valid else " (aligned, not run)"), faces=t.raw.faces,
+                          frame=frame, labels=t.region_labels_original(),
+                          weights=lambda k: np.asarray(m @ weights[:, k]).ravel(),
+                          code_names=names)
+
+    def peak_frame(self) -> int:
+        """The frame with the strongest expression (where the viewer starts after a run)."""
+        if self.result_valid():
+            return int(np.argmax(self.result.source.weights.sum(1)))
+        if self.clip is not None and self.clip.kind == "codes":
+            return int(np.argmax(self.clip.codes.sum(1)))
+        return 0
+
+    def view_content(self) -> ViewContent:
+        with self.lock:
+            clip = self.clip
+            n = clip.n_frames if clip is not None else 1
+            fps = clip.fps if clip is not None else 30.0
+            valid = self.result_valid()
+            parts = []
+            if clip is not None:
+                parts.append(f"source **{clip.name}** ({n} frames, {fps:g} fps)")
+            if self.target is not None:
+                parts.append(f"target **{self.target.name}**" + (" — retargeted" if valid else " — not run yet"))
+            if self.edits.active:
+                parts.append(f"edits: {self.edits.describe()}")
+            template = None
+            if self.target is not None:
+                ict = load_ict()
+                template = (np.asarray(ict.neutral[: ict.skin_count], np.float64), ict.region_faces("skin"))
+            return ViewContent(n_frames=n, fps=fps, source=self._source_view(), target=self._target_view(),
+                               template=template, show_template=self.target is not None and not valid,
+                               start_frame=self.peak_frame(), caption=" · ".join(parts))
+
+
+class SessionRegistry:
+    """Sessions by Gradio session hash; idle ones (API clients send no tab-close event) are reaped."""
+
+    def __init__(self, root: Path, model, pool: ViewerPool | None, max_frames: int = 0, max_idle_s: float = 3600):
+        self.root, self.model, self.pool, self.max_frames, self.max_idle_s = root, model, pool, max_frames, max_idle_s
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sid: str) -> Session:
+        with self._lock:
+            s = self._sessions.get(sid)
+            if s is None or s.closed:
+                s = self._sessions[sid] = Session(sid, self.root, self.model, self.pool, self.max_frames)
+        s.touch()
+        return s
+
+    def close(self, sid: str) -> None:
+        with self._lock:
+            s = self._sessions.pop(sid, None)
+        if s is not None:
+            s.close()
+
+    def reap(self) -> int:
+        now = time.time()
+        with self._lock:
+            idle = [sid for sid, s in self._sessions.items() if now - s.last_active > self.max_idle_s]
+        for sid in idle:
+            self.close(sid)
+        return len(idle)
+
+    def close_all(self) -> None:
+        with self._lock:
+            sids = list(self._sessions)
+        for sid in sids:
+            self.close(sid)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
