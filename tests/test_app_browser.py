@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,23 +43,29 @@ class Browser:
     def __init__(self, size=(1400, 1000)):
         from websockets.sync.client import connect
         self.dir = tempfile.mkdtemp(prefix="nfs_chromium_")
+        self.ws = None
+        # its own process group, so close() also ends every helper process of this browser
         self.proc = subprocess.Popen([CHROMIUM, *BASE_FLAGS, f"--user-data-dir={self.dir}",
                                       f"--window-size={size[0]},{size[1]}", "--remote-debugging-port=0",
-                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = Path(self.dir) / "DevToolsActivePort"
-        deadline = time.time() + 30
-        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
-            if time.time() > deadline:
-                self.close()
-                raise TimeoutError("Chromium did not open its DevTools port")
-            time.sleep(0.05)
-        port = int(port_file.read_text().split()[0])
-        pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
-        self.ws = connect([p for p in pages if p["type"] == "page"][0]["webSocketDebuggerUrl"], max_size=None,
-                          open_timeout=10)
-        self.n, self.requests, self.contexts = 0, [], {}
-        for method in ("Page.enable", "Network.enable", "Runtime.enable", "DOM.enable"):
-            self.call(method)
+                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        try:
+            port_file = Path(self.dir) / "DevToolsActivePort"
+            deadline = time.time() + 30
+            while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+                if time.time() > deadline:
+                    raise TimeoutError("Chromium did not open its DevTools port")
+                time.sleep(0.05)
+            port = int(port_file.read_text().split()[0])
+            pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+            self.ws = connect([p for p in pages if p["type"] == "page"][0]["webSocketDebuggerUrl"], max_size=None,
+                              open_timeout=10)
+            self.n, self.requests, self.contexts = 0, [], {}
+            for method in ("Page.enable", "Network.enable", "Runtime.enable", "DOM.enable"):
+                self.call(method)
+        except BaseException:
+            self.close()
+            raise
 
     def _event(self, msg: dict) -> None:
         if msg.get("method") == "Network.requestWillBeSent":
@@ -119,15 +126,21 @@ class Browser:
         return np.asarray(Image.open(path).convert("RGB"))
 
     def close(self) -> None:
-        try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001
-            pass
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        if self.ws is not None:
+            try:
+                self.ws.close()
+            except Exception:  # noqa: BLE001
+                pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
