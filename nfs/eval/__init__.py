@@ -1,0 +1,2 @@
+"""Evaluation of expression cloning on held-out ICT faces: benchmark data with exact ground truth (`benchmark`),
+metrics (`metrics`), classical baselines (`baselines`), the `python -m nfs eval` runner (`run`) and figures."""

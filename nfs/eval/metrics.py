@@ -1,0 +1,124 @@
+"""Error metrics of predicted expression displacements against ground truth (plain numpy).
+
+Displacements and positions are in ICT centimetres; every metric reports millimetres (x10) unless named.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+CM_TO_MM = 10.0
+
+
+def vertex_errors_mm(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-vertex position error (T, M) in mm of displacements pred, gt (T, V, 3) cm, on mask (V,) vertices."""
+    d = pred - gt if mask is None else pred[:, mask] - gt[:, mask]
+    return np.linalg.norm(d, axis=-1) * CM_TO_MM
+
+
+def position_stats(err_mm: np.ndarray) -> dict:
+    """mean, RMS and 95th percentile (mm) of per-vertex errors (any shape)."""
+    e = np.asarray(err_mm, np.float64).ravel()
+    if e.size == 0:
+        return {"mean_mm": np.nan, "rms_mm": np.nan, "p95_mm": np.nan}
+    return {"mean_mm": float(e.mean()), "rms_mm": float(np.sqrt((e ** 2).mean())),
+            "p95_mm": float(np.percentile(e, 95))}
+
+
+def mean_squared_error_mm2(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
+    """The paper's protocol figure: mean over frames and mask vertices of the squared per-vertex error, mm^2."""
+    e = vertex_errors_mm(pred, gt, mask)
+    return float((e.astype(np.float64) ** 2).mean()) if e.size else float("nan")
+
+
+def amplitude_gain(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
+    """Least-squares gain g minimising |g gt - pred| over frames and mask vertices: <pred, gt> / <gt, gt>.
+    1 = the right amplitude, < 1 = damped (too small) expressions."""
+    p, g = pred[:, mask].astype(np.float64), gt[:, mask].astype(np.float64)
+    den = float((g * g).sum())
+    return float((p * g).sum() / den) if den > 0 else float("nan")
+
+
+def incidence(faces: np.ndarray, n_vertices: int) -> sp.csr_matrix:
+    """(V, F) vertex-face incidence: sums face values onto their corners."""
+    f = np.asarray(faces, np.int64)
+    rows = f.ravel()
+    cols = np.repeat(np.arange(len(f)), 3)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, len(f)))
+
+
+def batch_vertex_normals(positions: np.ndarray, faces: np.ndarray, inc: sp.csr_matrix | None = None) -> np.ndarray:
+    """(T, V, 3) positions -> (T, V, 3) area-weighted unit vertex normals (zero where undefined)."""
+    p = np.asarray(positions, np.float64)
+    t, v, _ = p.shape
+    inc = incidence(faces, v) if inc is None else inc
+    a, b, c = p[:, faces[:, 0]], p[:, faces[:, 1]], p[:, faces[:, 2]]
+    fn = np.cross(b - a, c - a)                                   # (T, F, 3)
+    n = (inc @ fn.transpose(1, 0, 2).reshape(len(faces), -1)).reshape(v, t, 3).transpose(1, 0, 2)
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    return n / np.maximum(norm, 1e-20)
+
+
+def normal_angle_deg(pred_pos: np.ndarray, gt_pos: np.ndarray, faces: np.ndarray, mask: np.ndarray,
+                     inc: sp.csr_matrix | None = None, gt_normals: np.ndarray | None = None) -> float:
+    """Mean angle (degrees) between predicted and ground-truth vertex normals of deformed meshes (T, V, 3),
+    over frames and mask vertices."""
+    n_p = batch_vertex_normals(pred_pos, faces, inc)[:, mask]
+    n_g = (batch_vertex_normals(gt_pos, faces, inc) if gt_normals is None else gt_normals)[:, mask]
+    cos = np.clip((n_p * n_g).sum(-1), -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)).mean())
+
+
+def gap_error_mm(pred_pos: np.ndarray, gt_pos: np.ndarray, pairs: np.ndarray) -> float:
+    """Closure error: mean over frames and vertex pairs (P, 2) of | |p_a - p_b| - |g_a - g_b| | in mm
+    (eyelid or lip opening of the prediction vs the ground truth). NaN without pairs."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        return float("nan")
+    gp = np.linalg.norm(pred_pos[:, pairs[:, 0]] - pred_pos[:, pairs[:, 1]], axis=-1)
+    gg = np.linalg.norm(gt_pos[:, pairs[:, 0]] - gt_pos[:, pairs[:, 1]], axis=-1)
+    return float(np.abs(gp - gg).mean() * CM_TO_MM)
+
+
+def landmark_pairs(landmarks: np.ndarray, pairs) -> np.ndarray:
+    """(P, 2) target vertex pairs for dlib landmark index pairs, skipping missing (-1) or coincident ones."""
+    out = [(landmarks[a], landmarks[b]) for a, b in pairs
+           if landmarks[a] >= 0 and landmarks[b] >= 0 and landmarks[a] != landmarks[b]]
+    return np.array(out, np.int64).reshape(-1, 2)
+
+
+def jitter_mm(displacement: np.ndarray, segments, mask: np.ndarray) -> float:
+    """Temporal jitter: mean norm of the second difference x[t+1] - 2 x[t] + x[t-1] (mm / frame^2) over the
+    mask vertices and the interior frames of each (name, start, stop) run of consecutive frames."""
+    vals = []
+    for _, s, e in segments:
+        x = displacement[s:e][:, mask]
+        if len(x) >= 3:
+            vals.append(np.linalg.norm(x[2:] - 2 * x[1:-1] + x[:-2], axis=-1).ravel())
+    return float(np.concatenate(vals).mean() * CM_TO_MM) if vals else float("nan")
+
+
+def code_error(recovered: np.ndarray, weights: np.ndarray) -> float:
+    """Mean absolute difference of (T, 53) FACS weights."""
+    return float(np.abs(np.asarray(recovered) - np.asarray(weights)).mean())
+
+
+def label_agreement(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Percentage of vertices whose predicted region label equals the ground-truth one (gt < 0 ignored)."""
+    ok = gt >= 0
+    return float(100.0 * (pred[ok] == gt[ok]).mean()) if ok.any() else float("nan")
+
+
+def rigid_residual_mm(rest: np.ndarray, moved: np.ndarray) -> float:
+    """How far (T, N, 3) moved copies of rest points (N, 3) are from a rigid motion of them: mean distance (mm)
+    after the best rotation + translation per frame (Kabsch)."""
+    c0 = rest.mean(0)
+    a = rest - c0
+    out = []
+    for m in moved:
+        c1 = m.mean(0)
+        u, _, vt = np.linalg.svd(a.T @ (m - c1))
+        d = np.sign(np.linalg.det(u @ vt))
+        r = (u @ np.diag([1.0, 1.0, d]) @ vt).T
+        out.append(np.linalg.norm(a @ r.T + c1 - m, axis=-1).mean())
+    return float(np.mean(out) * CM_TO_MM)
