@@ -23,13 +23,22 @@ def cmd_train(argv: list[str]) -> int:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--predicted-code-fraction", type=float, default=d.predicted_code_fraction,
+                   help="share of steps whose decoder input is the expression encoder's code (else the known one)")
+    p.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a loss weight, e.g. --weight blendshape_reconstruction=1")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default). On a busy "
                    "machine 1 thread avoids OpenMP threads waiting on each other")
     a = p.parse_args(argv)
     cfg = TrainConfig(preset=a.preset, out=a.out, steps=a.steps, lr=a.lr, frames_per_step=a.frames_per_step,
                       pool_size=a.pool_size, seed=a.seed, validate_every=a.validate_every,
                       checkpoint_minutes=a.checkpoint_minutes, max_minutes=a.max_minutes, device=a.device,
-                      bf16=a.bf16)
+                      bf16=a.bf16, predicted_code_fraction=a.predicted_code_fraction)
+    for item in a.weight:
+        name, _, value = item.partition("=")
+        if not hasattr(cfg.weights, name):
+            raise ValueError(f"unknown loss weight {name!r}; known: {', '.join(vars(cfg.weights))}")
+        setattr(cfg.weights, name, float(value))
     import torch
     if a.threads > 0:
         torch.set_num_threads(a.threads)
