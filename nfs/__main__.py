@@ -27,13 +27,15 @@ def cmd_train(argv: list[str]) -> int:
                    help="share of steps whose decoder input is the expression encoder's code (else the known one)")
     p.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE",
                    help="override a loss weight, e.g. --weight blendshape_reconstruction=1")
+    p.add_argument("--init-from", default="", help="warm start from a model directory (output layer zeroed)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default). On a busy "
                    "machine 1 thread avoids OpenMP threads waiting on each other")
     a = p.parse_args(argv)
     cfg = TrainConfig(preset=a.preset, out=a.out, steps=a.steps, lr=a.lr, frames_per_step=a.frames_per_step,
                       pool_size=a.pool_size, seed=a.seed, validate_every=a.validate_every,
                       checkpoint_minutes=a.checkpoint_minutes, max_minutes=a.max_minutes, device=a.device,
-                      bf16=a.bf16, predicted_code_fraction=a.predicted_code_fraction)
+                      bf16=a.bf16, predicted_code_fraction=a.predicted_code_fraction,
+                      init_from=a.init_from)
     for item in a.weight:
         name, _, value = item.partition("=")
         if not hasattr(cfg.weights, name):

@@ -29,6 +29,7 @@ from nfs.mesh.io import MeshError, RawMesh, load_mesh
 from nfs.model.checkpoint import load_model
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.network import NFSNetwork, TargetEncoding
+from nfs.model.prior import template_expression_basis
 from nfs.render import render_normal_depth
 
 SHIPPED_MODEL_DIR = REPO_ROOT / "ckpts" / "nfs_cpu"
@@ -56,34 +57,77 @@ def model_autocast(device: torch.device | str = "cpu"):
     return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" or cpu_has_bf16())
 
 
+def rigid_fits(rest: np.ndarray, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares rotations R (T, 3, 3) and translations t (T, 3) with moved[t] ~ rest @ R[t].T + t[t];
+    rest (m, 3), moved (T, m, 3) (Kabsch, batched over frames)."""
+    p0 = rest.mean(0)
+    q0 = moved.mean(1)
+    h = np.einsum("mi,tmj->tij", rest - p0, moved - q0[:, None])
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(np.einsum("tij,tjk->tik", u, vt)))
+    fix = np.ones((len(h), 3))
+    fix[:, 2] = d
+    r = np.einsum("tji,tj,tkj->tik", vt, fix, u)
+    return r, q0 - np.einsum("tij,j->ti", r, p0)
+
+
 @dataclass
 class SecondaryBinding:
-    """How every vertex of the user's mesh follows the skin: a sparse (V_in, S) matrix; skin vertices copy
-    their own displacement, other components (eyes, teeth) blend their nearest skin vertices (inverse distance),
-    vertices removed by cleaning stay put."""
+    """How every vertex of the user's mesh follows the skin.
 
-    matrix: sp.csr_matrix
+    Skin vertices take their own displacement. Each other component (eyeball, teeth, lashes) moves rigidly with
+    the least-squares rigid motion of the skin around it (its `anchors`, the nearest 5% of the skin), so eyes
+    and teeth never deform. Vertices removed by cleaning stay put. `matrix` (V_in, S) maps per-skin-vertex
+    values (labels, weights) to every original vertex by inverse-distance blending, for display."""
+
+    matrix: sp.csr_matrix                    # (V_in, S) display mapping
+    skin_matrix: sp.csr_matrix               # (V_in, S) 1 where an original vertex is a skin vertex
+    components: list = field(default_factory=list)  # [(original vertex indices (n,), anchor skin indices (m,))]
 
     @classmethod
-    def build(cls, clean: CleanMesh, k: int = 4) -> "SecondaryBinding":
+    def build(cls, clean: CleanMesh, k: int = 4, anchor_fraction: float = 0.05) -> "SecondaryBinding":
         n_clean, skin = len(clean.vertices), clean.skin_vertices
+        kept = np.nonzero(clean.to_clean >= 0)[0]
+        pick = sp.csr_matrix((np.ones(len(kept)), (kept, clean.to_clean[kept])),
+                             shape=(len(clean.to_clean), n_clean))
+        own = sp.csr_matrix((np.ones(len(skin)), (skin, np.arange(len(skin)))), shape=(n_clean, len(skin)))
         rows, cols, vals = [skin], [np.arange(len(skin))], [np.ones(len(skin))]
         others = np.setdiff1d(np.arange(n_clean), skin)
+        tree = cKDTree(clean.vertices[skin])
+        components = []
         if len(others):
             kk = min(k, len(skin))
-            dist, nn = cKDTree(clean.vertices[skin]).query(clean.vertices[others], k=kk)
+            dist, nn = tree.query(clean.vertices[others], k=kk)
             dist, nn = dist.reshape(len(others), kk), nn.reshape(len(others), kk)
             w = 1.0 / np.maximum(dist, 1e-9) ** 2
             w /= w.sum(1, keepdims=True)
             rows.append(np.repeat(others, kk))
             cols.append(nn.ravel())
             vals.append(w.ravel())
+            n_anchor = int(min(len(skin), max(16, anchor_fraction * len(skin))))
+            for comp in clean.other_components:
+                _, anchors = tree.query(clean.vertices[comp].mean(0), k=n_anchor)
+                original = np.nonzero(np.isin(clean.to_clean, comp))[0]
+                components.append((original.astype(np.int64), np.atleast_1d(anchors).astype(np.int64)))
         per_clean = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                   shape=(n_clean, len(skin)))
-        kept = np.nonzero(clean.to_clean >= 0)[0]
-        pick = sp.csr_matrix((np.ones(len(kept)), (kept, clean.to_clean[kept])),
-                             shape=(len(clean.to_clean), n_clean))
-        return cls((pick @ per_clean).tocsr().astype(np.float32))
+        return cls((pick @ per_clean).tocsr().astype(np.float32), (pick @ own).tocsr().astype(np.float32),
+                   components)
+
+    def displacements(self, base: np.ndarray, skin_disp: np.ndarray) -> np.ndarray:
+        """Per-vertex displacements (T, V_in, 3) of the user's mesh from skin displacements (T, S, 3), both in
+        the user's frame; base (V_in, 3) is the user's rest mesh."""
+        out = np.stack([self.skin_matrix @ d for d in skin_disp]).astype(np.float32)
+        skin_rest = None
+        for original, anchors in self.components:
+            if skin_rest is None:
+                skin_rest = np.asarray(self.skin_matrix.T @ base) / np.maximum(
+                    np.asarray(self.skin_matrix.sum(0)).ravel(), 1)[:, None]
+            rest = skin_rest[anchors]
+            r, t = rigid_fits(rest, rest[None] + skin_disp[:, anchors])
+            x = base[original]
+            out[:, original] = np.einsum("tij,nj->tni", r, x) + t[:, None] - x[None]
+        return out
 
 
 @dataclass
@@ -198,7 +242,8 @@ def prepare_target(mesh, model: NFSNetwork | None = None, *, alignment: Alignmen
     model.eval()
     with model_autocast():
         ot = operators_to_torch(ops, model.cfg.k_eig)
-        enc = model.encode_target(torch.from_numpy(v_ict)[None], ot, torch.from_numpy(image)[None])
+        prior = torch.from_numpy(template_expression_basis(v_ict)) if model.cfg.template_prior else None
+        enc = model.encode_target(torch.from_numpy(v_ict)[None], ot, torch.from_numpy(image)[None], prior)
         static = model.decoder_static_term(enc)
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -294,11 +339,9 @@ def decode(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None =
     """Animated positions of the user's whole mesh, chunks of (t, V_in, 3), in its original vertex order,
     frame and units (the inverse alignment applied); other components follow the skin."""
     base = target.raw.vertices.astype(np.float32)
-    m = target.binding.matrix
     for disp in decode_skin(target, codes, model, chunk_frames):
         user = target.alignment.inverse_vectors(disp.reshape(-1, 3)).reshape(disp.shape).astype(np.float32)
-        per_vertex = np.stack([m @ d for d in user])
-        yield base[None] + per_vertex
+        yield base[None] + target.binding.displacements(base, user)
 
 
 def decode_all(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None) -> np.ndarray:

@@ -60,6 +60,7 @@ class TrainConfig:
     max_minutes: float = 0.0        # stop after this wall time (0 = no limit)
     device: str = "auto"
     bf16: str = "auto"              # auto / on / off
+    init_from: str = ""             # warm start: model weights from this directory (decoder output zeroed)
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
@@ -124,6 +125,7 @@ class SubjectTensors:
         self.labels = torch.from_numpy(s.labels.astype(np.int64)).to(device)
         self.pinv = torch.from_numpy(edge_pseudo_inverse(s.vertices, s.faces)).to(device)
         self.id_coeffs = torch.from_numpy(s.spec.id_coeffs).to(device)
+        self.prior = torch.from_numpy(s.prior_basis).to(device)
 
 
 def render_frames(frames: torch.Tensor, faces: np.ndarray, size: int) -> torch.Tensor:
@@ -194,6 +196,17 @@ class Trainer:
         self.log(f"resumed from step {self.step}")
         return True
 
+    def warm_start(self, directory: Path) -> None:
+        """Copy matching weights from another run (encoders, decoder body); the output layer starts at zero so
+        the model starts from the template-prior solution."""
+        from safetensors.torch import load_file
+        state = load_file(str(directory / "model.safetensors"))
+        own = self.model.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
+                  and not k.startswith("decoder_out")}
+        self.model.load_state_dict(usable, strict=False)
+        self.log(f"warm start: {len(usable)}/{len(own)} tensors from {directory}")
+
     def save(self, card_extra: dict | None = None) -> None:
         latest = self.out / "latest"
         card = self.card(card_extra)
@@ -226,14 +239,14 @@ class Trainer:
         use_pred = rng.random() < cfg.predicted_code_fraction
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            enc = self.model.encode_target(target.vertices[None], target.ops, target.image)
+            enc = self.model.encode_target(target.vertices[None], target.ops, target.image, target.prior)
             src_frames = source.vertices[None] + torch.einsum("bk,kvc->bvc", weights, source.basis)
             src_normals = torch_vertex_normals(src_frames, source.faces)
             src_images = render_frames(src_frames, src_subject.faces, self.net_cfg.image_size)
             z_pred = self.model.encode_expression(src_frames, src_normals, source.ops, src_images)
             z_known = self.model.expression_code_from_weights(weights)
             disp = self.model.decode(enc, z_pred if use_pred else z_known)
-            gen_enc = self.model.encode_target(generic.vertices[None], generic.ops, generic.image)
+            gen_enc = self.model.encode_target(generic.vertices[None], generic.ops, generic.image, generic.prior)
             gen_disp = self.model.decode(gen_enc, z_pred)
         gt = torch.einsum("bk,kvc->bvc", weights, target.basis)
         gen_gt = torch.einsum("bk,kvc->bvc", weights, generic.basis)
@@ -281,7 +294,7 @@ class Trainer:
             t = tensors_of(s, self.device)
             weights = torch.from_numpy(sample_expressions(rng, n_frames)).to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                enc = self.model.encode_target(t.vertices[None], t.ops, t.image)
+                enc = self.model.encode_target(t.vertices[None], t.ops, t.image, t.prior)
                 disp = self.model.decode(enc, self.model.expression_code_from_weights(weights))
                 frames = t.vertices[None] + torch.einsum("bk,kvc->bvc", weights, t.basis)
                 z = self.model.encode_expression(frames, torch_vertex_normals(frames, t.faces), t.ops,
@@ -301,7 +314,8 @@ class Trainer:
     def run(self) -> None:
         cfg = self.cfg
         (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        self.try_resume()
+        if not self.try_resume() and cfg.init_from:
+            self.warm_start(Path(cfg.init_from))
         self.pool.fill(self.step, self.log)
         log_path = self.out / "log.csv"
         started = time.time()

@@ -11,6 +11,7 @@ from nfs.geometry.operators import Operators, compute_operators, vertex_normals
 from nfs.geometry.remesh import identity_embedding, random_discretization
 from nfs.geometry.surface import SurfaceEmbedding
 from nfs.ict import ICTFaceModel, N_IDENTITY
+from nfs.model.prior import template_expression_basis
 from nfs.regions import ict_region_labels
 from nfs.render import render_normal_depth
 
@@ -45,6 +46,7 @@ class Subject:
     image: np.ndarray          # (4, S, S) float16 normal/depth render
     embedding: SurfaceEmbedding = field(repr=False)
     is_ict_identity: bool = True  # False when warped: z_ID has no ICT ground truth
+    prior_basis: np.ndarray | None = None  # (53, V, 3) closest-point ICT basis (nfs.model.prior), as at inference
 
     @property
     def n_vertices(self) -> int:
@@ -109,7 +111,7 @@ def build_subject(ict: ICTFaceModel, spec: SubjectSpec, k_eig: int = 64, image_s
     ops = compute_operators(neutral, emb.faces, k_eig)
     image = render_normal_depth(neutral, emb.faces, size=image_size).astype(np.float16)
     return Subject(spec, neutral.astype(np.float32), emb.faces, basis.astype(np.float32), labels, ops, image, emb,
-                   is_ict_identity=not spec.warp)
+                   is_ict_identity=not spec.warp, prior_basis=template_expression_basis(neutral))
 
 
 def sample_expressions(rng: np.random.Generator, n: int, n_shapes: int = 53) -> np.ndarray:

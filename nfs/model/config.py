@@ -24,6 +24,7 @@ class NFSConfig:
     decoder_width: int = 256
     decoder_layers: int = 7
     decoder_groups: int = 32    # GroupNorm groups; statistics over all vertices of a mesh
+    template_prior: bool = False  # decode a correction on top of the closest-point ICT blendshape transfer
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -44,7 +45,8 @@ PRESETS = {
     "paper": NFSConfig(),
     # Chosen by measurement to train on 2 CPU cores in hours (see README, "Model").
     "cpu": NFSConfig(width=96, n_blocks=4, k_eig=64, dropout=0.0, image_channels=(8, 16, 32, 64), image_dim=64,
-                     skin_hidden=128, decoder_width=192, decoder_layers=5, decoder_groups=16),
+                     skin_hidden=128, decoder_width=192, decoder_layers=5, decoder_groups=16,
+                     template_prior=True),
     # Tiny, for tests.
     "tiny": NFSConfig(width=16, n_blocks=1, k_eig=16, dropout=0.0, image_size=64, image_channels=(4, 8, 8, 8),
                       image_dim=8, code_dim=128, skin_hidden=16, decoder_width=32, decoder_layers=2, decoder_groups=4),

@@ -65,6 +65,7 @@ class TargetEncoding:
     z_id: torch.Tensor     # (1, code_dim)
     logits: torch.Tensor   # (1, V, n_regions)
     weights: torch.Tensor  # (1, V, code_dim) skinning weights
+    prior: torch.Tensor | None = None  # (53, V, 3) template expression basis (cfg.template_prior), cm
 
 
 class NFSNetwork(nn.Module):
@@ -95,13 +96,17 @@ class NFSNetwork(nn.Module):
         nn.init.zeros_(self.decoder_out.bias)
 
     # --- encoders -------------------------------------------------------------------------------------------
-    def encode_target(self, vertices: torch.Tensor, ops: OperatorTensors, image: torch.Tensor) -> TargetEncoding:
-        """vertices (1, V, 3) cm in the ICT frame, image (1, 4, S, S) -> TargetEncoding."""
+    def encode_target(self, vertices: torch.Tensor, ops: OperatorTensors, image: torch.Tensor,
+                      prior: torch.Tensor | None = None) -> TargetEncoding:
+        """vertices (1, V, 3) cm in the ICT frame, image (1, 4, S, S), prior (53, V, 3) from
+        `nfs.model.prior.template_expression_basis` (required when cfg.template_prior) -> TargetEncoding."""
+        if self.cfg.template_prior and prior is None:
+            raise ValueError("this model decodes on top of the template prior: pass prior=(53, V, 3)")
         static = vertex_inputs(vertices, ops.normals[None].to(vertices.dtype), self.image_encoder(image))
         z_id = mass_weighted_mean(self.identity_encoder(static, ops), ops.mass)
         logits = self.skinning_encoder(static, ops)
         weights = self.skinning_mlp(torch.softmax(logits.float(), dim=-1).to(static.dtype))
-        return TargetEncoding(static, z_id, logits, weights)
+        return TargetEncoding(static, z_id, logits, weights, prior if self.cfg.template_prior else None)
 
     def encode_expression(self, vertices: torch.Tensor, normals: torch.Tensor, ops: OperatorTensors,
                           image: torch.Tensor) -> torch.Tensor:
@@ -116,7 +121,14 @@ class NFSNetwork(nn.Module):
         v = target.static.shape[1]
         z_le = target.weights * z_ge[:, None, :]
         x = torch.cat([target.static.expand(b, v, -1), z_le, target.z_id[:, None, :].expand(b, v, -1)], dim=-1)
-        return self.decoder_out(self.decoder(x)).float() / POSITION_SCALE
+        return self.decoder_out(self.decoder(x)).float() / POSITION_SCALE + self.prior_displacement(target, z_ge)
+
+    def prior_displacement(self, target: TargetEncoding, z_ge: torch.Tensor):
+        """(B, V, 3) template-prior displacement for the FACS part of z_GE (0 without a prior)."""
+        if target.prior is None:
+            return 0.0
+        n = self.cfg.n_expression
+        return torch.einsum("bk,kvc->bvc", z_ge[:, :n].float(), target.prior.float())
 
     def decoder_static_term(self, target: TargetEncoding) -> torch.Tensor:
         """(1, V, decoder_width) part of the first decoder layer that does not depend on the frame
@@ -130,7 +142,7 @@ class NFSNetwork(nn.Module):
         w = self.decoder[0].weight
         n_s, c = target.static.shape[-1], self.cfg.code_dim
         h = static_term + (target.weights * z_ge[:, None, :]) @ w[:, n_s:n_s + c].T
-        return self.decoder_out(self.decoder[1:](h)).float() / POSITION_SCALE
+        return self.decoder_out(self.decoder[1:](h)).float() / POSITION_SCALE + self.prior_displacement(target, z_ge)
 
     def expression_code_from_weights(self, weights: torch.Tensor) -> torch.Tensor:
         """ICT FACS weights (B, 53) -> z_GE (B, code_dim): first 53 dims are the weights, the rest 0."""
