@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import pygltflib as gl
 
+from nfs.geometry.operators import vertex_normals
 from nfs.ict import EXPRESSION_NAMES, ict_to_arkit_name
 
 CHUNK = 64
@@ -164,18 +165,6 @@ def export_obj_sequence_zip(path, faces, frame_chunks, uv=None, uv_faces=None, *
 # glTF helpers
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) unit area-weighted vertex normals ((0, 0, 1) for isolated vertices)."""
-    v = np.asarray(vertices, np.float64)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    n = np.where(length > 0, n / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
-    return n.astype(np.float32)
-
-
 def split_uv_seams(faces, uv, uv_faces, n_vertices: int):
     """Per-corner UVs -> one UV per vertex by splitting vertices at seams.
 
@@ -269,7 +258,7 @@ def _base_mesh(b: _Bin, neutral, faces, uv, uv_faces, normals: bool):
     base = neutral if src is None else neutral[src]
     attrs = gl.Attributes(POSITION=b.array(base, "VEC3", _ARRAY_BUFFER, minmax=True))
     if normals:
-        n = vertex_normals(neutral, faces)
+        n = vertex_normals(neutral, faces).astype(np.float32)
         attrs.NORMAL = b.array(n if src is None else n[src], "VEC3", _ARRAY_BUFFER)
     if vert_uv is not None:
         attrs.TEXCOORD_0 = b.array(np.stack([vert_uv[:, 0], 1.0 - vert_uv[:, 1]], 1), "VEC2", _ARRAY_BUFFER)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nfs.data.warps import push_through, random_rbf_warp
-from nfs.geometry.operators import Operators, compute_operators, vertex_normals
+from nfs.geometry.operators import Operators, compute_operators
 from nfs.geometry.remesh import identity_embedding, random_discretization
 from nfs.geometry.surface import SurfaceEmbedding
 from nfs.ict import ICTFaceModel, N_IDENTITY
@@ -126,6 +126,3 @@ def sample_expressions(rng: np.random.Generator, n: int, n_shapes: int = 53) -> 
             w[i] = rng.uniform(0, 1, n_shapes) * (rng.random(n_shapes) < rng.uniform(0.1, 0.5))
     return w
 
-
-def mesh_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    return vertex_normals(vertices, faces).astype(np.float32)
