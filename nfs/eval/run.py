@@ -546,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
     cats = tuple(c for c in a.categories.split(",") if c) if a.categories else None
     out = Path(a.out) if a.out else (Path(tempfile.gettempdir()) / "nfs_eval_quick" if a.quick else DEFAULT_OUT)
     model_dir = a.model or str(SHIPPED_MODEL_DIR)
+    try:  # name the model relative to the repository when it lives inside it
+        model_dir = str(Path(model_dir).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        pass
     model, card = load_shipped_model(a.model)
     model.eval()
     result = run_benchmark(model, size, cats, log=lambda m: print(m, flush=True))
