@@ -29,7 +29,7 @@ from nfs.mesh.io import MeshError, RawMesh, load_mesh
 from nfs.model.checkpoint import load_model
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.network import NFSNetwork, TargetEncoding
-from nfs.model.prior import template_expression_basis
+from nfs.model.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
 
 SHIPPED_MODEL_DIR = REPO_ROOT / "ckpts" / "nfs_cpu"
@@ -280,9 +280,12 @@ class SourceCodes:
 
 @torch.no_grad()
 def encode_source(clip: Clip, model: NFSNetwork | None = None, *, smoothing_sigma: float = 0.0, gain=1.0,
-                  chunk_frames: int = 16, progress: Progress = _no_progress) -> SourceCodes:
-    """Expression codes for every frame of a clip. ICT coefficient clips are used as they are; mesh sequences
-    go through the expression encoder (aligned with the neutral's alignment, neutral's operators reused).
+                  chunk_frames: int = 16, mesh_encoder: str = "fit",
+                  progress: Progress = _no_progress) -> SourceCodes:
+    """Expression codes for every frame of a clip. ICT coefficient clips are used as they are. Mesh sequences are
+    aligned with their neutral's alignment, then either fitted with the ICT blendshapes carried to the source
+    through closest points (`mesh_encoder="fit"`, bounded least squares, the default: more accurate than our
+    CPU-trained expression encoder) or passed through the network's expression encoder ("network").
     Optional temporal Gaussian smoothing (sigma in frames, edge-padded) and per-shape gain."""
     model = model if model is not None else load_shipped_model()[0]
     code_dim = model.cfg.code_dim
@@ -290,7 +293,9 @@ def encode_source(clip: Clip, model: NFSNetwork | None = None, *, smoothing_sigm
         codes = np.zeros((clip.n_frames, code_dim), np.float32)
         codes[:, :N_EXPRESSION] = clip.codes
     else:
-        codes = _encode_mesh_frames(clip, model, chunk_frames, progress)
+        if mesh_encoder not in ("fit", "network"):
+            raise ValueError(f"mesh_encoder must be 'fit' or 'network', got {mesh_encoder!r}")
+        codes = _encode_mesh_frames(clip, model, chunk_frames, progress, fit=mesh_encoder == "fit")
     if smoothing_sigma > 0:
         codes = smooth_codes(codes, smoothing_sigma)
     if not np.isscalar(gain) or gain != 1.0:
@@ -298,12 +303,22 @@ def encode_source(clip: Clip, model: NFSNetwork | None = None, *, smoothing_sigm
     return SourceCodes(clip.name, clip.fps, codes.astype(np.float32), clip.kind)
 
 
-def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progress: Progress) -> np.ndarray:
+def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progress: Progress,
+                        fit: bool = True) -> np.ndarray:
     neutral = clip.neutral if clip.neutral is not None else clip.frames[0]
     clean = clean_mesh(neutral, clip.faces)
     keep = clean.original_index[clean.skin_vertices]
     align = align_to_ict(clean.skin_points, clean.skin_faces)
     n_ict = align.apply(clean.skin_points).astype(np.float32)
+    if fit:
+        basis = template_expression_basis(n_ict)
+        codes = np.zeros((clip.n_frames, model.cfg.code_dim), np.float32)
+        for start in range(0, clip.n_frames, 256):
+            frames = clip.frames[start:start + 256][:, keep]
+            disp = np.einsum("ij,tvj->tvi", align.rotation * align.scale, frames - np.asarray(neutral)[keep])
+            codes[start:start + len(frames), :N_EXPRESSION] = fit_ict_weights(disp, basis)
+            progress(min(1.0, (start + len(frames)) / clip.n_frames), "fitting source frames")
+        return codes
     ops = get_operators(n_ict, clean.skin_faces, model.cfg.k_eig)
     ot = operators_to_torch(ops, model.cfg.k_eig)
     out = []

@@ -188,6 +188,12 @@ def test_every_source_kind_drives_a_remeshed_target(remeshed_head, tmp_path, ict
         assert out.shape == (min(3, clip.n_frames), len(user), 3) and np.isfinite(out).all()
         kinds.add(clip.kind)
     assert kinds == {"codes", "meshes"}
+    # mesh sequences are fitted with the ICT blendshapes: the jawOpen ramp of the zip comes back
+    fitted = encode_source(clips[2], model).weights
+    jaw = EXPRESSION_NAMES.index("jawOpen")
+    np.testing.assert_allclose(fitted[:, jaw], [0, 0.3, 0.6, 0.9], atol=0.05)
+    others = np.delete(fitted, jaw, axis=1)
+    assert np.abs(others).max() < 0.1
     # the Live Link jawOpen column drives ICT jawOpen
     ll_codes = encode_source(clips[1], model).weights
     assert ll_codes[-1, EXPRESSION_NAMES.index("jawOpen")] > 0.9
