@@ -1,0 +1,123 @@
+"""Pipeline benchmark: matmul peak vs decoder throughput, batched vs per-frame decoding, prepare_target stages,
+scaling with vertex count. Prints figures; nothing is asserted.
+
+    python bench/bench_pipeline.py [--model ckpts/nfs_cpu] [--frames 300] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import platform
+import time
+from pathlib import Path
+
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nfs.geometry.remesh import decimate, subdivide_midpoint  # noqa: E402
+from nfs.ict import load_ict  # noqa: E402
+from nfs.pipeline import decode_skin, load_shipped_model, prepare_target  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
+
+
+def decoder_flops_per_vertex_frame(model) -> float:
+    """FLOPs of the per-frame decoder work per vertex (static first-layer term excluded: computed once)."""
+    c = model.cfg
+    macs = c.code_dim * c.decoder_width + (c.decoder_layers - 1) * c.decoder_width ** 2 + c.decoder_width * 3
+    return 2.0 * macs
+
+
+def head_with_vertices(n: int):
+    """ICT skin re-tessellated to about n vertices (decimation, then midpoint subdivision for large n)."""
+    ict = load_ict()
+    v, f = ict.skin_mesh()
+    v = v.astype(np.float64)
+    if n <= len(v):
+        return decimate(v, f, n)
+    rounds, base = 0, n
+    while base > len(v):
+        base //= 4
+        rounds += 1
+    v, f = decimate(v, f, base)
+    for _ in range(rounds):
+        v, f = subdivide_midpoint(v, f)
+    return v, f
+
+
+def prepare_cold(vertices, faces, model):
+    """prepare_target with an empty operator cache, so every stage is really computed."""
+    os.environ["NFS_CACHE"] = tempfile.mkdtemp(prefix="nfs_bench_")
+    return prepare_target((vertices, faces), model, use_cache=False)
+
+
+def time_decode(target, codes, model, chunk: int) -> float:
+    t = time.perf_counter()
+    for _ in decode_skin(target, codes, model, chunk_frames=chunk):
+        pass
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default=None)
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--quick", action="store_true", help="skip the 50k/100k scaling rows")
+    a = p.parse_args()
+    model, card = load_shipped_model(a.model)
+    print(f"hardware: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    f32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    print(f"dense matmul peak: float32 {f32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s")
+
+    v, f = head_with_vertices(10_000)
+    target = prepare_cold(v, f, model)
+    print(f"prepare_target, {len(v):,} vertices: " + ", ".join(f"{k} {s:.2f} s" for k, s in target.timings.items())
+          + f"; total {sum(target.timings.values()):.2f} s")
+    rng = np.random.default_rng(0)
+    codes = np.zeros((a.frames, model.cfg.code_dim), np.float32)
+    codes[:, :53] = rng.uniform(0, 1, (a.frames, 53)) * (rng.random((a.frames, 53)) < 0.2)
+    time_decode(target, codes[:8], model, 8)  # warm-up
+    batched = time_decode(target, codes, model, 32)
+    n_loop = min(a.frames, 60)
+    loop = time_decode(target, codes[:n_loop], model, 1)
+    fps_b, fps_l = a.frames / batched, n_loop / loop
+    achieved = decoder_flops_per_vertex_frame(model) * len(v) * fps_b / 1e9
+    print(f"decode {len(v):,} vertices x {a.frames} frames: batched {fps_b:.1f} frames/s, per-frame loop "
+          f"{fps_l:.1f} frames/s ({fps_b / fps_l:.1f}x)")
+    print(f"decoder achieved {achieved:.0f} GFLOP/s = {100 * achieved / bf16:.0f}% of the bf16 matmul peak "
+          f"({100 * achieved / f32:.0f}% of float32)")
+
+    print("\nscaling (prepare = clean+align+operators+render+encoders; decode = 30 frames batched)")
+    print(f"{'vertices':>9} {'prepare s':>10} {'eigensolve s':>13} {'decode frames/s':>16}")
+    sizes = [2_000, 10_000] if a.quick else [2_000, 10_000, 50_000, 100_000]
+    for n in sizes:
+        v, f = head_with_vertices(n)
+        t = prepare_cold(v, f, model)
+        d = time_decode(t, codes[:30], model, 16)
+        print(f"{len(v):>9,} {sum(t.timings.values()):>10.2f} {t.timings['operators']:>13.2f} {30 / d:>16.1f}")
+
+
+if __name__ == "__main__":
+    main()
