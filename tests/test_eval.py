@@ -124,7 +124,10 @@ def test_expression_set_is_fixed():
 
 @pytest.mark.skipif(not (SHIPPED_MODEL_DIR / "model.safetensors").exists(),
                     reason=f"no shipped model in {SHIPPED_MODEL_DIR} yet (the lead copies a checkpoint there)")
-def test_quick_eval_model_beats_nearest_point_on_held_out_identities(tmp_path):
+def test_quick_eval_shipped_model_quality_on_held_out_identities(tmp_path):
+    """The shipped model on held-out ICT identities beats nearest-point transfer on the paper's protocol (mean
+    squared error on the inner face), with well under 1 mm mean error, full expression amplitude, regions >= 90%
+    right, and a mean error within 1.25x of nearest point (on the mean it is slightly worse: see README)."""
     from nfs.eval.run import run_benchmark, write_outputs
     from nfs.pipeline import load_shipped_model
     model, card = load_shipped_model()
@@ -134,7 +137,11 @@ def test_quick_eval_model_beats_nearest_point_on_held_out_identities(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     by = {(r["category"], r["method"]): r for r in result.summary()}
     assert by[("ict", "ict_rig")]["mean_mm"] < 1e-3
-    model_mse = by[("ict", "model")]["inner_mse_mm2"]
-    nearest_mse = by[("ict", "nearest_point")]["inner_mse_mm2"]
-    assert model_mse < nearest_mse, (f"the model's inner-face MSE {model_mse:.3f} mm^2 does not beat nearest-point "
-                                     f"transfer's {nearest_mse:.3f} mm^2 on held-out ICT identities")
+    model_row, nearest = by[("ict", "model")], by[("ict", "nearest_point")]
+    assert model_row["mean_mm"] < 0.6, f"held-out mean error {model_row['mean_mm']:.3f} mm"
+    assert 0.8 < model_row["gain"] < 1.2, f"expression amplitude gain {model_row['gain']:.2f}"
+    assert model_row["region_pct"] >= 90.0
+    assert model_row["inner_mse_mm2"] < nearest["inner_mse_mm2"], (
+        f"inner-face MSE {model_row['inner_mse_mm2']:.3f} vs nearest point {nearest['inner_mse_mm2']:.3f} mm^2")
+    assert model_row["mean_mm"] < 1.25 * nearest["mean_mm"], (
+        f"model {model_row['mean_mm']:.3f} mm vs nearest point {nearest['mean_mm']:.3f} mm")
