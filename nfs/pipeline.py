@@ -339,7 +339,7 @@ def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progre
 
 @torch.no_grad()
 def decode_skin(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None,
-                chunk_frames: int = 32) -> Iterator[np.ndarray]:
+                chunk_frames: int = 4) -> Iterator[np.ndarray]:
     """Skin displacements in the ICT frame (cm), chunks of (t, S, 3), batched over frames."""
     model = model if model is not None else load_shipped_model()[0]
     for start in range(0, len(codes), chunk_frames):
@@ -350,7 +350,7 @@ def decode_skin(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | N
 
 
 def decode(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None,
-           chunk_frames: int = 32) -> Iterator[np.ndarray]:
+           chunk_frames: int = 4) -> Iterator[np.ndarray]:
     """Animated positions of the user's whole mesh, chunks of (t, V_in, 3), in its original vertex order,
     frame and units (the inverse alignment applied); other components follow the skin."""
     base = target.raw.vertices.astype(np.float32)
@@ -418,7 +418,7 @@ def source_preview_frames(source: SourceCodes, clip: Clip | None) -> Callable[[i
 def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork | None = None,
              exports: tuple = EXPORT_KINDS, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
-             progress: Progress = _no_progress, chunk_frames: int = 32, video_size: int = 320) -> RetargetResult:
+             progress: Progress = _no_progress, chunk_frames: int = 4, video_size: int = 320) -> RetargetResult:
     """Prepare the target, encode the clip, decode every frame once into a memory-mapped array on disk,
     then write the requested exports from it in chunks. `code_offset` (53,) is added to every frame's FACS
     weights (slider edits)."""
