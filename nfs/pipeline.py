@@ -6,6 +6,7 @@ decode(target, codes) -> chunks of frames in the user's original vertex order, f
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import time
@@ -222,7 +223,9 @@ def prepare_target(mesh, model: NFSNetwork | None = None, *, alignment: Alignmen
     key = content_key(raw, f"{id(model)}:{alignment.to_dict() if alignment else 'auto'}")
     if use_cache and key in _PREPARED:
         _PREPARED.move_to_end(key)
-        return _PREPARED[key]
+        cached = _PREPARED[key]
+        # same geometry: reuse the heavy work, but keep this upload's own name, file and UVs
+        return dataclasses.replace(cached, raw=raw, name=name or Path(raw.source or "mesh").stem)
     progress(0.1, "aligning to the ICT frame")
     t = time.perf_counter()
     skin_v, skin_f = clean.skin_points, clean.skin_faces

@@ -186,7 +186,4 @@ def test_same_mesh_under_another_name_keeps_its_own_name(client, tmp_path):
         path.write_text(corpus.obj_text(corpus.TETRA_V * 2.5, corpus.TETRA_F))
         client.predict(handle_file(str(path)), api_name="/upload_target")
         names[stem] = client.predict(api_name="/status")["target"]["name"]
-    if names["second_name"] == "first_name":
-        pytest.xfail("nfs.pipeline.prepare_target's content cache returns the first upload's PreparedTarget "
-                     "(its name and RawMesh) for the same geometry under another name or in another session")
     assert names == {"first_name": "first_name", "second_name": "second_name"}, names

@@ -137,7 +137,8 @@ def test_chunked_decoding_matches_one_batch_and_cache_is_reused(remeshed_head):
     path, _, _ = remeshed_head
     model = make_model(seed=2)
     target = prepare_target(path, model)
-    assert prepare_target(path, model) is target  # same upload: cached preparation
+    again = prepare_target(path, model, name="renamed")  # same upload: cached preparation, its own name
+    assert again.encoding is target.encoding and again.ops is target.ops and again.name == "renamed"
     codes = encode_source(short_clip(9), model).codes
     chunked = np.concatenate(list(decode(target, codes, model, chunk_frames=4)))
     whole = np.concatenate(list(decode(target, codes, model, chunk_frames=64)))
