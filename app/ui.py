@@ -2,8 +2,9 @@
 
 Every handler looks up its `Session` (kept in a gr.State and in the `SessionRegistry` under Gradio's session
 hash, so API-only endpoints reach the same session), turns bad input into a one-line gr.Error and leaves the
-session's previous state as it was. Heavy steps share the queue's default concurrency limit; slider edits and
-display changes are cheap and bypass it.
+session's previous state as it was. Each heavy event (run, target upload, alignment override) has the queue's
+default concurrency limit on its own (Gradio groups per event, not across them); slider edits and display changes
+are cheap and bypass it.
 """
 from __future__ import annotations
 
