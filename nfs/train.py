@@ -6,6 +6,7 @@ the step number, so a run resumes exactly from its last checkpoint.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import time
@@ -70,11 +71,14 @@ class TrainConfig:
         return cls(**d)
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bfloat16 matmul (avx512_bf16 or AMX); read once per process."""
     try:
-        return "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def pick_device(name: str) -> torch.device:
@@ -229,8 +233,8 @@ class Trainer:
         cfg, w = self.cfg, self.cfg.weights
         rng = self.step_rng()
         slot_t, slot_s = rng.integers(0, cfg.pool_size, 2)
-        target = tensors_of(self.pool.get(int(slot_t), self.step), self.device)
         tgt_subject = self.pool.get(int(slot_t), self.step)
+        target = tensors_of(tgt_subject, self.device)
         src_subject = self.pool.get(int(slot_s), self.step)
         source = tensors_of(src_subject, self.device)
         generic = tensors_of(self.generic, self.device)
