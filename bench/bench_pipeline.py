@@ -1,5 +1,5 @@
-"""Pipeline benchmark: matmul peak vs decoder throughput, batched vs per-frame decoding, prepare_target stages,
-scaling with vertex count. Prints figures; nothing is asserted.
+"""Pipeline benchmark: matmul peak vs decoder throughput (folded decoder vs the plain decoder under bfloat16
+autocast), prepare_target stages, scaling with vertex count. Prints figures; nothing is asserted.
 
     python bench/bench_pipeline.py [--model ckpts/nfs_cpu] [--frames 300] [--quick]
 """
@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nfs.geometry.remesh import decimate, subdivide_midpoint  # noqa: E402
 from nfs.ict import load_ict  # noqa: E402
-from nfs.pipeline import decode_skin, load_shipped_model, prepare_target  # noqa: E402
+from nfs.model.precision import model_autocast  # noqa: E402
+from nfs.pipeline import decode, decode_skin, load_shipped_model, prepare_target  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -73,10 +74,23 @@ def prepare_cold(vertices, faces, model):
     return prepare_target((vertices, faces), model, use_cache=False)
 
 
-def time_decode(target, codes, model, chunk: int) -> float:
+def time_decode(target, codes, model, chunk: int = 4, user_frame: bool = False) -> float:
+    """Seconds to decode `codes` with the pipeline: skin displacements (ICT frame), or with `user_frame` the
+    whole mesh in the user's frame, order and units (what the exports consume)."""
+    run = decode if user_frame else decode_skin
     t = time.perf_counter()
-    for _ in decode_skin(target, codes, model, chunk_frames=chunk):
+    for _ in run(target, codes, model, chunk_frames=chunk):
         pass
+    return time.perf_counter() - t
+
+
+@torch.no_grad()
+def time_plain_decode(target, codes, model, chunk: int = 4) -> float:
+    """Seconds for the unfolded network decoder (Linear, GroupNorm, ReLU) under bfloat16 autocast: the baseline."""
+    t = time.perf_counter()
+    for start in range(0, len(codes), chunk):
+        with model_autocast():
+            model.decode(target.encoding, torch.from_numpy(codes[start:start + chunk])).float()
     return time.perf_counter() - t
 
 
@@ -98,25 +112,30 @@ def main() -> None:
     rng = np.random.default_rng(0)
     codes = np.zeros((a.frames, model.cfg.code_dim), np.float32)
     codes[:, :53] = rng.uniform(0, 1, (a.frames, 53)) * (rng.random((a.frames, 53)) < 0.2)
-    time_decode(target, codes[:8], model, 8)  # warm-up
-    batched = time_decode(target, codes, model, 4)  # the pipeline's default chunk (cache-sized)
-    n_loop = min(a.frames, 60)
-    loop = time_decode(target, codes[:n_loop], model, 1)
-    fps_b, fps_l = a.frames / batched, n_loop / loop
-    achieved = decoder_flops_per_vertex_frame(model) * len(v) * fps_b / 1e9
-    print(f"decode {len(v):,} vertices x {a.frames} frames: batched (4 frames per call) {fps_b:.1f} frames/s, per-frame loop "
-          f"{fps_l:.1f} frames/s ({fps_b / fps_l:.1f}x)")
-    print(f"decoder achieved {achieved:.0f} GFLOP/s = {100 * achieved / bf16:.0f}% of the bf16 matmul peak "
-          f"({100 * achieved / f32:.0f}% of float32)")
+    time_decode(target, codes[:8], model)  # warm-up
+    skin = min(time_decode(target, codes, model) for _ in range(2))
+    full = time_decode(target, codes, model, user_frame=True)
+    n_plain = min(a.frames, 60)
+    time_plain_decode(target, codes[:4], model)
+    plain = time_plain_decode(target, codes[:n_plain], model)
+    fps_skin, fps_full, fps_plain = a.frames / skin, a.frames / full, n_plain / plain
+    flops = decoder_flops_per_vertex_frame(model) * len(v)
+    achieved, achieved_plain = flops * fps_skin / 1e9, flops * fps_plain / 1e9
+    print(f"decode {len(v):,} vertices x {a.frames} frames (folded decoder, {target.decoder.dtype}): "
+          f"{fps_skin:.1f} frames/s network only, {fps_full:.1f} frames/s whole mesh in the user's frame")
+    print(f"decoder achieved {achieved:.0f} GFLOP/s = {100 * achieved / f32:.0f}% of the float32 matmul peak, "
+          f"{100 * achieved / bf16:.0f}% of the bfloat16 peak")
+    print(f"baseline, plain decoder under bfloat16 autocast: {fps_plain:.1f} frames/s, {achieved_plain:.0f} GFLOP/s "
+          f"({100 * achieved_plain / bf16:.0f}% of the bfloat16 peak); folded is {fps_skin / fps_plain:.1f}x faster")
 
-    print("\nscaling (prepare = clean+align+operators+render+encoders; decode = 30 frames batched)")
+    print("\nscaling (prepare = clean+align+operators+render+encoders; decode = 60 frames, network only)")
     print(f"{'vertices':>9} {'prepare s':>10} {'eigensolve s':>13} {'decode frames/s':>16}")
     sizes = [2_000, 10_000] if a.quick else [2_000, 10_000, 50_000, 100_000]
     for n in sizes:
         v, f = head_with_vertices(n)
         t = prepare_cold(v, f, model)
-        d = time_decode(t, codes[:30], model, 4)
-        print(f"{len(v):>9,} {sum(t.timings.values()):>10.2f} {t.timings['operators']:>13.2f} {30 / d:>16.1f}")
+        d = time_decode(t, codes[:60], model)
+        print(f"{len(v):>9,} {sum(t.timings.values()):>10.2f} {t.timings['operators']:>13.2f} {60 / d:>16.1f}")
 
 
 if __name__ == "__main__":

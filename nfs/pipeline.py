@@ -29,7 +29,9 @@ from nfs.mesh.clean import CleanMesh, clean_mesh
 from nfs.mesh.io import MeshError, RawMesh, load_mesh
 from nfs.model.checkpoint import load_model
 from nfs.model.diffusion_net import operators_to_torch
+from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
+from nfs.model.precision import inference_dtype, model_autocast
 from nfs.model.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
 
@@ -49,13 +51,6 @@ def load_shipped_model(directory: str | None = None) -> tuple[NFSNetwork, dict]:
         raise FileNotFoundError(f"no trained model at {path}: train one with `python -m nfs train` "
                                 "and copy runs/<name>/best there")
     return load_model(path)
-
-
-def model_autocast(device: torch.device | str = "cpu"):
-    """bfloat16 autocast where the processor supports it (GPUs, CPUs with avx512_bf16 / AMX)."""
-    from nfs.train import cpu_has_bf16
-    dev = torch.device(device)
-    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" or cpu_has_bf16())
 
 
 def rigid_fits(rest: np.ndarray, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +140,7 @@ class PreparedTarget:
     ops: Operators
     image: np.ndarray            # (4, 256, 256)
     encoding: TargetEncoding     # torch tensors, no grad
-    static_term: torch.Tensor    # (1, S, decoder_width)
+    decoder: FoldedDecoder       # the decoder folded for this target (fast per-frame decoding)
     region_labels: np.ndarray    # (S,) argmax of the skinning encoder's logits
     skinning_weights: np.ndarray  # (S, code_dim)
     binding: SecondaryBinding
@@ -247,14 +242,14 @@ def prepare_target(mesh, model: NFSNetwork | None = None, *, alignment: Alignmen
         ot = operators_to_torch(ops, model.cfg.k_eig)
         prior = torch.from_numpy(template_expression_basis(v_ict)) if model.cfg.template_prior else None
         enc = model.encode_target(torch.from_numpy(v_ict)[None], ot, torch.from_numpy(image)[None], prior)
-        static = model.decoder_static_term(enc)
+    decoder = FoldedDecoder.build(model, enc, inference_dtype())
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
     binding = SecondaryBinding.build(clean)
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
-        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, static_term=static,
+        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder,
         region_labels=enc.logits[0].float().argmax(-1).numpy(), skinning_weights=enc.weights[0].float().numpy(),
         binding=binding, timings=timings)
     if use_cache:
@@ -347,9 +342,7 @@ def decode_skin(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | N
     model = model if model is not None else load_shipped_model()[0]
     for start in range(0, len(codes), chunk_frames):
         z = torch.from_numpy(np.ascontiguousarray(codes[start:start + chunk_frames], np.float32))
-        with model_autocast():
-            d = model.decode_fast(target.encoding, z, target.static_term)
-        yield d.float().numpy()
+        yield target.decoder(z).numpy()
 
 
 def decode(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None,

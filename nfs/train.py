@@ -6,7 +6,6 @@ the step number, so a run resumes exactly from its last checkpoint.
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import math
 import time
@@ -26,6 +25,7 @@ from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.losses import (edge_pseudo_inverse, jacobian_loss, normal_loss, quadratic_basis_loss, range_loss,
                               torch_vertex_normals)
 from nfs.model.network import NFSNetwork
+from nfs.model.precision import inference_dtype
 from nfs.regions import N_REGIONS
 from nfs.render import render_normal_depth
 
@@ -69,16 +69,6 @@ class TrainConfig:
         d = dict(d)
         d["weights"] = LossWeights(**d.get("weights", {}))
         return cls(**d)
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bfloat16 matmul (avx512_bf16 or AMX); read once per process."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def pick_device(name: str) -> torch.device:
@@ -161,7 +151,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, log=print):
         self.cfg, self.log = cfg, log
         self.device = pick_device(cfg.device)
-        self.bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and (self.device.type == "cuda" or cpu_has_bf16()))
+        self.bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and inference_dtype(self.device) == torch.bfloat16)
         torch.manual_seed(cfg.seed)
         self.net_cfg = get_preset(cfg.preset, n_regions=N_REGIONS)
         self.model = NFSNetwork(self.net_cfg).to(self.device)

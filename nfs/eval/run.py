@@ -31,8 +31,9 @@ from nfs.eval.benchmark import (EVAL_SEED_BASE, EYELID_PAIRS, LIP_PAIRS, SIZES, 
 from nfs.geometry.operators import vertex_normals
 from nfs.ict import N_EXPRESSION, load_ict
 from nfs.model.diffusion_net import operators_to_torch
+from nfs.model.precision import model_autocast
 from nfs.pipeline import (SHIPPED_MODEL_DIR, PreparedTarget, decode_all, encode_source, load_shipped_model,
-                          model_autocast, prepare_target)
+                          prepare_target)
 from nfs.render import render_normal_depth
 
 DEFAULT_OUT = REPO_ROOT / "assets" / "eval"
@@ -96,7 +97,7 @@ def hardware() -> str:
                 name = line.split(":", 1)[1].strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    from nfs.train import cpu_has_bf16
+    from nfs.model.precision import cpu_has_bf16
     return (f"{name}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, "
             f"bf16 autocast {'on' if cpu_has_bf16() else 'off'}")
 

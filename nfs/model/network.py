@@ -130,20 +130,6 @@ class NFSNetwork(nn.Module):
         n = self.cfg.n_expression
         return torch.einsum("bk,kvc->bvc", z_ge[:, :n].float(), target.prior.float())
 
-    def decoder_static_term(self, target: TargetEncoding) -> torch.Tensor:
-        """(1, V, decoder_width) part of the first decoder layer that does not depend on the frame
-        (position, normal, image feature, z_ID); computed once per target for fast decoding."""
-        w = self.decoder[0].weight
-        n_s, c = target.static.shape[-1], self.cfg.code_dim
-        return target.static @ w[:, :n_s].T + (target.z_id @ w[:, n_s + c:].T)[:, None, :]
-
-    def decode_fast(self, target: TargetEncoding, z_ge: torch.Tensor, static_term: torch.Tensor) -> torch.Tensor:
-        """Same result as `decode`, reusing `decoder_static_term(target)`: only the local code is per frame."""
-        w = self.decoder[0].weight
-        n_s, c = target.static.shape[-1], self.cfg.code_dim
-        h = static_term + (target.weights * z_ge[:, None, :]) @ w[:, n_s:n_s + c].T
-        return self.decoder_out(self.decoder[1:](h)).float() / POSITION_SCALE + self.prior_displacement(target, z_ge)
-
     def expression_code_from_weights(self, weights: torch.Tensor) -> torch.Tensor:
         """ICT FACS weights (B, 53) -> z_GE (B, code_dim): first 53 dims are the weights, the rest 0."""
         return F.pad(weights, (0, self.cfg.code_dim - weights.shape[-1]))
