@@ -33,7 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="model directory (default: the shipped ckpts/nfs_cpu)")
     p.add_argument("--share", action="store_true", help="also open public Gradio/viser share links (needs internet)")
     p.add_argument("--max-frames", type=int, default=0, help="cut every source clip to this many frames (0: no cut)")
-    p.add_argument("--concurrency", type=int, default=1, help="heavy runs at once; others wait in the queue")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="heavy events (target uploads, alignment overrides, clip files, runs) processing at once, "
+                        "all sessions together; the others wait in the queue")
     p.add_argument("--max-idle-minutes", type=float, default=60.0, help="close sessions idle this long")
     p.add_argument("--random-init", action="store_true", help=argparse.SUPPRESS)  # development without a checkpoint
     return p.parse_args(argv)

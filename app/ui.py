@@ -2,9 +2,10 @@
 
 Every handler looks up its `Session` (kept in a gr.State and in the `SessionRegistry` under Gradio's session
 hash, so API-only endpoints reach the same session), turns bad input into a one-line gr.Error and leaves the
-session's previous state as it was. Each heavy event (run, target upload, alignment override) has the queue's
-default concurrency limit on its own (Gradio groups per event, not across them); slider edits and display changes
-are cheap and bypass it.
+session's previous state as it was. The heavy events (target upload or demo pick, alignment override, clip file,
+run) share one concurrency group, `HEAVY`, limited to the queue's default (`app.py --concurrency`): together at
+most that many run at once and the rest wait in the queue, told their place. Slider edits and display changes
+are cheap (the rig is baked inside the heavy event that prepared the target) and bypass it.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ CLIP_KINDS = ("built-in clip", "uploaded file")
 USER_ERRORS = (MeshError, ClipError, ValueError, FileNotFoundError, zipfile.BadZipFile, OSError)
 DEFAULT_CLIP = "smile"
 DEFAULT_HEAT_DIM = "jawOpen"
+HEAVY = "heavy"  # the one concurrency group of every event that prepares, parses or decodes
 
 CSS = """
 #viewer-frame iframe {width: 100%; height: 620px; border: 1px solid #8884; border-radius: 8px;}
@@ -243,7 +245,8 @@ class App:
                 return s, self.target_markdown(s), viewer_html(s.viewer_url()), "auto", False, 1.0, True
 
             target_outputs = [state, target_info, viewer, up_axis, flip, scale, show_template]
-            target_file.upload(on_upload, [state, target_file], target_outputs, api_name="upload_target")
+            target_file.upload(on_upload, [state, target_file], target_outputs, api_name="upload_target",
+                               concurrency_id=HEAVY)
 
             @guarded
             def on_demo(st, name, request: gr.Request, progress=gr.Progress()):
@@ -254,7 +257,8 @@ class App:
                 self._warn_low_confidence(s)
                 return s, self.target_markdown(s), viewer_html(s.viewer_url()), "auto", False, 1.0, True
 
-            demo_pick.input(on_demo, [state, demo_pick], target_outputs, api_name="load_demo_target")
+            demo_pick.input(on_demo, [state, demo_pick], target_outputs, api_name="load_demo_target",
+                            concurrency_id=HEAVY)
 
             @guarded
             def on_align(st, up, flp, sc, request: gr.Request, progress=gr.Progress()):
@@ -265,7 +269,7 @@ class App:
                 return s, self.target_markdown(s)
 
             align_btn.click(on_align, [state, up_axis, flip, scale], [state, target_info],
-                            api_name="override_alignment")
+                            api_name="override_alignment", concurrency_id=HEAVY)
 
             # ---------------------------------------------------------------------------------- source
             @guarded
@@ -295,7 +299,8 @@ class App:
                 s.set_clip(spec, key)
                 return s, self.clip_markdown(s), CLIP_KINDS[1]
 
-            clip_file.upload(on_clip_file, [state, clip_file], [state, clip_info, clip_kind], api_name="set_clip_file")
+            clip_file.upload(on_clip_file, [state, clip_file], [state, clip_info, clip_kind], api_name="set_clip_file",
+                             concurrency_id=HEAVY)
 
             # ---------------------------------------------------------------------------------- run
             @guarded
@@ -312,7 +317,7 @@ class App:
             run_btn.click(on_run, [state, clip_kind, clip_pick, clip_file, smoothing, gain],
                           [state, run_status, f_obj, f_glb, f_rig, f_mp4, viewer, target_info, clip_info,
                            show_template],
-                          api_name="run")
+                          api_name="run", concurrency_id=HEAVY)
 
             # ---------------------------------------------------------------------------------- edits
             @guarded

@@ -276,3 +276,37 @@ def test_concurrent_sessions_match_solo_runs_and_queue(app, inputs, tmp_path):
     print("max |GLB delta - solo| / max |solo delta| (motion / mesh size): " + ", ".join(
         f"{k} {d:.1e} ({m:.1e})" for k, (d, m) in compared.items()))
     print(f"test total {time.perf_counter() - t_test:.1f} s")
+
+
+def test_uploads_wait_for_runs_in_the_shared_heavy_limit(app, inputs, tmp_path):
+    """Runs, target uploads, alignment overrides and clip files share one concurrency group: with two runs
+    processing (the limit), a third session's upload of a new mesh waits in the queue until a run has finished."""
+    clients = {}
+    for key in ("a", "b"):
+        c = clients[key] = Client(app.url, verbose=False, download_files=str(tmp_path / f"dl_{key}"))
+        c.predict(handle_file(str(inputs[key]["target"])), api_name="/upload_target")
+        c.predict(handle_file(str(inputs[key]["clip"])), api_name="/set_clip_file")
+    # a mesh never prepared before (the decimated ICT skin with two stray vertices): a real preparation
+    fresh, _ = with_stray_vertex(inputs["d"]["reference"], tmp_path / "fresh_upload.obj")
+    uploader = Client(app.url, verbose=False, download_files=str(tmp_path / "dl_upload"))
+
+    runs = [c.submit("uploaded file", None, handle_file(str(inputs[k]["clip"])), 0.0, 1.0, api_name="/run")
+            for k, c in clients.items()]
+    time.sleep(0.3)
+    upload = uploader.submit(handle_file(str(fresh)), api_name="/upload_target")
+    summary = upload.result(timeout=240)[0]
+    for job in runs:
+        job.result(timeout=240)
+    assert "preparation: computed" in summary, summary
+    run_times = [run_interval(drain(job)) for job in runs]
+    up_start, up_end, up_rank = run_interval(drain(upload))
+    first_run_end = min(end for _, end, _ in run_times)
+    latest_run_start = max(start for start, _, _ in run_times)
+    assert latest_run_start < first_run_end, f"the two runs did not process together: {run_times}"
+    assert first_run_end - latest_run_start > 1.0, f"runs too short to tell: {run_times}"
+    tol = 0.5
+    assert up_start >= first_run_end - tol, (
+        f"the upload started at {up_start:.2f} while both runs were processing (first end {first_run_end:.2f})")
+    assert up_rank is not None, "the waiting upload was not told its queue place"
+    print(f"\nruns {[(round(s % 100, 2), round(e % 100, 2)) for s, e, _ in run_times]}, upload started "
+          f"{up_start - first_run_end:+.2f} s after the first run ended (queue rank {up_rank})")
