@@ -42,6 +42,7 @@ class LossWeights:
     blendshape_reconstruction: float = 5.0
     region: float = 0.1
     range: float = 1.0
+    reconstruction_l1: float = 0.0  # mean per-vertex distance (smoothed): favours exact zeros where the prior is right
 
 
 @dataclass
@@ -62,6 +63,7 @@ class TrainConfig:
     device: str = "auto"
     bf16: str = "auto"              # auto / on / off
     init_from: str = ""             # warm start: model weights from this directory (decoder output zeroed)
+    init_keep_output: bool = False  # warm start keeps the decoder output layer too (fine-tuning a trained model)
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
@@ -69,6 +71,12 @@ class TrainConfig:
         d = dict(d)
         d["weights"] = LossWeights(**d.get("weights", {}))
         return cls(**d)
+
+
+def smooth_distance(d: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
+    """Per-vertex distance |d| of displacement errors (..., 3) in cm, smoothed below eps (0.1 mm) so that its
+    gradient is defined at 0: sqrt(|d|^2 + eps^2) - eps."""
+    return torch.sqrt(d.float().square().sum(-1) + eps * eps) - eps
 
 
 def pick_device(name: str) -> torch.device:
@@ -191,13 +199,13 @@ class Trainer:
         return True
 
     def warm_start(self, directory: Path) -> None:
-        """Copy matching weights from another run (encoders, decoder body); the output layer starts at zero so
-        the model starts from the template-prior solution."""
+        """Copy matching weights from another run (encoders, decoder body); unless cfg.init_keep_output, the output
+        layer starts at zero so the model starts from the template-prior solution."""
         from safetensors.torch import load_file
         state = load_file(str(directory / "model.safetensors"))
         own = self.model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
-                  and not k.startswith("decoder_out")}
+                  and (self.cfg.init_keep_output or not k.startswith("decoder_out"))}
         self.model.load_state_dict(usable, strict=False)
         self.log(f"warm start: {len(usable)}/{len(own)} tensors from {directory}")
 
@@ -248,6 +256,7 @@ class Trainer:
         ne = self.net_cfg.n_expression
         terms = {
             "reconstruction": F.mse_loss(disp, gt),
+            "reconstruction_l1": smooth_distance(disp - gt).mean(),
             "normal": normal_loss(target.vertices[None] + disp, target.vertices[None] + gt, target.faces),
             "jacobian": jacobian_loss(disp, gt, target.faces, target.pinv),
             "expression_code": F.mse_loss(z_pred[:, :ne], weights),

@@ -27,12 +27,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("app_log"), max_frames=12) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def clip_csv(tmp_path_factory) -> Path:
     return write_expression_csv(tmp_path_factory.mktemp("clip") / "smile_short.csv", n_frames=8)
 

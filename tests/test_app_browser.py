@@ -156,12 +156,6 @@ def drawn_fraction(img: np.ndarray, box=None) -> float:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("app_log"), max_frames=12) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def clip_csv(tmp_path_factory) -> Path:
     return write_expression_csv(tmp_path_factory.mktemp("clip") / "smile_jaw.csv", n_frames=10)
 

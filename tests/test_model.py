@@ -283,7 +283,8 @@ def test_train_step_loss_terms(trainer):
         assert sum(probe.grads[name].values()) > 0, f"{name} has no gradient"
         assert np.isclose(out[name], float(term)), name
     # where each term's gradient goes (the output layer starts at zero, so decoder terms reach decoder_out)
-    expected_parts = {"reconstruction": "decoder_out", "normal": "decoder_out", "jacobian": "decoder_out",
+    expected_parts = {"reconstruction": "decoder_out", "reconstruction_l1": "decoder_out", "normal": "decoder_out",
+                      "jacobian": "decoder_out",
                       "blendshape_reconstruction": "decoder_out", "expression_code": "expression_encoder",
                       "free_code": "expression_encoder", "blendshape_prior": "expression_encoder",
                       "range": "expression_encoder", "identity_code": "identity_encoder",
@@ -329,6 +330,23 @@ def test_checkpoint_round_trip(cfg, subject, tensors, tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("keep_output", [False, True])
+def test_warm_start_copies_weights_and_zeroes_the_output_unless_asked(cfg, tmp_path, keep_output):
+    source = make_model(cfg, seed=5)
+    save_model(tmp_path / "source", source, {"step": 1})
+    trainer = Trainer(TrainConfig(preset="tiny", pool_size=1, out=str(tmp_path / "run"), device="cpu", bf16="off",
+                                  init_from=str(tmp_path / "source"), init_keep_output=keep_output),
+                      log=lambda m: None)
+    trainer.warm_start(Path(trainer.cfg.init_from))
+    got, want = trainer.model.state_dict(), source.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want if not k.startswith("decoder_out"))
+    assert want["decoder_out.weight"].abs().sum() > 0
+    if keep_output:
+        assert torch.equal(got["decoder_out.weight"], want["decoder_out.weight"])
+    else:
+        assert not got["decoder_out.weight"].any() and not got["decoder_out.bias"].any()
 
 
 # --- resuming a run -------------------------------------------------------------------------------------------
