@@ -7,7 +7,7 @@ import numpy as np
 
 HEAT_PREFERENCE = ("ict", "remesh_25k", "warp_features", "remesh_3k", "crop_face", "warp_wendland", "exaggerated",
                    "eyes", "crop_narrow", "neck_cut", "remesh_6k", "auto_align")
-BASELINE_NAMES = ("nearest_point", "deformation_transfer")
+BASELINE_NAMES = ("template_prior", "nearest_point", "deformation_transfer")
 
 
 def _pyplot():
@@ -59,13 +59,16 @@ def category_bars(summary: list[dict], path: Path, key: str = "mean_mm") -> Path
     plt = _pyplot()
     cats = list(dict.fromkeys(r["category"] for r in summary))
     methods = ("model",) + BASELINE_NAMES
-    colors = {"model": "#d62728", "nearest_point": "#1f77b4", "deformation_transfer": "#2ca02c"}
+    colors = {"model": "#d62728", "template_prior": "#ff7f0e", "nearest_point": "#1f77b4",
+              "deformation_transfer": "#2ca02c"}
     by = {(r["category"], r["method"]): r[key] for r in summary}
+    methods = tuple(m for m in methods if any((c, m) in by for c in cats))
     x = np.arange(len(cats))
-    width = 0.27
+    width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(cats) + 2), 3.8))
     for i, m in enumerate(methods):
-        ax.bar(x + (i - 1) * width, [by.get((c, m), np.nan) for c in cats], width, label=m.replace("_", " "),
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, [by.get((c, m), np.nan) for c in cats], width,
+               label=m.replace("_", " "),
                color=colors[m])
     ax.set_xticks(x)
     ax.set_xticklabels(cats, rotation=35, ha="right", fontsize=8)

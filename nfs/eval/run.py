@@ -37,10 +37,11 @@ from nfs.pipeline import (SHIPPED_MODEL_DIR, PreparedTarget, decode_all, encode_
 from nfs.render import render_normal_depth
 
 DEFAULT_OUT = REPO_ROOT / "assets" / "eval"
-METHODS = ("model", "nearest_point", "deformation_transfer", "ict_rig")
-BASELINES = ("nearest_point", "deformation_transfer")
-METHOD_LABELS = {"model": "NFS model", "nearest_point": "nearest point", "deformation_transfer": "deformation transfer",
-                 "ict_rig": "ICT rig (by index)"}
+METHODS = ("model", "template_prior", "nearest_point", "deformation_transfer", "ict_rig")
+# template_prior: the model with its learned correction switched off (only for models with a template prior)
+BASELINES = ("template_prior", "nearest_point", "deformation_transfer")
+METHOD_LABELS = {"model": "NFS model", "template_prior": "template prior alone", "nearest_point": "nearest point",
+                 "deformation_transfer": "deformation transfer", "ict_rig": "ICT rig (by index)"}
 METRIC_FIELDS = ("mean_mm", "rms_mm", "p95_mm", "inner_mse_mm2", "gain", "normal_deg", "eyelid_mm", "lip_mm",
                  "jitter_mm", "gt_jitter_mm", "eyeball_mm", "eyeball_rigid_mm", "cycle_abs", "cycle_gt_abs",
                  "region_pct", "align_mm", "prepare_s", "frames_per_s")
@@ -211,6 +212,14 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
         row["cycle_abs"] = M.code_error(encode_skin_frames(model, prepared, pred_frames), weights[pick])
         row["cycle_gt_abs"] = M.code_error(encode_skin_frames(model, prepared, gt_frames), weights[pick])
     rows.append(row)
+    if model.cfg.template_prior:    # the same pipeline with the decoder's correction switched off
+        plain = dataclasses.replace(prepared, decoder=dataclasses.replace(prepared.decoder, out_matrix=torch.zeros_like(
+            prepared.decoder.out_matrix), out_bias=torch.zeros_like(prepared.decoder.out_bias)))
+        t0 = time.perf_counter()
+        prior_user = decode_all(plain, codes, model).astype(np.float64) - target.vertices[None]
+        preds["template_prior"] = target.to_ict.apply_vectors(prior_user)
+        rows.append({**base, "method": "template_prior", **method_metrics(preds["template_prior"], ctx),
+                     "prepare_s": prepare_s, "frames_per_s": n_frames / (time.perf_counter() - t0)})
 
     # baselines from the ICT generic face, on the target as the pipeline aligned it
     sv, sf, deltas = _source_mesh(target)
@@ -319,14 +328,15 @@ def position_table(summary: list[dict]) -> str:
     rows = []
     for c in cats:
         m = by[(c, "model")]
-        np_, dt = by.get((c, "nearest_point"), {}), by.get((c, "deformation_transfer"), {})
+        pr, np_, dt = (by.get((c, k), {}) for k in BASELINES)
         rig = by.get((c, "ict_rig"), {})
         rows.append([c, m["targets"], m["vertices"], _fmt(m["mean_mm"]), _fmt(m["rms_mm"]), _fmt(m["p95_mm"]),
-                     _fmt(np_.get("mean_mm")), _fmt(dt.get("mean_mm")), _fmt(rig.get("mean_mm")),
+                     _fmt(pr.get("mean_mm")), _fmt(np_.get("mean_mm")), _fmt(dt.get("mean_mm")),
+                     _fmt(rig.get("mean_mm")),
                      _fmt(ratio(np_.get("mean_mm", np.nan), m["mean_mm"]), 2),
                      _fmt(ratio(dt.get("mean_mm", np.nan), m["mean_mm"]), 2)])
-    return markdown_table(["category", "targets", "verts", "model mean", "model RMS", "model p95", "nearest pt",
-                           "def. transfer", "ICT rig", "NP / model", "DT / model"], rows)
+    return markdown_table(["category", "targets", "verts", "model mean", "model RMS", "model p95", "prior alone",
+                           "nearest pt", "def. transfer", "ICT rig", "NP / model", "DT / model"], rows)
 
 
 def protocol_table(summary: list[dict]) -> str:
@@ -339,7 +349,8 @@ def protocol_table(summary: list[dict]) -> str:
         vals = [by.get((c, k), {}).get("inner_mse_mm2", np.nan) for k in BASELINES]
         rows.append([c, _fmt(m["inner_mse_mm2"]), *(_fmt(v) for v in vals),
                      *(_fmt(ratio(v, m["inner_mse_mm2"]), 2) for v in vals)])
-    return markdown_table(["category", "model", "nearest pt", "def. transfer", "NP / model", "DT / model"], rows)
+    return markdown_table(["category", "model", "prior alone", "nearest pt", "def. transfer", "prior / model",
+                           "NP / model", "DT / model"], rows)
 
 
 def quality_table(summary: list[dict]) -> str:
@@ -463,7 +474,8 @@ def write_outputs(result: BenchmarkResult, out: Path, model_dir: str, card: dict
         "",
         position_table(summary),
         "",
-        f"Mean over categories: model {ov['model']:.3f} mm, nearest point {ov['nearest_point']:.3f} mm, "
+        f"Mean over categories: model {ov['model']:.3f} mm, template prior alone {ov['template_prior']:.3f} mm, "
+        f"nearest point {ov['nearest_point']:.3f} mm, "
         f"deformation transfer {ov['deformation_transfer']:.3f} mm.",
         "",
         "Where a baseline beats the model:",

@@ -1,6 +1,12 @@
-"""Template prior: the ICT expression blendshapes carried to any mesh through closest points on the ICT mean
-skin. With `NFSConfig.template_prior`, the decoder predicts a correction on top of this transfer, so training
-starts from the nearest-point solution and learns what it misses (shape warps, lips, crops, discretization)."""
+"""Template prior: the ICT expression blendshapes carried to any mesh through closest points on an ICT face fitted
+to it. With `NFSConfig.template_prior`, the decoder predicts a correction on top of this transfer, so training
+starts from the nearest-point solution and learns what it misses (shape warps, lips, crops, discretization).
+
+The ICT face the closest points are taken on is the identity model (100 modes) fitted to the target by a
+regularised point-to-surface least squares (`fit_ict_identity`), not the mean face: on held-out ICT identities
+closest points on the mean face put upper-lip vertices on the lower lip and the like (0.25 mm mean error of the
+transfer), on the fitted face they land where they belong.
+"""
 from __future__ import annotations
 
 import functools
@@ -13,18 +19,55 @@ from nfs.ict import N_EXPRESSION, load_ict
 
 @functools.lru_cache(maxsize=1)
 def _template():
+    """ICT mean skin (S, 3) cm float64, its faces, expression deltas (53, S, 3) and identity deltas (100, S, 3)."""
     ict = load_ict()
     v, f = ict.skin_mesh()
-    return v.astype(np.float64), f, ict.expression_deltas[:, : ict.skin_count]
+    s = ict.skin_count
+    return (v.astype(np.float64), np.asarray(f, np.int64), ict.expression_deltas[:, :s],
+            ict.identity_deltas[:, :s].astype(np.float64))
 
 
-def template_expression_basis(vertices_ict: np.ndarray) -> np.ndarray:
+def fit_ict_identity(points: np.ndarray, iterations: int = 10, n_points: int = 2000, noise_cm: float = 0.02,
+                     point_weight: float = 0.01, seed: int = 0) -> np.ndarray:
+    """ICT identity coefficients (100,) of the face that best fits points (N, 3) in the ICT frame (cm).
+
+    Alternates closest points of (a fixed random subset of) the points on the current face with a linear
+    least-squares solve for the coefficients: point-to-plane residuals (along the face normal, so the fit does not
+    stall sliding along the surface) plus `point_weight` times the point-to-point ones, point noise `noise_cm`, a
+    unit Gaussian prior on the coefficients (the ICT model's own scale), and points far from the face (non-face
+    parts, stylized features) down-weighted by 1 / (1 + (d / 1 cm)^2). One-sided (points to face), so a crop fits
+    the part of the face it covers. An ICT identity is recovered to ~0.01 mm in 10 iterations."""
+    mean, faces, _, identity = _template()
+    p = np.asarray(points, np.float64)
+    if len(p) > n_points:
+        p = p[np.random.default_rng(seed).choice(len(p), n_points, replace=False)]
+    n_modes = len(identity)
+    coeffs = np.zeros(n_modes)
+    for _ in range(iterations):
+        face = mean + np.tensordot(coeffs, identity, axes=1)
+        _, tri, bary, dist = closest_points_on_mesh(p, face, faces)
+        corners = faces[tri]
+        normal = np.cross(face[corners[:, 1]] - face[corners[:, 0]], face[corners[:, 2]] - face[corners[:, 0]])
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
+        a = np.einsum("kvjc,vj->vck", identity[:, corners], bary)                    # (N, 3, 100)
+        r = p - np.einsum("vjc,vj->vc", mean[corners], bary)                          # (N, 3)
+        w = np.sqrt(1.0 / (1.0 + dist ** 2))[:, None]
+        rows = np.concatenate([np.einsum("vc,vck->vk", normal, a) * w,
+                               np.sqrt(point_weight) * (a * w[:, :, None]).reshape(-1, n_modes)])
+        rhs = np.concatenate([np.einsum("vc,vc->v", normal, r) * w[:, 0],
+                              np.sqrt(point_weight) * (r * w).reshape(-1)])
+        coeffs = np.linalg.solve(rows.T @ rows + noise_cm ** 2 * np.eye(n_modes), rows.T @ rhs)
+    return coeffs.astype(np.float32)
+
+
+def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True) -> np.ndarray:
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
-    on the ICT mean skin (barycentric interpolation)."""
-    tv, tf, deltas = _template()
-    _, tri, bary, _ = closest_points_on_mesh(np.asarray(vertices_ict, np.float64), tv, tf)
-    corners = tf[tri]  # (V, 3)
-    out = np.einsum("kvjc,vj->kvc", deltas[:, corners], bary.astype(np.float32))
+    (barycentric interpolation) on the ICT face fitted to the vertices (`fit_identity=False`: the mean face)."""
+    mean, faces, deltas, identity = _template()
+    v = np.asarray(vertices_ict, np.float64)
+    face = mean + np.tensordot(fit_ict_identity(v), identity, axes=1) if fit_identity else mean
+    _, tri, bary, _ = closest_points_on_mesh(v, face, faces)
+    out = np.einsum("kvjc,vj->kvc", deltas[:, faces[tri]], bary.astype(np.float32))
     assert out.shape[0] == N_EXPRESSION
     return out.astype(np.float32)
 

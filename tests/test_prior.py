@@ -1,0 +1,71 @@
+"""The template prior (nfs/model/prior.py): the ICT identity fit and the expression basis carried through it, on
+real ICT identities the fit never saw, whole, remeshed and cropped."""
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from nfs.geometry.remesh import decimate
+from nfs.ict import FACE_VERTEX_COUNT, load_ict
+from nfs.model.prior import fit_ict_identity, fit_ict_weights, template_expression_basis
+
+
+@pytest.fixture(scope="module")
+def ict():
+    return load_ict()
+
+
+def identity(ict, seed):
+    """A held-out-style identity: coefficients (100,) and its skin vertices (S, 3) cm."""
+    c = np.random.default_rng(seed).standard_normal(100).astype(np.float32)
+    return c, ict.vertices(c)
+
+
+def transfer_error_mm(ict, basis, index):
+    """Mean distance (mm) between the basis and the identity's true expression deltas at vertices `index`."""
+    truth = ict.expression_deltas[:, index]
+    return float(np.linalg.norm(basis - truth, axis=-1).mean() * 10)
+
+
+def test_identity_fit_recovers_the_face(ict):
+    c, v = identity(ict, 2024)
+    fitted = fit_ict_identity(v)
+    assert fitted.shape == (100,) and np.isfinite(fitted).all()
+    face_fit = ict.vertices(fitted)
+    mean_face = ict.vertices(None)
+    err_fit = np.linalg.norm(face_fit - v, axis=1)[:FACE_VERTEX_COUNT].mean()
+    err_mean = np.linalg.norm(mean_face - v, axis=1)[:FACE_VERTEX_COUNT].mean()
+    # the fitted face is several times closer to the target than the mean face (cm)
+    assert err_fit < 0.25 * err_mean, (err_fit, err_mean)
+    # and the coefficients point the right way
+    assert np.dot(fitted, c) / (np.linalg.norm(fitted) * np.linalg.norm(c)) > 0.7
+
+
+@pytest.mark.parametrize("kind", ["same topology", "remeshed", "face crop"])
+def test_fitted_basis_beats_the_mean_face_basis(ict, kind):
+    _, v = identity(ict, 2025)
+    faces = ict.skin_mesh()[1]
+    index = np.arange(len(v))
+    if kind == "remeshed":
+        v2, _ = decimate(v.astype(np.float64), faces, 3000)
+        _, index = cKDTree(v).query(v2)      # truth: the deltas of the nearest original vertex
+        v = v2.astype(np.float32)
+    elif kind == "face crop":
+        index = np.arange(FACE_VERTEX_COUNT)
+        v = v[index]
+    fitted = template_expression_basis(v)
+    mean = template_expression_basis(v, fit_identity=False)
+    assert fitted.shape == mean.shape == (53, len(v), 3)
+    e_fit, e_mean = transfer_error_mm(ict, fitted, index), transfer_error_mm(ict, mean, index)
+    assert e_fit < 0.6 * e_mean, (kind, e_fit, e_mean)
+
+
+def test_weights_fit_on_the_fitted_basis_recovers_facs_weights(ict):
+    _, v = identity(ict, 2026)
+    basis = template_expression_basis(v)
+    w = np.zeros((3, 53), np.float32)
+    w[0, [10, 20]] = [0.8, 0.4]
+    w[1, 30] = 1.0
+    w[2, [5, 6, 40]] = [0.3, 0.3, 0.6]
+    disp = np.einsum("tk,kvc->tvc", w, ict.expression_deltas[:, :len(v)])
+    got = fit_ict_weights(disp, basis)
+    assert np.abs(got - w).max() < 0.1, np.abs(got - w).max()
