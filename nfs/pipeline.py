@@ -240,7 +240,8 @@ def prepare_target(mesh, model: NFSNetwork | None = None, *, alignment: Alignmen
     model.eval()
     with model_autocast():
         ot = operators_to_torch(ops, model.cfg.k_eig)
-        prior = torch.from_numpy(template_expression_basis(v_ict)) if model.cfg.template_prior else None
+        prior = (torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)) if model.cfg.template_prior
+                 else None)
         enc = model.encode_target(torch.from_numpy(v_ict)[None], ot, torch.from_numpy(image)[None], prior)
     decoder = FoldedDecoder.build(model, enc, inference_dtype())
     timings["encoders"] = time.perf_counter() - t
@@ -309,7 +310,7 @@ def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progre
     align = align_to_ict(clean.skin_points, clean.skin_faces)
     n_ict = align.apply(clean.skin_points).astype(np.float32)
     if fit:
-        basis = template_expression_basis(n_ict)
+        basis = template_expression_basis(n_ict, faces=clean.skin_faces)
         codes = np.zeros((clip.n_frames, model.cfg.code_dim), np.float32)
         for start in range(0, clip.n_frames, 256):
             frames = clip.frames[start:start + 256][:, keep]

@@ -69,3 +69,44 @@ def test_weights_fit_on_the_fitted_basis_recovers_facs_weights(ict):
     disp = np.einsum("tk,kvc->tvc", w, ict.expression_deltas[:, :len(v)])
     got = fit_ict_weights(disp, basis)
     assert np.abs(got - w).max() < 0.1, np.abs(got - w).max()
+
+
+def lip_seam_jump(basis, faces, labels, shape):
+    """Largest displacement difference (cm) across an edge joining an upper-lip and a lower-lip vertex."""
+    from nfs.regions import REGION_NAMES
+    up, low = REGION_NAMES.index("upper_lip"), REGION_NAMES.index("lower_lip")
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    la, lb = labels[e[:, 0]], labels[e[:, 1]]
+    seam = e[((la == up) & (lb == low)) | ((la == low) & (lb == up))]
+    d = basis[shape]
+    return len(seam), float(np.linalg.norm(d[seam[:, 0]] - d[seam[:, 1]], axis=1).max()) if len(seam) else 0.0
+
+
+def test_closed_mouth_stretches_instead_of_tearing(ict):
+    """The stylized demo head models its mouth closed (lips joined by edges): opening the jaw must stretch the
+    seam smoothly, not split its vertices between the lips (spikes); a mouth with a slit keeps its exact tear."""
+    from app.demo_assets import demo_target_path
+    from nfs.geometry.surface import closest_points_on_mesh
+    from nfs.ict import EXPRESSION_NAMES
+    from nfs.mesh.align import align_to_ict
+    from nfs.mesh.clean import clean_mesh
+    from nfs.mesh.io import load_mesh
+    from nfs.model.prior import _template, fit_ict_identity
+    from nfs.regions import ict_region_labels
+
+    jaw = EXPRESSION_NAMES.index("jawOpen")
+    raw = load_mesh(demo_target_path("stylized_head"))
+    clean = clean_mesh(raw.vertices, raw.faces)
+    v = align_to_ict(clean.skin_points, clean.skin_faces).apply(clean.skin_points)
+    f = clean.skin_faces
+    mean, tf, _, identity = _template()
+    fitted_face = mean + np.tensordot(fit_ict_identity(v), identity, axes=1)
+    _, tri, bary, _ = closest_points_on_mesh(v, fitted_face, tf)
+    labels = ict_region_labels()[tf[tri, np.argmax(bary, axis=1)]]
+    n_seam, torn = lip_seam_jump(template_expression_basis(v), f, labels, jaw)
+    _, stretched = lip_seam_jump(template_expression_basis(v, faces=f), f, labels, jaw)
+    assert n_seam > 10, "the stylized head's mouth is modelled closed"
+    assert stretched < 0.4 * torn, (stretched, torn)
+    # the ICT topology has a slit: no edge joins the lips and the basis is untouched
+    iv, itf = ict.skin_mesh()
+    np.testing.assert_array_equal(template_expression_basis(iv, faces=itf), template_expression_basis(iv))

@@ -111,7 +111,7 @@ def build_subject(ict: ICTFaceModel, spec: SubjectSpec, k_eig: int = 64, image_s
     ops = compute_operators(neutral, emb.faces, k_eig)
     image = render_normal_depth(neutral, emb.faces, size=image_size).astype(np.float16)
     return Subject(spec, neutral.astype(np.float32), emb.faces, basis.astype(np.float32), labels, ops, image, emb,
-                   is_ict_identity=not spec.warp, prior_basis=template_expression_basis(neutral))
+                   is_ict_identity=not spec.warp, prior_basis=template_expression_basis(neutral, faces=emb.faces))
 
 
 def sample_expressions(rng: np.random.Generator, n: int, n_shapes: int = 53) -> np.ndarray:

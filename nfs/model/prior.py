@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import scipy.sparse as sp
 
 from nfs.geometry.surface import closest_points_on_mesh
 from nfs.ict import N_EXPRESSION, load_ict
+from nfs.regions import REGION_NAMES, ict_region_labels
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,16 +62,69 @@ def fit_ict_identity(points: np.ndarray, iterations: int = 10, n_points: int = 2
     return coeffs.astype(np.float32)
 
 
-def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True) -> np.ndarray:
+def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
+                              faces: np.ndarray | None = None) -> np.ndarray:
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
-    (barycentric interpolation) on the ICT face fitted to the vertices (`fit_identity=False`: the mean face)."""
-    mean, faces, deltas, identity = _template()
+    (barycentric interpolation) on the ICT face fitted to the vertices (`fit_identity=False`: the mean face).
+    With the target's `faces` (F, 3), lip seams are smoothed (`smooth_lip_seam`)."""
+    mean, tf, deltas, identity = _template()
     v = np.asarray(vertices_ict, np.float64)
     face = mean + np.tensordot(fit_ict_identity(v), identity, axes=1) if fit_identity else mean
-    _, tri, bary, _ = closest_points_on_mesh(v, face, faces)
-    out = np.einsum("kvjc,vj->kvc", deltas[:, faces[tri]], bary.astype(np.float32))
+    _, tri, bary, _ = closest_points_on_mesh(v, face, tf)
+    out = np.einsum("kvjc,vj->kvc", deltas[:, tf[tri]], bary.astype(np.float32)).astype(np.float32)
     assert out.shape[0] == N_EXPRESSION
-    return out.astype(np.float32)
+    if faces is not None and len(faces):
+        labels = ict_region_labels()[tf[tri, np.argmax(bary, axis=1)]]
+        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, lip_ambiguity(v, face, tf, labels))
+    return out
+
+
+def lip_ambiguity(vertices: np.ndarray, face: np.ndarray, face_triangles: np.ndarray, labels: np.ndarray,
+                  margin_cm: float = 0.05) -> np.ndarray:
+    """(V,) bool: lip vertices about as close to the other lip of the ICT face as to their own (within margin_cm),
+    i.e. vertices whose choice of lip is a coin toss (a mouth modelled closed, where the lips meet)."""
+    ict_labels = ict_region_labels()
+    out = np.zeros(len(vertices), bool)
+    lips = [REGION_NAMES.index("upper_lip"), REGION_NAMES.index("lower_lip")]
+    on_lip = np.isin(labels, lips)
+    if not on_lip.any():
+        return out
+    idx = np.nonzero(on_lip)[0]
+    dist = []
+    for lip in lips:
+        tris = face_triangles[(ict_labels[face_triangles] == lip).any(1)]
+        dist.append(closest_points_on_mesh(vertices[idx], face, tris)[3])
+    out[idx] = np.abs(dist[0] - dist[1]) < margin_cm
+    return out
+
+
+def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, ambiguous: np.ndarray | None = None,
+                    rings: int = 2, iterations: int = 10) -> np.ndarray:
+    """Where the target mesh joins the lips (an edge between a vertex carried from the upper lip and one from the
+    lower lip: a mouth modelled closed), closest points split the seam vertices between the lips and opening the
+    mouth tears spikes. The basis on the seam and `rings` rings around it is relaxed to the average of its mesh
+    neighbours (Jacobi iterations, the rest held), so the seam stretches smoothly instead. A mesh with a lip slit
+    has no such edges except at the mouth corners, where the lips meet on ICT too."""
+    upper, lower = REGION_NAMES.index("upper_lip"), REGION_NAMES.index("lower_lip")
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    la, lb = labels[edges[:, 0]], labels[edges[:, 1]]
+    seam = edges[((la == upper) & (lb == lower)) | ((la == lower) & (lb == upper))]
+    if ambiguous is not None:
+        seam = seam[ambiguous[seam].any(1)]
+    if not len(seam):
+        return basis
+    n = len(labels)
+    adjacency = sp.coo_matrix((np.ones(2 * len(edges)), (edges.ravel(), edges[:, ::-1].ravel())), shape=(n, n)).tocsr()
+    adjacency.data[:] = 1.0
+    free = np.zeros(n, bool)
+    free[seam.ravel()] = True
+    for _ in range(rings):
+        free |= (adjacency @ free.astype(np.float64)) > 0
+    average = sp.diags(1.0 / np.maximum(np.asarray(adjacency.sum(1)).ravel(), 1.0)) @ adjacency
+    flat = basis.transpose(1, 0, 2).reshape(n, -1).astype(np.float64)
+    for _ in range(iterations):
+        flat[free] = (average @ flat)[free]
+    return flat.reshape(n, len(basis), 3).transpose(1, 0, 2).astype(np.float32)
 
 
 def fit_ict_weights(displacements: np.ndarray, basis: np.ndarray, iterations: int = 300,
