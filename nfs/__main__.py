@@ -109,6 +109,8 @@ def cmd_retarget(argv: list[str]) -> int:
     p.add_argument("--exports", default=",".join(EXPORT_KINDS), help=f"comma list of {','.join(EXPORT_KINDS)}")
     p.add_argument("--smooth", type=float, default=0.0, help="temporal Gaussian smoothing sigma, in frames")
     p.add_argument("--gain", type=float, default=1.0, help="expression gain on the 53 FACS weights")
+    p.add_argument("--no-correction", action="store_true",
+                   help="decode with the template prior alone (the network's learned correction off)")
     _model_arg(p)
     a = p.parse_args(argv)
     exports = tuple(e for e in a.exports.split(",") if e)
@@ -116,7 +118,7 @@ def cmd_retarget(argv: list[str]) -> int:
     target = as_raw_mesh(a.target)  # bad input is reported before the model loads
     clip = load_clip(a.clip)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
-                 gain=a.gain, progress=_Bar())
+                 gain=a.gain, progress=_Bar(), correction=not a.no_correction)
     print("\n".join(r.target.summary()))
     print(f"{r.source.n_frames} frames at {r.source.fps:g} fps; " +
           ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))

@@ -151,6 +151,11 @@ class PreparedTarget:
         """Vertices of the user's mesh (all components, original order)."""
         return self.raw.n_vertices
 
+    def without_correction(self) -> "PreparedTarget":
+        """This target decoded by the template prior alone (the network's learned correction off); regions and
+        skinning weights are the network's as before. Its own cache key, so baked rigs do not mix."""
+        return dataclasses.replace(self, key=self.key + ":prior", decoder=self.decoder.without_correction())
+
     def region_labels_original(self, fill: int = -1) -> np.ndarray:
         """(V_in,) predicted region per original vertex (nearest skin region for other components)."""
         nearest = np.asarray(self.binding.matrix.argmax(axis=1)).ravel()
@@ -415,10 +420,11 @@ def source_preview_frames(source: SourceCodes, clip: Clip | None) -> Callable[[i
 def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork | None = None,
              exports: tuple = EXPORT_KINDS, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
-             progress: Progress = _no_progress, chunk_frames: int = 4, video_size: int = 320) -> RetargetResult:
+             progress: Progress = _no_progress, chunk_frames: int = 4, video_size: int = 320,
+             correction: bool = True) -> RetargetResult:
     """Prepare the target, encode the clip, decode every frame once into a memory-mapped array on disk,
     then write the requested exports from it in chunks. `code_offset` (53,) is added to every frame's FACS
-    weights (slider edits)."""
+    weights (slider edits); `correction=False` decodes with the template prior alone."""
     from nfs.export import export_animated_glb, export_obj_sequence_zip, export_preview_video, export_rig_glb
     from nfs.ict import EXPRESSION_NAMES
     from nfs.render import render_shaded
@@ -433,6 +439,8 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork 
     t = time.perf_counter()
     target = prepare_target(target_mesh, model, alignment=alignment,
                             progress=lambda f, m: progress(0.3 * f, m))
+    if not correction:
+        target = target.without_correction()
     timings["prepare"] = time.perf_counter() - t
     t = time.perf_counter()
     source = encode_source(clip, model, smoothing_sigma=smoothing_sigma, gain=gain,

@@ -213,10 +213,8 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
         row["cycle_gt_abs"] = M.code_error(encode_skin_frames(model, prepared, gt_frames), weights[pick])
     rows.append(row)
     if model.cfg.template_prior:    # the same pipeline with the decoder's correction switched off
-        plain = dataclasses.replace(prepared, decoder=dataclasses.replace(prepared.decoder, out_matrix=torch.zeros_like(
-            prepared.decoder.out_matrix), out_bias=torch.zeros_like(prepared.decoder.out_bias)))
         t0 = time.perf_counter()
-        prior_user = decode_all(plain, codes, model).astype(np.float64) - target.vertices[None]
+        prior_user = decode_all(prepared.without_correction(), codes, model).astype(np.float64) - target.vertices[None]
         preds["template_prior"] = target.to_ict.apply_vectors(prior_user)
         rows.append({**base, "method": "template_prior", **method_metrics(preds["template_prior"], ctx),
                      "prepare_s": prepare_s, "frames_per_s": n_frames / (time.perf_counter() - t0)})

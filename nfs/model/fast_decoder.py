@@ -21,7 +21,7 @@ bfloat16 autocast on the plain decoder, which spends most of its time in GroupNo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -52,6 +52,10 @@ class FoldedDecoder:
     @property
     def n_vertices(self) -> int:
         return self.static.shape[0]
+
+    def without_correction(self) -> "FoldedDecoder":
+        """The same decoder with the network's output switched off: only the template prior remains."""
+        return replace(self, out_matrix=torch.zeros_like(self.out_matrix), out_bias=torch.zeros_like(self.out_bias))
 
     @classmethod
     @torch.no_grad()

@@ -10,6 +10,7 @@ transfer), on the fitted face they land where they belong.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,53 +30,115 @@ def _template():
             ict.identity_deltas[:, :s].astype(np.float64))
 
 
-def fit_ict_identity(points: np.ndarray, iterations: int = 10, n_points: int = 2000, noise_cm: float = 0.02,
-                     point_weight: float = 0.01, seed: int = 0) -> np.ndarray:
-    """ICT identity coefficients (100,) of the face that best fits points (N, 3) in the ICT frame (cm).
+@dataclass
+class FaceFit:
+    """An ICT face fitted to points: coefficients, and the similarity q = scale * p @ rotation.T + translation
+    that takes the points into the ICT model's frame (the automatic alignment is close, not exact)."""
 
-    Alternates closest points of (a fixed random subset of) the points on the current face with a linear
-    least-squares solve for the coefficients: point-to-plane residuals (along the face normal, so the fit does not
-    stall sliding along the surface) plus `point_weight` times the point-to-point ones, point noise `noise_cm`, a
-    unit Gaussian prior on the coefficients (the ICT model's own scale), and points far from the face (non-face
-    parts, stylized features) down-weighted by 1 / (1 + (d / 1 cm)^2). One-sided (points to face), so a crop fits
-    the part of the face it covers. An ICT identity is recovered to ~0.01 mm in 10 iterations."""
+    coeffs: np.ndarray        # (100,) identity coefficients
+    scale: float
+    rotation: np.ndarray      # (3, 3)
+    translation: np.ndarray   # (3,)
+
+    def to_model(self, points: np.ndarray) -> np.ndarray:
+        return self.scale * points @ self.rotation.T + self.translation
+
+    def vectors_from_model(self, vectors: np.ndarray) -> np.ndarray:
+        """(..., 3) displacements in the model frame -> the points' frame."""
+        return vectors @ self.rotation / self.scale
+
+    def face(self) -> np.ndarray:
+        mean, _, _, identity = _template()
+        return mean + np.tensordot(self.coeffs.astype(np.float64), identity, axes=1)
+
+
+def _rotation(omega: np.ndarray) -> np.ndarray:
+    """Rodrigues: rotation matrix of the rotation vector omega (3,)."""
+    angle = float(np.linalg.norm(omega))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = omega / angle
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+
+
+def fit_ict_face(points: np.ndarray, iterations: int = 10, n_points: int = 2000, noise_cm: float = 0.02,
+                 point_weight: float = 0.01, rigid: bool = True, seed: int = 0) -> FaceFit:
+    """The ICT face (100 identity coefficients, and with `rigid` a rotation and translation refining the
+    alignment) that best fits points (N, 3) in the ICT frame (cm).
+
+    Alternates closest points of (a fixed random subset of) the points on the current face with a linearised
+    least-squares solve: point-to-plane residuals (along the face normal, so the fit does not stall sliding along
+    the surface) plus `point_weight` times the point-to-point ones, point noise `noise_cm`, a unit Gaussian prior
+    on the coefficients (the ICT model's own scale), none on the rigid motion, and points far from the face
+    (non-face parts, stylized features) down-weighted by 1 / (1 + (d / 1 cm)^2). One-sided (points to face), so a
+    crop fits the part of the face it covers. An ICT identity is recovered to ~0.01 mm in 10 iterations."""
     mean, faces, _, identity = _template()
     p = np.asarray(points, np.float64)
     if len(p) > n_points:
         p = p[np.random.default_rng(seed).choice(len(p), n_points, replace=False)]
-    n_modes = len(identity)
-    coeffs = np.zeros(n_modes)
+    n_modes, n_rigid = len(identity), 6 if rigid else 0
+    fit = FaceFit(np.zeros(n_modes), 1.0, np.eye(3), np.zeros(3))
     for _ in range(iterations):
-        face = mean + np.tensordot(coeffs, identity, axes=1)
-        _, tri, bary, dist = closest_points_on_mesh(p, face, faces)
+        face = fit.face()
+        q = fit.to_model(p)
+        _, tri, bary, dist = closest_points_on_mesh(q, face, faces)
         corners = faces[tri]
         normal = np.cross(face[corners[:, 1]] - face[corners[:, 0]], face[corners[:, 2]] - face[corners[:, 0]])
         normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
-        a = np.einsum("kvjc,vj->vck", identity[:, corners], bary)                    # (N, 3, 100)
-        r = p - np.einsum("vjc,vj->vc", mean[corners], bary)                          # (N, 3)
+        # unknowns x = [coefficients, rotation vector omega, translation tau]: the face moves by its modes and
+        # the points by q' = q + omega x q + tau; face(c) - q' at the closest point is linear in x:
+        # A c - (omega x q) - tau = q - face(0). (No scale: one-sided, shrinking the points would fit anything;
+        # the identity modes carry the face's size.)
+        a = np.zeros((len(q), 3, n_modes + n_rigid))
+        a[:, :, :n_modes] = np.einsum("kvjc,vj->vck", identity[:, corners], bary)
+        if rigid:
+            qx = np.zeros((len(q), 3, 3))                     # [q]x omega = q x omega = -(omega x q)
+            qx[:, 0, 1], qx[:, 0, 2], qx[:, 1, 2] = -q[:, 2], q[:, 1], -q[:, 0]
+            qx[:, 1, 0], qx[:, 2, 0], qx[:, 2, 1] = q[:, 2], -q[:, 1], q[:, 0]
+            a[:, :, n_modes:n_modes + 3] = qx
+            a[:, :, n_modes + 3:] = -np.eye(3)
+        r = q - np.einsum("vjc,vj->vc", mean[corners], bary)                           # (N, 3)
         w = np.sqrt(1.0 / (1.0 + dist ** 2))[:, None]
         rows = np.concatenate([np.einsum("vc,vck->vk", normal, a) * w,
-                               np.sqrt(point_weight) * (a * w[:, :, None]).reshape(-1, n_modes)])
+                               np.sqrt(point_weight) * (a * w[:, :, None]).reshape(-1, a.shape[-1])])
         rhs = np.concatenate([np.einsum("vc,vc->v", normal, r) * w[:, 0],
                               np.sqrt(point_weight) * (r * w).reshape(-1)])
-        coeffs = np.linalg.solve(rows.T @ rows + noise_cm ** 2 * np.eye(n_modes), rows.T @ rhs)
-    return coeffs.astype(np.float32)
+        reg = np.zeros(a.shape[-1])
+        reg[:n_modes] = noise_cm ** 2
+        x = np.linalg.solve(rows.T @ rows + np.diag(reg) + 1e-9 * np.eye(len(reg)), rows.T @ rhs)
+        fit.coeffs = x[:n_modes]
+        if rigid:
+            rot, tau = _rotation(x[n_modes:n_modes + 3]), x[n_modes + 3:]
+            fit.rotation = rot @ fit.rotation
+            fit.translation = rot @ fit.translation + tau
+    fit.coeffs = fit.coeffs.astype(np.float32)
+    return fit
+
+
+def fit_ict_identity(points: np.ndarray, **kwargs) -> np.ndarray:
+    """ICT identity coefficients (100,) of the face fitted to points (N, 3) in the ICT frame (cm): `fit_ict_face`."""
+    return fit_ict_face(points, **kwargs).coeffs
 
 
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
                               faces: np.ndarray | None = None) -> np.ndarray:
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
-    (barycentric interpolation) on the ICT face fitted to the vertices (`fit_identity=False`: the mean face).
-    With the target's `faces` (F, 3), lip seams are smoothed (`smooth_lip_seam`)."""
-    mean, tf, deltas, identity = _template()
+    (barycentric interpolation) on the ICT face fitted to the vertices (identity and a refined similarity; with
+    `fit_identity=False`: the mean face as the vertices are). With the target's `faces` (F, 3), lip seams are
+    relaxed (`smooth_lip_seam`)."""
+    mean, tf, deltas, _ = _template()
     v = np.asarray(vertices_ict, np.float64)
-    face = mean + np.tensordot(fit_ict_identity(v), identity, axes=1) if fit_identity else mean
-    _, tri, bary, _ = closest_points_on_mesh(v, face, tf)
-    out = np.einsum("kvjc,vj->kvc", deltas[:, tf[tri]], bary.astype(np.float32)).astype(np.float32)
+    fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
+    face = fit.face() if fit_identity else mean
+    q = fit.to_model(v)
+    _, tri, bary, _ = closest_points_on_mesh(q, face, tf)
+    out = np.einsum("kvjc,vj->kvc", deltas[:, tf[tri]], bary.astype(np.float32))
+    out = fit.vectors_from_model(out).astype(np.float32)
     assert out.shape[0] == N_EXPRESSION
     if faces is not None and len(faces):
         labels = ict_region_labels()[tf[tri, np.argmax(bary, axis=1)]]
-        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, lip_ambiguity(v, face, tf, labels))
+        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, lip_ambiguity(q, face, tf, labels))
     return out
 
 
