@@ -225,9 +225,10 @@ class Session:
         return [f"**{c.name}** — {c.n_frames} frames, {c.fps:g} fps, {c.duration_s:.1f} s ({kind})"] + c.warnings
 
     # ------------------------------------------------------------------------------------------ run
-    def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress
-            ) -> RetargetResult:
-        """Retarget the clip onto the target with the current edits; write all exports to a new run dir."""
+    def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress,
+            correction: bool = True) -> RetargetResult:
+        """Retarget the clip onto the target with the current edits; write all exports to a new run dir.
+        `correction=False`: the template prior alone (the network's learned correction off)."""
         if self.target is None:
             raise ValueError("load a target mesh first")
         if self.clip is None:
@@ -244,7 +245,7 @@ class Session:
             result = retarget(target.raw, clip, out, model=self.model, exports=EXPORT_KINDS,
                               smoothing_sigma=float(smoothing_sigma), gain=float(gain),
                               alignment=self.alignment_override, code_offset=offsets,
-                              progress=lambda f, m: progress(0.9 * f, m))
+                              progress=lambda f, m: progress(0.9 * f, m), correction=bool(correction))
             progress(0.92, "baking the linear rig for live edits")
             self.ensure_rig(result.target)
         except Exception:
@@ -254,7 +255,8 @@ class Session:
             old = self.result_dir
             self.result, self.result_dir, self.result_clip_key = result, out, clip_key
             self.result_offsets = offsets
-            self.result_settings = {"smoothing": float(smoothing_sigma), "gain": float(gain)}
+            self.result_settings = {"smoothing": float(smoothing_sigma), "gain": float(gain),
+                                    "correction": bool(correction)}
             self.target = result.target
         if old is not None and old != out:
             shutil.rmtree(old, ignore_errors=True)
@@ -274,7 +276,9 @@ class Session:
             return []
         lines = [f"**{r.target.name} ← {r.source.name}**: {r.source.n_frames} frames at {r.source.fps:g} fps, "
                  f"{r.target.n_vertices:,} vertices; smoothing {self.result_settings.get('smoothing', 0):g}, "
-                 f"gain {self.result_settings.get('gain', 1):g}"]
+                 f"gain {self.result_settings.get('gain', 1):g}"
+                 + ("" if self.result_settings.get("correction", True) else "; network correction off "
+                    "(template prior alone)")]
         if r.rig_error_mm is not None:
             lines.append(f"baked rig vs network on this clip: {r.rig_error_mm:.2f} mm mean")
         lines.append("times: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
@@ -351,7 +355,8 @@ class Session:
             "result": None if r is None else {"target": r.target.name, "clip": r.source.name,
                                               "frames": r.source.n_frames, "valid": self.result_valid(),
                                               "exports": {k: str(p) for k, p in r.exports.items()},
-                                              "rig_error_mm": r.rig_error_mm},
+                                              "rig_error_mm": r.rig_error_mm,
+                                              "correction": self.result_settings.get("correction", True)},
             "edits": self.edits.describe(),
             "viewer_url": self.viewer_url(),
         }

@@ -172,6 +172,8 @@ class App:
                         with gr.Row():
                             smoothing = gr.Slider(0, 10, value=0, step=0.5, label="temporal smoothing σ (frames)")
                             gain = gr.Slider(0, 1.5, value=1.0, step=0.05, label="expression gain")
+                        correction = gr.Checkbox(value=True, label="network correction (off: the fitted template "
+                                                 "prior alone; see README, Results)", elem_id="correction")
                         clip_info = gr.Markdown("*No clip loaded.*", elem_id="clip-info")
                     with gr.Tab("3 · Edit"):
                         gr.Markdown("Offsets added to the clip's FACS weights. *current frame* edits the viewer's "
@@ -304,17 +306,18 @@ class App:
 
             # ---------------------------------------------------------------------------------- run
             @guarded
-            def on_run(st, kind, builtin, file, sm, gn, request: gr.Request, progress=gr.Progress()):
+            def on_run(st, kind, builtin, file, sm, gn, corr=True, request: gr.Request = None,
+                       progress=gr.Progress()):
                 s = self.session(st, request)
                 spec, key = self._clip_spec(kind, builtin, file)
                 progress(0.0, desc="loading the clip")
                 s.set_clip(spec, key)
-                r = s.run(float(sm), float(gn), lambda f, m: progress(f, desc=m))
+                r = s.run(float(sm), float(gn), lambda f, m: progress(f, desc=m), correction=corr is not False)
                 files = [str(r.exports[k]) if k in r.exports else None for k in ("obj_zip", "glb", "rig", "mp4")]
                 return (s, _bullets(s.result_report()), *files, viewer_html(s.viewer_url()),
                         self.target_markdown(s), self.clip_markdown(s), False)
 
-            run_btn.click(on_run, [state, clip_kind, clip_pick, clip_file, smoothing, gain],
+            run_btn.click(on_run, [state, clip_kind, clip_pick, clip_file, smoothing, gain, correction],
                           [state, run_status, f_obj, f_glb, f_rig, f_mp4, viewer, target_info, clip_info,
                            show_template],
                           api_name="run", concurrency_id=HEAVY)
