@@ -242,11 +242,13 @@ def prepare_target(mesh, model: NFSNetwork | None = None, *, alignment: Alignmen
     image = render_normal_depth(v_ict, skin_f, size=model.cfg.image_size)
     timings["render"] = time.perf_counter() - t
     t = time.perf_counter()
+    prior = (torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)) if model.cfg.template_prior
+             else None)
+    timings["prior"] = time.perf_counter() - t
+    t = time.perf_counter()
     model.eval()
     with model_autocast():
         ot = operators_to_torch(ops, model.cfg.k_eig)
-        prior = (torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)) if model.cfg.template_prior
-                 else None)
         enc = model.encode_target(torch.from_numpy(v_ict)[None], ot, torch.from_numpy(image)[None], prior)
     decoder = FoldedDecoder.build(model, enc, inference_dtype())
     timings["encoders"] = time.perf_counter() - t
