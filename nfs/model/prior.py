@@ -32,8 +32,9 @@ def _template():
 
 @dataclass
 class FaceFit:
-    """An ICT face fitted to points: coefficients, and the similarity q = scale * p @ rotation.T + translation
-    that takes the points into the ICT model's frame (the automatic alignment is close, not exact)."""
+    """An ICT face fitted to points: coefficients, and the transform q = scale * p @ rotation.T + translation that
+    takes the points into the ICT model's frame (the automatic alignment is close, not exact; `fit_ict_face`
+    refines rotation and translation and keeps scale 1)."""
 
     coeffs: np.ndarray        # (100,) identity coefficients
     scale: float
@@ -124,7 +125,7 @@ def fit_ict_identity(points: np.ndarray, **kwargs) -> np.ndarray:
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
                               faces: np.ndarray | None = None) -> np.ndarray:
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
-    (barycentric interpolation) on the ICT face fitted to the vertices (identity and a refined similarity; with
+    (barycentric interpolation) on the ICT face fitted to the vertices (identity and a refined rigid motion; with
     `fit_identity=False`: the mean face as the vertices are). With the target's `faces` (F, 3), lip seams are
     relaxed (`smooth_lip_seam`)."""
     mean, tf, deltas, _ = _template()
