@@ -306,7 +306,7 @@ class Session:
         with self._rig_lock:                      # a background bake of the same target finishes first
             if target.key not in self._rigs:
                 progress(0.1, "baking the linear rig (once per target)")
-                self._rigs[target.key] = rig_shapes(target, self.model)
+                self._rigs[target.key] = rig_shapes(target)
                 while len(self._rigs) > 2:
                     self._rigs.pop(next(iter(self._rigs)))
             return self._rigs[target.key]

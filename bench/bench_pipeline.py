@@ -74,12 +74,12 @@ def prepare_cold(vertices, faces, model):
     return prepare_target((vertices, faces), model, use_cache=False)
 
 
-def time_decode(target, codes, model, chunk: int = 4, user_frame: bool = False) -> float:
+def time_decode(target, codes, chunk: int = 4, user_frame: bool = False) -> float:
     """Seconds to decode `codes` with the pipeline: skin displacements (ICT frame), or with `user_frame` the
     whole mesh in the user's frame, order and units (what the exports consume)."""
     run = decode if user_frame else decode_skin
     t = time.perf_counter()
-    for _ in run(target, codes, model, chunk_frames=chunk):
+    for _ in run(target, codes, chunk_frames=chunk):
         pass
     return time.perf_counter() - t
 
@@ -112,9 +112,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     codes = np.zeros((a.frames, model.cfg.code_dim), np.float32)
     codes[:, :53] = rng.uniform(0, 1, (a.frames, 53)) * (rng.random((a.frames, 53)) < 0.2)
-    time_decode(target, codes[:8], model)  # warm-up
-    skin = min(time_decode(target, codes, model) for _ in range(2))
-    full = time_decode(target, codes, model, user_frame=True)
+    time_decode(target, codes[:8])  # warm-up
+    skin = min(time_decode(target, codes) for _ in range(2))
+    full = time_decode(target, codes, user_frame=True)
     n_plain = min(a.frames, 60)
     time_plain_decode(target, codes[:4], model)
     plain = time_plain_decode(target, codes[:n_plain], model)
@@ -134,7 +134,7 @@ def main() -> None:
     for n in sizes:
         v, f = head_with_vertices(n)
         t = prepare_cold(v, f, model)
-        d = time_decode(t, codes[:60], model)
+        d = time_decode(t, codes[:60])
         print(f"{len(v):>9,} {sum(t.timings.values()):>10.2f} {t.timings['operators']:>13.2f} {60 / d:>16.1f}")
 
 

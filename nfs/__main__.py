@@ -141,7 +141,7 @@ def cmd_export(argv: list[str]) -> int:
     a = p.parse_args(argv)
     model = _load_model(a.model)
     prepared = prepare_target(a.target, model, progress=_Bar())
-    neutral, deltas = rig_shapes(prepared, model)
+    neutral, deltas = rig_shapes(prepared)
     uv, uv_faces = uv_for_export(prepared.raw)
     export_rig_glb(a.rig, neutral, prepared.raw.faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
     print(f"rig: {a.rig}")

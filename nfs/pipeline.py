@@ -344,37 +344,33 @@ def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progre
 
 
 @torch.no_grad()
-def decode_skin(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None,
-                chunk_frames: int = 4) -> Iterator[np.ndarray]:
-    """Skin displacements in the ICT frame (cm), chunks of (t, S, 3), batched over frames."""
-    model = model if model is not None else load_shipped_model()[0]
+def decode_skin(target: PreparedTarget, codes: np.ndarray, chunk_frames: int = 4) -> Iterator[np.ndarray]:
+    """Skin displacements in the ICT frame (cm), chunks of (t, S, 3), by the decoder folded for this target."""
     for start in range(0, len(codes), chunk_frames):
         z = torch.from_numpy(np.ascontiguousarray(codes[start:start + chunk_frames], np.float32))
         yield target.decoder(z).numpy()
 
 
-def decode(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None,
-           chunk_frames: int = 4) -> Iterator[np.ndarray]:
+def decode(target: PreparedTarget, codes: np.ndarray, chunk_frames: int = 4) -> Iterator[np.ndarray]:
     """Animated positions of the user's whole mesh, chunks of (t, V_in, 3), in its original vertex order,
     frame and units (the inverse alignment applied); other components follow the skin."""
     base = target.raw.vertices.astype(np.float32)
-    for disp in decode_skin(target, codes, model, chunk_frames):
+    for disp in decode_skin(target, codes, chunk_frames):
         user = target.alignment.inverse_vectors(disp.reshape(-1, 3)).reshape(disp.shape).astype(np.float32)
         yield base[None] + target.binding.displacements(base, user)
 
 
-def decode_all(target: PreparedTarget, codes: np.ndarray, model: NFSNetwork | None = None) -> np.ndarray:
+def decode_all(target: PreparedTarget, codes: np.ndarray) -> np.ndarray:
     """(T, V_in, 3) all frames at once (short clips and tests)."""
-    return np.concatenate(list(decode(target, codes, model)))
+    return np.concatenate(list(decode(target, codes)))
 
 
-def rig_shapes(target: PreparedTarget, model: NFSNetwork | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rig_shapes(target: PreparedTarget) -> tuple[np.ndarray, np.ndarray]:
     """Bake the network into a linear rig on the user's mesh: neutral (V_in, 3) = decode(0) and the 53 shape
     deltas (53, V_in, 3) = decode(e_k) - decode(0), in the user's units."""
-    model = model if model is not None else load_shipped_model()[0]
-    codes = np.zeros((N_EXPRESSION + 1, model.cfg.code_dim), np.float32)
+    codes = np.zeros((N_EXPRESSION + 1, target.decoder.code_dim), np.float32)
     codes[1:, :N_EXPRESSION] = np.eye(N_EXPRESSION)
-    frames = decode_all(target, codes, model)
+    frames = decode_all(target, codes)
     return frames[0], frames[1:] - frames[0][None]
 
 
@@ -455,7 +451,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork 
     frames_path = out / "frames.npy"
     frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.float32, shape=(n_frames, n_v, 3))
     done = 0
-    for chunk in decode(target, source.codes, model, chunk_frames):
+    for chunk in decode(target, source.codes, chunk_frames):
         frames[done:done + len(chunk)] = chunk
         done += len(chunk)
         progress(0.4 + 0.3 * done / n_frames, f"decoded {done}/{n_frames} frames")
@@ -482,7 +478,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork 
                             uv_faces=uv_faces, n_frames=n_frames)
     if "rig" in exports:
         progress(0.86, "baking the 53-shape rig")
-        neutral, deltas = rig_shapes(target, model)
+        neutral, deltas = rig_shapes(target)
         paths["rig"] = out / f"{target.name}_rig.glb"
         export_rig_glb(paths["rig"], neutral, faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
         rig_error = linear_rig_error_mm(target, neutral, deltas, source.weights, frames)

@@ -69,7 +69,7 @@ def test_zero_displacement_returns_the_users_mesh_exactly(remeshed_head):
     path, user, _ = remeshed_head
     model = make_model(zero_output=True)
     target = prepare_target(path, model)
-    frames = decode_all(target, encode_source(short_clip(4), model).codes, model)
+    frames = decode_all(target, encode_source(short_clip(4), model).codes)
     assert frames.shape == (4, len(user), 3)
     np.testing.assert_allclose(frames, np.broadcast_to(user, frames.shape), atol=1e-4)
     assert target.alignment.confidence > 0.5
@@ -121,7 +121,7 @@ def test_secondary_components_move_rigidly_with_the_skin(ict):
     v, f = ict.full_mesh()
     target = prepare_target((v, f), model)
     assert target.clean.report.n_components >= 3 and len(target.clean.skin_vertices) == ict.skin_count
-    frames = decode_all(target, encode_source(short_clip(3), model).codes, model)
+    frames = decode_all(target, encode_source(short_clip(3), model).codes)
     disp = frames[-1] - v
     eye = np.arange(ict.skin_count, len(v))
     assert np.linalg.norm(disp[eye], axis=1).max() > 1e-4  # they follow the skin
@@ -140,8 +140,8 @@ def test_chunked_decoding_matches_one_batch_and_cache_is_reused(remeshed_head):
     again = prepare_target(path, model, name="renamed")  # same upload: cached preparation, its own name
     assert again.encoding is target.encoding and again.ops is target.ops and again.name == "renamed"
     codes = encode_source(short_clip(9), model).codes
-    chunked = np.concatenate(list(decode(target, codes, model, chunk_frames=4)))
-    whole = np.concatenate(list(decode(target, codes, model, chunk_frames=64)))
+    chunked = np.concatenate(list(decode(target, codes, chunk_frames=4)))
+    whole = np.concatenate(list(decode(target, codes, chunk_frames=64)))
     np.testing.assert_allclose(chunked, whole, atol=1e-4)
 
 
@@ -185,7 +185,7 @@ def test_every_source_kind_drives_a_remeshed_target(remeshed_head, tmp_path, ict
     for clip in clips:
         src = encode_source(clip, model)
         assert src.codes.shape == (clip.n_frames, model.cfg.code_dim) and np.isfinite(src.codes).all()
-        out = np.concatenate(list(decode(target, src.codes[:3], model)))
+        out = np.concatenate(list(decode(target, src.codes[:3])))
         assert out.shape == (min(3, clip.n_frames), len(user), 3) and np.isfinite(out).all()
         kinds.add(clip.kind)
     assert kinds == {"codes", "meshes"}

@@ -194,7 +194,7 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
                               alignment=None if target.auto_align else identity_alignment())
     prepare_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    user = decode_all(prepared, codes, model).astype(np.float64) - target.vertices[None]
+    user = decode_all(prepared, codes).astype(np.float64) - target.vertices[None]
     decode_s = time.perf_counter() - t0
     preds["model"] = target.to_ict.apply_vectors(user)
     row = {**base, "method": "model", **method_metrics(preds["model"], ctx), "prepare_s": prepare_s,
@@ -214,7 +214,7 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
     rows.append(row)
     if model.cfg.template_prior:    # the same pipeline with the decoder's correction switched off
         t0 = time.perf_counter()
-        prior_user = decode_all(prepared.without_correction(), codes, model).astype(np.float64) - target.vertices[None]
+        prior_user = decode_all(prepared.without_correction(), codes).astype(np.float64) - target.vertices[None]
         preds["template_prior"] = target.to_ict.apply_vectors(prior_user)
         rows.append({**base, "method": "template_prior", **method_metrics(preds["template_prior"], ctx),
                      "prepare_s": prepare_s, "frames_per_s": n_frames / (time.perf_counter() - t0)})
@@ -319,15 +319,18 @@ def ratio(baseline: float, model: float) -> float:
     return baseline / model if model > 0 and np.isfinite(baseline) else float("nan")
 
 
+def _per_category(summary: list[dict]):
+    """(category, the model's row, {method: row} of that category's baselines and ICT rig; {} where absent)."""
+    by = _by(summary)
+    for c in dict.fromkeys(r["category"] for r in summary):
+        yield c, by[(c, "model")], {k: by.get((c, k), {}) for k in (*BASELINES, "ict_rig")}
+
+
 def position_table(summary: list[dict]) -> str:
     """Face-region position error per category: model, baselines and the model's advantage ratios."""
-    by = _by(summary)
-    cats = list(dict.fromkeys(r["category"] for r in summary))
     rows = []
-    for c in cats:
-        m = by[(c, "model")]
-        pr, np_, dt = (by.get((c, k), {}) for k in BASELINES)
-        rig = by.get((c, "ict_rig"), {})
+    for c, m, other in _per_category(summary):
+        pr, np_, dt, rig = (other[k] for k in (*BASELINES, "ict_rig"))
         rows.append([c, m["targets"], m["vertices"], _fmt(m["mean_mm"]), _fmt(m["rms_mm"]), _fmt(m["p95_mm"]),
                      _fmt(pr.get("mean_mm")), _fmt(np_.get("mean_mm")), _fmt(dt.get("mean_mm")),
                      _fmt(rig.get("mean_mm")),
@@ -339,12 +342,9 @@ def position_table(summary: list[dict]) -> str:
 
 def protocol_table(summary: list[dict]) -> str:
     """The paper's figure: mean squared per-vertex error on the inner (narrow) face, mm^2."""
-    by = _by(summary)
-    cats = list(dict.fromkeys(r["category"] for r in summary))
     rows = []
-    for c in cats:
-        m = by[(c, "model")]
-        vals = [by.get((c, k), {}).get("inner_mse_mm2", np.nan) for k in BASELINES]
+    for c, m, other in _per_category(summary):
+        vals = [other[k].get("inner_mse_mm2", np.nan) for k in BASELINES]
         rows.append([c, _fmt(m["inner_mse_mm2"]), *(_fmt(v) for v in vals),
                      *(_fmt(ratio(v, m["inner_mse_mm2"]), 2) for v in vals)])
     return markdown_table(["category", "model", "prior alone", "nearest pt", "def. transfer", "prior / model",

@@ -53,6 +53,11 @@ class FoldedDecoder:
     def n_vertices(self) -> int:
         return self.static.shape[0]
 
+    @property
+    def code_dim(self) -> int:
+        """Size of the expression code z_GE it decodes."""
+        return self.code_matrix.shape[0]
+
     def without_correction(self) -> "FoldedDecoder":
         """The same decoder with the network's output switched off: only the template prior remains."""
         return replace(self, out_matrix=torch.zeros_like(self.out_matrix), out_bias=torch.zeros_like(self.out_bias))
