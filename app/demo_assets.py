@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nfs import REPO_ROOT
-from nfs.clips import list_builtin_clips
+from nfs.io import list_builtin_clips
 
 TARGETS_DIR = REPO_ROOT / "assets" / "targets"
 

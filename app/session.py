@@ -18,9 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from nfs.clips import Clip, load_clip
+from nfs.clips import Clip
+from nfs.io import load_clip
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict
-from nfs.mesh.io import SUPPORTED_EXTENSIONS, MeshError
+from nfs.io import MESH_EXTENSIONS, MeshError
 from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, prepare_target, retarget,
                           rig_shapes, source_preview_frames)
 
@@ -122,9 +123,9 @@ class Session:
         src = Path(path)
         if not src.is_file():
             raise MeshError(f"{src.name}: file not found")
-        if src.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        if src.suffix.lower() not in MESH_EXTENSIONS:
             raise MeshError(f"{src.name}: unsupported mesh format {src.suffix or '(none)'}; use "
-                            f"{', '.join(e.lstrip('.').upper() for e in SUPPORTED_EXTENSIONS)}")
+                            f"{', '.join(e.lstrip('.').upper() for e in MESH_EXTENSIONS)}")
         size_mb = src.stat().st_size / 1e6
         if size_mb > MAX_UPLOAD_MB:
             raise MeshError(f"{src.name}: {size_mb:.0f} MB is over the {MAX_UPLOAD_MB} MB upload limit")

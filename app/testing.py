@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nfs import REPO_ROOT
-from nfs.clips import save_codes_csv
+from nfs.io import save_codes_csv
 from nfs.ict import EXPRESSION_NAMES
 
 

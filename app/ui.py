@@ -20,7 +20,7 @@ import numpy as np
 
 from nfs.clips import ClipError
 from nfs.ict import EXPRESSION_NAMES
-from nfs.mesh.io import MeshError
+from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, MeshError
 
 from app import about
 from app.alignment import UP_AXES
@@ -30,8 +30,8 @@ from app.session import MAX_UPLOAD_MB, Session, SessionRegistry
 from app.viewer import MODES
 
 log = logging.getLogger("nfs.app")
-MESH_TYPES = [".obj", ".ply", ".stl", ".glb", ".off"]
-CLIP_TYPES = [".csv", ".zip", ".npz"]
+MESH_TYPES = list(MESH_EXTENSIONS)
+CLIP_TYPES = list(CLIP_EXTENSIONS)
 CLIP_KINDS = ("built-in clip", "uploaded file")
 USER_ERRORS = (MeshError, ClipError, ValueError, FileNotFoundError, zipfile.BadZipFile, OSError)
 DEFAULT_CLIP = "smile"

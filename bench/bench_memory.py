@@ -52,7 +52,7 @@ def child(n_vertices: int, n_frames: int, model_dir: str | None, out_dir: str, c
     import torch
 
     from bench_pipeline import head_with_vertices
-    from nfs.clips import load_clip
+    from nfs.io import load_clip
     from nfs.pipeline import load_shipped_model, retarget
 
     model, _ = load_shipped_model(model_dir)

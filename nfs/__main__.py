@@ -78,7 +78,7 @@ def _load_model(path):
 
 
 def cmd_clips(argv: list[str]) -> int:
-    from nfs.clips import list_builtin_clips, load_builtin_clip
+    from nfs.io import list_builtin_clips, load_builtin_clip
     argparse.ArgumentParser(prog="python -m nfs clips", description="List the built-in source clips.").parse_args(argv)
     for name in list_builtin_clips():
         c = load_builtin_clip(name)
@@ -99,7 +99,7 @@ def cmd_prepare(argv: list[str]) -> int:
 
 
 def cmd_retarget(argv: list[str]) -> int:
-    from nfs.clips import load_clip
+    from nfs.io import load_clip
     from nfs.pipeline import EXPORT_KINDS, retarget
     p = argparse.ArgumentParser(prog="python -m nfs retarget", description="Put a source clip's animation on a "
                                 "target mesh and write the exports. " + UNITS_HELP)

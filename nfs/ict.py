@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nfs import REPO_ROOT
+from nfs.geometry.triangulate import fan_triangulate
+from nfs.resources import ICT_MODEL_PATH as ICT_PATH
 
-ICT_PATH = REPO_ROOT / "third_party" / "ict-facekit" / "ict_face_model.npz"
 N_IDENTITY = 100
 N_EXPRESSION = 53
 SKIN_VERTEX_COUNT = 11248
@@ -64,21 +64,6 @@ def ict_to_arkit_weights(ict_weights: np.ndarray) -> np.ndarray:
     return np.asarray(ict_weights, np.float32) @ m.T / np.maximum(m.sum(1), 1.0)
 
 
-def triangulate(poly_counts: np.ndarray, poly_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fan-triangulate flattened polygons. Returns (F, 3) int64 triangles and (F,) source polygon index."""
-    starts = np.concatenate([[0], np.cumsum(poly_counts)[:-1]])
-    tris, owner = [], []
-    for n in np.unique(poly_counts):
-        sel = np.nonzero(poly_counts == n)[0]
-        corners = poly_indices[starts[sel, None] + np.arange(n)[None, :]]
-        for k in range(1, n - 1):
-            tris.append(corners[:, [0, k, k + 1]])
-            owner.append(sel)
-    owner = np.concatenate(owner)
-    order = np.argsort(owner, kind="stable")
-    return np.concatenate(tris)[order].astype(np.int64), owner[order]
-
-
 @dataclass
 class ICTFaceModel:
     """The packed ICT model. Arrays cover skin + eyeballs; `skin_count` vertices are the skin."""
@@ -101,7 +86,7 @@ class ICTFaceModel:
     def faces(self) -> np.ndarray:
         """(F, 3) triangles of skin + eyeballs."""
         if self._faces is None:
-            self._faces, _ = triangulate(self.poly_counts, self.poly_indices)
+            self._faces, _ = fan_triangulate(self.poly_counts, self.poly_indices)
         return self._faces
 
     def region_vertex_count(self, region: str = "skin") -> int:

@@ -1,7 +1,7 @@
 """The retargeting pipeline shared by the app, the CLI and the tests.
 
-prepare_target(mesh) -> PreparedTarget   (intake, cleaning, alignment, operators, render, encoders)
-encode_source(clip)  -> SourceCodes      (per-frame expression codes; ICT clips need no encoder)
+prepare_target(mesh, model) -> PreparedTarget   (intake, cleaning, alignment, operators, render, encoders)
+encode_source(clip, model)  -> SourceCodes      (per-frame expression codes; ICT clips need no encoder)
 decode(target, codes) -> chunks of frames in the user's original vertex order, frame and units
 """
 from __future__ import annotations
@@ -16,26 +16,26 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from scipy.spatial import cKDTree
 
-from nfs import REPO_ROOT
-from nfs.clips import Clip, apply_gain, smooth_codes
-from nfs.geometry.operators import Operators, get_operators, vertex_normals
+from nfs.clips import WEIGHT_CEILING, Clip, apply_gain, smooth_codes
+from nfs.geometry.normals import vertex_normals
+from nfs.geometry.operators import Operators, get_operators
 from nfs.ict import N_EXPRESSION
+from nfs.io.mesh import MeshError, RawMesh
+from nfs.io.obj import corner_uv_table
+from nfs.io.registry import load_mesh
 from nfs.mesh.align import Alignment, align_to_ict
+from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import CleanMesh, clean_mesh
-from nfs.mesh.io import MeshError, RawMesh, load_mesh
-from nfs.model.checkpoint import load_model
+from nfs.model.checkpoint import load_model, weights_hash
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
 from nfs.model.precision import inference_dtype, model_autocast
 from nfs.model.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
-
-SHIPPED_MODEL_DIR = REPO_ROOT / "ckpts" / "nfs_cpu"
+from nfs.resources import SHIPPED_MODEL_DIR
 Progress = Callable[[float, str], None]
 
 
@@ -51,79 +51,6 @@ def load_shipped_model(directory: str | None = None) -> tuple[NFSNetwork, dict]:
         raise FileNotFoundError(f"no trained model at {path}: train one with `python -m nfs train` "
                                 "and copy runs/<name>/best there")
     return load_model(path)
-
-
-def rigid_fits(rest: np.ndarray, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares rotations R (T, 3, 3) and translations t (T, 3) with moved[t] ~ rest @ R[t].T + t[t];
-    rest (m, 3), moved (T, m, 3) (Kabsch, batched over frames)."""
-    p0 = rest.mean(0)
-    q0 = moved.mean(1)
-    h = np.einsum("mi,tmj->tij", rest - p0, moved - q0[:, None])
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.einsum("tij,tjk->tik", u, vt)))
-    fix = np.ones((len(h), 3))
-    fix[:, 2] = d
-    r = np.einsum("tji,tj,tkj->tik", vt, fix, u)
-    return r, q0 - np.einsum("tij,j->ti", r, p0)
-
-
-@dataclass
-class SecondaryBinding:
-    """How every vertex of the user's mesh follows the skin.
-
-    Skin vertices take their own displacement. Each other component (eyeball, teeth, lashes) moves rigidly with
-    the least-squares rigid motion of the skin around it (its `anchors`, the nearest 5% of the skin), so eyes
-    and teeth never deform. Vertices removed by cleaning stay put. `matrix` (V_in, S) maps per-skin-vertex
-    values (labels, weights) to every original vertex by inverse-distance blending, for display."""
-
-    matrix: sp.csr_matrix                    # (V_in, S) display mapping
-    skin_matrix: sp.csr_matrix               # (V_in, S) 1 where an original vertex is a skin vertex
-    components: list = field(default_factory=list)  # [(original vertex indices (n,), anchor skin indices (m,))]
-
-    @classmethod
-    def build(cls, clean: CleanMesh, k: int = 4, anchor_fraction: float = 0.05) -> "SecondaryBinding":
-        n_clean, skin = len(clean.vertices), clean.skin_vertices
-        kept = np.nonzero(clean.to_clean >= 0)[0]
-        pick = sp.csr_matrix((np.ones(len(kept)), (kept, clean.to_clean[kept])),
-                             shape=(len(clean.to_clean), n_clean))
-        own = sp.csr_matrix((np.ones(len(skin)), (skin, np.arange(len(skin)))), shape=(n_clean, len(skin)))
-        rows, cols, vals = [skin], [np.arange(len(skin))], [np.ones(len(skin))]
-        others = np.setdiff1d(np.arange(n_clean), skin)
-        tree = cKDTree(clean.vertices[skin])
-        components = []
-        if len(others):
-            kk = min(k, len(skin))
-            dist, nn = tree.query(clean.vertices[others], k=kk)
-            dist, nn = dist.reshape(len(others), kk), nn.reshape(len(others), kk)
-            w = 1.0 / np.maximum(dist, 1e-9) ** 2
-            w /= w.sum(1, keepdims=True)
-            rows.append(np.repeat(others, kk))
-            cols.append(nn.ravel())
-            vals.append(w.ravel())
-            n_anchor = int(min(len(skin), max(16, anchor_fraction * len(skin))))
-            for comp in clean.other_components:
-                _, anchors = tree.query(clean.vertices[comp].mean(0), k=n_anchor)
-                original = np.nonzero(np.isin(clean.to_clean, comp))[0]
-                components.append((original.astype(np.int64), np.atleast_1d(anchors).astype(np.int64)))
-        per_clean = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                                  shape=(n_clean, len(skin)))
-        return cls((pick @ per_clean).tocsr().astype(np.float32), (pick @ own).tocsr().astype(np.float32),
-                   components)
-
-    def displacements(self, base: np.ndarray, skin_disp: np.ndarray) -> np.ndarray:
-        """Per-vertex displacements (T, V_in, 3) of the user's mesh from skin displacements (T, S, 3), both in
-        the user's frame; base (V_in, 3) is the user's rest mesh."""
-        out = np.stack([self.skin_matrix @ d for d in skin_disp]).astype(np.float32)
-        skin_rest = None
-        for original, anchors in self.components:
-            if skin_rest is None:
-                skin_rest = np.asarray(self.skin_matrix.T @ base) / np.maximum(
-                    np.asarray(self.skin_matrix.sum(0)).ravel(), 1)[:, None]
-            rest = skin_rest[anchors]
-            r, t = rigid_fits(rest, rest[None] + skin_disp[:, anchors])
-            x = base[original]
-            out[:, original] = np.einsum("tij,nj->tni", r, x) + t[:, None] - x[None]
-        return out
 
 
 @dataclass
@@ -210,17 +137,17 @@ def as_raw_mesh(mesh) -> RawMesh:
 
 
 @torch.no_grad()
-def prepare_target(mesh, model: NFSNetwork | None = None, *, alignment: Alignment | None = None,
+def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = None,
                    progress: Progress = _no_progress, use_cache: bool = True, name: str = "") -> PreparedTarget:
     """Intake, clean, align, operators, image feature, identity code and skinning weights of a target mesh.
-    Cached by content (and alignment override) so the same upload is prepared once."""
-    model = model if model is not None else load_shipped_model()[0]
+    Cached by the mesh's content, the model's weights and the alignment override, so the same upload is prepared
+    once per model."""
     timings = {}
     t = time.perf_counter()
     raw = as_raw_mesh(mesh)
     clean = clean_mesh(raw.vertices, raw.faces)
     timings["clean"] = time.perf_counter() - t
-    key = content_key(raw, f"{id(model)}:{alignment.to_dict() if alignment else 'auto'}")
+    key = content_key(raw, f"{weights_hash(model)}:{alignment.to_dict() if alignment else 'auto'}")
     if use_cache and key in _PREPARED:
         _PREPARED.move_to_end(key)
         cached = _PREPARED[key]
@@ -285,7 +212,7 @@ class SourceCodes:
 
 
 @torch.no_grad()
-def encode_source(clip: Clip, model: NFSNetwork | None = None, *, smoothing_sigma: float = 0.0, gain=1.0,
+def encode_source(clip: Clip, model: NFSNetwork, *, smoothing_sigma: float = 0.0, gain=1.0,
                   chunk_frames: int = 16, mesh_encoder: str = "fit",
                   progress: Progress = _no_progress) -> SourceCodes:
     """Expression codes for every frame of a clip. ICT coefficient clips are used as they are. Mesh sequences are
@@ -293,7 +220,6 @@ def encode_source(clip: Clip, model: NFSNetwork | None = None, *, smoothing_sigm
     through closest points (`mesh_encoder="fit"`, bounded least squares, the default: more accurate than our
     CPU-trained expression encoder) or passed through the network's expression encoder ("network").
     Optional temporal Gaussian smoothing (sigma in frames, edge-padded) and per-shape gain."""
-    model = model if model is not None else load_shipped_model()[0]
     code_dim = model.cfg.code_dim
     if clip.kind == "codes":
         codes = np.zeros((clip.n_frames, code_dim), np.float32)
@@ -313,7 +239,7 @@ def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progre
                         fit: bool = True) -> np.ndarray:
     neutral = clip.neutral if clip.neutral is not None else clip.frames[0]
     clean = clean_mesh(neutral, clip.faces)
-    keep = clean.original_index[clean.skin_vertices]
+    keep = clean.skin_original_index
     align = align_to_ict(clean.skin_points, clean.skin_faces)
     n_ict = align.apply(clean.skin_points).astype(np.float32)
     if fit:
@@ -399,8 +325,7 @@ def uv_for_export(raw: RawMesh) -> tuple[np.ndarray | None, np.ndarray | None]:
     if raw.uv is not None:
         return raw.uv, None
     if raw.corner_uv is not None:
-        table, inverse = np.unique(raw.corner_uv.reshape(-1, 2), axis=0, return_inverse=True)
-        return table, inverse.reshape(-1, 3)
+        return corner_uv_table(raw.corner_uv)
     return None, None
 
 
@@ -415,7 +340,7 @@ def source_preview_frames(source: SourceCodes, clip: Clip | None) -> Callable[[i
     return lambda i: (ict.vertices(None, source.weights[i]), faces)
 
 
-def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork | None = None,
+def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              exports: tuple = EXPORT_KINDS, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
              progress: Progress = _no_progress, chunk_frames: int = 4, video_size: int = 320,
@@ -427,7 +352,6 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork 
     from nfs.ict import EXPRESSION_NAMES
     from nfs.render import render_shaded
 
-    model = model if model is not None else load_shipped_model()[0]
     unknown = set(exports) - set(EXPORT_KINDS)
     if unknown:
         raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {EXPORT_KINDS}")
@@ -444,7 +368,8 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork 
     source = encode_source(clip, model, smoothing_sigma=smoothing_sigma, gain=gain,
                            progress=lambda f, m: progress(0.3 + 0.1 * f, m))
     if code_offset is not None:
-        source.codes[:, :N_EXPRESSION] = np.clip(source.codes[:, :N_EXPRESSION] + np.asarray(code_offset), 0, 1.5)
+        source.codes[:, :N_EXPRESSION] = np.clip(source.codes[:, :N_EXPRESSION] + np.asarray(code_offset), 0,
+                                                 WEIGHT_CEILING)
     timings["encode"] = time.perf_counter() - t
     t = time.perf_counter()
     n_frames, n_v = source.n_frames, target.n_vertices
@@ -486,7 +411,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork 
         progress(0.92, "rendering the preview video")
         paths["mp4"] = out / f"{stem}_preview.mp4"
         src_frame = source_preview_frames(source, clip)
-        skin = target.clean.original_index[target.clean.skin_vertices]
+        skin = target.clean.skin_original_index
 
         def images():
             for i in range(n_frames):
@@ -505,7 +430,7 @@ def linear_rig_error_mm(target: PreparedTarget, neutral: np.ndarray, deltas: np.
                         frames: np.ndarray, max_frames: int = 60) -> float:
     """Mean per-vertex distance (mm) on the skin between the baked linear rig and the network's frames."""
     idx = np.linspace(0, len(weights) - 1, min(max_frames, len(weights))).astype(int)
-    skin = target.clean.original_index[target.clean.skin_vertices]
+    skin = target.clean.skin_original_index
     lin = neutral[None, skin] + np.einsum("tk,kvc->tvc", weights[idx], deltas[:, skin])
     err_user = np.linalg.norm(lin - np.asarray(frames[idx])[:, skin], axis=-1).mean()
     return float(err_user * target.alignment.scale * 10.0)

@@ -10,9 +10,7 @@ import functools
 
 import numpy as np
 
-from nfs import REPO_ROOT
-
-REGIONS_PATH = REPO_ROOT / "nfs" / "resources" / "ict_regions.npz"
+from nfs.resources import REGIONS_PATH
 
 REGION_NAMES = (
     "forehead",

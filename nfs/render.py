@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nfs.geometry.normals import vertex_normals
+
 # Fixed view box: centre of the ICT skin's bounding box (x -12.4..12.4, y -19.3..14.5, z -9.2..13.1)
 # and a half extent covering the head's 33.8 cm height plus a margin. Depth spans the same extent.
 VIEW_CENTER = np.array([0.0, -2.4, 1.9])
@@ -16,19 +18,6 @@ VIEW_HALF_EXTENT = 18.0
 VIEWS = ("front", "side", "three_quarter")
 _VIEW_YAW_DEG = {"front": 0.0, "side": -90.0, "three_quarter": -35.0}  # negative: turn the _L side to camera
 _LIGHT = np.array([-0.35, 0.45, 1.0]) / np.linalg.norm([-0.35, 0.45, 1.0])
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) unit area-weighted vertex normals (zero for unused vertices)."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64)
-    face_n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        idx = f.ravel()
-        n[:, k] = np.bincount(idx, weights=np.repeat(face_n[:, k], 3), minlength=len(v))
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return n / np.maximum(length, 1e-12)
 
 
 def rasterize(px: np.ndarray, py: np.ndarray, depth: np.ndarray, faces: np.ndarray,

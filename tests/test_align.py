@@ -11,8 +11,9 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from nfs.ict import load_ict
-from nfs.mesh import (Alignment, align_to_ict, axis_rotations, fit_residual_cm, refine_alignment,
-                      rotation_angle_deg, umeyama_batch)
+from nfs.geometry.fits import umeyama_batch
+from nfs.geometry.rotations import axis_rotations, rotation_angle_deg
+from nfs.mesh import Alignment, align_to_ict, fit_residual_cm, refine_alignment
 
 UPSIDE_DOWN = Rotation.from_euler("x", 180, degrees=True).as_matrix()
 FACING_MINUS_Z = Rotation.from_euler("y", 180, degrees=True).as_matrix()

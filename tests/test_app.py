@@ -20,8 +20,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from app.demo_assets import demo_target_path  # noqa: E402
 from app.testing import running_app, write_expression_csv  # noqa: E402
-from nfs.export import read_rig_glb  # noqa: E402
-from nfs.mesh.io import load_mesh  # noqa: E402
+from glb_reader import read_rig_glb  # noqa: E402
+from nfs.io import load_mesh  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -94,7 +94,7 @@ def test_upload_run_export(app, clip_csv, tmp_path):
 
 def test_multiface_zip_clip(app, tmp_path):
     """A Multiface-layout zip (tracked mesh frames in mm) goes through the expression encoder."""
-    from nfs.clips import write_multiface_fixture
+    from fixtures import write_multiface_fixture
     archive = tmp_path / "multiface_subject.zip"
     write_multiface_fixture(archive, n_frames=4, as_zip=True)
     c = client(app)

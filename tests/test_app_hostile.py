@@ -39,7 +39,7 @@ from app.ui import CLIP_TYPES, MESH_TYPES  # noqa: E402
 from nfs import REPO_ROOT  # noqa: E402
 from nfs.clips import MAX_FRAMES  # noqa: E402
 from nfs.ict import EXPRESSION_NAMES  # noqa: E402
-from nfs.mesh.io import load_mesh  # noqa: E402
+from nfs.io import load_mesh  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nfs import clips as C
-from nfs.clips import Clip, ClipError
-from nfs.export import export_obj_sequence_zip, obj_text
+from fixtures import write_multiface_fixture
+from nfs import REPO_ROOT
+from nfs.clips import Clip, ClipError, apply_gain, smooth_codes
+from nfs.export import export_obj_sequence_zip
+from nfs.io import (list_builtin_clips, load_builtin_clip, load_codes_csv, load_livelink_csv, load_mesh_sequence,
+                    load_multiface_sequence, save_codes_csv)
+from nfs.io.multiface import MULTIFACE_NEUTRAL
+from nfs.io.obj import obj_text
+from nfs.resources import BUILTIN_CLIPS_DIR
 from nfs.ict import EXPRESSION_NAMES, load_ict
 
 IDX = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
@@ -61,11 +67,11 @@ def write_livelink(path, n_rows=120, tc_rate=60, per_tc_frame=1, extra=(), drop=
 
 
 def test_builtin_clips_load():
-    names = C.list_builtin_clips()
+    names = list_builtin_clips()
     assert len(names) >= 6
     assert {"talk", "smile", "surprise", "blinks", "pucker_funnel", "sneer_asym"} <= set(names)
     for n in names:
-        c = C.load_builtin_clip(n)
+        c = load_builtin_clip(n)
         assert c.kind == "codes" and c.codes.shape == (c.n_frames, 53) and c.codes.dtype == np.float32
         assert c.fps == 30.0 and 3.0 <= c.duration_s <= 10.0
         assert c.codes.min() >= 0.0 and c.codes.max() <= 1.0 and c.codes.max() > 0.3
@@ -74,7 +80,7 @@ def test_builtin_clips_load():
 
 
 def test_builtin_talk_has_speech_like_motion():
-    c = C.load_builtin_clip("talk").codes
+    c = load_builtin_clip("talk").codes
     jaw = c[:, IDX["jawOpen"]]
     peaks = np.sum((jaw[1:-1] > jaw[:-2]) & (jaw[1:-1] >= jaw[2:]) & (jaw[1:-1] > 0.1))
     speaking_s = (jaw > 0.05).sum() / 30.0
@@ -86,17 +92,17 @@ def test_builtin_talk_has_speech_like_motion():
 def test_builtin_clips_match_generator(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_clips", C.REPO_ROOT / "tools" / "make_clips.py")
+    spec = importlib.util.spec_from_file_location("make_clips", REPO_ROOT / "tools" / "make_clips.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     mod.main(tmp_path)
-    for n in C.list_builtin_clips():
-        assert (tmp_path / f"{n}.csv").read_bytes() == (C.CLIPS_DIR / f"{n}.csv").read_bytes(), n
+    for n in list_builtin_clips():
+        assert (tmp_path / f"{n}.csv").read_bytes() == (BUILTIN_CLIPS_DIR / f"{n}.csv").read_bytes(), n
 
 
 def test_unknown_builtin_lists_available():
     with pytest.raises(ValueError, match="talk"):
-        C.load_builtin_clip("nope")
+        load_builtin_clip("nope")
 
 
 def test_clip_properties_and_kind_check():
@@ -113,13 +119,13 @@ def test_clip_properties_and_kind_check():
 
 def test_codes_csv_round_trip_and_clipping(tmp_path):
     codes = np.random.default_rng(1).uniform(0, 1, (20, 53))
-    C.save_codes_csv(tmp_path / "a.csv", codes)
-    c = C.load_codes_csv(tmp_path / "a.csv")
+    save_codes_csv(tmp_path / "a.csv", codes)
+    c = load_codes_csv(tmp_path / "a.csv")
     assert np.abs(c.codes - codes).max() <= 5e-4 + 1e-6 and c.name == "a"
     codes[3, IDX["jawOpen"]] = 1.8
     codes[4, IDX["mouthSmile_L"]] = -0.5
-    C.save_codes_csv(tmp_path / "b.csv", codes)
-    c = C.load_codes_csv(tmp_path / "b.csv")
+    save_codes_csv(tmp_path / "b.csv", codes)
+    c = load_codes_csv(tmp_path / "b.csv")
     assert c.codes.max() <= 1.0 and c.codes.min() >= 0.0
     assert len(c.warnings) == 1 and "jawOpen" in c.warnings[0] and "mouthSmile_L" in c.warnings[0]
 
@@ -128,16 +134,16 @@ def test_codes_csv_errors(tmp_path):
     p = tmp_path / "bad.csv"
     p.write_text("frame," + ",".join(EXPRESSION_NAMES[:-1]) + ",wobble\n0," + ",".join(["0"] * 53) + "\n")
     with pytest.raises(ClipError, match="unknown columns: wobble"):
-        C.load_codes_csv(p)
+        load_codes_csv(p)
     p.write_text("frame," + ",".join(EXPRESSION_NAMES[:-1]) + "\n0," + ",".join(["0"] * 52) + "\n")
     with pytest.raises(ClipError, match="missing columns: noseSneer_R"):
-        C.load_codes_csv(p)
+        load_codes_csv(p)
     p.write_text("frame," + ",".join(EXPRESSION_NAMES) + "\n")
     with pytest.raises(ClipError, match="empty"):
-        C.load_codes_csv(p)
+        load_codes_csv(p)
     p.write_text("frame," + ",".join(EXPRESSION_NAMES) + "\n0," + ",".join(["inf"] + ["0"] * 52) + "\n")
     with pytest.raises(ClipError, match="non-finite"):
-        C.load_codes_csv(p)
+        load_codes_csv(p)
 
 
 # ---------------------------------------------------------------------------------------------- Live Link
@@ -145,7 +151,7 @@ def test_codes_csv_errors(tmp_path):
 
 def test_livelink_loads_resamples_and_maps(tmp_path):
     p = write_livelink(tmp_path / "take.csv", n_rows=120)
-    c = C.load_livelink_csv(p)
+    c = load_livelink_csv(p)
     assert c.kind == "codes" and c.fps == 30.0
     assert c.n_frames == 60  # 119/60 s of samples -> frames 0..59 at 30 fps
     t = np.arange(60) / 30.0
@@ -163,29 +169,29 @@ def test_livelink_subframes_and_lowercase_header(tmp_path):
     p = write_livelink(tmp_path / "take.csv", n_rows=90, tc_rate=30, per_tc_frame=2, start=(23, 59, 59, 10))
     text = p.read_text().split("\n", 1)
     p.write_text(text[0].lower() + "\n" + text[1])
-    c = C.load_livelink_csv(p)  # also crosses midnight
+    c = load_livelink_csv(p)  # also crosses midnight
     assert c.n_frames == 45
     np.testing.assert_allclose(c.codes[:, IDX["jawOpen"]], np.arange(45) * 2 / 89, atol=2e-6)
 
 
 def test_livelink_column_errors(tmp_path):
     with pytest.raises(ClipError, match="unknown columns: Foo, Bar"):
-        C.load_livelink_csv(write_livelink(tmp_path / "a.csv", n_rows=4, extra=("Foo", "Bar")))
+        load_livelink_csv(write_livelink(tmp_path / "a.csv", n_rows=4, extra=("Foo", "Bar")))
     with pytest.raises(ClipError, match="missing columns: CheekPuff, JawOpen$"):
-        C.load_livelink_csv(write_livelink(tmp_path / "b.csv", n_rows=4, drop=("JawOpen", "CheekPuff")))
+        load_livelink_csv(write_livelink(tmp_path / "b.csv", n_rows=4, drop=("JawOpen", "CheekPuff")))
 
 
 def test_livelink_value_errors(tmp_path):
     with pytest.raises(ClipError, match="non-finite.*JawOpen"):
-        C.load_livelink_csv(write_livelink(tmp_path / "a.csv", n_rows=10, nan_at=3))
+        load_livelink_csv(write_livelink(tmp_path / "a.csv", n_rows=10, nan_at=3))
     with pytest.raises(ClipError, match="empty"):
-        C.load_livelink_csv(write_livelink(tmp_path / "b.csv", n_rows=0))
+        load_livelink_csv(write_livelink(tmp_path / "b.csv", n_rows=0))
     with pytest.raises(ClipError, match="more than the limit of 10"):
-        C.load_livelink_csv(write_livelink(tmp_path / "c.csv", n_rows=60), max_frames=10)
+        load_livelink_csv(write_livelink(tmp_path / "c.csv", n_rows=60), max_frames=10)
     p = write_livelink(tmp_path / "d.csv", n_rows=4)
     p.write_text(p.read_text().replace("12:34:56:08.000", "garbage"))
     with pytest.raises(ClipError, match="timecode"):
-        C.load_livelink_csv(p)
+        load_livelink_csv(p)
 
 
 # ---------------------------------------------------------------------------------------------- meshes
@@ -206,7 +212,7 @@ def ict_frames():
 def test_obj_zip_round_trip(tmp_path, ict_frames):
     frames, faces = ict_frames
     export_obj_sequence_zip(tmp_path / "seq.zip", faces, frames)
-    c = C.load_mesh_sequence(tmp_path / "seq.zip")
+    c = load_mesh_sequence(tmp_path / "seq.zip")
     assert c.kind == "meshes" and c.frames.shape == frames.shape and c.fps == 30.0
     np.testing.assert_allclose(c.frames, frames, atol=2e-6)
     np.testing.assert_allclose(c.neutral, frames[0], atol=2e-6)
@@ -220,7 +226,7 @@ def test_obj_folder_natural_order_and_neutral(tmp_path, ict_frames):
     for k, name in enumerate(["f2.obj", "f9.obj", "f10.obj"]):  # lexical order would put f10 first
         (d / name).write_text(obj_text(frames[k], faces))
     (tmp_path / "rest.obj").write_text(obj_text(frames[3], faces))
-    c = C.load_mesh_sequence(d, neutral=tmp_path / "rest.obj")
+    c = load_mesh_sequence(d, neutral=tmp_path / "rest.obj")
     np.testing.assert_allclose(c.frames, frames[:3], atol=2e-6)
     np.testing.assert_allclose(c.neutral, frames[3], atol=2e-6)
 
@@ -233,30 +239,30 @@ def test_mismatched_vertex_count_names_frame(tmp_path, ict_frames):
     (d / "001.obj").write_text(obj_text(frames[1], faces))
     (d / "002.obj").write_text(obj_text(frames[2][:-5], faces[(faces < len(frames[2]) - 5).all(1)]))
     with pytest.raises(ClipError, match="002.obj has 6701 vertices, expected 6706"):
-        C.load_mesh_sequence(d)
+        load_mesh_sequence(d)
     with pytest.raises(ClipError, match="more than the limit of 2"):
-        C.load_mesh_sequence(d, max_frames=2)
+        load_mesh_sequence(d, max_frames=2)
     (tmp_path / "none").mkdir()
     with pytest.raises(ClipError, match="empty"):
-        C.load_mesh_sequence(tmp_path / "none")
+        load_mesh_sequence(tmp_path / "none")
 
 
 def test_npz_round_trip_and_rejections(tmp_path, ict_frames):
     frames, faces = ict_frames
     np.savez(tmp_path / "a.npz", vertices=frames, faces=faces, neutral=frames[2])
-    c = C.load_mesh_sequence(tmp_path / "a.npz")
+    c = load_mesh_sequence(tmp_path / "a.npz")
     assert np.array_equal(c.frames, frames) and np.array_equal(c.neutral, frames[2])
     bad = frames.copy()
     bad[1, 7, 0] = np.nan
     np.savez(tmp_path / "nan.npz", vertices=bad, faces=faces)
     with pytest.raises(ClipError, match="frame 1 has non-finite"):
-        C.load_mesh_sequence(tmp_path / "nan.npz")
+        load_mesh_sequence(tmp_path / "nan.npz")
     np.savez(tmp_path / "obj.npz", vertices=np.array([frames[0], None], dtype=object), faces=faces)
     with pytest.raises(ClipError, match="cannot read the npz"):  # object arrays need pickle: refused
-        C.load_mesh_sequence(tmp_path / "obj.npz")
+        load_mesh_sequence(tmp_path / "obj.npz")
     np.savez(tmp_path / "nofaces.npz", vertices=frames)
     with pytest.raises(ClipError, match="missing arrays: faces"):
-        C.load_mesh_sequence(tmp_path / "nofaces.npz")
+        load_mesh_sequence(tmp_path / "nofaces.npz")
 
 
 def test_zip_path_traversal_rejected(tmp_path, ict_frames):
@@ -268,11 +274,11 @@ def test_zip_path_traversal_rejected(tmp_path, ict_frames):
         zf.writestr("../evil.obj", obj_text(frames[1], faces))
     before = sorted(p.name for p in tmp_path.rglob("*"))
     with pytest.raises(ClipError, match=r"unsafe member path '\.\./evil\.obj'"):
-        C.load_mesh_sequence(z)
+        load_mesh_sequence(z)
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("/abs/000.obj", obj_text(frames[0], faces))
     with pytest.raises(ClipError, match="unsafe member path"):
-        C.load_mesh_sequence(z)
+        load_mesh_sequence(z)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
@@ -290,11 +296,11 @@ def test_zip_bomb_rejected_without_extracting(tmp_path, monkeypatch):
 
     monkeypatch.setattr(zipfile.ZipFile, "open", no_reading)
     with pytest.raises(ClipError, match="zip bomb"):
-        C.load_mesh_sequence(z)
+        load_mesh_sequence(z)
     with pytest.raises(ClipError, match="more than the limit of 16 MiB"):
-        C.load_mesh_sequence(z, max_ratio=1e9, max_bytes=16 << 20)
+        load_mesh_sequence(z, max_ratio=1e9, max_bytes=16 << 20)
     with pytest.raises(ClipError, match="zip bomb"):
-        C.load_multiface_sequence(z)
+        load_multiface_sequence(z)
 
 
 # ---------------------------------------------------------------------------------------------- Multiface
@@ -303,27 +309,27 @@ def test_zip_bomb_rejected_without_extracting(tmp_path, monkeypatch):
 @pytest.mark.parametrize("as_zip", [False, True])
 def test_multiface_fixture_round_trip(tmp_path, as_zip):
     root = tmp_path / ("subject.zip" if as_zip else "subject")
-    codes = C.write_multiface_fixture(root, n_frames=4, as_zip=as_zip)
+    codes = write_multiface_fixture(root, n_frames=4, as_zip=as_zip)
     m = load_ict()
     n_v = m.region_vertex_count("narrow_face")
-    c = C.load_multiface_sequence(root)  # default: first non-neutral expression
+    c = load_multiface_sequence(root)  # default: first non-neutral expression
     assert c.name == "E006_Jaw_Drop_Brows_Up" and c.kind == "meshes"
     assert c.fps == pytest.approx(10.0)  # frames 102, 105, ... of a 30 fps capture
     np.testing.assert_allclose(c.frames, m.vertices(None, codes[c.name], n_v) * 10.0, atol=1e-4)
     np.testing.assert_allclose(c.neutral, m.vertices(None, None, n_v) * 10.0, atol=1e-4)
     assert c.faces.shape == m.region_faces("narrow_face").shape and c.warnings == []
-    s = C.load_multiface_sequence(root, expression="E008_Smile_Mouth_Closed")
+    s = load_multiface_sequence(root, expression="E008_Smile_Mouth_Closed")
     np.testing.assert_allclose(s.frames[2], m.vertices(None, codes[s.name][2], n_v) * 10.0, atol=1e-4)
     with pytest.raises(ClipError, match="available: E001_Neutral_Eyes_Open, E006"):
-        C.load_multiface_sequence(root, expression="E099_Nope")
+        load_multiface_sequence(root, expression="E099_Nope")
 
 
 def test_multiface_without_neutral_folder_warns(tmp_path):
-    C.write_multiface_fixture(tmp_path / "s", n_frames=3)
+    write_multiface_fixture(tmp_path / "s", n_frames=3)
     import shutil
 
-    shutil.rmtree(tmp_path / "s" / "tracked_mesh" / C.MULTIFACE_NEUTRAL)
-    c = C.load_multiface_sequence(tmp_path / "s", expression="E008_Smile_Mouth_Closed")
+    shutil.rmtree(tmp_path / "s" / "tracked_mesh" / MULTIFACE_NEUTRAL)
+    c = load_multiface_sequence(tmp_path / "s", expression="E008_Smile_Mouth_Closed")
     assert np.array_equal(c.neutral, c.frames[0]) and "first frame" in c.warnings[0]
 
 
@@ -332,32 +338,32 @@ def test_multiface_without_neutral_folder_warns(tmp_path):
 
 def test_smoothing_keeps_ends():
     const = np.full((40, 53), 0.7, np.float32)
-    np.testing.assert_allclose(C.smooth_codes(const, 3.0), const, atol=1e-6)
+    np.testing.assert_allclose(smooth_codes(const, 3.0), const, atol=1e-6)
     step = np.zeros((60, 53), np.float32)
     step[30:] = 1.0
-    s = C.smooth_codes(step, 4.0)
+    s = smooth_codes(step, 4.0)
     assert s[-1].min() > 0.999 and s[0].max() < 1e-3  # no sag towards zero at either end
     assert 0.3 < s[30, 0] < 0.7 and np.all(np.diff(s[:, 0]) >= -1e-7)
-    np.testing.assert_array_equal(C.smooth_codes(step, 0), step)
+    np.testing.assert_array_equal(smooth_codes(step, 0), step)
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(2, 50), st.floats(0.1, 10.0), st.integers(0, 10_000))
 def test_smoothing_stays_in_range(n, sigma, seed):
     codes = np.random.default_rng(seed).uniform(0, 1, (n, 53)).astype(np.float32)
-    s = C.smooth_codes(codes, sigma)
+    s = smooth_codes(codes, sigma)
     assert s.shape == codes.shape
     assert (s >= codes.min(0) - 1e-5).all() and (s <= codes.max(0) + 1e-5).all()
 
 
 def test_apply_gain():
     codes = np.full((5, 53), 0.8, np.float32)
-    assert C.apply_gain(codes, 1.5).max() == pytest.approx(1.2)
-    assert C.apply_gain(codes, 3.0).max() == pytest.approx(1.5)
+    assert apply_gain(codes, 1.5).max() == pytest.approx(1.2)
+    assert apply_gain(codes, 3.0).max() == pytest.approx(1.5)
     g = np.ones(53, np.float32)
     g[IDX["jawOpen"]] = 0.5
-    out = C.apply_gain(codes, g)
+    out = apply_gain(codes, g)
     assert out[0, IDX["jawOpen"]] == pytest.approx(0.4) and out[0, 0] == pytest.approx(0.8)
-    assert C.apply_gain(codes, -1.0).min() == 0.0
+    assert apply_gain(codes, -1.0).min() == 0.0
     with pytest.raises(ValueError):
-        C.apply_gain(codes, np.ones(52))
+        apply_gain(codes, np.ones(52))

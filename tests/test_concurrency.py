@@ -83,7 +83,7 @@ def obj_frames(obj_zip: str | Path) -> np.ndarray:
 def glb_deltas(glb: str | Path) -> np.ndarray:
     """(T, V, 3) per-frame float32 displacements from the neutral of an exported animated GLB (one key per
     frame for short clips)."""
-    from nfs.export import read_glb_mesh
+    from glb_reader import read_glb_mesh
 
     m = read_glb_mesh(glb)
     assert m.animation is not None and len(m.targets) == m.animation["extras"]["n_frames"], glb

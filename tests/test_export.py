@@ -11,7 +11,9 @@ import pytest
 import trimesh
 
 from nfs import export as E
-from nfs.ict import EXPRESSION_NAMES, load_ict, triangulate
+from glb_reader import read_glb_frames, read_glb_mesh, read_rig_glb
+from nfs.geometry.triangulate import fan_triangulate
+from nfs.ict import EXPRESSION_NAMES, load_ict
 
 IDX = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
 
@@ -21,8 +23,8 @@ def face():
     """Narrow-face ICT mesh (cm) with per-corner UVs and a short clip of frames (T, V, 3)."""
     m = load_ict()
     n_v = m.region_vertex_count("narrow_face")
-    tri_v, _ = triangulate(m.poly_counts, m.poly_indices)
-    tri_uv, _ = triangulate(m.poly_counts, m.poly_uv_indices)
+    tri_v, _ = fan_triangulate(m.poly_counts, m.poly_indices)
+    tri_uv, _ = fan_triangulate(m.poly_counts, m.poly_uv_indices)
     keep = (tri_v < n_v).all(1)
     t = np.linspace(0, 1, 12)
     codes = np.zeros((12, 53), np.float32)
@@ -98,7 +100,7 @@ def test_animated_glb_round_trip(tmp_path, face):
                                  uv=face["uv"], uv_faces=face["uv_faces"], n_frames=T)
     assert info.n_targets == T and info.note == "" and info.interpolation == "LINEAR"
     idx = [0, T // 2, T - 1]
-    got = E.read_glb_frames(tmp_path / "a.glb", idx)
+    got = read_glb_frames(tmp_path / "a.glb", idx)
     for g, k in zip(got, idx):
         assert rel_err(g, frames[k]) < 1e-4
     scene = trimesh.load(tmp_path / "a.glb")
@@ -124,7 +126,7 @@ def test_animated_glb_structure(tmp_path, face):
     assert doc["animations"][0]["channels"][0]["target"] == {"node": 0, "path": "weights"}
     times = doc["accessors"][sampler["input"]]
     assert times["count"] == 4 and times["max"][0] == pytest.approx(3 / 24)
-    got = E.read_glb_frames(tmp_path / "s.glb", [0, 1, 2, 3])
+    got = read_glb_frames(tmp_path / "s.glb", [0, 1, 2, 3])
     assert max(rel_err(g, f) for g, f in zip(got, frames)) < 1e-6
 
 
@@ -135,18 +137,18 @@ def test_animated_glb_sparse_keys(tmp_path, face):
                                  max_morph_targets=8, interpolation="STEP")
     assert info.n_targets <= 8 and info.key_frames[0] == 0 and info.key_frames[-1] == T - 1
     assert "keyed every" in info.note and info.interpolation == "LINEAR"
-    got = E.read_glb_frames(tmp_path / "k.glb", info.key_frames)
+    got = read_glb_frames(tmp_path / "k.glb", info.key_frames)
     assert max(rel_err(g, frames[k]) for g, k in zip(got, info.key_frames)) < 1e-6
     a, b = info.key_frames[1], info.key_frames[2]
     mid = (a + b) // 2
     w = (mid - a) / (b - a)
     expect = (1 - w) * frames[a] + w * frames[b]  # LINEAR between neighbouring keys
-    assert rel_err(E.read_glb_frames(tmp_path / "k.glb", [mid])[0], expect) < 1e-5
+    assert rel_err(read_glb_frames(tmp_path / "k.glb", [mid])[0], expect) < 1e-5
     # a one-shot generator of unknown length still respects the cap (the stride doubles)
     info2 = E.export_animated_glb(tmp_path / "g.glb", face["neutral"], face["faces"], chunks(frames, 7), 30.0,
                                   max_morph_targets=8)
     assert 2 <= info2.n_targets <= 8 and info2.key_frames[-1] == T - 1
-    got = E.read_glb_frames(tmp_path / "g.glb", info2.key_frames)
+    got = read_glb_frames(tmp_path / "g.glb", info2.key_frames)
     assert max(rel_err(g, frames[k]) for g, k in zip(got, info2.key_frames)) < 1e-6
 
 
@@ -154,9 +156,9 @@ def test_glb_seam_split_keeps_original_order(tmp_path):
     v, f, uv, uv_f = seam_quad()
     frames = np.stack([v, v + [0, 0, 0.5], v * 1.5])
     E.export_animated_glb(tmp_path / "q.glb", v, f, frames, 30.0, uv=uv, uv_faces=uv_f)
-    m = E.read_glb_mesh(tmp_path / "q.glb")
+    m = read_glb_mesh(tmp_path / "q.glb")
     assert m.neutral.shape == v.shape and np.array_equal(m.faces, f)
-    np.testing.assert_allclose(E.read_glb_frames(tmp_path / "q.glb", [0, 1, 2]), frames, atol=1e-6)
+    np.testing.assert_allclose(read_glb_frames(tmp_path / "q.glb", [0, 1, 2]), frames, atol=1e-6)
     assert len(m.uv) == 7  # 4 corners of the seam edge split into 2 + 2 copies, plus the loose vertex
 
 
@@ -170,7 +172,7 @@ def test_rig_glb(tmp_path, face):
     for expect in ("eyeBlinkLeft", "jawOpen", "mouthSmileRight", "browInnerUp_L", "browInnerUp_R", "cheekPuff_L",
                    "noseSneerRight"):
         assert expect in names
-    neutral, faces, deltas, read_names = E.read_rig_glb(tmp_path / "rig.glb")
+    neutral, faces, deltas, read_names = read_rig_glb(tmp_path / "rig.glb")
     assert read_names == names and deltas.shape == face["deltas"].shape and np.array_equal(faces, face["faces"])
     m = load_ict()
     for k in (IDX["jawOpen"], IDX["browInnerUp_R"], 52):
@@ -184,7 +186,7 @@ def test_rig_glb_merged_pairs(tmp_path, face):
     names = E.export_rig_glb(tmp_path / "rig51.glb", face["neutral"], face["faces"], face["deltas"],
                              merge_split_pairs=True)
     assert len(names) == 51 and "browInnerUp" in names and "browInnerUp_L" not in names
-    _, _, deltas, _ = E.read_rig_glb(tmp_path / "rig51.glb")
+    _, _, deltas, _ = read_rig_glb(tmp_path / "rig51.glb")
     d = face["deltas"]
     puff = d[IDX["cheekPuff_L"]] + d[IDX["cheekPuff_R"]]
     np.testing.assert_allclose(deltas[names.index("cheekPuff")], puff, atol=1e-6)

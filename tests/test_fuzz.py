@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nfs.clips import MAX_FRAMES, Clip, ClipError, load_codes_csv, load_livelink_csv, load_mesh_sequence
+from nfs.clips import MAX_FRAMES, Clip, ClipError
+from nfs.io import load_codes_csv, load_livelink_csv, load_mesh_sequence
 from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES
-from nfs.mesh.io import DEFAULT_MAX_VERTICES, MeshError, RawMesh, load_mesh_bytes
+from nfs.io import DEFAULT_MAX_VERTICES, MeshError, RawMesh, load_mesh_bytes
 
 N_EXAMPLES = int(os.environ.get("NFS_FUZZ_EXAMPLES", 150))  # raise it for a longer local hunt
 FUZZ = settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

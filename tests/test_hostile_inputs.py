@@ -19,8 +19,9 @@ import torch
 
 from nfs import REPO_ROOT
 from nfs.__main__ import main as cli_main
-from nfs.clips import MAX_FRAMES, ClipError, load_clip
-from nfs.mesh.io import DEFAULT_MAX_VERTICES, MeshError, load_mesh
+from nfs.clips import MAX_FRAMES, ClipError
+from nfs.io import load_clip
+from nfs.io import DEFAULT_MAX_VERTICES, MeshError, load_mesh
 from nfs.model.checkpoint import save_model
 from nfs.model.config import get_preset
 from nfs.model.network import NFSNetwork

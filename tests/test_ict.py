@@ -6,9 +6,10 @@ import trimesh
 from scipy.sparse.csgraph import connected_components
 
 from nfs import REPO_ROOT
+from nfs.geometry.triangulate import fan_triangulate
 from nfs.ict import (ARKIT_NAMES, EXPRESSION_NAMES, FACE_VERTEX_COUNT, ICT_PATH, N_EXPRESSION, N_IDENTITY,
                      NARROW_FACE_VERTEX_COUNT, SKIN_VERTEX_COUNT, arkit_to_ict_matrix, ict_to_arkit_name,
-                     ict_to_arkit_weights, load_ict, triangulate)
+                     ict_to_arkit_weights, load_ict)
 
 ORIGINAL_PATH = REPO_ROOT.parent / "shared" / "data" / "ict-facekit" / "ict_facekit.npz"
 # Vertex ranges of the original 26,719-vertex ICT model that tools/pack_ict.py keeps.
@@ -112,7 +113,7 @@ def test_skin_is_one_component_and_eyeballs_two_more(ict):
 def test_triangulate_fans_polygons():
     counts = np.array([4, 3, 5])
     idx = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
-    tris, owner = triangulate(counts, idx)
+    tris, owner = fan_triangulate(counts, idx)
     assert owner.tolist() == [0, 0, 1, 2, 2, 2]
     assert tris.tolist() == [[0, 1, 2], [0, 2, 3], [4, 5, 6], [7, 8, 9], [7, 9, 10], [7, 10, 11]]
 

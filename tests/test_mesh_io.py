@@ -6,8 +6,10 @@ import trimesh
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nfs.ict import SKIN_VERTEX_COUNT, load_ict, triangulate
-from nfs.mesh import MeshError, clean_mesh, fan_triangulate, load_mesh, load_mesh_bytes, save_obj, save_ply
+from nfs.geometry.triangulate import fan_triangulate
+from nfs.ict import SKIN_VERTEX_COUNT, load_ict
+from nfs.io import MeshError, load_mesh, load_mesh_bytes, save_obj, save_ply
+from nfs.mesh import clean_mesh
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +25,8 @@ def skin(ict):
 
 def _skin_corner_uv(ict):
     """(F, 3, 2) texture coordinates of the skin triangles (the ICT UV layout has seams)."""
-    tri_v, _ = triangulate(ict.poly_counts, ict.poly_indices)
-    tri_uv, _ = triangulate(ict.poly_counts, ict.poly_uv_indices)
+    tri_v, _ = fan_triangulate(ict.poly_counts, ict.poly_indices)
+    tri_uv, _ = fan_triangulate(ict.poly_counts, ict.poly_uv_indices)
     return ict.uv[tri_uv[(tri_v < ict.skin_count).all(1)]]
 
 
@@ -56,7 +58,7 @@ def test_obj_per_vertex_uv_and_quads(tmp_path, ict, skin):
     (tmp_path / "quads.obj").write_text("\n".join(lines) + "\n")
     mesh = load_mesh(tmp_path / "quads.obj")
     skin_corners = np.concatenate([corners[s:s + n] for s, n, k in zip(starts, counts, is_skin) if k])
-    expected, _ = triangulate(counts[is_skin], skin_corners)
+    expected, _ = fan_triangulate(counts[is_skin], skin_corners)
     np.testing.assert_array_equal(mesh.faces, expected)
     np.testing.assert_allclose(mesh.uv, uv, atol=1e-8)
     assert mesh.face_polygon.max() == is_skin.sum() - 1

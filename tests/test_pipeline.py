@@ -13,11 +13,13 @@ import torch
 import trimesh
 
 from nfs import REPO_ROOT
-from nfs.clips import Clip, load_clip, write_multiface_fixture
-from nfs.export import read_glb_frames, read_rig_glb
+from fixtures import write_multiface_fixture
+from glb_reader import read_glb_frames, read_rig_glb
+from nfs.clips import Clip
+from nfs.io import load_clip
 from nfs.geometry.remesh import decimate
 from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES, load_ict
-from nfs.mesh.io import save_obj
+from nfs.io import save_obj
 from nfs.model.checkpoint import save_model
 from nfs.model.config import get_preset
 from nfs.model.network import NFSNetwork

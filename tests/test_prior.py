@@ -90,7 +90,7 @@ def test_closed_mouth_stretches_instead_of_tearing(ict):
     from nfs.ict import EXPRESSION_NAMES
     from nfs.mesh.align import align_to_ict
     from nfs.mesh.clean import clean_mesh
-    from nfs.mesh.io import load_mesh
+    from nfs.io import load_mesh
     from nfs.model.prior import _template, fit_ict_identity
     from nfs.regions import ict_region_labels
 

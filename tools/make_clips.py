@@ -13,7 +13,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nfs.clips import CLIPS_DIR, DEFAULT_FPS, save_codes_csv, smooth_codes  # noqa: E402
+from nfs.clips import DEFAULT_FPS, smooth_codes  # noqa: E402
+from nfs.io import save_codes_csv  # noqa: E402
+from nfs.resources import BUILTIN_CLIPS_DIR as CLIPS_DIR  # noqa: E402
 from nfs.ict import EXPRESSION_NAMES  # noqa: E402
 
 FPS = DEFAULT_FPS

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nfs import REPO_ROOT  # noqa: E402
 from nfs.geometry.remesh import decimate  # noqa: E402
 from nfs.ict import N_IDENTITY, load_ict  # noqa: E402
-from nfs.mesh.io import save_obj  # noqa: E402
+from nfs.io import save_obj  # noqa: E402
 
 TARGETS_DIR = REPO_ROOT / "assets" / "targets"
 

@@ -16,6 +16,8 @@ import robust_laplacian
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
+from nfs.geometry.normals import vertex_normals
+
 CACHE_VERSION = 2
 
 
@@ -39,18 +41,6 @@ class Operators:
     @property
     def k(self) -> int:
         return self.evals.shape[0]
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals; isolated vertices get +Z."""
-    v = np.asarray(vertices, np.float64)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    n = np.zeros_like(v)
-    for c in range(3):
-        np.add.at(n, faces[:, c], fn)
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    n = np.where(norm > 1e-20, n / np.maximum(norm, 1e-20), np.array([0.0, 0.0, 1.0]))
-    return n
 
 
 def tangent_frames(normals: np.ndarray) -> np.ndarray:

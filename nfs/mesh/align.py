@@ -19,13 +19,14 @@ whole head if the best two-sided fit covers most of the template. The winner is 
 from __future__ import annotations
 
 import functools
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nfs.mesh.io import MeshError
+from nfs.geometry.fits import umeyama_batch
+from nfs.geometry.rotations import axis_rotations, axis_to_axis, rotation_angle_deg, rotation_from_vector
+from nfs.io.mesh import MeshError
 
 CONFIDENCE_SCALE_CM = 0.5      # confidence = exp(-residual_cm / CONFIDENCE_SCALE_CM)
 FULL_COVERAGE = 0.85           # a target covering this fraction of the template area is a whole head
@@ -110,24 +111,6 @@ class Alignment:
 # ----------------------------------------------------------------------------- geometry helpers
 
 
-def axis_rotations() -> np.ndarray:
-    """(24, 3, 3) proper rotations that map coordinate axes to signed coordinate axes."""
-    out = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            r = np.zeros((3, 3))
-            r[np.arange(3), perm] = signs
-            if np.linalg.det(r) > 0:
-                out.append(r)
-    return np.array(out)
-
-
-def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angle in degrees between rotations a (..., 3, 3) and b (..., 3, 3)."""
-    cos = (np.einsum("...ij,...ij->...", a, b) - 1) / 2
-    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
-
-
 def surface_moments(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Area-weighted centroid (3,), RMS distance of the surface from it, and total area."""
     a, b, c = (vertices[faces[:, k]] for k in range(3))
@@ -157,26 +140,6 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
     points = a[face] + u[:, None] * (b - a)[face] + v[:, None] * (c - a)[face]
     normals = normal[face] / np.maximum(area[face], 1e-300)[:, None]
     return (points, normals, face) if return_faces else (points, normals)
-
-
-def umeyama_batch(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted least-squares similarity per batch item: dst ~ s R src + t.
-    src, dst (K, N, 3); weight (K, N) -> s (K,), R (K, 3, 3) with det +1, t (K, 3)."""
-    w = weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)
-    mu_src = np.einsum("kn,knd->kd", w, src)
-    mu_dst = np.einsum("kn,knd->kd", w, dst)
-    a = src - mu_src[:, None]
-    b = dst - mu_dst[:, None]
-    cov = np.einsum("kn,kni,knj->kij", w, b, a)
-    var_src = np.einsum("kn,knd->k", w, a * a)
-    u, sing, vt = np.linalg.svd(cov)
-    d = np.ones((len(src), 3))
-    d[:, 2] = np.sign(np.linalg.det(u) * np.linalg.det(vt))
-    d[d == 0] = 1.0
-    rot = np.einsum("kij,kj,kjl->kil", u, d, vt)
-    scale = (sing * d).sum(1) / np.maximum(var_src, 1e-12)
-    trans = mu_dst - scale[:, None] * np.einsum("kij,kj->ki", rot, mu_src)
-    return scale, rot, trans
 
 
 # ----------------------------------------------------------------------------- the template
@@ -262,25 +225,15 @@ def _isolation(lengths: np.ndarray) -> np.ndarray:
     return gaps.min(1)
 
 
-def _axis_to_axis(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation (3, 3) taking unit vector a to unit vector b."""
-    v, c = np.cross(a, b), float(a @ b)
-    if c < -1 + 1e-9:  # opposite: half turn about any axis perpendicular to a
-        perp = np.cross(a, np.eye(3)[np.argmin(np.abs(a))])
-        return _rotation_from_vector((np.pi * perp / np.linalg.norm(perp))[None])[0]
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + k + k @ k / (1 + c)
-
-
 def _principal_starts(target_points: np.ndarray, rank: int, template_axis: np.ndarray) -> np.ndarray:
     """(24, 3, 3) rotations putting the target's principal axis of the given rank onto the template
     region's most distinct axis (both signs), then turning about it in 30 degree steps."""
     target_axis = principal_axes(target_points)[1][:, rank]
     out = []
     for sign in (1.0, -1.0):
-        base = _axis_to_axis(sign * target_axis, template_axis)
+        base = axis_to_axis(sign * target_axis, template_axis)
         for angle in np.radians(np.arange(0, 360, 30)):
-            out.append(_rotation_from_vector((angle * template_axis)[None])[0] @ base)
+            out.append(rotation_from_vector((angle * template_axis)[None])[0] @ base)
     return np.array(out)
 
 
@@ -315,17 +268,6 @@ class _Candidates:
         return ((y[None] - self.translation[:, None]) @ self.rotation) / self.scale[:, None, None]
 
 
-def _rotation_from_vector(omega: np.ndarray) -> np.ndarray:
-    """(K, 3) axis-angle vectors -> (K, 3, 3) rotation matrices (Rodrigues)."""
-    angle = np.linalg.norm(omega, axis=1)
-    axis = omega / np.maximum(angle, 1e-12)[:, None]
-    cross = np.zeros((len(omega), 3, 3))
-    cross[:, 0, 1], cross[:, 0, 2], cross[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
-    cross = cross - cross.transpose(0, 2, 1)
-    sin, cos = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
-    return np.eye(3) + sin * cross + (1 - cos) * cross @ cross
-
-
 def _plane_step(cand: _Candidates, y: np.ndarray, q: np.ndarray, n: np.ndarray, w: np.ndarray,
                 damping: float = 1e-3) -> _Candidates:
     """One Gauss-Newton step of weighted point-to-plane similarity ICP.
@@ -341,7 +283,7 @@ def _plane_step(cand: _Candidates, y: np.ndarray, q: np.ndarray, n: np.ndarray, 
     hess = hess + damping * (np.einsum("kii->ki", hess)[:, :, None] * np.eye(7) + 1e-9 * np.eye(7))
     step = -np.linalg.solve(hess, grad[..., None])[..., 0]
     grow = np.exp(step[:, 0])
-    turn = _rotation_from_vector(step[:, 1:4])
+    turn = rotation_from_vector(step[:, 1:4])
     # y' = grow * turn (y - centre) + centre + shift, composed with y = s R x + t
     scale = grow * cand.scale
     rotation = turn @ cand.rotation
@@ -568,7 +510,7 @@ def _jitter(cand: _Candidates, degrees: float) -> _Candidates:
     turns = [np.eye(3)]
     for axis in np.eye(3):
         for sign in (1, -1):
-            turns.append(_rotation_from_vector(np.radians(sign * degrees) * axis[None])[0])
+            turns.append(rotation_from_vector(np.radians(sign * degrees) * axis[None])[0])
     turns = np.array(turns)
     out = cand.take(np.zeros(len(turns), int))
     out.rotation = turns @ out.rotation

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from nfs.mesh.io import DEFAULT_MAX_VERTICES, MeshError
+from nfs.io.mesh import DEFAULT_MAX_VERTICES, MeshError
 
 MERGE_TOLERANCE = 1e-7  # duplicate-vertex tolerance, relative to the bounding-box diagonal
 
@@ -79,6 +79,11 @@ class CleanMesh:
     def skin_points(self) -> np.ndarray:
         """(S, 3) positions of the skin vertices."""
         return self.vertices[self.skin_vertices]
+
+    @property
+    def skin_original_index(self) -> np.ndarray:
+        """(S,) the input vertex of each skin vertex."""
+        return self.original_index[self.skin_vertices]
 
     def skin_to_original(self, values: np.ndarray, fill=np.nan) -> np.ndarray:
         """Per-skin-vertex values (S, ...) -> per-input-vertex values (V_in, ...); `fill` where an input

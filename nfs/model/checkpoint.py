@@ -1,6 +1,7 @@
 """Checkpoints as safetensors + JSON (never pickle): model weights, optimiser state, RNG, step, model card."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -35,6 +36,16 @@ def save_model(directory: Path, model: NFSNetwork, card: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     _atomic_save_tensors(model.state_dict(), directory / MODEL_FILE)
     _atomic_save_json({**card, "config": model.cfg.to_dict()}, directory / CARD_FILE)
+
+
+def weights_hash(model: NFSNetwork) -> str:
+    """A short content hash of a model's configuration and weights (the same checkpoint gives the same hash in any
+    process; changed weights give another)."""
+    h = hashlib.sha1(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def load_model(directory: Path, device: str = "cpu") -> tuple[NFSNetwork, dict]:

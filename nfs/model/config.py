@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from nfs.regions import N_REGIONS
+
 
 @dataclass
 class NFSConfig:
@@ -19,7 +21,7 @@ class NFSConfig:
     code_dim: int = 128         # z_ID and z_GE size
     n_identity: int = 100       # supervised dims of z_ID (ICT identity coefficients)
     n_expression: int = 53      # supervised dims of z_GE (ICT FACS weights)
-    n_regions: int = 20         # skinning-encoder segmentation classes
+    n_regions: int = N_REGIONS  # skinning-encoder segmentation classes (the ICT skin's regions)
     skin_hidden: int = 256      # bias-free skinning MLP width
     decoder_width: int = 256
     decoder_layers: int = 7

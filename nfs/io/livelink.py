@@ -1,0 +1,87 @@
+"""iPhone Live Link Face CSV exports: timecodes and the 52 ARKit weights, mapped to ICT and resampled."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from nfs.clips import DEFAULT_FPS, MAX_FRAMES, Clip, ClipError, check_frame_count, codes_clip, resample_linear
+from nfs.ict import ARKIT_NAMES, arkit_to_ict_matrix
+from nfs.io.csv_table import column_index, read_csv_table, to_float
+
+EXTENSIONS = (".csv",)
+LIVELINK_IGNORED = (
+    "timecode", "blendshapecount", "headyaw", "headpitch", "headroll", "lefteyeyaw", "lefteyepitch",
+    "lefteyeroll", "righteyeyaw", "righteyepitch", "righteyeroll",
+)
+
+
+def is_livelink_header(header_line: str) -> bool:
+    """Whether a CSV's first line is a Live Link Face header (rather than our weight CSV's)."""
+    return header_line.lower().startswith("timecode") or "blendshapecount" in header_line.lower()
+
+
+_TIMECODE = re.compile(r"^\s*(\d+):(\d+):(\d+)[:;](\d+)(?:\.(\d+))?\s*$")
+_TIMECODE_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 100.0, 120.0)
+
+
+def _parse_timecodes(codes: list[str], rate: float | None, what: str) -> np.ndarray:
+    """`hh:mm:ss:ff.sub` strings -> seconds from the first one.
+
+    The rate of the frame field is inferred from the largest frame number seen (the smallest
+    standard rate above it) when the clip crosses a second boundary; otherwise 60 is assumed.
+    """
+    parts = np.zeros((len(codes), 4))
+    for i, s in enumerate(codes):
+        m = _TIMECODE.match(s)
+        if m is None:
+            raise ClipError(f"{what}: row {i + 1}: cannot read timecode {s!r} (expected hh:mm:ss:ff.sss)")
+        h, mi, se, fr, sub = m.groups()
+        parts[i] = int(h) * 3600 + int(mi) * 60 + int(se), int(fr), float("0." + sub) if sub else 0.0, 0
+    secs, frame = parts[:, 0], parts[:, 1] + parts[:, 2]
+    if rate is None:
+        rate = 60.0
+        if len(np.unique(secs)) > 1:
+            top = parts[:, 1].max()
+            rate = next((r for r in _TIMECODE_RATES if r > top), top + 1)
+    if (parts[:, 1] >= rate).any():
+        raise ClipError(f"{what}: timecode frame number {int(parts[:, 1].max())} is not below the rate {rate:g}")
+    t = secs + frame / rate
+    step = np.diff(t)
+    wrap = step < -43200  # recording crossed midnight
+    t[1:] += 86400.0 * np.cumsum(wrap)
+    step = np.diff(t)
+    if (step < 0).any():
+        raise ClipError(f"{what}: timecodes go backwards at row {int(np.argmax(step < 0)) + 2}")
+    return t - t[0]
+
+
+def load_livelink_csv(path, fps: float = DEFAULT_FPS, timecode_fps: float | None = None,
+                      max_frames: int = MAX_FRAMES, name: str | None = None) -> Clip:
+    """An iPhone Live Link Face CSV export -> codes Clip resampled to `fps`.
+
+    Columns (case-insensitive): Timecode, BlendshapeCount, the 52 ARKit names (``EyeBlinkLeft``,
+    ``JawOpen``, ...) and head/eye rotations (ignored). ARKit weights map to ICT with
+    ``arkit_to_ict_matrix`` (browInnerUp and cheekPuff drive both ICT halves; tongueOut is dropped).
+    `timecode_fps` is the rate of the timecode's frame field (inferred when None).
+    """
+    path = Path(path)
+    what = path.name
+    header, rows = read_csv_table(path, 8 * max_frames)
+    livelink_names = [n[0].upper() + n[1:] for n in ARKIT_NAMES]  # the app's spelling, for messages
+    arkit_cols = column_index(header, livelink_names, LIVELINK_IGNORED, what)
+    lower = [h.lower() for h in header]
+    if "timecode" not in lower:
+        raise ClipError(f"{what}: missing columns: Timecode")
+    check_frame_count(len(rows), what, 8 * max_frames)
+    times = _parse_timecodes([r[lower.index("timecode")] for r in rows], timecode_fps, what)
+    arkit = to_float(rows, arkit_cols, header, what)
+    bad = ~np.isfinite(arkit)
+    if bad.any():
+        r, j = np.argwhere(bad)[0]
+        raise ClipError(f"{what}: non-finite value at row {r + 1}, {header[arkit_cols[j]]}")
+    n_out = int(np.floor(times[-1] * fps + 1e-6)) + 1
+    check_frame_count(n_out, what, max_frames)
+    arkit = resample_linear(times, arkit, fps)
+    return codes_clip(name or path.stem, arkit @ arkit_to_ict_matrix().astype(np.float64), fps, max_frames)

@@ -1,0 +1,95 @@
+"""The mesh every loader returns (`RawMesh`), its error type, and the checks shared by all mesh formats.
+
+Every loader in `nfs.io` returns a `RawMesh` of triangles whose vertex ``i`` is the file's vertex ``i`` (for
+GLB/GLTF: the geometries concatenated in scene order, offsets in ``parts``; for STL: the file's triangle soup).
+Problems raise `MeshError` with a one-line message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MAX_VERTICES = 200_000
+
+
+class MeshError(ValueError):
+    """A mesh file or array that cannot be used; the message is one line meant for the user."""
+
+
+@dataclass
+class MeshPart:
+    """One geometry of a multi-mesh file: its rows in the concatenated arrays."""
+
+    name: str
+    vertex_offset: int
+    vertex_count: int
+    face_offset: int
+    face_count: int
+
+
+@dataclass
+class RawMesh:
+    """A triangle mesh exactly as read from a file.
+
+    vertices: (V, 3) float64 in the file's units and axes (scene transforms applied for GLB/GLTF).
+    faces: (F, 3) int64 triangles (polygons fan-triangulated).
+    face_polygon: (F,) index of the file polygon each triangle came from.
+    uv: (V, 2) per-vertex texture coordinates when the file gives one per vertex, else None.
+    corner_uv: (F, 3, 2) texture coordinates per triangle corner (OBJ with vt), else None.
+    parts: geometries of a multi-mesh file (one part for single-mesh formats).
+    notes: anything the loader changed or ignored, in words.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    face_polygon: np.ndarray
+    uv: np.ndarray | None = None
+    corner_uv: np.ndarray | None = None
+    parts: list[MeshPart] = field(default_factory=list)
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_vertices(self) -> int:
+        return len(self.vertices)
+
+    @property
+    def n_faces(self) -> int:
+        return len(self.faces)
+
+
+# ----------------------------------------------------------------------------- checks shared by the formats
+
+
+def check_not_empty(data: bytes, filename: str) -> None:
+    """Refuse a file of zero bytes or only white space."""
+    if len(data) == 0 or (not data[:65536].strip() and not data.strip()):  # strip() copies: only when needed
+        raise MeshError(f"{filename}: empty file")
+
+
+def check_vertex_limit(n: int, filename: str, max_vertices: int | None) -> None:
+    """Refuse more than `max_vertices` vertices (None: no limit)."""
+    if max_vertices is not None and n > max_vertices:
+        raise MeshError(f"{filename}: too many vertices ({n:,} > limit {max_vertices:,}); decimate the mesh first")
+
+
+def finish_mesh(mesh: RawMesh, filename: str, max_vertices: int) -> RawMesh:
+    """Validate a freshly read mesh (shared by all formats)."""
+    v, f = mesh.vertices, mesh.faces
+    if len(v) == 0:
+        raise MeshError(f"{filename}: no vertices found")
+    check_vertex_limit(len(v), filename, max_vertices)
+    if len(f) == 0:
+        raise MeshError("point clouds are not supported")
+    if f.min() < 0 or f.max() >= len(v):
+        bad = int(f.max()) if f.max() >= len(v) else int(f.min())
+        raise MeshError(f"{filename}: face index out of range ({bad} with {len(v)} vertices)")
+    if not np.isfinite(v).all():
+        n_bad = int((~np.isfinite(v).all(1)).sum())
+        raise MeshError(f"{filename}: non-finite coordinates (NaN or inf) in {n_bad} vertices")
+    if not mesh.parts:
+        mesh.parts = [MeshPart(Path(filename).stem, 0, len(v), 0, len(f))]
+    mesh.source = filename
+    return mesh

@@ -1,0 +1,36 @@
+"""PLY: read through trimesh (vertex order kept), written as binary little-endian."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nfs.io.mesh import DEFAULT_MAX_VERTICES, RawMesh, check_not_empty, finish_mesh
+from nfs.io.via_trimesh import read_with_trimesh
+
+EXTENSIONS = (".ply",)
+
+
+def load_ply(data: bytes, filename: str, max_vertices: int | None = DEFAULT_MAX_VERTICES) -> RawMesh:
+    """A PLY file's bytes (ASCII or binary) -> RawMesh."""
+    check_not_empty(data, filename)
+    return finish_mesh(read_with_trimesh(data, "ply", filename), filename, max_vertices)
+
+
+def save_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write a binary little-endian PLY in the given vertex order (float32 positions, int32 indices)."""
+    vertices = np.asarray(vertices, np.float32)
+    faces = np.asarray(faces, np.int64)
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment written by nfs\n"
+        f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
+        f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    face_record = np.dtype([("n", "u1"), ("idx", "<i4", (3,))])
+    records = np.empty(len(faces), face_record)
+    records["n"] = 3
+    records["idx"] = faces
+    with open(path, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(vertices.astype("<f4").tobytes())
+        fh.write(records.tobytes())
