@@ -6,7 +6,7 @@ import platform
 
 import numpy as np
 
-from nfs.regions import REGION_NAMES, region_colors
+from nfs import REGION_NAMES, region_colors
 
 from app.viewer import heat_colors
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nfs import REPO_ROOT
 from nfs.io import list_builtin_clips
 
-TARGETS_DIR = REPO_ROOT / "assets" / "targets"
+TARGETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "targets"
 
 DESCRIPTIONS = {
     "ict_remeshed": "ICT identity, decimated to ~4k vertices (new topology)",

@@ -18,14 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from nfs.clips import Clip
-from nfs.io import load_clip
-from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict
-from nfs.io import MESH_EXTENSIONS, MeshError
-from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, prepare_target, retarget,
-                          rig_shapes, source_preview_frames)
+from nfs import EXPRESSION_NAMES, N_EXPRESSION, Clip
+from nfs.io import MESH_EXTENSIONS, MeshError, load_clip
+from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, manual_alignment, prepare_target,
+                          retarget, rig_shapes, source_preview_frames, template_skin)
 
-from app.alignment import compose_alignment
 from app.edits import SCOPES, Edits
 from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool
 
@@ -157,7 +154,7 @@ class Session:
         """Re-prepare the current target with a composed alignment (auto/False/1 returns to the automatic one)."""
         if self.target is None:
             raise ValueError("load a target mesh first")
-        alignment = compose_alignment(self.auto_alignment, self.target.clean.skin_points, up, flip, scale)
+        alignment = manual_alignment(self.target, self.auto_alignment, up, flip, scale)
         called = []
 
         def track(fraction, message):
@@ -438,8 +435,7 @@ class Session:
                 parts.append(f"edits: {self.edits.describe()}")
             template = None
             if self.target is not None:
-                ict = load_ict()
-                template = (np.asarray(ict.neutral[: ict.skin_count], np.float64), ict.region_faces("skin"))
+                template = template_skin()
             return ViewContent(n_frames=n, fps=fps, source=self._source_view(), target=self._target_view(),
                                template=template, show_template=self.target is not None and not valid,
                                start_frame=self.peak_frame(), caption=" · ".join(parts))

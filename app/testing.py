@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nfs import REPO_ROOT
+from nfs import EXPRESSION_NAMES, SHIPPED_MODEL_DIR
 from nfs.io import save_codes_csv
-from nfs.ict import EXPRESSION_NAMES
+
+APP_ROOT = Path(__file__).resolve().parents[1]  # where app.py lives
 
 
 def free_port() -> int:
@@ -36,7 +37,7 @@ class RunningApp:
 
 
 def shipped_model_present() -> bool:
-    d = REPO_ROOT / "ckpts" / "nfs_cpu"
+    d = SHIPPED_MODEL_DIR
     return (d / "model.safetensors").exists() and (d / "model_card.json").exists()
 
 
@@ -44,7 +45,7 @@ def shipped_model_present() -> bool:
 def running_app(log_dir: Path, max_frames: int = 12, timeout_s: float = 180.0, extra_args=()):
     """`python app.py` on free ports (the shipped model; random weights only if no checkpoint is present)."""
     port, viewer_port = free_port(), free_port()
-    args = [sys.executable, str(REPO_ROOT / "app.py"), "--port", str(port), "--viewer-port", str(viewer_port),
+    args = [sys.executable, str(APP_ROOT / "app.py"), "--port", str(port), "--viewer-port", str(viewer_port),
             "--max-frames", str(max_frames), *extra_args]
     if not shipped_model_present():
         args.append("--random-init")
@@ -53,7 +54,7 @@ def running_app(log_dir: Path, max_frames: int = 12, timeout_s: float = 180.0, e
     gradio_tmp.mkdir(exist_ok=True)
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(gradio_tmp))
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(args, cwd=APP_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     app = RunningApp(url, viewer_port, proc, log_path)
     try:

@@ -18,12 +18,11 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from nfs.clips import ClipError
-from nfs.ict import EXPRESSION_NAMES
+from nfs import EXPRESSION_NAMES, ClipError
 from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, MeshError
+from nfs.pipeline import UP_AXES
 
 from app import about
-from app.alignment import UP_AXES
 from app.demo_assets import DESCRIPTIONS, builtin_clips, demo_target_path, demo_targets
 from app.edits import SCOPES, SLIDER_RANGE, facs_groups, parse_offsets_json
 from app.session import MAX_UPLOAD_MB, Session, SessionRegistry

@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 CASES = {"10k": (10_000, 300), "100k": (100_000, 1_000)}
 GOAL_GIB = 4.0

@@ -15,15 +15,13 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import nfs.geometry.operators as ops_module  # noqa: E402
-from nfs.geometry.remesh import decimate, subdivide_midpoint  # noqa: E402
-from nfs.ict import load_ict  # noqa: E402
+import nfs.geometry.operators as ops_module
+from nfs.geometry.remesh import decimate, subdivide_midpoint
+from nfs.ict import load_ict
 
 STAGES = ("laplacian", "eigensolve", "gradients")
 # module functions of nfs.geometry.operators that make up each stage

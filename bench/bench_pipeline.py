@@ -12,17 +12,15 @@ import platform
 import time
 from pathlib import Path
 
-import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nfs.geometry.remesh import decimate, subdivide_midpoint  # noqa: E402
-from nfs.ict import load_ict  # noqa: E402
-from nfs.model.precision import model_autocast  # noqa: E402
-from nfs.pipeline import decode, decode_skin, load_shipped_model, prepare_target  # noqa: E402
+from nfs.geometry.remesh import decimate, subdivide_midpoint
+from nfs.ict import load_ict
+from nfs.model.precision import model_autocast
+from nfs.pipeline import decode, decode_skin, load_shipped_model, prepare_target
 
 
 def cpu_name() -> str:

@@ -86,14 +86,22 @@ def cmd_clips(argv: list[str]) -> int:
     return 0
 
 
-def cmd_prepare(argv: list[str]) -> int:
+def _prepared_target(name: str, description: str, argv: list[str], outputs: dict[str, str] | None = None):
+    """Parse ``--target``, ``--model`` and the required `outputs` flags ({flag: help}) of a command that prepares a
+    target, then prepare it. Returns (arguments, PreparedTarget)."""
     from nfs.pipeline import prepare_target
-    p = argparse.ArgumentParser(prog="python -m nfs prepare", description="Load, clean and align a target mesh "
-                                "and run the encoders; prints what intake did. " + UNITS_HELP)
+    p = argparse.ArgumentParser(prog=f"python -m nfs {name}", description=f"{description} {UNITS_HELP}")
     p.add_argument("--target", required=True)
+    for flag, text in (outputs or {}).items():
+        p.add_argument(flag, required=True, help=text)
     _model_arg(p)
     a = p.parse_args(argv)
-    prepared = prepare_target(a.target, _load_model(a.model), progress=_Bar())
+    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar())
+
+
+def cmd_prepare(argv: list[str]) -> int:
+    _, prepared = _prepared_target("prepare", "Load, clean and align a target mesh and run the encoders; prints "
+                                   "what intake did.", argv)
     print("\n".join(prepared.summary()))
     return 0
 
@@ -132,15 +140,9 @@ def cmd_retarget(argv: list[str]) -> int:
 def cmd_export(argv: list[str]) -> int:
     from nfs.export import export_rig_glb
     from nfs.ict import EXPRESSION_NAMES
-    from nfs.pipeline import prepare_target, rig_shapes, uv_for_export
-    p = argparse.ArgumentParser(prog="python -m nfs export", description="Bake a target mesh into an ARKit-style "
-                                "53-shape blendshape rig (GLB). " + UNITS_HELP)
-    p.add_argument("--target", required=True)
-    p.add_argument("--rig", required=True, help="output .glb path")
-    _model_arg(p)
-    a = p.parse_args(argv)
-    model = _load_model(a.model)
-    prepared = prepare_target(a.target, model, progress=_Bar())
+    from nfs.pipeline import rig_shapes, uv_for_export
+    a, prepared = _prepared_target("export", "Bake a target mesh into an ARKit-style 53-shape blendshape rig (GLB).",
+                                   argv, {"--rig": "output .glb path"})
     neutral, deltas = rig_shapes(prepared)
     uv, uv_faces = uv_for_export(prepared.raw)
     export_rig_glb(a.rig, neutral, prepared.raw.faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)

@@ -28,6 +28,7 @@ from nfs.io.registry import load_mesh
 from nfs.mesh.align import Alignment, align_to_ict
 from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import CleanMesh, clean_mesh
+from nfs.mesh.overrides import UP_AXES, compose_alignment  # noqa: F401 (UP_AXES: the choices of manual_alignment)
 from nfs.model.checkpoint import load_model, weights_hash
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
@@ -97,6 +98,13 @@ class PreparedTarget:
                      f"{a.confidence:.2f}{' (partial face)' if a.is_partial else ''}")
         lines.append("prepare: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
         return lines
+
+
+def manual_alignment(target: PreparedTarget, auto: Alignment, up: str = "auto", flip: bool = False,
+                     scale_factor: float = 1.0) -> Alignment | None:
+    """`auto` (the target's automatic alignment) with the user's overrides for its skin: `up` one of `UP_AXES`,
+    `flip` a half turn about up, `scale_factor` times the scale; None when nothing is overridden."""
+    return compose_alignment(auto, target.clean.skin_points, target.clean.skin_faces, up, flip, scale_factor)
 
 
 def content_key(raw: RawMesh, extra: str = "") -> str:
@@ -327,6 +335,13 @@ def uv_for_export(raw: RawMesh) -> tuple[np.ndarray | None, np.ndarray | None]:
     if raw.corner_uv is not None:
         return corner_uv_table(raw.corner_uv)
     return None, None
+
+
+def template_skin() -> tuple[np.ndarray, np.ndarray]:
+    """The ICT neutral skin every target is aligned to: vertices (S, 3) float64 cm and faces (F, 3)."""
+    from nfs.ict import load_ict
+    ict = load_ict()
+    return np.asarray(ict.neutral[: ict.skin_count], np.float64), ict.region_faces("skin")
 
 
 def source_preview_frames(source: SourceCodes, clip: Clip | None) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:

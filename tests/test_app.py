@@ -2,7 +2,6 @@
 bad inputs, session isolation). One app process for the module; clips are cut to 12 frames."""
 from __future__ import annotations
 
-import sys
 import time
 import urllib.request
 import zipfile
@@ -11,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 gradio_client = pytest.importorskip("gradio_client")
 trimesh = pytest.importorskip("trimesh")
@@ -191,10 +189,10 @@ def test_viewer_pool_never_shares_a_viewer():
 
 
 def test_edits_and_alignment_override_units():
-    from app.alignment import compose_alignment
     from app.edits import Edits, window
     from nfs.mesh.align import align_to_ict
     from nfs.mesh.clean import clean_mesh
+    from nfs.mesh.overrides import compose_alignment
 
     e = Edits()
     assert not e.active and e.offsets(5, 30.0).shape == (5, 53)
@@ -206,15 +204,16 @@ def test_edits_and_alignment_override_units():
     raw = load_mesh(demo_target_path("face_crop_metres"))
     clean = clean_mesh(raw.vertices, raw.faces)
     auto = align_to_ict(clean.skin_points, clean.skin_faces)
-    assert compose_alignment(auto, clean.skin_points) is None
-    manual = compose_alignment(auto, clean.skin_points, up="+Z", flip=False, scale_factor=2.0)
+    assert compose_alignment(auto, clean.skin_points, clean.skin_faces) is None
+    manual = compose_alignment(auto, clean.skin_points, clean.skin_faces, up="+Z", flip=False, scale_factor=2.0)
     assert np.allclose(manual.rotation @ [0, 0, 1], [0, 1, 0])      # the file's +Z becomes ICT up
     assert np.isclose(np.linalg.det(manual.rotation), 1.0) and np.isclose(manual.scale, 2 * auto.scale)
-    flipped = compose_alignment(auto, clean.skin_points, up="+Z", flip=True)
+    flipped = compose_alignment(auto, clean.skin_points, clean.skin_faces, up="+Z", flip=True)
     assert np.allclose(flipped.rotation @ [0, 0, 1], [0, 1, 0])
-    assert np.allclose(flipped.rotation[2], -compose_alignment(auto, clean.skin_points, up="+Z").rotation[2])
+    plain = compose_alignment(auto, clean.skin_points, clean.skin_faces, up="+Z")
+    assert np.allclose(flipped.rotation[2], -plain.rotation[2])
     with pytest.raises(ValueError, match="up axis"):
-        compose_alignment(auto, clean.skin_points, up="sideways")
+        compose_alignment(auto, clean.skin_points, clean.skin_faces, up="sideways")
 
 
 def test_page_is_offline_safe(app):

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 gradio_client = pytest.importorskip("gradio_client")
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-import make_bad_inputs as corpus  # noqa: E402
+from fixtures import load_tool  # noqa: E402
+
+corpus = load_tool("make_bad_inputs")
 from app.demo_assets import demo_target_path  # noqa: E402
 from app.session import MAX_UPLOAD_MB  # noqa: E402
 from app.testing import running_app, write_expression_csv  # noqa: E402

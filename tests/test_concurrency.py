@@ -16,7 +16,6 @@ One app process for the module; clips are 10 frames.
 from __future__ import annotations
 
 import shutil
-import sys
 import threading
 import time
 import zipfile
@@ -25,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 gradio_client = pytest.importorskip("gradio_client")
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures import load_tool
 from nfs import REPO_ROOT
 from nfs.__main__ import main as cli_main
 from nfs.clips import MAX_FRAMES, ClipError
@@ -28,8 +29,7 @@ from nfs.model.network import NFSNetwork
 from nfs.pipeline import as_raw_mesh, prepare_target
 from nfs.regions import N_REGIONS
 
-sys.path.insert(0, str(REPO_ROOT / "tools"))
-import make_bad_inputs as corpus  # noqa: E402
+corpus = load_tool("make_bad_inputs")
 
 BAD = REPO_ROOT / "tests" / "data" / "bad"
 MANIFEST = json.loads((BAD / "MANIFEST.json").read_text())

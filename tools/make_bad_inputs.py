@@ -18,18 +18,16 @@ from __future__ import annotations
 import io
 import json
 import stat
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nfs import REPO_ROOT  # noqa: E402
-from nfs.clips import MAX_FRAMES  # noqa: E402
-from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES  # noqa: E402
-from nfs.io import DEFAULT_MAX_VERTICES  # noqa: E402
+from nfs import REPO_ROOT
+from nfs.clips import MAX_FRAMES
+from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES
+from nfs.io import DEFAULT_MAX_VERTICES
 
 BAD_DIR = REPO_ROOT / "tests" / "data" / "bad"
 # member names of the traversal / absolute zips: a file with this marker must never appear anywhere

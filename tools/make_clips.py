@@ -6,17 +6,15 @@ shape starts and ends at rest and moves without corners.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nfs.clips import DEFAULT_FPS, smooth_codes  # noqa: E402
-from nfs.io import save_codes_csv  # noqa: E402
-from nfs.resources import BUILTIN_CLIPS_DIR as CLIPS_DIR  # noqa: E402
-from nfs.ict import EXPRESSION_NAMES  # noqa: E402
+from nfs.clips import DEFAULT_FPS, smooth_codes
+from nfs.io import save_codes_csv
+from nfs.resources import BUILTIN_CLIPS_DIR as CLIPS_DIR
+from nfs.ict import EXPRESSION_NAMES
 
 FPS = DEFAULT_FPS
 

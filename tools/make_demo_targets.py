@@ -11,17 +11,14 @@ Deterministic: fixed seeds, no inputs. Run ``python tools/make_demo_targets.py``
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nfs import REPO_ROOT  # noqa: E402
-from nfs.geometry.remesh import decimate  # noqa: E402
-from nfs.ict import N_IDENTITY, load_ict  # noqa: E402
-from nfs.io import save_obj  # noqa: E402
+from nfs import REPO_ROOT
+from nfs.geometry.remesh import decimate
+from nfs.ict import N_IDENTITY, load_ict
+from nfs.io import save_obj
 
 TARGETS_DIR = REPO_ROOT / "assets" / "targets"
 

@@ -22,10 +22,9 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, cKDTree
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nfs.ict import EXPRESSION_NAMES, SKIN_VERTEX_COUNT, load_ict  # noqa: E402
-from nfs.regions import REGION_NAMES, REGIONS_PATH, mirror_region_index  # noqa: E402
+from nfs.ict import EXPRESSION_NAMES, SKIN_VERTEX_COUNT, load_ict
+from nfs.regions import REGION_NAMES, REGIONS_PATH, mirror_region_index
 
 REGION = {name: i for i, name in enumerate(REGION_NAMES)}
 

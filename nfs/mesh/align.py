@@ -439,6 +439,12 @@ def fit_residual_cm(vertices: np.ndarray, faces: np.ndarray, alignment: Alignmen
     return float(template.surface.distance(points, point_to_plane=True)[0].mean())
 
 
+def alignment_confidence(residual_cm: float, face_coverage: float = MIN_FACE_COVERAGE) -> float:
+    """Confidence in [0, 1] of a fit: exp(-residual_cm / CONFIDENCE_SCALE_CM), shrunk when less than
+    MIN_FACE_COVERAGE of the ICT narrow face is covered (the default counts the coverage as sufficient)."""
+    return float(np.exp(-residual_cm / CONFIDENCE_SCALE_CM) * min(1.0, face_coverage / MIN_FACE_COVERAGE))
+
+
 def _check_input(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
     vertices = np.asarray(vertices, np.float64)
     faces = np.asarray(faces, np.int64)
@@ -468,9 +474,8 @@ def _polish(winner: _Candidates, target: _Surface, template: _Template, centroid
     translation = winner.translation[0] - scale * rotation @ centroid
     residual = float(final.one_sided[0])
     face_coverage = float(final.face_coverage[0])
-    confidence = np.exp(-residual / CONFIDENCE_SCALE_CM) * min(1.0, face_coverage / MIN_FACE_COVERAGE)
-    return Alignment(scale, rotation, translation, residual, float(confidence), is_partial, n_tried,
-                     float(final.coverage[0]), margin, face_coverage)
+    return Alignment(scale, rotation, translation, residual, alignment_confidence(residual, face_coverage),
+                     is_partial, n_tried, float(final.coverage[0]), margin, face_coverage)
 
 
 def _starting_candidates(template: _Template, target_points: np.ndarray, partial: bool | None) -> _Candidates:

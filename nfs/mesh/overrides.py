@@ -2,13 +2,9 @@
 (which axis of the mesh is up, whether it faces the other way, a scale factor)."""
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-from scipy.spatial import cKDTree
 
-from nfs.ict import load_ict
-from nfs.mesh.align import CONFIDENCE_SCALE_CM, Alignment
+from nfs.mesh.align import Alignment, alignment_confidence, fit_residual_cm
 
 UP_AXES = ("auto", "+Y", "-Y", "+Z", "-Z", "+X", "-X")
 
@@ -19,29 +15,15 @@ def _axis(name: str) -> np.ndarray:
     return v
 
 
-@functools.lru_cache(maxsize=1)
-def _ict_skin_tree() -> cKDTree:
-    v, _ = load_ict().skin_mesh()
-    return cKDTree(np.asarray(v, np.float64))
-
-
-def residual_cm(alignment: Alignment, skin_points: np.ndarray, max_points: int = 4000) -> float:
-    """Mean distance (cm) from the aligned target skin vertices to the nearest ICT skin vertex."""
-    pts = np.asarray(skin_points, np.float64)
-    if len(pts) > max_points:
-        pts = pts[np.linspace(0, len(pts) - 1, max_points).astype(int)]
-    d, _ = _ict_skin_tree().query(alignment.apply(pts))
-    return float(d.mean())
-
-
-def compose_alignment(auto: Alignment, skin_points: np.ndarray, up: str = "auto", flip: bool = False,
-                      scale_factor: float = 1.0) -> Alignment | None:
+def compose_alignment(auto: Alignment, skin_points: np.ndarray, skin_faces: np.ndarray, up: str = "auto",
+                      flip: bool = False, scale_factor: float = 1.0) -> Alignment | None:
     """The automatic alignment with the user's overrides, or None when nothing is overridden.
 
     up: the mesh's own up axis ("+Z" for a Z-up file) or "auto" to keep the automatic rotation; the facing
     direction is the automatic one made perpendicular to the chosen up. flip turns the mesh 180 degrees
     about the up axis. scale_factor multiplies the automatic scale. The skin's centroid stays where the
-    automatic alignment put it; residual and confidence are measured again (nearest ICT skin vertex)."""
+    automatic alignment put it; residual and confidence are measured again (`fit_residual_cm`, the face coverage
+    taken as sufficient). skin_points (S, 3), skin_faces (Fs, 3): the target's skin in the user's frame."""
     if up not in UP_AXES:
         raise ValueError(f"up axis must be one of {', '.join(UP_AXES)}, got {up!r}")
     scale_factor = float(scale_factor)
@@ -67,6 +49,6 @@ def compose_alignment(auto: Alignment, skin_points: np.ndarray, up: str = "auto"
     translation = auto.apply(centroid) - scale * rot @ centroid
     out = Alignment(scale=float(scale), rotation=rot, translation=translation, residual_cm=0.0, confidence=0.0,
                     is_partial=auto.is_partial, candidates_tried=0)
-    out.residual_cm = residual_cm(out, pts)
-    out.confidence = float(np.exp(-out.residual_cm / CONFIDENCE_SCALE_CM))
+    out.residual_cm = fit_residual_cm(pts, skin_faces, out)
+    out.confidence = alignment_confidence(out.residual_cm)
     return out
