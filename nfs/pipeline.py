@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -260,18 +260,30 @@ def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progre
             progress(min(1.0, (start + len(frames)) / clip.n_frames), "fitting source frames")
         return codes
     ops = get_operators(n_ict, clean.skin_faces, model.cfg.k_eig)
+    chunks = (np.stack([align.apply(f[keep]) for f in clip.frames[start:start + chunk_frames]])
+              for start in range(0, clip.n_frames, chunk_frames))
+    return encode_expression_frames(model, chunks, clean.skin_faces, ops, clip.n_frames, progress)
+
+
+@torch.no_grad()
+def encode_expression_frames(model: NFSNetwork, chunks: Iterable[np.ndarray], faces: np.ndarray, ops: Operators,
+                             n_frames: int | None = None, progress: Progress = _no_progress) -> np.ndarray:
+    """The network's expression encoder on frames of one skin: chunks (t, S, 3) in the ICT frame (cm), all with the
+    neutral's faces (F, 3) and operators -> codes (T, code_dim), the 53 FACS weights clipped to [0, 1].
+    `n_frames` (the total, when known) scales the progress reports."""
     ot = operators_to_torch(ops, model.cfg.k_eig)
-    out = []
-    faces = clean.skin_faces
-    for start in range(0, clip.n_frames, chunk_frames):
-        frames = np.stack([align.apply(f[keep]) for f in clip.frames[start:start + chunk_frames]]).astype(np.float32)
+    out, done = [], 0
+    for chunk in chunks:
+        frames = np.asarray(chunk, np.float32)
         normals = np.stack([vertex_normals(f, faces) for f in frames]).astype(np.float32)
         images = np.stack([render_normal_depth(f, faces, model.cfg.image_size) for f in frames])
         with model_autocast():
             z = model.encode_expression(torch.from_numpy(frames), torch.from_numpy(normals), ot,
                                         torch.from_numpy(images))
         out.append(z.float().numpy())
-        progress(min(1.0, (start + len(frames)) / clip.n_frames), "encoding source frames")
+        done += len(frames)
+        if n_frames:
+            progress(min(1.0, done / n_frames), "encoding source frames")
     codes = np.concatenate(out)
     codes[:, :N_EXPRESSION] = np.clip(codes[:, :N_EXPRESSION], 0.0, 1.0)
     return codes

@@ -28,6 +28,7 @@ from nfs import REPO_ROOT
 from nfs.clips import MAX_FRAMES
 from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES
 from nfs.io import DEFAULT_MAX_VERTICES
+from nfs.io.obj import obj_text as nfs_obj_text
 
 BAD_DIR = REPO_ROOT / "tests" / "data" / "bad"
 # member names of the traversal / absolute zips: a file with this marker must never appear anywhere
@@ -44,9 +45,8 @@ TETRA_F = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int64)
 
 
 def obj_text(v: np.ndarray, f: np.ndarray, digits: int = 6) -> str:
-    rows = [f"v {x:.{digits}g} {y:.{digits}g} {z:.{digits}g}" for x, y, z in v]
-    rows += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in f]
-    return "\n".join(rows) + "\n"
+    """An OBJ of vertices (V, 3) and triangles (F, 3), coordinates to `digits` significant digits."""
+    return nfs_obj_text(v, f, number_format=f"%.{digits}g")
 
 
 def head_mesh(n_vertices: int = 1500) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Closest points on triangle meshes and barycentric embeddings of one mesh's vertices in another's surface."""
+"""Points on triangle meshes: random surface samples, principal axes, closest points, and barycentric embeddings
+of one mesh's vertices in another's surface."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +7,30 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0,
+                   return_faces: bool = False) -> tuple[np.ndarray, ...]:
+    """n area-uniform random points on the surface (n, 3) and their unit face normals (n, 3)
+    (and, with return_faces, the sampled triangle of each (n,))."""
+    a, b, c = (vertices[faces[:, k]] for k in range(3))
+    normal = np.cross(b - a, c - a)
+    area = np.linalg.norm(normal, axis=1)
+    rng = np.random.default_rng(seed)
+    face = rng.choice(len(faces), size=n, p=area / area.sum())
+    u, v = rng.random((2, n))
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    points = a[face] + u[:, None] * (b - a)[face] + v[:, None] * (c - a)[face]
+    normals = normal[face] / np.maximum(area[face], 1e-300)[:, None]
+    return (points, normals, face) if return_faces else (points, normals)
+
+
+def principal_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Principal standard deviations (3,) ascending and axes as columns (3, 3) of a point set (N, 3)."""
+    centred = points - points.mean(0)
+    variances, axes = np.linalg.eigh(centred.T @ centred / len(points))
+    return np.sqrt(np.maximum(variances, 0)), axes
 
 
 def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray):

@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 
 from nfs.geometry.fits import umeyama_batch
 from nfs.geometry.rotations import axis_rotations, axis_to_axis, rotation_angle_deg, rotation_from_vector
+from nfs.geometry.surface import principal_axes, sample_surface
 from nfs.io.mesh import MeshError
 
 CONFIDENCE_SCALE_CM = 0.5      # confidence = exp(-residual_cm / CONFIDENCE_SCALE_CM)
@@ -125,23 +126,6 @@ def surface_moments(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray
     return centroid, float(np.sqrt(second.sum() / total)), float(total)
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0,
-                   return_faces: bool = False) -> tuple[np.ndarray, ...]:
-    """n area-uniform random points on the surface (n, 3) and their unit face normals (n, 3)
-    (and, with return_faces, the sampled triangle of each (n,))."""
-    a, b, c = (vertices[faces[:, k]] for k in range(3))
-    normal = np.cross(b - a, c - a)
-    area = np.linalg.norm(normal, axis=1)
-    rng = np.random.default_rng(seed)
-    face = rng.choice(len(faces), size=n, p=area / area.sum())
-    u, v = rng.random((2, n))
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    points = a[face] + u[:, None] * (b - a)[face] + v[:, None] * (c - a)[face]
-    normals = normal[face] / np.maximum(area[face], 1e-300)[:, None]
-    return (points, normals, face) if return_faces else (points, normals)
-
-
 # ----------------------------------------------------------------------------- the template
 
 
@@ -209,13 +193,6 @@ def _template() -> _Template:
     sparse_in_face = (faces[sparse_faces] < model.region_vertex_count("narrow_face")).all(1)
     return _Template(surface, surface.prefix(TEMPLATE_COARSE_SAMPLES), sparse, sparse_normals, sparse_in_face,
                      stats, region_axes)
-
-
-def principal_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Principal standard deviations (3,) ascending and axes as columns (3, 3) of a point set (N, 3)."""
-    centred = points - points.mean(0)
-    variances, axes = np.linalg.eigh(centred.T @ centred / len(points))
-    return np.sqrt(np.maximum(variances, 0)), axes
 
 
 def _isolation(lengths: np.ndarray) -> np.ndarray:
