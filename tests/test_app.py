@@ -17,7 +17,7 @@ trimesh = pytest.importorskip("trimesh")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from app.demo_assets import demo_target_path  # noqa: E402
-from app.testing import running_app, write_expression_csv  # noqa: E402
+from app_harness import running_app, write_expression_csv  # noqa: E402
 from glb_reader import read_rig_glb  # noqa: E402
 from nfs.io import load_mesh  # noqa: E402
 
@@ -167,7 +167,7 @@ def test_sessions_are_isolated(app):
 
 
 def test_viewer_pool_never_shares_a_viewer():
-    from app.testing import free_port
+    from app_harness import free_port
     from app.viewer import ViewerPool
 
     class Owner:

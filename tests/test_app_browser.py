@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 
-from app.testing import running_app, write_expression_csv  # noqa: E402
+from app_harness import running_app, write_expression_csv  # noqa: E402
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
                  if p and os.path.exists(p)), None)

@@ -33,7 +33,7 @@ from fixtures import load_tool  # noqa: E402
 corpus = load_tool("make_bad_inputs")
 from app.demo_assets import demo_target_path  # noqa: E402
 from app.session import MAX_UPLOAD_MB  # noqa: E402
-from app.testing import running_app, write_expression_csv  # noqa: E402
+from app_harness import running_app, write_expression_csv  # noqa: E402
 from app.ui import CLIP_TYPES, MESH_TYPES  # noqa: E402
 from nfs import REPO_ROOT  # noqa: E402
 from nfs.clips import MAX_FRAMES  # noqa: E402

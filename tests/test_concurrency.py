@@ -31,7 +31,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.utils import Status, StatusUpdate  # noqa: E402
 
 from app.demo_assets import demo_target_path  # noqa: E402
-from app.testing import running_app, write_expression_csv  # noqa: E402
+from app_harness import running_app, write_expression_csv  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

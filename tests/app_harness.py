@@ -16,7 +16,7 @@ import numpy as np
 from nfs import EXPRESSION_NAMES, SHIPPED_MODEL_DIR
 from nfs.io import save_codes_csv
 
-APP_ROOT = Path(__file__).resolve().parents[1]  # where app.py lives
+APP_ROOT = Path(__file__).resolve().parents[1]  # the checkout, where app.py lives
 
 
 def free_port() -> int:
