@@ -275,7 +275,7 @@ def encode_expression_frames(model: NFSNetwork, chunks: Iterable[np.ndarray], fa
     out, done = [], 0
     for chunk in chunks:
         frames = np.asarray(chunk, np.float32)
-        normals = np.stack([vertex_normals(f, faces) for f in frames]).astype(np.float32)
+        normals = vertex_normals(frames, faces).astype(np.float32)
         images = np.stack([render_normal_depth(f, faces, model.cfg.image_size) for f in frames])
         with model_autocast():
             z = model.encode_expression(torch.from_numpy(frames), torch.from_numpy(normals), ot,
