@@ -20,8 +20,8 @@ import numpy as np
 
 from nfs import EXPRESSION_NAMES, N_EXPRESSION, Clip
 from nfs.io import MESH_EXTENSIONS, MeshError, load_clip
-from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, manual_alignment, prepare_target,
-                          retarget, rig_shapes, source_preview_frames, template_skin)
+from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, content_key, manual_alignment,
+                          prepare_target, retarget, rig_shapes, run_stages, source_preview_frames, template_skin)
 
 from app.edits import SCOPES, Edits
 from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool
@@ -31,6 +31,9 @@ Progress = Callable[[float, str], None]
 MAX_UPLOAD_MB = 50
 LOW_CONFIDENCE = 0.3
 WEIGHT_MAX = 1.5          # retarget clips edited weights to [0, 1.5]
+CLIP_STAGE = "loading the clip"
+LIVE_RIG_STAGE = "baking the live-edit rig"
+RUN_STAGES = [CLIP_STAGE, *run_stages(EXPORT_KINDS), LIVE_RIG_STAGE]
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -59,6 +62,8 @@ class Session:
         self.auto_alignment = None
         self.override = {"up": "auto", "flip": False, "scale": 1.0}
         self.target_reused = False
+        self.target_id = ""                               # the loaded mesh (kept across alignment overrides)
+        self.last_refusal = ""                            # the last refused upload, named, for the status line
         self.clip: Clip | None = None
         self.clip_key = ""
         self.result: RetargetResult | None = None
@@ -66,7 +71,10 @@ class Session:
         self.result_offsets: np.ndarray | None = None    # (T, 53) offsets the result was decoded with
         self.result_clip_key = ""
         self.result_settings: dict = {}
-        self.edits = Edits()
+        self.result_edits = ""                          # the edits the result was made with, by name
+        self._edits: dict[tuple[str, str], Edits] = {}    # slider edits per (target, clip) pair
+        self._pair_names: dict[tuple[str, str], str] = {}
+        self.carry_offer: tuple[str, str] | None = None  # a pair left with edits, offered for carry-over
         self._offsets: np.ndarray | None = None          # (T, 53) current edits, None when there are none
         self._rigs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._rig_lock = threading.Lock()
@@ -142,10 +150,14 @@ class Session:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise
         with self.lock:
+            old_pair = self.pair
             self.target = prepared
+            self.target_id = f"{prepared.name}:{content_key(prepared.raw)}"
             self.auto_alignment = prepared.alignment
             self.override = {"up": "auto", "flip": False, "scale": 1.0}
             self.target_reused = not called       # prepare_target reports no progress on a cache hit
+            self.last_refusal = ""
+            self._switch_pair(old_pair)
         self.redraw()
         self.ensure_rig(prepared, progress)  # inside the heavy event, so the queue limit covers it
         return prepared
@@ -208,10 +220,9 @@ class Session:
             return self.clip
         clip = truncate_clip(load_clip(spec), self.max_frames)
         with self.lock:
-            if self.clip is None or clip.n_frames != self.clip.n_frames:
-                self.edits.clear_keys()     # frame edits belong to frames of the old clip
+            old_pair = self.pair
             self.clip, self.clip_key = clip, key
-            self._update_offsets()
+            self._switch_pair(old_pair)
         self.redraw()
         return clip
 
@@ -220,7 +231,8 @@ class Session:
         if c is None:
             return []
         kind = "ICT FACS weights" if c.kind == "codes" else f"mesh sequence, {c.frames.shape[1]:,} vertices"
-        return [f"**{c.name}** — {c.n_frames} frames, {c.fps:g} fps, {c.duration_s:.1f} s ({kind})"] + c.warnings
+        return [f"**{c.name}** — {c.n_frames} frames, {c.fps:g} fps, {c.duration_s:.1f} s ({kind})"] + [
+            f"⚠ {w}" for w in c.warnings]
 
     # ------------------------------------------------------------------------------------------ run
     def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress,
@@ -237,15 +249,19 @@ class Session:
             raise ValueError(f"gain must be between 0 and 1.5, got {gain}")
         target, clip, clip_key = self.target, self.clip, self.clip_key
         offsets = self.edits.offsets(clip.n_frames, clip.fps) if self.edits.active else None
+        listing = self.edits.listing() if self.edits.active else ""
         self._runs += 1
         out = self.dir / f"run_{self._runs}"
         try:
             result = retarget(target.raw, clip, out, model=self.model, exports=EXPORT_KINDS,
                               smoothing_sigma=float(smoothing_sigma), gain=float(gain),
                               alignment=self.alignment_override, code_offset=offsets,
-                              progress=lambda f, m: progress(0.9 * f, m), correction=bool(correction))
-            progress(0.92, "baking the linear rig for live edits")
-            self.ensure_rig(result.target)
+                              progress=lambda f, m: progress(0.97 * f, m), correction=bool(correction))
+            progress(0.97, LIVE_RIG_STAGE)
+            if result.rig is not None:                  # the exported rig is the live-edit rig
+                with self._rig_lock:
+                    self._rigs.setdefault(result.target.key, result.rig)
+            self.ensure_rig(result.target, lambda f, m: progress(0.97 + 0.03 * f, f"{LIVE_RIG_STAGE}: {m}"))
         except Exception:
             shutil.rmtree(out, ignore_errors=True)
             raise
@@ -253,6 +269,7 @@ class Session:
             old = self.result_dir
             self.result, self.result_dir, self.result_clip_key = result, out, clip_key
             self.result_offsets = offsets
+            self.result_edits = listing
             self.result_settings = {"smoothing": float(smoothing_sigma), "gain": float(gain),
                                     "correction": bool(correction)}
             self.target = result.target
@@ -272,6 +289,10 @@ class Session:
         r = self.result
         if r is None:
             return []
+        if not self.result_valid():
+            now = f"{self.target.name if self.target else '(no target)'} ← {self.clip.name if self.clip else '(no clip)'}"
+            return [f"⚠ **No result for {now} yet** (the last run, {r.target.name} ← {r.source.name}, was for another "
+                    "target or clip; its files are withdrawn). Press **Retarget & export**."]
         lines = [f"**{r.target.name} ← {r.source.name}**: {r.source.n_frames} frames at {r.source.fps:g} fps, "
                  f"{r.target.n_vertices:,} vertices; smoothing {self.result_settings.get('smoothing', 0):g}, "
                  f"gain {self.result_settings.get('gain', 1):g}"
@@ -281,11 +302,12 @@ class Session:
             lines.append(f"baked rig vs network on this clip: {r.rig_error_mm:.2f} mm mean")
         lines.append("times: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
         if self.result_offsets is not None:
-            lines.append("slider edits included in the exports")
-        if self.edits.active and not self._offsets_match_result():
-            lines.append("⚠ slider edits changed since this run: press **Retarget & export** to include them")
-        if not self.result_valid():
-            lines.append("⚠ target or clip changed since this run (the files below are from the previous run)")
+            lines.append(f"slider edits included in the exports: {self.result_edits}")
+        else:
+            lines.append("no slider edits in the exports")
+        if not self._offsets_match_result():
+            lines.append("⚠ slider edits changed since this run (now: "
+                         f"{self.edits.listing()}): press **Retarget & export** to put them in the files")
         return lines
 
     def _offsets_match_result(self) -> bool:
@@ -303,11 +325,68 @@ class Session:
             raise ValueError("load a target mesh first")
         with self._rig_lock:                      # a background bake of the same target finishes first
             if target.key not in self._rigs:
-                progress(0.1, "baking the linear rig (once per target)")
-                self._rigs[target.key] = rig_shapes(target)
+                progress(0.0, "baking the linear rig (once per target)")
+                self._rigs[target.key] = rig_shapes(target, progress)
                 while len(self._rigs) > 2:
                     self._rigs.pop(next(iter(self._rigs)))
             return self._rigs[target.key]
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(target, clip): the slider edits in use belong to this pair."""
+        return self.target_id, self.clip_key
+
+    def pair_name(self, pair: tuple[str, str] | None = None) -> str:
+        return self._pair_names.get(pair or self.pair, "(nothing loaded)")
+
+    @property
+    def edits(self) -> Edits:
+        """The slider edits of the loaded (target, clip) pair."""
+        return self._edits.setdefault(self.pair, Edits())
+
+    def _switch_pair(self, old: tuple[str, str]) -> None:
+        """After the target or clip changed: the new pair's own edits apply (none for a new pair); the old pair's
+        stay with it and are offered for carry-over while the new pair has none."""
+        new = self.pair
+        self._pair_names[new] = (f"{self.target.name if self.target else '(no target)'} × "
+                                 f"{self.clip.name if self.clip else '(no clip)'}")
+        if self.edits.active:
+            self.carry_offer = None
+        elif old != new and old in self._edits and self._edits[old].active:
+            self.carry_offer = old
+        self._update_offsets()
+
+    def carry_over(self) -> str:
+        """Copy the offered pair's edits onto the loaded pair; returns a note (frame edits past the clip's end
+        are left behind)."""
+        with self.lock:
+            src = self.carry_offer
+            if src is None or src not in self._edits or not self._edits[src].active:
+                raise ValueError("there are no edits of another target or clip to carry over")
+            e = self._edits[src].copy()
+            n = self.clip.n_frames if self.clip is not None else 0
+            dropped = sorted(k for k in e.keys if k >= n)
+            for k in dropped:
+                e.keys.pop(k)
+            self._edits[self.pair] = e
+            self.carry_offer = None
+            self._update_offsets()
+        v = self.viewer
+        if v is not None:
+            v.refresh()
+        note = f"carried over from {self.pair_name(src)}"
+        return note + (f" (frame edits at {', '.join(map(str, dropped))} are past this clip's end: left behind)"
+                       if dropped else "")
+
+    def edit_report(self) -> str:
+        """Which pair the sliders edit, its edits by name, and any carry-over offer (markdown)."""
+        text = f"edits of **{self.pair_name()}**: {self.edits.listing()}"
+        offer = self.carry_offer
+        if offer is not None and offer in self._edits and self._edits[offer].active:
+            text += (f"  \n⚠ the sliders were reset for this pair; the edits of **{self.pair_name(offer)}** "
+                     f"({self._edits[offer].listing()}) stay with that pair. Press **Carry edits over** to use them "
+                     "here.")
+        return text
 
     def _update_offsets(self) -> None:
         c = self.clip
@@ -356,6 +435,9 @@ class Session:
                                               "rig_error_mm": r.rig_error_mm,
                                               "correction": self.result_settings.get("correction", True)},
             "edits": self.edits.describe(),
+            "edits_listing": self.edits.listing(),
+            "edits_pair": self.pair_name(),
+            "carry_offer": self.pair_name(self.carry_offer) if self.carry_offer else None,
             "viewer_url": self.viewer_url(),
         }
 

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import viser
 
-from nfs import region_colors
+from nfs import EXPRESSION_NAMES, region_colors
 
 CM = 0.01                      # drawn in metres
 GAP_CM = 6.0                   # between source and target
@@ -129,6 +129,7 @@ class Viewer:
         self._wake = threading.Event()
         self.content: ViewContent | None = None
         self.frame, self.playing, self.fps, self.loop = 0, False, 30.0, True
+        self._played_fps, self._clock_reset = 30.0, False
         self.default_code_dim = default_code_dim
         self.mode, self.code_dim, self.show_template = MODES[0], default_code_dim, False
         self.heat_peak = 0.0
@@ -200,9 +201,11 @@ class Viewer:
         names = c.target.code_names if c and c.target else []
         self._dim.max = max(1, len(names) - 1) if names else 127
         self._dim.value = self.code_dim
-        name = names[self.code_dim] if self.code_dim < len(names) else ""
+        known = names or list(EXPRESSION_NAMES)
+        name = known[self.code_dim] if self.code_dim < len(known) else f"free dimension {self.code_dim}"
         self._dim_name.content = f"dim {self.code_dim}: `{name}`" + (
-            f", max weight {self.heat_peak:.3g}" if self.mode == MODES[2] else "")
+            f", weights 0 to {self.heat_peak:.3g}" if self.mode == MODES[2] and names else "") + (
+            "" if names else " (load a target to see its weights)")
         self._play.label = "Pause" if self.playing else "Play"
         self._play.icon = viser.Icon.PLAYER_PAUSE if self.playing else viser.Icon.PLAYER_PLAY
         self._caption.content = c.caption if c and c.caption else "**NFS viewer** — load a target in the app"
@@ -335,6 +338,7 @@ class Viewer:
             if self.content is None:
                 return
             self.frame = int(np.clip(frame, 0, self.content.n_frames - 1))
+            self._clock_reset = True
             self._draw_frame(self.frame)
             self._frame.value = self.frame
 
@@ -357,35 +361,40 @@ class Viewer:
 
     # ------------------------------------------------------------------------------------------ playback
     def _player(self) -> None:
-        next_t = time.perf_counter()
+        """Plays at the set fps by the clock: each tick shows the frame due now, skipping the frames it had no
+        time to draw (a slow machine or browser), and never sends more than the fps in updates."""
+        t0, f0 = time.perf_counter(), self.frame
         while not self._stop.is_set():
             if not self.playing or not self.server.get_clients():
                 self._wake.wait(0.1)
                 self._wake.clear()
-                next_t = time.perf_counter()
+                t0, f0 = time.perf_counter(), self.frame
                 continue
             with self._lock:
                 c = self.content
                 if c is None or not self.playing:
                     continue
-                f = self.frame + 1
-                if f >= c.n_frames:
-                    if not self.loop:
-                        self.play(False)
-                        continue
-                    f = 0
-                self.frame = f
-                try:
-                    self._draw_frame(f)
-                    self._frame.value = f
-                except Exception as e:  # noqa: BLE001 - a drawing failure stops playback, not the server
-                    self.playing = False
-                    self._caption.content = f"playback stopped: {e}"
-            next_t += 1.0 / max(self.fps, 1.0)
-            delay = next_t - time.perf_counter()
-            if delay < -0.25:               # fell behind (slow machine): drop frames instead of catching up
-                next_t = time.perf_counter()
-            self._stop.wait(max(0.0, delay))
+                fps = max(self.fps, 1.0)
+                due = f0 + int((time.perf_counter() - t0) * fps) + 1
+                if due >= c.n_frames and not self.loop:
+                    self.play(False)
+                    continue
+                f = due % c.n_frames
+                if f == self.frame:                  # drawn already: wait for the next one
+                    f = None
+                else:
+                    self.frame = f
+                    try:
+                        self._draw_frame(f)
+                        self._frame.value = f
+                    except Exception as e:  # noqa: BLE001 - a drawing failure stops playback, not the server
+                        self.playing = False
+                        self._caption.content = f"playback stopped: {e}"
+                if abs(fps - self._played_fps) > 1e-6 or self._clock_reset:   # fps changed or a seek
+                    t0, f0, self._played_fps, self._clock_reset = time.perf_counter(), self.frame, fps, False
+                    due = f0
+            next_due = t0 + (due - f0) / fps
+            self._stop.wait(max(0.0, min(1.0 / fps, next_due - time.perf_counter())))
 
 
 class ViewerPool:

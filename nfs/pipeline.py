@@ -95,7 +95,12 @@ class PreparedTarget:
         a = self.alignment
         lines = list(self.clean.report.summary())
         lines.append(f"alignment: scale {a.scale:.4g} cm per unit, residual {a.residual_cm:.2f} cm, confidence "
-                     f"{a.confidence:.2f}{' (partial face)' if a.is_partial else ''}")
+                     f"{a.confidence:.2f}")
+        if np.isfinite(a.coverage) and np.isfinite(a.face_coverage):
+            kind = ("partial face" if a.face_coverage < 0.9 else "face only" if a.coverage < 0.6
+                    else "head" if a.coverage < 0.9 else "whole head")
+            lines.append(f"coverage: {kind}, {a.face_coverage:.0%} of the ICT face and {a.coverage:.0%} of its "
+                         "head and neck")
         lines.append("prepare: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
         return lines
 
@@ -188,7 +193,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     decoder = FoldedDecoder.build(model, enc, inference_dtype())
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
-    binding = SecondaryBinding.build(clean)
+    binding = SecondaryBinding.build(clean, alignment)
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
@@ -253,8 +258,8 @@ def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progre
     if fit:
         basis = template_expression_basis(n_ict, faces=clean.skin_faces)
         codes = np.zeros((clip.n_frames, model.cfg.code_dim), np.float32)
-        for start in range(0, clip.n_frames, 256):
-            frames = clip.frames[start:start + 256][:, keep]
+        for start in range(0, clip.n_frames, 64):
+            frames = clip.frames[start:start + 64][:, keep]
             disp = np.einsum("ij,tvj->tvi", align.rotation * align.scale, frames - np.asarray(neutral)[keep])
             codes[start:start + len(frames), :N_EXPRESSION] = fit_ict_weights(disp, basis)
             progress(min(1.0, (start + len(frames)) / clip.n_frames), "fitting source frames")
@@ -311,12 +316,17 @@ def decode_all(target: PreparedTarget, codes: np.ndarray) -> np.ndarray:
     return np.concatenate(list(decode(target, codes)))
 
 
-def rig_shapes(target: PreparedTarget) -> tuple[np.ndarray, np.ndarray]:
+def rig_shapes(target: PreparedTarget, progress: Progress = _no_progress) -> tuple[np.ndarray, np.ndarray]:
     """Bake the network into a linear rig on the user's mesh: neutral (V_in, 3) = decode(0) and the 53 shape
     deltas (53, V_in, 3) = decode(e_k) - decode(0), in the user's units."""
     codes = np.zeros((N_EXPRESSION + 1, target.decoder.code_dim), np.float32)
     codes[1:, :N_EXPRESSION] = np.eye(N_EXPRESSION)
-    frames = decode_all(target, codes)
+    chunks = []
+    for chunk in decode(target, codes):
+        chunks.append(chunk)
+        done = sum(len(c) for c in chunks)
+        progress(done / len(codes), f"{done}/{len(codes)} shapes")
+    frames = np.concatenate(chunks)
     return frames[0], frames[1:] - frames[0][None]
 
 
@@ -334,6 +344,7 @@ class RetargetResult:
     exports: dict                # kind -> Path
     rig_error_mm: float | None   # mean distance between the baked linear rig and the network on this clip
     timings: dict
+    rig: tuple | None = None     # (neutral (V_in, 3), deltas (53, V_in, 3)) when the rig was exported
 
     def frames(self) -> np.ndarray:
         """(T, V_in, 3) memory-mapped animated positions."""
@@ -367,6 +378,46 @@ def source_preview_frames(source: SourceCodes, clip: Clip | None) -> Callable[[i
     return lambda i: (ict.vertices(None, source.weights[i]), faces)
 
 
+# A run reports progress(fraction, "stage: detail") with the stage names below, in this order, each stage
+# over its own span of the fraction; every loop reports at least once per chunk (<= 8 frames) or frame.
+STAGE_NAMES = {"prepare": "preparing the target", "encode": "encoding the clip", "decode": "decoding frames",
+               "obj_zip": "writing the OBJ zip", "glb": "writing the animated GLB",
+               "rig": "baking the 53-shape rig", "mp4": "rendering the preview MP4"}
+_STAGE_WEIGHTS = {"prepare": 0.25, "encode": 0.05, "decode": 0.15, "obj_zip": 0.15, "glb": 0.1, "rig": 0.05,
+                  "mp4": 0.25}
+
+
+@dataclass
+class _Span:
+    name: str
+    lo: float
+    hi: float
+
+    def report(self, progress: Progress, fraction: float, detail: str) -> None:
+        f = self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0)
+        progress(f, f"{self.name}: {detail}" if detail else self.name)
+
+    def sub(self, progress: Progress) -> Progress:
+        """A progress callback for a step inside this stage (its messages become the detail)."""
+        return lambda f, m: self.report(progress, f, m)
+
+
+def run_stages(exports: tuple = EXPORT_KINDS) -> list[str]:
+    """The stage names a `retarget` run with these exports reports, in order."""
+    return [STAGE_NAMES[k] for k in _STAGE_WEIGHTS if k in ("prepare", "encode", "decode") or k in exports]
+
+
+def _stage_spans(exports) -> dict[str, _Span]:
+    keys = [k for k in _STAGE_WEIGHTS if k in ("prepare", "encode", "decode") or k in exports]
+    total = sum(_STAGE_WEIGHTS[k] for k in keys)
+    spans, lo = {}, 0.0
+    for k in keys:
+        hi = lo + _STAGE_WEIGHTS[k] / total
+        spans[k] = _Span(STAGE_NAMES[k], lo, hi)
+        lo = hi
+    return spans
+
+
 def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              exports: tuple = EXPORT_KINDS, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
@@ -384,16 +435,18 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
         raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {EXPORT_KINDS}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    spans = _stage_spans(exports)
     timings = {}
     t = time.perf_counter()
-    target = prepare_target(target_mesh, model, alignment=alignment,
-                            progress=lambda f, m: progress(0.3 * f, m))
+    spans["prepare"].report(progress, 0.0, "")
+    target = prepare_target(target_mesh, model, alignment=alignment, progress=spans["prepare"].sub(progress))
     if not correction:
         target = target.without_correction()
     timings["prepare"] = time.perf_counter() - t
     t = time.perf_counter()
+    spans["encode"].report(progress, 0.0, "")
     source = encode_source(clip, model, smoothing_sigma=smoothing_sigma, gain=gain,
-                           progress=lambda f, m: progress(0.3 + 0.1 * f, m))
+                           progress=spans["encode"].sub(progress))
     if code_offset is not None:
         source.codes[:, :N_EXPRESSION] = np.clip(source.codes[:, :N_EXPRESSION] + np.asarray(code_offset), 0,
                                                  WEIGHT_CEILING)
@@ -403,16 +456,20 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     frames_path = out / "frames.npy"
     frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.float32, shape=(n_frames, n_v, 3))
     done = 0
+    spans["decode"].report(progress, 0.0, f"0/{n_frames} frames")
     for chunk in decode(target, source.codes, chunk_frames):
         frames[done:done + len(chunk)] = chunk
         done += len(chunk)
-        progress(0.4 + 0.3 * done / n_frames, f"decoded {done}/{n_frames} frames")
+        spans["decode"].report(progress, done / n_frames, f"{done}/{n_frames} frames")
     frames.flush()
     timings["decode"] = time.perf_counter() - t
 
-    def chunks():
-        for s in range(0, n_frames, 64):
-            yield np.asarray(frames[s:s + 64])
+    def chunks(span: "_Span", size: int = 8):
+        """The decoded frames in chunks, reporting each one as the writer asks for the next."""
+        for s in range(0, n_frames, size):
+            span.report(progress, s / n_frames, f"{s}/{n_frames} frames")
+            yield np.asarray(frames[s:s + size])
+        span.report(progress, 1.0, f"{n_frames}/{n_frames} frames")
 
     faces = target.raw.faces
     uv, uv_faces = uv_for_export(target.raw)
@@ -420,37 +477,38 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     paths, rig_error = {}, None
     t = time.perf_counter()
     if "obj_zip" in exports:
-        progress(0.72, "writing OBJ sequence")
         paths["obj_zip"] = out / f"{stem}_obj.zip"
-        export_obj_sequence_zip(paths["obj_zip"], faces, chunks(), uv=uv, uv_faces=uv_faces)
+        export_obj_sequence_zip(paths["obj_zip"], faces, chunks(spans["obj_zip"]), uv=uv, uv_faces=uv_faces)
     if "glb" in exports:
-        progress(0.8, "writing animated GLB")
         paths["glb"] = out / f"{stem}.glb"
-        export_animated_glb(paths["glb"], target.raw.vertices, faces, chunks(), source.fps, uv=uv,
+        export_animated_glb(paths["glb"], target.raw.vertices, faces, chunks(spans["glb"]), source.fps, uv=uv,
                             uv_faces=uv_faces, n_frames=n_frames)
     if "rig" in exports:
-        progress(0.86, "baking the 53-shape rig")
-        neutral, deltas = rig_shapes(target)
+        neutral, deltas = rig_shapes(target, lambda f, m: spans["rig"].report(progress, 0.6 * f, m))
+        spans["rig"].report(progress, 0.6, "writing the rig GLB")
         paths["rig"] = out / f"{target.name}_rig.glb"
         export_rig_glb(paths["rig"], neutral, faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+        spans["rig"].report(progress, 0.9, "measuring the rig against the network")
         rig_error = linear_rig_error_mm(target, neutral, deltas, source.weights, frames)
     if "mp4" in exports:
-        progress(0.92, "rendering the preview video")
         paths["mp4"] = out / f"{stem}_preview.mp4"
         src_frame = source_preview_frames(source, clip)
         skin = target.clean.skin_original_index
 
         def images():
             for i in range(n_frames):
+                spans["mp4"].report(progress, i / n_frames, f"{i}/{n_frames} frames")
                 sv, sf = src_frame(i)
                 tv = target.alignment.apply(np.asarray(frames[i])[skin])
                 yield np.concatenate([render_shaded(sv, sf, size=video_size),
                                       render_shaded(tv, target.skin_faces, size=video_size)], axis=1)
+            spans["mp4"].report(progress, 1.0, f"{n_frames}/{n_frames} frames, finishing the file")
 
         paths["mp4"] = export_preview_video(paths["mp4"], images(), source.fps)
     timings["export"] = time.perf_counter() - t
     progress(1.0, "done")
-    return RetargetResult(target, source, frames_path, paths, rig_error, timings)
+    return RetargetResult(target, source, frames_path, paths, rig_error, timings,
+                          (neutral, deltas) if "rig" in exports else None)
 
 
 def linear_rig_error_mm(target: PreparedTarget, neutral: np.ndarray, deltas: np.ndarray, weights: np.ndarray,

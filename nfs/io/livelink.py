@@ -83,5 +83,13 @@ def load_livelink_csv(path, fps: float = DEFAULT_FPS, timecode_fps: float | None
         raise ClipError(f"{what}: non-finite value at row {r + 1}, {header[arkit_cols[j]]}")
     n_out = int(np.floor(times[-1] * fps + 1e-6)) + 1
     check_frame_count(n_out, what, max_frames)
+    notes = []
+    steps = np.diff(times)
+    steps = steps[steps > 0]
+    if len(steps):
+        take_fps = 1.0 / float(np.median(steps))
+        if abs(take_fps - fps) > 0.02 * fps:
+            notes.append(f"{take_fps:.3g} fps take resampled to {fps:g} fps ({len(rows)} -> {n_out} frames; use "
+                         f"--fps {take_fps:.3g} / the fps field to keep it)")
     arkit = resample_linear(times, arkit, fps)
-    return codes_clip(name or path.stem, arkit @ arkit_to_ict_matrix().astype(np.float64), fps, max_frames)
+    return codes_clip(name or path.stem, arkit @ arkit_to_ict_matrix().astype(np.float64), fps, max_frames, notes)
