@@ -82,15 +82,15 @@ def test_builtin_clips_load():
 def test_builtin_clips_reach_the_full_range():
     """jawOpen 1.0, full blinks of both eyes, a full smile and pucker; range_of_motion visits every shape once."""
     def peak(clip, *names):
-        return min(C.load_builtin_clip(clip).codes[:, IDX[n]].max() for n in names)
+        return min(load_builtin_clip(clip).codes[:, IDX[n]].max() for n in names)
 
     assert peak("jaw_open_full", "jawOpen") == 1.0
     assert peak("blinks_full", "eyeBlink_L", "eyeBlink_R") == 1.0
-    both = C.load_builtin_clip("blinks_full").codes[:, [IDX["eyeBlink_L"], IDX["eyeBlink_R"]]].min(1)
+    both = load_builtin_clip("blinks_full").codes[:, [IDX["eyeBlink_L"], IDX["eyeBlink_R"]]].min(1)
     assert (both == 1.0).sum() >= 3                  # both eyes shut together, held for frames
     assert peak("smile_full", "mouthSmile_L", "mouthSmile_R") == 1.0
     assert peak("pucker_full", "mouthPucker") == 1.0
-    rom = C.load_builtin_clip("range_of_motion").codes
+    rom = load_builtin_clip("range_of_motion").codes
     assert ((rom > 0.01).sum(1) <= 1).all()          # never two shapes at a time
     first_peak = [int(np.argmax(rom[:, k] == 1.0)) for k in range(53)]
     assert (rom.max(0) == 1.0).all() and first_peak == sorted(first_peak)   # each shape to 1.0, in order
