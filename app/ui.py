@@ -22,7 +22,7 @@ from nfs import EXPRESSION_NAMES, ClipError
 from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, MeshError
 from nfs.pipeline import UP_AXES
 
-from app import about
+from app import about, video_tab
 from app.demo_assets import DESCRIPTIONS, builtin_clips, demo_target_path, demo_targets
 from app.edits import SCOPES, SLIDER_RANGE, facs_groups, parse_offsets_json
 from app.session import MAX_UPLOAD_MB, Session, SessionRegistry
@@ -31,7 +31,7 @@ from app.viewer import MODES
 log = logging.getLogger("nfs.app")
 MESH_TYPES = list(MESH_EXTENSIONS)
 CLIP_TYPES = list(CLIP_EXTENSIONS)
-CLIP_KINDS = ("built-in clip", "uploaded file")
+CLIP_KINDS = ("built-in clip", "uploaded file", video_tab.VIDEO_KIND)
 USER_ERRORS = (MeshError, ClipError, ValueError, FileNotFoundError, zipfile.BadZipFile, OSError)
 DEFAULT_CLIP = "smile"
 DEFAULT_HEAT_DIM = "jawOpen"
@@ -114,7 +114,9 @@ class App:
         lines = s.clip_report()
         return _bullets(lines) if lines else "*No clip loaded.*"
 
-    def _clip_spec(self, kind: str, builtin: str | None, file) -> tuple[str, str]:
+    def _clip_spec(self, kind: str, builtin: str | None, file, session: Session | None = None) -> tuple[str, str]:
+        if kind == CLIP_KINDS[2]:
+            return video_tab.session_video_spec(session)
         if kind == CLIP_KINDS[1]:
             if not file:
                 raise ValueError("upload a clip file first (CSV, OBJ-sequence zip, Multiface zip or .npz)")
@@ -174,6 +176,7 @@ class App:
                         correction = gr.Checkbox(value=True, label="network correction (off: the fitted template "
                                                  "prior alone; see README, Results)", elem_id="correction")
                         clip_info = gr.Markdown("*No clip loaded.*", elem_id="clip-info")
+                    video_tab.build(self, state, clip_info, clip_kind, guarded)
                     with gr.Tab("3 · Edit"):
                         gr.Markdown("Offsets added to the clip's FACS weights. *current frame* edits the viewer's "
                                     "frame (eased over ±0.25 s); the viewer updates at once through the baked "
@@ -276,7 +279,7 @@ class App:
             @guarded
             def on_clip(st, kind, builtin, file, request: gr.Request):
                 s = self.session(st, request)
-                spec, key = self._clip_spec(kind, builtin, file)
+                spec, key = self._clip_spec(kind, builtin, file, s)
                 s.set_clip(spec, key)
                 return s, self.clip_markdown(s)
 
@@ -308,7 +311,7 @@ class App:
             def on_run(st, kind, builtin, file, sm, gn, corr=True, request: gr.Request = None,
                        progress=gr.Progress()):
                 s = self.session(st, request)
-                spec, key = self._clip_spec(kind, builtin, file)
+                spec, key = self._clip_spec(kind, builtin, file, s)
                 progress(0.0, desc="loading the clip")
                 s.set_clip(spec, key)
                 r = s.run(float(sm), float(gn), lambda f, m: progress(f, desc=m), correction=corr is not False)
