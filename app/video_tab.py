@@ -10,8 +10,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from nfs.video.fit import FitConfig
-from nfs.video.reader import VIDEO_SUFFIXES
+from nfs.io.registry import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
+from nfs.video import FitConfig
 
 VIDEO_KIND = "video (Video tab)"
 MAX_VIDEO_MB = 200

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import numpy as np
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
+from nfs.io.registry import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 DEFAULT_IMAGE_FPS = 30.0
 MAX_FPS = 240.0
