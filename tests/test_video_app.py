@@ -54,26 +54,27 @@ def test_fake_webcam_recording_runs_to_an_export(app, tmp_path):
                    "the demo target")
         # start the fake camera once from the page (Chromium grants it: --use-fake-ui-for-media-stream), so the
         # component's own request finds it running
-        assert b.eval("navigator.mediaDevices.getUserMedia({video: true}).then(s => s.getVideoTracks()[0]"
-                      ".getSettings().width)") == 640
+        b.eval("navigator.mediaDevices.getUserMedia({video: true}).then(s => { window.cameraWidth = "
+               "s.getVideoTracks()[0].getSettings().width; }); 0")
+        assert b.wait_for("window.cameraWidth", 180, "the fake camera") == 640
         b.eval("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Video')).click()")
         b.wait_for("!!document.querySelector('#video-input button[aria-label=\"Capture from camera\"]')", 20,
                    "the webcam source button")
         b.eval("document.querySelector('#video-input button[aria-label=\"Capture from camera\"]').click()")
         b.wait_for(f"{buttons}.some(x => x.innerText.includes('Access Webcam'))", 30, "the webcam access button")
         b.eval(f"{buttons}.find(x => x.innerText.includes('Access Webcam')).click()")
-        b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Record')", 120, "the webcam to start")
+        b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Record')", 180, "the webcam to start")
         b.wait_for("(v => v && v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5)"
-                   "(document.querySelector('#video-input video'))", 60, "the camera picture")
+                   "(document.querySelector('#video-input video'))", 180, "the camera picture")
         b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Record').click()")
         b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Stop')", 20, "recording to start")
         time.sleep(5.0)                                              # the fake camera plays the rendered face
         b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Stop').click()")
         info = b.wait_for("document.querySelector('#video-info').innerText.includes('frames') && "
-                          "document.querySelector('#video-info').innerText", 180, "the recording to be fitted")
+                          "document.querySelector('#video-info').innerText", 300, "the recording to be fitted")
         b.eval("document.querySelector('#run-btn').click()")
         status = b.wait_for("document.querySelector('#run-status').innerText.includes('←') && "
-                            "document.querySelector('#run-status').innerText", 240, "the run")
+                            "document.querySelector('#run-status').innerText", 400, "the run")
         glb = b.wait_for("(document.querySelector('#file-glb a') || {}).href", 30, "the GLB download link")
         b.screenshot(tmp_path / "video_tab.png")
     finally:
