@@ -177,3 +177,22 @@ def test_retargeted_lip_gap_follows_the_jaw(cli_run, truth):
     jaw = column(truth, "jawOpen")
     assert np.corrcoef(gap, jaw)[0, 1] >= 0.8
     assert gap[jaw > 0.8].mean() - gap[jaw < 0.05].mean() > 0.3         # opens by more than 3 mm
+
+
+def test_head_pose_moves_the_target_rigidly(turning):
+    """--head-pose: each frame of the result turns and moves by the recovered head pose, about the face centre."""
+    from nfs.mesh.align import Alignment
+    from nfs.video.pose import apply_head_pose, pose_pivot
+
+    user_mm = np.random.default_rng(0).normal(size=(200, 3)) * 50.0           # a mesh in mm, turned and shifted
+    turn = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+    turn *= np.sign(np.linalg.det(turn))
+    align = Alignment(0.1, turn, np.array([1.0, -2.0, 0.5]), 0.0, 1.0, False, 0)
+    frames = np.repeat(user_mm[None], turning.n_frames, axis=0).astype(np.float32)
+    apply_head_pose(frames, align, turning.fit.rotations, turning.fit.translations)
+    for t in (0, 10, 25):
+        moved = align.apply(frames[t])
+        expect = (align.apply(user_mm) - pose_pivot()) @ turning.fit.rotations[t].T + pose_pivot() \
+            + turning.fit.translations[t]
+        assert np.abs(moved - expect).max() < 1e-3                          # cm
+    assert np.abs(frames[turning.fit.neutral_frame] - user_mm).max() < 0.05   # mm: the neutral frame stays put
