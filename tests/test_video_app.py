@@ -69,7 +69,7 @@ def test_fake_webcam_recording_runs_to_an_export(app, tmp_path):
         b.wait_for(f"document.querySelector('#video-input video').currentTime > {start} + 3", 120,
                    "3 s of camera picture to be recorded")            # the fake camera plays the rendered face
         b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Stop').click()")
-        info = b.wait_for("document.querySelector('#video-info').innerText.includes('frames') && "
+        info = b.wait_for("document.querySelector('#video-info').innerText.includes('frames at') && "
                           "document.querySelector('#video-info').innerText", 300, "the recording to be fitted")
         # the target after the recording: its 3D view keeps a busy machine's browser from capturing frames
         b.eval("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Target')).click()")
