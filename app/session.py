@@ -66,6 +66,9 @@ class Session:
         self.last_refusal = ""                            # the last refused upload, named, for the status line
         self.clip: Clip | None = None
         self.clip_key = ""
+        self.video_clip: Clip | None = None              # the last video loaded in the Video tab (app/video_tab.py)
+        self.video_key = ""
+        self.head_pose = False                           # apply a video clip's head motion to the target
         self.result: RetargetResult | None = None
         self.result_dir: Path | None = None
         self.result_offsets: np.ndarray | None = None    # (T, 53) offsets the result was decoded with
@@ -218,7 +221,12 @@ class Session:
         key = key or str(spec)
         if self.clip is not None and key == self.clip_key:
             return self.clip
-        clip = truncate_clip(load_clip(spec), self.max_frames)
+        if self.video_clip is not None and key == self.video_key:
+            return self.use_clip(self.video_clip, key)
+        return self.use_clip(truncate_clip(load_clip(spec), self.max_frames), key)
+
+    def use_clip(self, clip: Clip, key: str) -> Clip:
+        """Make a loaded clip the session's source (frame edits are dropped when the frame count changes)."""
         with self.lock:
             old_pair = self.pair
             self.clip, self.clip_key = clip, key
@@ -256,7 +264,8 @@ class Session:
             result = retarget(target.raw, clip, out, model=self.model, exports=EXPORT_KINDS,
                               smoothing_sigma=float(smoothing_sigma), gain=float(gain),
                               alignment=self.alignment_override, code_offset=offsets,
-                              progress=lambda f, m: progress(0.97 * f, m), correction=bool(correction))
+                              progress=lambda f, m: progress(0.97 * f, m), correction=bool(correction),
+                              head_pose=self.head_pose)
             progress(0.97, LIVE_RIG_STAGE)
             if result.rig is not None:                  # the exported rig is the live-edit rig
                 with self._rig_lock:
@@ -518,9 +527,10 @@ class Session:
             template = None
             if self.target is not None:
                 template = template_skin()
+            landmarks = getattr(clip, "landmarks_cm", None) if getattr(clip, "landmarks", None) is not None else None
             return ViewContent(n_frames=n, fps=fps, source=self._source_view(), target=self._target_view(),
                                template=template, show_template=self.target is not None and not valid,
-                               start_frame=self.peak_frame(), caption=" · ".join(parts))
+                               start_frame=self.peak_frame(), caption=" · ".join(parts), landmarks=landmarks)
 
 
 class SessionRegistry:

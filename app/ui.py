@@ -22,7 +22,7 @@ from nfs import EXPRESSION_NAMES, ClipError
 from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, MeshError
 from nfs.pipeline import UP_AXES
 
-from app import about
+from app import about, video_tab
 from app.demo_assets import DESCRIPTIONS, builtin_clips, demo_target_path, demo_targets
 from app.edits import SCOPES, SLIDER_RANGE, facs_groups, parse_offsets_json
 from app.progress import StageProgress
@@ -32,7 +32,7 @@ from app.viewer import MODES
 log = logging.getLogger("nfs.app")
 MESH_TYPES = list(MESH_EXTENSIONS)
 CLIP_TYPES = list(CLIP_EXTENSIONS)
-CLIP_KINDS = ("built-in clip", "uploaded file")
+CLIP_KINDS = ("built-in clip", "uploaded file", video_tab.VIDEO_KIND)
 USER_ERRORS = (MeshError, ClipError, ValueError, FileNotFoundError, zipfile.BadZipFile, OSError)
 DEFAULT_CLIP = "smile"
 DEFAULT_HEAT_DIM = "jawOpen"
@@ -130,7 +130,9 @@ class App:
         lines = s.clip_report()
         return _bullets(lines) if lines else "*No clip loaded.*"
 
-    def _clip_spec(self, kind: str, builtin: str | None, file) -> tuple[str, str]:
+    def _clip_spec(self, kind: str, builtin: str | None, file, session: Session | None = None) -> tuple[str, str]:
+        if kind == CLIP_KINDS[2]:
+            return video_tab.session_video_spec(session)
         if kind == CLIP_KINDS[1]:
             if not file:
                 raise ValueError("upload a clip file first (CSV, OBJ-sequence zip, Multiface zip or .npz)")
@@ -161,6 +163,7 @@ class App:
                 with gr.Column(scale=4, min_width=420):
                     self._target_tab(w)
                     self._source_tab(w)
+                    video_tab.build(self, w.state, w.clip_info, w.clip_kind, guarded)
                     self._edit_tab(w)
                     self._about_tab(w)
                     self._run_panel(w)
@@ -369,7 +372,7 @@ class App:
         @guarded
         def on_clip(st, kind, builtin, file, request: gr.Request):
             s = self.session(st, request)
-            spec, key = self._clip_spec(kind, builtin, file)
+            spec, key = self._clip_spec(kind, builtin, file, s)
             s.set_clip(spec, key)
             return s, self.clip_markdown(s)
 
@@ -404,7 +407,7 @@ class App:
         @guarded
         def on_run(st, kind, builtin, file, sm, gn, corr=True, request: gr.Request = None, progress=gr.Progress()):
             s = self.session(st, request)
-            spec, key = self._clip_spec(kind, builtin, file)
+            spec, key = self._clip_spec(kind, builtin, file, s)
             with StageProgress(lambda f, m: progress(f, desc=m), RUN_STAGES) as stages:
                 stages.stage_named(CLIP_STAGE)
                 s.set_clip(spec, key)

@@ -32,6 +32,7 @@ HEAT_BANDS = 10
 SOURCE_COLOR = (150, 172, 210)
 TARGET_COLOR = (214, 164, 128)
 TEMPLATE_COLOR = (70, 140, 255)
+LANDMARK_COLOR = (40, 40, 48)
 UNLABELED_COLOR = (160, 160, 160)
 
 
@@ -66,6 +67,7 @@ class ViewContent:
     show_template: bool = False
     start_frame: int = 0
     caption: str = ""
+    landmarks: Callable[[int], np.ndarray] | None = None   # a video source: frame -> (N, 3) cm tracked face points
 
 
 def face_groups_from_vertex_labels(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -134,6 +136,7 @@ class Viewer:
         self.mode, self.code_dim, self.show_template = MODES[0], default_code_dim, False
         self.heat_peak = 0.0
         self._source = self._target = self._template = None
+        self._points = None
         self._labels = []
         self.server.scene.set_up_direction("+y")
         self.server.gui.configure_theme(control_width="small", show_share_button=False)
@@ -215,9 +218,10 @@ class Viewer:
         for p in (self._source, self._target, self._template):
             if p is not None:
                 p.remove()
-        for h in self._labels:
+        for h in self._labels + ([self._points] if self._points is not None else []):
             h.remove()
         self._source = self._target = self._template = None
+        self._points = None
         self._labels = []
 
     def _layout(self, c: ViewContent) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +265,13 @@ class Viewer:
             vt = c.target.frame(f)
             self._target = self._target_patches(c.target, vt)
             self._labels.append(self._title("/target/title", c.target.title, vt))
+        if c.landmarks is not None:
+            pts = np.asarray(c.landmarks(f), np.float64)
+            left = off_s[0] + (c.source.frame(f)[:, 0].min() if c.source is not None else 0.0)
+            pos = np.array([left - GAP_CM - pts[:, 0].max(), 0.0, 0.0])
+            self._points = scene.add_point_cloud("/landmarks", (pts * CM).astype(np.float32), LANDMARK_COLOR,
+                                                 point_size=0.003, point_shape="circle", position=tuple(pos * CM))
+            self._labels.append(self._title("/landmarks_title", "video landmarks", pts + pos))
         if c.template is not None and self.show_template:
             tv, tf = c.template
             self._template = _Patches(scene, "/target/template", tv, tf, None, {0: TEMPLATE_COLOR}, opacity=0.25,
@@ -279,6 +290,8 @@ class Viewer:
                 self._source.update(c.source.frame(f))
             if self._target is not None and c.target is not None:
                 self._target.update(c.target.frame(f))
+            if self._points is not None and c.landmarks is not None:
+                self._points.points = (np.asarray(c.landmarks(f)) * CM).astype(np.float32)
 
     def _reset_cameras(self) -> None:
         c = self.content
@@ -286,6 +299,8 @@ class Viewer:
         if c is not None and c.target is not None:
             vt = c.target.frame(0)
             width_cm = float(np.ptp(vt[:, 0])) * (2.2 if c.source is not None else 1.0) + GAP_CM
+            if c.landmarks is not None:
+                width_cm *= 1.5
         dist = max(0.4, 1.05 * width_cm * CM)
         shift = 0.2 * width_cm * CM             # the control panel covers the right of the view
         position, look_at = (shift, 0.0, dist), (shift, -0.01, 0.0)

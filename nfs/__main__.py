@@ -65,7 +65,8 @@ UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, 
               "and any orientation; they are aligned automatically to the ICT frame and results are written back "
               "in the mesh's own frame, units and vertex order. Clips: a built-in name (see `python -m nfs clips`), "
               "a CSV of the 53 ICT weights (frame + named columns), an iPhone Live Link Face CSV, a folder/zip of "
-              "OBJ frames, an .npz with vertices [T,V,3] + faces, or a Multiface tracked_mesh folder/zip.")
+              "OBJ frames, an .npz with vertices [T,V,3] + faces, a Multiface tracked_mesh folder/zip, or a face video "
+              "(.mp4, .webm, .mov; or a folder of images) fitted with MediaPipe landmarks.")
 
 
 def _model_arg(p):
@@ -107,7 +108,6 @@ def cmd_prepare(argv: list[str]) -> int:
 
 
 def cmd_retarget(argv: list[str]) -> int:
-    from nfs.io import load_clip
     from nfs.pipeline import EXPORT_KINDS, retarget
     p = argparse.ArgumentParser(prog="python -m nfs retarget", description="Put a source clip's animation on a "
                                 "target mesh and write the exports. " + UNITS_HELP)
@@ -119,14 +119,20 @@ def cmd_retarget(argv: list[str]) -> int:
     p.add_argument("--gain", type=float, default=1.0, help="expression gain on the 53 FACS weights")
     p.add_argument("--no-correction", action="store_true",
                    help="decode with the template prior alone (the network's learned correction off)")
+    p.add_argument("--neutral-frame", type=int, default=None,
+                   help="video clips: the frame (from 0) showing the relaxed face (default: chosen automatically)")
+    p.add_argument("--head-pose", action="store_true", help="video clips: the target also follows the head's motion")
     _model_arg(p)
     a = p.parse_args(argv)
     exports = tuple(e for e in a.exports.split(",") if e)
     from nfs.pipeline import as_raw_mesh
     target = as_raw_mesh(a.target)  # bad input is reported before the model loads
-    clip = load_clip(a.clip)
+    from nfs.video.cli import load_clip_with_video_options
+    clip = load_clip_with_video_options(a.clip, a.neutral_frame, progress=_Bar())
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
-                 gain=a.gain, progress=_Bar(), correction=not a.no_correction)
+                 gain=a.gain, progress=_Bar(), correction=not a.no_correction, head_pose=a.head_pose)
+    for w in clip.warnings:
+        print(f"clip: {w}")
     print("\n".join(r.target.summary()))
     print(f"{r.source.n_frames} frames at {r.source.fps:g} fps; " +
           ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))

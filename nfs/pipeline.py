@@ -422,10 +422,11 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              exports: tuple = EXPORT_KINDS, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
              progress: Progress = _no_progress, chunk_frames: int = 4, video_size: int = 320,
-             correction: bool = True) -> RetargetResult:
+             correction: bool = True, head_pose: bool = False) -> RetargetResult:
     """Prepare the target, encode the clip, decode every frame once into a memory-mapped array on disk,
     then write the requested exports from it in chunks. `code_offset` (53,) is added to every frame's FACS
-    weights (slider edits); `correction=False` decodes with the template prior alone."""
+    weights (slider edits); `correction=False` decodes with the template prior alone; `head_pose` applies a video
+    clip's head motion to the frames (`nfs.video.pose`)."""
     from nfs.export import export_animated_glb, export_obj_sequence_zip, export_preview_video, export_rig_glb
     from nfs.ict import EXPRESSION_NAMES
     from nfs.render import render_shaded
@@ -461,6 +462,9 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
         frames[done:done + len(chunk)] = chunk
         done += len(chunk)
         spans["decode"].report(progress, done / n_frames, f"{done}/{n_frames} frames")
+    if head_pose and getattr(clip, "fit", None) is not None:
+        from nfs.video.pose import apply_head_pose
+        apply_head_pose(frames, target.alignment, clip.fit.rotations, clip.fit.translations)
     frames.flush()
     timings["decode"] = time.perf_counter() - t
 

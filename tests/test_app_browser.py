@@ -38,12 +38,12 @@ BASE_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swifts
 class Browser:
     """Headless Chromium driven over the DevTools protocol (websocket) — just what these tests need."""
 
-    def __init__(self, size=(1400, 1000)):
+    def __init__(self, size=(1400, 1000), extra_flags=()):
         from websockets.sync.client import connect
         self.dir = tempfile.mkdtemp(prefix="nfs_chromium_")
         self.ws = None
         # its own process group, so close() also ends every helper process of this browser
-        self.proc = subprocess.Popen([CHROMIUM, *BASE_FLAGS, f"--user-data-dir={self.dir}",
+        self.proc = subprocess.Popen([CHROMIUM, *BASE_FLAGS, *extra_flags, f"--user-data-dir={self.dir}",
                                       f"--window-size={size[0]},{size[1]}", "--remote-debugging-port=0",
                                       "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
