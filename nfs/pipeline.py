@@ -382,10 +382,10 @@ class RetargetResult:
 
 def uv_for_export(raw: RawMesh) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(uv, uv_faces) in the form the exporters take: per-vertex uv, or a uv table with per-corner indices."""
-    if raw.uv is not None:
-        return raw.uv, None
+    if raw.uv is not None:  # never write NaN texture coordinates (a loader that left gaps: zeros)
+        return np.nan_to_num(raw.uv, nan=0.0), None
     if raw.corner_uv is not None:
-        return corner_uv_table(raw.corner_uv)
+        return corner_uv_table(np.nan_to_num(raw.corner_uv, nan=0.0))
     return None, None
 
 

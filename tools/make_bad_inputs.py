@@ -477,7 +477,7 @@ def _issue17_cases(add, head_v, head_f, tetra):
     add("obj_only_lines.obj", "target", "point clouds are not supported", "v 0 0 0\nv 1 0 0\nv 0 1 0\nl 1 2\nl 2 3\n",
         "an OBJ with polylines and no faces")
     add("obj_zero_index.obj", "target", "indices start at 1", tetra + "f 0 1 2\n", "an OBJ face with index 0")
-    add("obj_huge_index.obj", "target", "malformed face line", tetra + "f 1 2 99999999999999999999999\n",
+    add("obj_huge_index.obj", "target", "face index out of range", tetra + "f 1 2 99999999999999999999999\n",
         "an OBJ face index beyond 64 bits")
     # ---- Live Link takes as people have them
     ll_names = [n[0].upper() + n[1:] for n in ARKIT_NAMES]
@@ -517,7 +517,7 @@ def _issue17_cases(add, head_v, head_f, tetra):
         "vertices of shape (2, 4, 2)")
     add("codes_semicolon.csv", "clip", "separated by ';'",
         codes_csv().replace(",", ";"), "an ICT-weights CSV separated by ';'")
-    add("codes_only_header.csv", "clip", "no rows", codes_csv(n_rows=0), "a header and nothing else")
+    add("codes_only_header.csv", "clip", "no frames", codes_csv(n_rows=0), "a header and nothing else")
     add("codes_text_value.csv", "clip", "not a number", codes_csv().replace("0.25", "high", 1), "a word as a weight")
 
 

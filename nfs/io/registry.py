@@ -83,7 +83,7 @@ def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
         raise ClipError(f"no built-in clip or file named {text!r}; built-in clips: {', '.join(list_builtin_clips())}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
             header = fh.readline()
         if is_livelink_header(header):
             return load_livelink_csv(path, max_frames=max_frames)
