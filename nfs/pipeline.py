@@ -39,7 +39,10 @@ from nfs.model.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
 from nfs.resources import SHIPPED_MODEL_DIR
 
-# below this alignment confidence a target is refused as not a face unless forced (tools/calibrate_face_threshold.py)
+# below this alignment confidence a target is refused as not a face unless forced. tools/calibrate_face_threshold.py
+# (one of each): non-faces 0.05-0.24 (cube, sphere, disk, triangle, tetrahedron, torus, cylinder, plane, soup);
+# demo targets 0.39-0.65, evaluation categories 0.53-0.72 except `exaggerated` identities (0.17, refused unless
+# forced), heads on bodies 0.54
 MIN_FACE_CONFIDENCE = 0.3
 SEAM_CM = 3.0  # a body cut below the neck follows the head's displacement over this distance from the cut
 Progress = Callable[[float, str], None]
