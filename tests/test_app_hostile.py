@@ -188,6 +188,6 @@ def test_same_mesh_under_another_name_keeps_its_own_name(client, tmp_path):
     for stem in ("first_name", "second_name"):
         path = tmp_path / f"{stem}.obj"
         path.write_text(corpus.obj_text(corpus.TETRA_V * 2.5, corpus.TETRA_F))
-        client.predict(handle_file(str(path)), api_name="/upload_target")
+        client.predict(handle_file(str(path)), True, api_name="/upload_target")  # forced: a tetrahedron
         names[stem] = client.predict(api_name="/status")["target"]["name"]
     assert names == {"first_name": "first_name", "second_name": "second_name"}, names
