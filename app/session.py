@@ -126,8 +126,9 @@ class Session:
             v.show(self.view_content(), reset_camera=reset_camera)
 
     # ------------------------------------------------------------------------------------------ target
-    def load_target(self, path: str | Path, progress: Progress = _no_progress) -> PreparedTarget:
-        """Copy an uploaded (or demo) mesh into the session dir and prepare it (cached by content)."""
+    def load_target(self, path: str | Path, progress: Progress = _no_progress, force: bool = False) -> PreparedTarget:
+        """Copy an uploaded (or demo) mesh into the session dir and prepare it (cached by content). A mesh that
+        does not look like a face is refused unless `force`."""
         src = Path(path)
         if not src.is_file():
             raise MeshError(f"{src.name}: file not found")
@@ -148,7 +149,7 @@ class Session:
             progress(fraction, message)
 
         try:
-            prepared = prepare_target(dest, self.model, progress=track, name=src.stem)
+            prepared = prepare_target(dest, self.model, progress=track, name=src.stem, force=force)
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise

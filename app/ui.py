@@ -184,6 +184,8 @@ class App:
         with gr.Tab("1 · Target"):
             w.target_file = gr.File(label=f"Upload a face mesh: OBJ, PLY, STL, GLB or OFF (max {MAX_UPLOAD_MB} MB)",
                                     file_types=MESH_TYPES, type="filepath", elem_id="target-upload")
+            w.force_face = gr.Checkbox(False, label="use it even if it does not look like a face",
+                                       elem_id="force-face")
             w.demo_pick = gr.Radio(list(demos), label="…or a bundled demo target", value=None,
                                    info=" · ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items() if k in demos),
                                    elem_id="demo-targets")
@@ -314,11 +316,11 @@ class App:
     def _target_events(self, w: "Widgets") -> None:
         target_outputs = [w.state, w.target_info, w.viewer, w.up_axis, w.flip, w.scale, w.show_template]
 
-        def load(st, path, request, progress, name: str) -> tuple:
+        def load(st, path, request, progress, name: str, force: bool = False) -> tuple:
             s = self.session(st, request)
             s.last_refusal = ""
             try:
-                s.load_target(path, lambda f, m: progress(f, desc=m))
+                s.load_target(path, lambda f, m: progress(f, desc=m), force=force)
             except Exception as e:
                 s.last_refusal = f"{name}: {one_line(e)}"
                 raise
@@ -326,12 +328,12 @@ class App:
             return s, self.target_markdown(s), viewer_html(s.viewer_url()), "auto", False, 1.0, True
 
         @guarded
-        def on_upload(st, path, request: gr.Request, progress=gr.Progress()):
+        def on_upload(st, path, force=False, request: gr.Request = None, progress=gr.Progress()):
             if not path:
                 raise ValueError("no file received")
-            return load(st, path, request, progress, Path(path).name)
+            return load(st, path, request, progress, Path(path).name, bool(force))
 
-        upload = w.target_file.upload(on_upload, [w.state, w.target_file], target_outputs, api_name="upload_target",
+        upload = w.target_file.upload(on_upload, [w.state, w.target_file, w.force_face], target_outputs, api_name="upload_target",
                                       concurrency_id=HEAVY, show_progress_on=[w.target_info])
         self._after_change(w, upload)
 

@@ -30,6 +30,7 @@ from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import CleanMesh, clean_mesh
 from nfs.mesh.overrides import UP_AXES, compose_alignment  # noqa: F401 (UP_AXES: the choices of manual_alignment)
 from nfs.model.checkpoint import load_model, weights_hash
+from nfs.mesh.head import find_head, split_head
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
@@ -37,6 +38,13 @@ from nfs.model.precision import inference_dtype, model_autocast
 from nfs.model.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
 from nfs.resources import SHIPPED_MODEL_DIR
+
+# below this alignment confidence a target is refused as not a face unless forced. tools/calibrate_face_threshold.py
+# (one of each): non-faces 0.05-0.24 (cube, sphere, disk, triangle, tetrahedron, torus, cylinder, plane, soup);
+# demo targets 0.39-0.65, evaluation categories 0.53-0.72 except `exaggerated` identities (0.17, refused unless
+# forced), heads on bodies 0.54
+MIN_FACE_CONFIDENCE = 0.3
+SEAM_CM = 3.0  # a body cut below the neck follows the head's displacement over this distance from the cut
 Progress = Callable[[float, str], None]
 
 
@@ -112,6 +120,19 @@ def manual_alignment(target: PreparedTarget, auto: Alignment, up: str = "auto", 
     return compose_alignment(auto, target.clean.skin_points, target.clean.skin_faces, up, flip, scale_factor)
 
 
+class NotAFaceError(MeshError):
+    """The target's automatic alignment is too unsure for it to be a face (`force=True` goes on anyway)."""
+
+
+def check_face(alignment: Alignment, source: str = "", threshold: float = MIN_FACE_CONFIDENCE) -> None:
+    """Refuse a target whose automatic alignment confidence is below `threshold`, with a one-line message."""
+    if alignment.confidence < threshold:
+        name = f"{Path(source).name}: " if source else ""
+        raise NotAFaceError(f"{name}this does not look like a face (alignment confidence {alignment.confidence:.2f}, "
+                            f"below {threshold:.2f}); check the file, or force it (--force, or 'use anyway' in "
+                            "the app)")
+
+
 def content_key(raw: RawMesh, extra: str = "") -> str:
     h = hashlib.sha1()
     h.update(np.ascontiguousarray(raw.vertices, np.float64).tobytes())
@@ -151,10 +172,15 @@ def as_raw_mesh(mesh) -> RawMesh:
 
 @torch.no_grad()
 def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = None,
-                   progress: Progress = _no_progress, use_cache: bool = True, name: str = "") -> PreparedTarget:
+                   progress: Progress = _no_progress, use_cache: bool = True, name: str = "",
+                   force: bool = False) -> PreparedTarget:
     """Intake, clean, align, operators, image feature, identity code and skinning weights of a target mesh.
     Cached by the mesh's content, the model's weights and the alignment override, so the same upload is prepared
-    once per model."""
+    once per model.
+
+    The head is found on any mesh (`nfs.mesh.head.find_head`): only it goes through the network; a body below
+    the neck stays still. A target whose automatic alignment confidence is below MIN_FACE_CONFIDENCE raises
+    `NotAFaceError` unless `force`; a given `alignment` (fixed by hand) is never refused."""
     timings = {}
     t = time.perf_counter()
     raw = as_raw_mesh(mesh)
@@ -164,13 +190,19 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     if use_cache and key in _PREPARED:
         _PREPARED.move_to_end(key)
         cached = _PREPARED[key]
+        if alignment is None and not force:
+            check_face(cached.alignment, raw.source)
         # same geometry: reuse the heavy work, but keep this upload's own name, file and UVs
         return dataclasses.replace(cached, raw=raw, name=name or Path(raw.source or "mesh").stem)
     progress(0.1, "aligning to the ICT frame")
     t = time.perf_counter()
-    skin_v, skin_f = clean.skin_points, clean.skin_faces
     if alignment is None:
-        alignment = align_to_ict(skin_v, skin_f)
+        alignment, clean = find_head(clean)
+        if not force:
+            check_face(alignment, raw.source)
+    else:
+        clean = split_head(clean, alignment)
+    skin_v, skin_f = clean.skin_points, clean.skin_faces
     v_ict = alignment.apply(skin_v).astype(np.float32)
     timings["align"] = time.perf_counter() - t
     progress(0.4, "computing operators")
@@ -193,7 +225,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     decoder = FoldedDecoder.build(model, enc, inference_dtype())
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
-    binding = SecondaryBinding.build(clean, alignment)
+    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale)
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
@@ -353,10 +385,10 @@ class RetargetResult:
 
 def uv_for_export(raw: RawMesh) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(uv, uv_faces) in the form the exporters take: per-vertex uv, or a uv table with per-corner indices."""
-    if raw.uv is not None:
-        return raw.uv, None
+    if raw.uv is not None:  # never write NaN texture coordinates (a loader that left gaps: zeros)
+        return np.nan_to_num(raw.uv, nan=0.0), None
     if raw.corner_uv is not None:
-        return corner_uv_table(raw.corner_uv)
+        return corner_uv_table(np.nan_to_num(raw.corner_uv, nan=0.0))
     return None, None
 
 
@@ -422,7 +454,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              exports: tuple = EXPORT_KINDS, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
              progress: Progress = _no_progress, chunk_frames: int = 4, video_size: int = 320,
-             correction: bool = True, head_pose: bool = False) -> RetargetResult:
+             correction: bool = True, head_pose: bool = False, force: bool = False) -> RetargetResult:
     """Prepare the target, encode the clip, decode every frame once into a memory-mapped array on disk,
     then write the requested exports from it in chunks. `code_offset` (53,) is added to every frame's FACS
     weights (slider edits); `correction=False` decodes with the template prior alone; `head_pose` applies a video
@@ -440,7 +472,8 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     timings = {}
     t = time.perf_counter()
     spans["prepare"].report(progress, 0.0, "")
-    target = prepare_target(target_mesh, model, alignment=alignment, progress=spans["prepare"].sub(progress))
+    target = prepare_target(target_mesh, model, alignment=alignment, force=force,
+                            progress=spans["prepare"].sub(progress))
     if not correction:
         target = target.without_correction()
     timings["prepare"] = time.perf_counter() - t

@@ -89,7 +89,7 @@ def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
         from nfs.video.source import load_video_clip
         return load_video_clip(path, max_frames=max_frames)
     if suffix == ".csv":
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
             header = fh.readline()
         if is_livelink_header(header):
             return load_livelink_csv(path, max_frames=max_frames)

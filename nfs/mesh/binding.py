@@ -43,12 +43,15 @@ class SecondaryBinding:
     components: list = field(default_factory=list)  # [BoundComponent]
     jaw_anchors: np.ndarray | None = None    # (m,) skin indices of the chin (None: no chin on this mesh)
     skull_anchors: np.ndarray | None = None  # (m,) skin indices no expression moves (None: identity)
+    seam_matrix: sp.csr_matrix | None = None  # (V_in, S) fading weights of body vertices near the head
 
     @classmethod
     def build(cls, clean: CleanMesh, alignment: Alignment | None = None, k: int = 4,
-              anchor_fraction: float = 0.05) -> "SecondaryBinding":
+              anchor_fraction: float = 0.05, seam: float = 0.0) -> "SecondaryBinding":
         """`alignment` (user -> ICT frame) lets teeth, tongue and eyes find their bones; without it every
-        component follows the skin around it."""
+        component follows the skin around it. A body below the neck (`clean.body_vertices`) stays still, except
+        within `seam` (user units) of the head, where it takes a fading share of the nearest skin vertex's
+        displacement so the cut never tears."""
         n_clean, skin = len(clean.vertices), clean.skin_vertices
         kept = np.nonzero(clean.to_clean >= 0)[0]
         pick = sp.csr_matrix((np.ones(len(kept)), (kept, clean.to_clean[kept])),
@@ -89,8 +92,15 @@ class SecondaryBinding:
                                                  weights[position[clean.to_clean[original]]], role))
         per_clean = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                   shape=(n_clean, len(skin)))
+        seam_matrix = None
+        body = clean.body_vertices
+        if len(body) and seam > 0:
+            dist, nn = tree.query(clean.vertices[body], distance_upper_bound=seam)
+            near = dist < seam
+            fade = (1 - dist[near] / seam) ** 2
+            seam_matrix = (pick @ sp.csr_matrix((fade, (body[near], nn[near])), shape=(n_clean, len(skin)))).tocsr()
         return cls((pick @ per_clean).tocsr().astype(np.float32), (pick @ own).tocsr().astype(np.float32),
-                   components, jaw, skull)
+                   components, jaw, skull, seam_matrix)
 
     def roles(self) -> dict[str, int]:
         """How many components follow each bone, e.g. {"jaw": 16, "skull": 18, "eye": 2}."""
@@ -103,6 +113,8 @@ class SecondaryBinding:
         """Per-vertex displacements (T, V_in, 3) of the user's mesh from skin displacements (T, S, 3), both in
         the user's frame; base (V_in, 3) is the user's rest mesh."""
         out = np.stack([self.skin_matrix @ d for d in skin_disp]).astype(np.float32)
+        if self.seam_matrix is not None:
+            out += np.stack([self.seam_matrix @ d for d in skin_disp]).astype(np.float32)
         if not self.components:
             return out
         skin_rest = np.asarray(self.skin_matrix.T @ base) / np.maximum(
