@@ -32,7 +32,7 @@ from scipy.sparse.csgraph import connected_components
 
 from nfs.clips import load_builtin_clip
 from nfs.data.subjects import HELD_OUT_SEED_BASE
-from nfs.data.warps import push_through
+from nfs.data.warps import FeatureScaleWarp, plateau, push_through, wendland
 from nfs.geometry.remesh import decimate, jitter_on_surface, subdivide_midpoint
 from nfs.geometry.surface import SurfaceEmbedding, embed_mesh
 from nfs.ict import FACE_VERTEX_COUNT, NARROW_FACE_VERTEX_COUNT, N_IDENTITY, ICTFaceModel, load_ict
@@ -127,12 +127,6 @@ def build_expressions(size: BenchmarkSize) -> ExpressionSet:
 # ----------------------------------------------------------------------------------------------- warps
 
 
-def wendland(s: np.ndarray) -> np.ndarray:
-    """Wendland C2 profile psi(s) = (1 - s)^4 (4 s + 1) for s in [0, 1], 0 beyond; psi(0) = 1."""
-    t = np.clip(1.0 - s, 0.0, None)
-    return t ** 4 * (4.0 * s + 1.0)
-
-
 def wendland_gradient(d: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """Gradient w.r.t. x of psi(|d| / R) with d = x - c: -20 (1 - s)^3 d / R^2. d (..., 3), radius broadcastable
     to d[..., 0]; returns (..., 3). Smooth at the centre."""
@@ -177,50 +171,6 @@ def random_wendland_warp(points: np.ndarray, rng: np.random.Generator, n_centers
     share = rng.dirichlet(np.ones(n_centers)) * strength
     amplitudes = dirs * (share * radii / WENDLAND_MAX_SLOPE)[:, None]
     return WendlandWarp(centers, radii, amplitudes)
-
-
-def plateau(r: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
-    """1 for r <= inner, Wendland fall-off psi((r - inner) / (outer - inner)) to 0 at r = outer."""
-    return wendland(np.clip(r - inner, 0.0, None) / (outer - inner))
-
-
-def plateau_gradient(d: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
-    """Gradient w.r.t. x of plateau(|d|) with d = x - c; (..., 3). C1 at r = inner since psi'(0) = 0."""
-    r = np.linalg.norm(d, axis=-1)
-    width = outer - inner
-    s = np.clip(r - inner, 0.0, None) / width
-    t = np.clip(1.0 - s, 0.0, None)
-    return (-20.0 * s * t ** 3 / (width * np.maximum(r, 1e-12)))[..., None] * d
-
-
-@dataclass
-class FeatureScaleWarp:
-    """Local anisotropic scaling about feature centres: x -> x + sum_k w_k(x) A_k (x - c_k), A_k = S_k - I
-    (S_k the scaling applied near the centre), w_k = plateau(|x - c_k|; inner_k, outer_k): 1 within inner_k,
-    0 beyond outer_k. centers (K, 3) cm, inner (K,), outer (K,) cm, linear (K, 3, 3) = A_k."""
-
-    centers: np.ndarray
-    inner: np.ndarray
-    outer: np.ndarray
-    linear: np.ndarray
-
-    def _parts(self, x):
-        d = x[:, None, :] - self.centers[None]                                # (N, K, 3)
-        w = plateau(np.linalg.norm(d, axis=-1), self.inner[None], self.outer[None])  # (N, K)
-        return d, w
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """(N, 3) -> (N, 3)."""
-        d, w = self._parts(x)
-        return x + np.einsum("nk,kij,nkj->ni", w, self.linear, d)
-
-    def jacobian(self, x: np.ndarray) -> np.ndarray:
-        """I + sum_k [w_k A_k + (A_k d_k) grad w_k^T]; (N, 3) -> (N, 3, 3)."""
-        d, w = self._parts(x)
-        grad = plateau_gradient(d, self.inner[None], self.outer[None])        # (N, K, 3)
-        ad = np.einsum("kij,nkj->nki", self.linear, d)                        # (N, K, 3)
-        return (np.eye(3)[None] + np.einsum("nk,kij->nij", w, self.linear)
-                + np.einsum("nki,nkj->nij", ad, grad))
 
 
 def feature_scale_warp(neutral: np.ndarray, landmarks68: np.ndarray, rng: np.random.Generator) -> FeatureScaleWarp:
