@@ -219,9 +219,8 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
     points (V, 3) and face (S, 3) in the ICT frame (cm), faces (F, 3), closest_labels (V,) the ICT region label
     at each vertex's closest point and closest_dist (V,) its distance. Returns (opening, side (V,) int8 with +1
     upper / -1 lower / 0 where neither side is clearly nearer or beyond opening.radius_cm, seam (V,) bool: on a
-    target that joins the sides (no boundary loop there), the vertices about equally far from both and the
-    geometry off the fitted face between them, which is to stretch between the sides) for each opening the
-    target has."""
+    target that joins the sides (no boundary loop there) the vertices about equally far from both, stretch (V,)
+    bool: there too, the geometry off the fitted face near the opening) for each opening the target has."""
     labels_ict = ict_region_labels()
     skin_labels = labels_ict[: len(face)]
     loops = boundary_loops(faces) if len(faces) else []
@@ -265,9 +264,10 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
         clear = near & (np.abs(d_up - d_low) > o.clear_margin_cm)
         side = np.where(clear, np.where(d_up < d_low, 1, -1), 0).astype(np.int8)
         seam = near & (np.abs(d_up - d_low) < o.seam_margin_cm) & (not has_loop)
-        if not has_loop:   # geometry off the ICT surface across a joined opening (a cap, a bag) stretches
-            seam |= near & (closest_dist > OFF_SURFACE_CM) & (np.abs(d_up - d_low) < o.radius_cm / 2)
-        out.append((o, side, seam))
+        # geometry off the ICT surface across a joined opening (a cap over the eye, a bag behind the lips) is to
+        # stretch between the sides, whichever side it is nearer
+        stretch = near & (closest_dist > OFF_SURFACE_CM) & (not has_loop)
+        out.append((o, side, seam, stretch))
     return out
 
 
@@ -277,7 +277,7 @@ def ict_opening_sides() -> dict[str, np.ndarray]:
     so that a target and the ICT face are split by one and the same rule."""
     mean, tf, _, _ = _template()
     labels = ict_region_labels()[: len(mean)]
-    return {o.name: side for o, side, _ in opening_sides(mean, tf, mean, labels, np.zeros(len(mean)))}
+    return {o.name: side for o, side, _, _ in opening_sides(mean, tf, mean, labels, np.zeros(len(mean)))}
 
 
 def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.ndarray, tf: np.ndarray):
@@ -285,16 +285,16 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
     vertex on the upper side of the mouth (`opening_sides`) whose closest point lies on the lower side of the ICT
     mouth (`ict_opening_sides`) is moved to its closest point among the triangles off that side, and so on for
     each side of each opening. Returns (tri (V,), bary (V, 3), labels (V,) the ICT region at each closest point,
-    seam (V,) bool)."""
+    and the masks (V,) of `opening_sides`: seam, stretch, and clear (clearly on one side, neither of the others))."""
     labels_ict = ict_region_labels()
     _, tri, bary, dist = closest_points_on_mesh(q, face, tf)
     nearest = tf[tri, np.argmax(bary, axis=1)]
-    seam = np.zeros(len(q), bool)
-    clear = np.zeros(len(q), bool)
+    seam, stretch, clear = np.zeros(len(q), bool), np.zeros(len(q), bool), np.zeros(len(q), bool)
     if faces is not None and len(faces):
         ict_sides = ict_opening_sides()
-        for o, side, on_seam in opening_sides(q, faces, face, labels_ict[nearest], dist):
+        for o, side, on_seam, off_face in opening_sides(q, faces, face, labels_ict[nearest], dist):
             seam |= on_seam
+            stretch |= off_face
             clear |= side != 0
             ict_side = ict_sides[o.name]
             for sign in (1, -1):
@@ -306,7 +306,7 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
                 _, t2, b2, _ = closest_points_on_mesh(q[wrong], face[used], sub.reshape(-1, 3))
                 tri[wrong], bary[wrong] = allowed[t2], b2
                 nearest[wrong] = tf[tri[wrong], np.argmax(bary[wrong], axis=1)]
-    return tri, bary, labels_ict[nearest], seam, clear & ~seam
+    return tri, bary, labels_ict[nearest], seam, stretch, clear & ~seam & ~stretch
 
 
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
@@ -323,7 +323,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
     face = fit.face() if fit_identity else mean
     q = fit.to_model(v)
-    tri, bary, labels, seam, clear = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
+    tri, bary, labels, seam, stretch, clear = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
     out = np.einsum("kvjc,vj->kvc", deltas[:, tf[tri]], bary.astype(np.float32))
     out = fit.vectors_from_model(out).astype(np.float32)
     assert out.shape[0] == N_EXPRESSION
@@ -334,7 +334,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
             out[k] *= np.float32(1.0 - rest[k])
     if faces is not None and len(faces):
         ambiguous = lip_ambiguity(q, face, tf, labels) | seam
-        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, ambiguous, keep=clear)
+        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, ambiguous, keep=clear, stretch=stretch)
     return out
 
 
@@ -358,14 +358,14 @@ def lip_ambiguity(vertices: np.ndarray, face: np.ndarray, face_triangles: np.nda
 
 
 def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, ambiguous: np.ndarray | None = None,
-                    rings: int = 2, keep: np.ndarray | None = None) -> np.ndarray:
+                    rings: int = 2, keep: np.ndarray | None = None, stretch: np.ndarray | None = None) -> np.ndarray:
     """Where the target mesh joins the two sides of an opening (an edge between a vertex carried from the upper
     lip and one from the lower lip, or from the upper and lower lid: a mouth or eye modelled closed), closest
     points split the seam vertices between the sides and opening the mouth (closing the eye) tears spikes or
     crumples the surface. The basis on the seam and `rings` rings around it is replaced by the harmonic
-    interpolation (graph Laplacian) of the basis around it, so the seam stretches smoothly instead. Vertices
-    flagged `ambiguous` off the seam edges (geometry stretched across a joined opening) are filled too; `keep`
-    (vertices clearly on one side of an opening) are never changed. A mesh with a lip slit
+    interpolation (graph Laplacian) of the basis around it, so the seam stretches smoothly instead. `keep`
+    (vertices clearly on one side of an opening) stay as they are; `stretch` (geometry off the face across a
+    joined opening: a cap over an eye, a bag) is always filled. A mesh with a lip slit
     or eye holes has no such edges except at the corners, where the sides meet on ICT too."""
     pairs = [(REGION_NAMES.index(o.upper), REGION_NAMES.index(o.lower)) for o in OPENINGS]
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
@@ -379,17 +379,15 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     n = len(labels)
     free = np.zeros(n, bool)
     free[seam.ravel()] = True
-    if ambiguous is not None and len(seam):
-        free |= ambiguous
-    if not free.any():
+    if not free.any() and (stretch is None or not stretch.any()):
         return basis
     adjacency = sparse_adjacency(faces, n)
     for _ in range(rings):
         free |= (adjacency @ free.astype(np.float64)) > 0
     if keep is not None:
         free &= ~keep
-    if not free.any():
-        return basis
+    if stretch is not None:
+        free |= stretch
     # the harmonic fill (what Jacobi relaxation converges to), solved directly: a band relaxed only partly keeps
     # steps that fold triangles when the jaw opens or the lids close
     laplacian = (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
