@@ -334,7 +334,8 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
             out[k] *= np.float32(1.0 - rest[k])
     if faces is not None and len(faces):
         ambiguous = lip_ambiguity(q, face, tf, labels) | seam
-        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, ambiguous, keep=clear, stretch=stretch)
+        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, ambiguous, keep=clear, stretch=stretch,
+                              vertices=v)
     return out
 
 
@@ -357,15 +358,25 @@ def lip_ambiguity(vertices: np.ndarray, face: np.ndarray, face_triangles: np.nda
     return out
 
 
+def _robust_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
+    """(V, V) cotangent Laplacian of a triangle mesh (`robust_laplacian`: also for non-manifold meshes)."""
+    import robust_laplacian
+
+    laplacian, _ = robust_laplacian.mesh_laplacian(np.asarray(vertices, np.float64), np.asarray(faces, np.int64))
+    return laplacian.tocsr()
+
+
 def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, ambiguous: np.ndarray | None = None,
-                    rings: int = 2, keep: np.ndarray | None = None, stretch: np.ndarray | None = None) -> np.ndarray:
+                    rings: int = 2, keep: np.ndarray | None = None, stretch: np.ndarray | None = None,
+                    vertices: np.ndarray | None = None) -> np.ndarray:
     """Where the target mesh joins the two sides of an opening (an edge between a vertex carried from the upper
     lip and one from the lower lip, or from the upper and lower lid: a mouth or eye modelled closed), closest
     points split the seam vertices between the sides and opening the mouth (closing the eye) tears spikes or
     crumples the surface. The basis on the seam and `rings` rings around it is replaced by the harmonic
     interpolation (graph Laplacian) of the basis around it, so the seam stretches smoothly instead. `keep`
     (vertices clearly on one side of an opening) stay as they are; `stretch` (geometry off the face across a
-    joined opening: a cap over an eye, a bag) is always filled. A mesh with a lip slit
+    joined opening: a cap over an eye, a bag) is always filled. With the rest `vertices` (V, 3) the fill is
+    harmonic for the cotangent Laplacian, else for the graph Laplacian. A mesh with a lip slit
     or eye holes has no such edges except at the corners, where the sides meet on ICT too."""
     pairs = [(REGION_NAMES.index(o.upper), REGION_NAMES.index(o.lower)) for o in OPENINGS]
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
@@ -388,9 +399,10 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
         free &= ~keep
     if stretch is not None:
         free |= stretch
-    # the harmonic fill (what Jacobi relaxation converges to), solved directly: a band relaxed only partly keeps
-    # steps that fold triangles when the jaw opens or the lids close
-    laplacian = (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
+    # the harmonic fill, solved directly with the cotangent (robust) Laplacian of the target's rest shape, which
+    # keeps the fill's triangles in proportion (a relaxation left half-way keeps steps that fold triangles)
+    laplacian = _robust_laplacian(vertices, faces) if vertices is not None else (
+        sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
     flat = basis.transpose(1, 0, 2).reshape(n, -1).astype(np.float64)
     f_idx, h_idx = np.nonzero(free)[0], np.nonzero(~free)[0]
     l_ff = laplacian[f_idx][:, f_idx].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
