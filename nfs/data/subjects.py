@@ -12,7 +12,7 @@ from nfs.geometry.operators import Operators, compute_operators
 from nfs.geometry.remesh import identity_embedding, random_discretization
 from nfs.geometry.surface import SurfaceEmbedding
 from nfs.ict import ICTFaceModel, N_IDENTITY
-from nfs.model.prior import template_expression_basis
+from nfs.prior import template_expression_basis
 from nfs.regions import ict_region_labels
 from nfs.render import render_normal_depth
 
@@ -49,7 +49,7 @@ class Subject:
     image: np.ndarray          # (4, S, S) float16 normal/depth render
     embedding: SurfaceEmbedding = field(repr=False)
     is_ict_identity: bool = True  # False when warped: z_ID has no ICT ground truth
-    prior_basis: np.ndarray | None = None  # (53, V, 3) closest-point ICT basis (nfs.model.prior), as at inference
+    prior_basis: np.ndarray | None = None  # (53, V, 3) closest-point ICT basis (nfs.prior), as at inference
 
     @property
     def n_vertices(self) -> int:
