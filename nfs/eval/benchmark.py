@@ -86,8 +86,7 @@ class BenchmarkSize:
 SIZES = {
     "full": BenchmarkSize("full", identities=5, identities_other=2),
     "quick": BenchmarkSize("quick", identities=2, identities_other=1,
-                           categories=("ict", "remesh_3k", "crop_face", "warp_wendland", "eyes", "slit",
-                                       "joined_lids", "stylised"),
+                           categories=("ict", "remesh_3k", "crop_face", "warp_wendland", "eyes"),
                            clips=("blinks", "talk", "smile"), clip_window=6, random_frames=4, cycle_frames=3),
 }
 
