@@ -35,7 +35,7 @@ from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
 from nfs.model.precision import inference_dtype, model_autocast
-from nfs.model.prior import fit_ict_weights, template_expression_basis
+from nfs.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
 from nfs.resources import SHIPPED_MODEL_DIR
 
