@@ -6,7 +6,7 @@
    `nfs.video.correspondence`); that motion is the head pose, its removal leaves the expression.
 3. The neutral frame is mapped into the ICT frame by one similarity onto the landmarks' ICT points, so the
    displacements of every frame from the neutral are in ICT centimetres.
-4. Weights: the project's bounded least squares (`nfs.model.prior.fit_ict_weights`, w in [0, 1]^53) against the ICT
+4. Weights: the project's bounded least squares (`nfs.prior.fit_ict_weights`, w in [0, 1]^53) against the ICT
    expression deltas at the landmarks, on weighted features: every landmark (depth weighted down: the model's z is
    the least reliable coordinate), plus difference features where landmarks are sparse and the motion is what
    matters: the lid gap of each eye (upper lid minus lower lid), the inner lip gap and the chin below the upper lip
@@ -31,7 +31,7 @@ import numpy as np
 from nfs.clips import smooth_codes
 from nfs.ict import EXPRESSION_NAMES
 from nfs.geometry.fits import umeyama_batch
-from nfs.model.prior import fit_ict_weights
+from nfs.prior import fit_ict_weights
 from nfs.video import correspondence as cm
 
 DEPTH_WEIGHT = 0.3          # landmark z is relative depth from a single image: trusted less than x and y
