@@ -161,11 +161,12 @@ class App:
                         + frames_note)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=4, min_width=420):
-                    self._target_tab(w)
-                    self._source_tab(w)
-                    video_tab.build(self, w.state, w.clip_info, w.clip_kind, guarded)
-                    self._edit_tab(w)
-                    self._about_tab(w)
+                    with gr.Tabs(overflow_behavior="wrap"):      # every tab in sight, none behind a menu
+                        self._target_tab(w)
+                        self._source_tab(w)
+                        video_tab.build(self, w.state, w.clip_info, w.clip_kind, guarded)
+                        self._edit_tab(w)
+                        self._about_tab(w)
                     self._run_panel(w)
                 with gr.Column(scale=7, min_width=560):
                     self._viewer_panel(w)
