@@ -490,11 +490,11 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     frames_path = out / "frames.npy"
     frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.float32, shape=(n_frames, n_v, 3))
     done = 0
-    spans["decode"].report(progress, 0.0, f"0/{n_frames} frames")
+    spans["decode"].report(progress, 0.0, f"decoded 0/{n_frames} frames")
     for chunk in decode(target, source.codes, chunk_frames):
         frames[done:done + len(chunk)] = chunk
         done += len(chunk)
-        spans["decode"].report(progress, done / n_frames, f"{done}/{n_frames} frames")
+        spans["decode"].report(progress, done / n_frames, f"decoded {done}/{n_frames} frames")
     if head_pose and getattr(clip, "fit", None) is not None:
         from nfs.video.pose import apply_head_pose
         apply_head_pose(frames, target.alignment, clip.fit.rotations, clip.fit.translations)
