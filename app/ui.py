@@ -20,12 +20,12 @@ import numpy as np
 
 from nfs import EXPRESSION_NAMES, ClipError
 from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, MeshError
-from nfs.pipeline import UP_AXES
+from nfs.pipeline import PREVIEW_DEFAULT_MAX_FRAMES, UP_AXES
 
 from app import about
 from app.demo_assets import DESCRIPTIONS, builtin_clips, demo_target_path, demo_targets
 from app.edits import SCOPES, SLIDER_RANGE, facs_groups, parse_offsets_json
-from app.session import MAX_UPLOAD_MB, Session, SessionRegistry
+from app.session import FILE_EXPORTS, MAX_UPLOAD_MB, PREVIEW_CHOICES, Session, SessionRegistry
 from app.viewer import MODES
 
 log = logging.getLogger("nfs.app")
@@ -192,7 +192,7 @@ class App:
                                                                   min_width=150)
                         slider_list = [sliders[n] for n in EXPRESSION_NAMES]
                     with gr.Tab("About"):
-                        gr.Markdown("\n".join(f"- {line}" for line in about.device_lines()))
+                        gr.Markdown("\n".join(f"- {line}" for line in about.device_lines(self.registry.device)))
                         gr.Markdown(about.model_card_markdown(self.card, self.model_dir, self.untrained))
                         gr.Markdown("**Predicted skinning regions** (colours in the viewer):")
                         gr.HTML(about.region_legend_html())
@@ -201,6 +201,16 @@ class App:
                                     "its own viser viewer server (own port); they are removed when the tab closes "
                                     "(API clients: after an hour idle). Uploading the same mesh again reuses its "
                                     "cached preparation (shown as *reused*).")
+                    with gr.Row():
+                        export_pick = gr.CheckboxGroup(
+                            [("OBJ sequence (zip)", "obj_zip"), ("animated GLB", "glb"), ("baked rig GLB", "rig")],
+                            value=list(FILE_EXPORTS), label="files to write", elem_id="export-pick")
+                        preview_pick = gr.Radio(list(PREVIEW_CHOICES), value="auto", elem_id="preview-pick",
+                                                label=f"MP4 preview (auto: only for takes up to "
+                                                      f"{PREVIEW_DEFAULT_MAX_FRAMES} frames; it renders ~10-20 "
+                                                      f"frames/s)")
+                        fps_pick = gr.Number(0, label="frame rate (0: keep the source's own)", minimum=0,
+                                             maximum=240, elem_id="fps-pick")
                     run_btn = gr.Button("Retarget & export", variant="primary", elem_id="run-btn")
                     run_status = gr.Markdown("", elem_id="run-status")
                     with gr.Row():
@@ -305,18 +315,20 @@ class App:
 
             # ---------------------------------------------------------------------------------- run
             @guarded
-            def on_run(st, kind, builtin, file, sm, gn, corr=True, request: gr.Request = None,
-                       progress=gr.Progress()):
+            def on_run(st, kind, builtin, file, sm, gn, corr=True, files_wanted=FILE_EXPORTS, preview="auto",
+                       fps=0, request: gr.Request = None, progress=gr.Progress()):
                 s = self.session(st, request)
                 spec, key = self._clip_spec(kind, builtin, file)
                 progress(0.0, desc="loading the clip")
                 s.set_clip(spec, key)
-                r = s.run(float(sm), float(gn), lambda f, m: progress(f, desc=m), correction=corr is not False)
+                r = s.run(float(sm), float(gn), lambda f, m: progress(f, desc=m), correction=corr is not False,
+                          exports=tuple(files_wanted or ()), preview=preview or "auto", fps=float(fps or 0) or None)
                 files = [str(r.exports[k]) if k in r.exports else None for k in ("obj_zip", "glb", "rig", "mp4")]
                 return (s, _bullets(s.result_report()), *files, viewer_html(s.viewer_url()),
                         self.target_markdown(s), self.clip_markdown(s), False)
 
-            run_btn.click(on_run, [state, clip_kind, clip_pick, clip_file, smoothing, gain, correction],
+            run_btn.click(on_run, [state, clip_kind, clip_pick, clip_file, smoothing, gain, correction, export_pick,
+                                   preview_pick, fps_pick],
                           [state, run_status, f_obj, f_glb, f_rig, f_mp4, viewer, target_info, clip_info,
                            show_template],
                           api_name="run", concurrency_id=HEAVY)

@@ -55,7 +55,7 @@ class _Bar:
 
     def __call__(self, fraction: float, message: str) -> None:
         n = int(30 * max(0.0, min(1.0, fraction)))
-        sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {100 * fraction:5.1f}% {message[:60]:<60}")
+        sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {100 * fraction:5.1f}% {message[:90]:<90}")
         sys.stderr.flush()
         if fraction >= 1.0:
             sys.stderr.write("\n")
@@ -70,6 +70,8 @@ UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, 
 
 def _model_arg(p):
     p.add_argument("--model", default=None, help="model directory (default: the shipped ckpts/nfs_cpu)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the encoders and decoder run: auto (a CUDA GPU when torch sees one), cpu or cuda")
 
 
 def _load_model(path):
@@ -96,7 +98,7 @@ def _prepared_target(name: str, description: str, argv: list[str], outputs: dict
         p.add_argument(flag, required=True, help=text)
     _model_arg(p)
     a = p.parse_args(argv)
-    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar())
+    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar(), device=a.device)
 
 
 def cmd_prepare(argv: list[str]) -> int:
@@ -108,33 +110,53 @@ def cmd_prepare(argv: list[str]) -> int:
 
 def cmd_retarget(argv: list[str]) -> int:
     from nfs.io import load_clip
-    from nfs.pipeline import EXPORT_KINDS, retarget
+    from nfs.pipeline import EXPORT_KINDS, PREVIEW_DEFAULT_MAX_FRAMES, retarget
     p = argparse.ArgumentParser(prog="python -m nfs retarget", description="Put a source clip's animation on a "
                                 "target mesh and write the exports. " + UNITS_HELP)
     p.add_argument("--target", required=True, help="target mesh file")
     p.add_argument("--clip", required=True, help="built-in clip name or clip file/folder")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--exports", default=",".join(EXPORT_KINDS), help=f"comma list of {','.join(EXPORT_KINDS)}")
+    p.add_argument("--exports", default="auto",
+                   help=f"comma list of {','.join(EXPORT_KINDS)}, or 'all', or 'auto' (default: all but the mp4 "
+                        f"preview for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="resample the clip to this frame rate (default: keep the source's own rate)")
+    p.add_argument("--glb-tolerance-mm", type=float, default=0.1,
+                   help="largest error of the animated GLB against the decoded frames, in mm (default 0.1)")
     p.add_argument("--smooth", type=float, default=0.0, help="temporal Gaussian smoothing sigma, in frames")
     p.add_argument("--gain", type=float, default=1.0, help="expression gain on the 53 FACS weights")
     p.add_argument("--no-correction", action="store_true",
                    help="decode with the template prior alone (the network's learned correction off)")
     _model_arg(p)
     a = p.parse_args(argv)
-    exports = tuple(e for e in a.exports.split(",") if e)
+    exports = parse_exports(a.exports, EXPORT_KINDS)
     from nfs.pipeline import as_raw_mesh
+    from nfs.model.precision import resolve_device
     target = as_raw_mesh(a.target)  # bad input is reported before the model loads
     clip = load_clip(a.clip)
+    resolve_device(a.device)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
-                 gain=a.gain, progress=_Bar(), correction=not a.no_correction)
+                 gain=a.gain, progress=_Bar(), correction=not a.no_correction, fps=a.fps, device=a.device,
+                 glb_tolerance_mm=a.glb_tolerance_mm)
     print("\n".join(r.target.summary()))
-    print(f"{r.source.n_frames} frames at {r.source.fps:g} fps; " +
-          ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
-    if r.rig_error_mm is not None:
-        print(f"baked rig vs network on this clip: {r.rig_error_mm:.3f} mm mean")
+    print("\n".join(r.summary()))
     for kind, path in r.exports.items():
         print(f"{kind}: {path}")
     return 0
+
+
+def parse_exports(text: str, kinds: tuple) -> tuple | None:
+    """'auto' -> None (the pipeline's default), 'all' -> every kind, else a checked comma list."""
+    text = text.strip().lower()
+    if text == "auto":
+        return None
+    if text == "all":
+        return tuple(kinds)
+    chosen = tuple(e.strip() for e in text.split(",") if e.strip())
+    unknown = [e for e in chosen if e not in kinds]
+    if unknown:
+        raise ValueError(f"unknown export {', '.join(unknown)}; choose from {', '.join(kinds)}, all or auto")
+    return chosen
 
 
 def cmd_export(argv: list[str]) -> int:
