@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        from nfs.model.precision import resolve_device
+        from nfs import resolve_device
         resolve_device(args.device)
         model, card, model_dir = load_model(args)
     except (FileNotFoundError, ValueError) as e:

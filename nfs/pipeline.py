@@ -36,7 +36,7 @@ from nfs.model.checkpoint import load_model, weights_hash
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
-from nfs.model.precision import inference_dtype, model_autocast, resolve_device
+from nfs.model.precision import describe_device, inference_dtype, model_autocast, resolve_device  # noqa: F401
 from nfs.model.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
 from nfs.resources import SHIPPED_MODEL_DIR
