@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -87,6 +88,8 @@ def main() -> None:
     p.add_argument("--check-frames", type=int, default=120, help="frames decoded again to re-check the GLB")
     p.add_argument("--preview-frames", type=int, default=60, help="frames rendered to time the MP4 preview")
     p.add_argument("--out", default=None, help="output folder (default: a temporary one)")
+    p.add_argument("--warm-cache", action="store_true",
+                   help="use the operator cache as it is (default: an empty one, as on a first run)")
     a = p.parse_args()
     import torch
 
@@ -94,6 +97,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {describe_device(a.device)}")
     work = Path(a.out or tempfile.mkdtemp(prefix="nfs_long_take_"))
     work.mkdir(parents=True, exist_ok=True)
+    if not a.warm_cache:
+        os.environ["NFS_CACHE"] = tempfile.mkdtemp(prefix="cache_", dir=work)
     take = synthetic_livelink_take(work / "take_livelink.csv", a.rows)
     model, _ = load_shipped_model()
 
