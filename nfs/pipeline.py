@@ -402,7 +402,8 @@ class RetargetResult:
         lines = [f"{self.source.n_frames} frames at {self.source.fps:g} fps on {self.device}; "
                  + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())]
         if self.glb is not None:
-            lines.append(f"animated GLB: every frame on {self.glb.n_targets} morph targets, max error "
+            lines.append(f"animated GLB: every frame on {self.glb.n_targets} morph target"
+                         f"{'' if self.glb.n_targets == 1 else 's'}, max error "
                          f"{self.glb.max_error_mm:.4f} mm against the decoded frames (bound "
                          f"{self.glb.tolerance * self.target.alignment.scale * 10:.3g} mm)")
         if self.rig_error_mm is not None:
