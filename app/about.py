@@ -88,9 +88,19 @@ def region_legend_html() -> str:
 
 
 def heat_legend_html(code_name: str = "", peak: float | None = None) -> str:
+    """The heat map's colour bar with ticks in the weight's own units (the network's skinning weight of one code
+    dimension, dimensionless), and the scale stated."""
     colors = heat_colors()
     stops = ", ".join(f"rgb({c[0]},{c[1]},{c[2]})" for c in colors)
-    top = f"{peak:.3g}" if peak is not None and np.isfinite(peak) else "max"
-    return (f'<div style="font-size:13px">skinning weight{(" of " + html.escape(code_name)) if code_name else ""}: '
-            f'<span style="display:inline-block;width:160px;height:12px;vertical-align:middle;margin:0 6px;'
-            f'background:linear-gradient(90deg,{stops})"></span>0 … {top} (normalised by the largest weight)</div>')
+    of = f" of <b>{html.escape(code_name)}</b>" if code_name else ""
+    bar = (f'<span style="display:inline-block;width:200px;height:12px;vertical-align:middle;'
+           f'background:linear-gradient(90deg,{stops})"></span>')
+    if peak is None or not np.isfinite(peak) or peak <= 0:
+        return (f'<div id="heat-legend" style="font-size:13px">skinning weight{of}: {bar} from 0 (dark) to this '
+                f'mesh\'s largest weight (yellow); load a target to see the values</div>')
+    ticks = "".join(f'<span style="display:inline-block;width:50px;text-align:{a}">{peak * q:.2f}</span>'
+                    for q, a in ((0.0, "left"), (0.25, "center"), (0.5, "center"), (0.75, "right")))
+    return (f'<div id="heat-legend" style="font-size:13px">skinning weight{of} (the network\'s per-vertex weight, '
+            f'dimensionless)<br>{bar} {peak:.2f}<br><span style="display:inline-block;width:200px">{ticks}</span>'
+            f'<br>colour scale: 0 to {peak:.2f}, the largest weight of this dimension on this mesh; '
+            f'{len(colors)} bands of {peak / len(colors):.2f}</div>')

@@ -11,6 +11,7 @@ DESCRIPTIONS = {
     "ict_remeshed": "ICT identity, decimated to ~4k vertices (new topology)",
     "face_crop_metres": "face-only crop in metres, Z-up, looking along +X",
     "stylized_head": "stylized head from exaggerated identity modes (|c| = 3)",
+    "ict_head_with_teeth": "ICT head with its own teeth, gums, tongue, mouth bag and eyeballs",
 }
 
 

@@ -86,6 +86,22 @@ class Edits:
                 out += window(n_frames, frame, fps)[:, None] * key[None]
         return out
 
+    def copy(self) -> "Edits":
+        e = Edits()
+        e.whole = self.whole.copy()
+        e.keys = {k: v.copy() for k, v in self.keys.items()}
+        return e
+
+    def listing(self) -> str:
+        """The edits by shape name, e.g. 'whole clip: jawOpen +0.30, browInnerUp_L +0.20; frame 12: mouthSmile_L
+        +0.40' ('no edits' when there are none)."""
+        def named(v: np.ndarray) -> str:
+            return ", ".join(f"{EXPRESSION_NAMES[i]} {v[i]:+.2f}" for i in np.nonzero(v)[0])
+
+        parts = [f"whole clip: {named(self.whole)}"] if np.any(self.whole) else []
+        parts += [f"frame {k}: {named(self.keys[k])}" for k in sorted(self.keys)]
+        return "; ".join(parts) if parts else "no edits"
+
     def describe(self) -> str:
         parts = []
         if np.any(self.whole):

@@ -20,8 +20,9 @@ import numpy as np
 
 from nfs import EXPRESSION_NAMES, N_EXPRESSION, Clip
 from nfs.io import MESH_EXTENSIONS, MeshError, load_clip
-from nfs.pipeline import (PreparedTarget, RetargetResult, SourceCodes, StageProgress, manual_alignment, prepare_target,
-                          preview_note, retarget, rig_shapes, source_preview_frames, template_skin)
+from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, StageProgress, content_key,
+                          manual_alignment, prepare_target, preview_note, retarget, rig_shapes, run_stages,
+                          source_preview_frames, template_skin)
 
 from app.edits import SCOPES, Edits
 from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool
@@ -33,6 +34,14 @@ LOW_CONFIDENCE = 0.3
 WEIGHT_MAX = 1.5          # retarget clips edited weights to [0, 1.5]
 FILE_EXPORTS = ("obj_zip", "glb", "rig")   # what a run writes besides the MP4 preview (chosen in the UI)
 PREVIEW_CHOICES = ("auto", "always", "never")
+CLIP_STAGE = "loading the clip"
+LIVE_RIG_STAGE = "baking the live-edit rig"
+RUN_STAGES = [CLIP_STAGE, *run_stages(EXPORT_KINDS), LIVE_RIG_STAGE]   # every stage a run can go through
+
+
+def stages_of_run(kinds) -> list[str]:
+    """The stages a run writing the export `kinds` goes through, in order (RUN_STAGES less the exports left out)."""
+    return [CLIP_STAGE, *run_stages(tuple(kinds)), LIVE_RIG_STAGE]
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -63,14 +72,22 @@ class Session:
         self.auto_alignment = None
         self.override = {"up": "auto", "flip": False, "scale": 1.0}
         self.target_reused = False
+        self.target_id = ""                               # the loaded mesh (kept across alignment overrides)
+        self.last_refusal = ""                            # the last refused upload, named, for the status line
         self.clip: Clip | None = None
         self.clip_key = ""
+        self.video_clip: Clip | None = None              # the last video loaded in the Video tab (app/video_tab.py)
+        self.video_key = ""
+        self.head_pose = False                           # apply a video clip's head motion to the target
         self.result: RetargetResult | None = None
         self.result_dir: Path | None = None
         self.result_offsets: np.ndarray | None = None    # (T, 53) offsets the result was decoded with
         self.result_clip_key = ""
         self.result_settings: dict = {}
-        self.edits = Edits()
+        self.result_edits = ""                          # the edits the result was made with, by name
+        self._edits: dict[tuple[str, str], Edits] = {}    # slider edits per (target, clip) pair
+        self._pair_names: dict[tuple[str, str], str] = {}
+        self.carry_offer: tuple[str, str] | None = None  # a pair left with edits, offered for carry-over
         self._offsets: np.ndarray | None = None          # (T, 53) current edits, None when there are none
         self._rigs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._rig_lock = threading.Lock()
@@ -119,8 +136,9 @@ class Session:
             v.show(self.view_content(), reset_camera=reset_camera)
 
     # ------------------------------------------------------------------------------------------ target
-    def load_target(self, path: str | Path, progress: Progress = _no_progress) -> PreparedTarget:
-        """Copy an uploaded (or demo) mesh into the session dir and prepare it (cached by content)."""
+    def load_target(self, path: str | Path, progress: Progress = _no_progress, force: bool = False) -> PreparedTarget:
+        """Copy an uploaded (or demo) mesh into the session dir and prepare it (cached by content). A mesh that
+        does not look like a face is refused unless `force`."""
         src = Path(path)
         if not src.is_file():
             raise MeshError(f"{src.name}: file not found")
@@ -143,15 +161,20 @@ class Session:
             timed(fraction, message)
 
         try:
-            prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device)
+            prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device,
+                                      force=force)
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise
         with self.lock:
+            old_pair = self.pair
             self.target = prepared
+            self.target_id = f"{prepared.name}:{content_key(prepared.raw)}"
             self.auto_alignment = prepared.alignment
             self.override = {"up": "auto", "flip": False, "scale": 1.0}
             self.target_reused = not called       # prepare_target reports no progress on a cache hit
+            self.last_refusal = ""
+            self._switch_pair(old_pair)
         self.redraw()
         self.ensure_rig(prepared, progress)  # inside the heavy event, so the queue limit covers it
         return prepared
@@ -214,12 +237,16 @@ class Session:
         key = key or str(spec)
         if self.clip is not None and key == self.clip_key:
             return self.clip
-        clip = truncate_clip(load_clip(spec), self.max_frames)
+        if self.video_clip is not None and key == self.video_key:
+            return self.use_clip(self.video_clip, key)
+        return self.use_clip(truncate_clip(load_clip(spec), self.max_frames), key)
+
+    def use_clip(self, clip: Clip, key: str) -> Clip:
+        """Make a loaded clip the session's source (frame edits are dropped when the frame count changes)."""
         with self.lock:
-            if self.clip is None or clip.n_frames != self.clip.n_frames:
-                self.edits.clear_keys()     # frame edits belong to frames of the old clip
+            old_pair = self.pair
             self.clip, self.clip_key = clip, key
-            self._update_offsets()
+            self._switch_pair(old_pair)
         self.redraw()
         return clip
 
@@ -228,7 +255,8 @@ class Session:
         if c is None:
             return []
         kind = "ICT FACS weights" if c.kind == "codes" else f"mesh sequence, {c.frames.shape[1]:,} vertices"
-        return [f"**{c.name}** — {c.n_frames} frames, {c.fps:g} fps, {c.duration_s:.1f} s ({kind})"] + c.warnings
+        return [f"**{c.name}** — {c.n_frames} frames, {c.fps:g} fps, {c.duration_s:.1f} s ({kind})"] + [
+            f"⚠ {w}" for w in c.warnings]
 
     # ------------------------------------------------------------------------------------------ run
     def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress,
@@ -249,17 +277,21 @@ class Session:
         target, clip, clip_key = self.target, self.clip, self.clip_key
         offsets = self.edits.offsets(clip.n_frames, clip.fps) if self.edits.active else None
         kinds, notes = self.export_kinds(exports, preview, fps)
+        listing = self.edits.listing() if self.edits.active else ""
         self._runs += 1
         out = self.dir / f"run_{self._runs}"
         try:
             result = retarget(target.raw, clip, out, model=self.model, exports=kinds,
                               smoothing_sigma=float(smoothing_sigma), gain=float(gain),
                               alignment=self.alignment_override, code_offset=offsets,
-                              progress=lambda f, m: progress(0.9 * f, m), correction=bool(correction),
-                              fps=fps or None, device=self.device)
+                              progress=lambda f, m: progress(0.97 * f, m), correction=bool(correction),
+                              fps=fps or None, device=self.device, head_pose=self.head_pose)
             result.notes.extend(notes)
-            progress(0.92, "baking the linear rig for live edits · under 1 s left")
-            self.ensure_rig(result.target)
+            progress(0.97, LIVE_RIG_STAGE)
+            if result.rig is not None:                  # the exported rig is the live-edit rig
+                with self._rig_lock:
+                    self._rigs.setdefault(result.target.key, result.rig)
+            self.ensure_rig(result.target, lambda f, m: progress(0.97 + 0.03 * f, f"{LIVE_RIG_STAGE}: {m}"))
         except Exception:
             shutil.rmtree(out, ignore_errors=True)
             raise
@@ -267,6 +299,7 @@ class Session:
             old = self.result_dir
             self.result, self.result_dir, self.result_clip_key = result, out, clip_key
             self.result_offsets = offsets
+            self.result_edits = listing
             self.result_settings = {"smoothing": float(smoothing_sigma), "gain": float(gain),
                                     "correction": bool(correction)}
             self.target = result.target
@@ -298,6 +331,10 @@ class Session:
         r = self.result
         if r is None:
             return []
+        if not self.result_valid():
+            now = f"{self.target.name if self.target else '(no target)'} ← {self.clip.name if self.clip else '(no clip)'}"
+            return [f"⚠ **No result for {now} yet** (the last run, {r.target.name} ← {r.source.name}, was for another "
+                    "target or clip; its files are withdrawn). Press **Retarget & export**."]
         lines = [f"**{r.target.name} ← {r.source.name}**: {r.source.n_frames} frames at {r.source.fps:g} fps, "
                  f"{r.target.n_vertices:,} vertices; smoothing {self.result_settings.get('smoothing', 0):g}, "
                  f"gain {self.result_settings.get('gain', 1):g}"
@@ -305,11 +342,12 @@ class Session:
                     "(template prior alone)")]
         lines += r.summary()
         if self.result_offsets is not None:
-            lines.append("slider edits included in the exports")
-        if self.edits.active and not self._offsets_match_result():
-            lines.append("⚠ slider edits changed since this run: press **Retarget & export** to include them")
-        if not self.result_valid():
-            lines.append("⚠ target or clip changed since this run (the files below are from the previous run)")
+            lines.append(f"slider edits included in the exports: {self.result_edits}")
+        else:
+            lines.append("no slider edits in the exports")
+        if not self._offsets_match_result():
+            lines.append("⚠ slider edits changed since this run (now: "
+                         f"{self.edits.listing()}): press **Retarget & export** to put them in the files")
         return lines
 
     def _offsets_match_result(self) -> bool:
@@ -327,11 +365,68 @@ class Session:
             raise ValueError("load a target mesh first")
         with self._rig_lock:                      # a background bake of the same target finishes first
             if target.key not in self._rigs:
-                progress(0.1, "baking the linear rig (once per target)")
-                self._rigs[target.key] = rig_shapes(target)
+                progress(0.0, "baking the linear rig (once per target)")
+                self._rigs[target.key] = rig_shapes(target, progress)
                 while len(self._rigs) > 2:
                     self._rigs.pop(next(iter(self._rigs)))
             return self._rigs[target.key]
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(target, clip): the slider edits in use belong to this pair."""
+        return self.target_id, self.clip_key
+
+    def pair_name(self, pair: tuple[str, str] | None = None) -> str:
+        return self._pair_names.get(pair or self.pair, "(nothing loaded)")
+
+    @property
+    def edits(self) -> Edits:
+        """The slider edits of the loaded (target, clip) pair."""
+        return self._edits.setdefault(self.pair, Edits())
+
+    def _switch_pair(self, old: tuple[str, str]) -> None:
+        """After the target or clip changed: the new pair's own edits apply (none for a new pair); the old pair's
+        stay with it and are offered for carry-over while the new pair has none."""
+        new = self.pair
+        self._pair_names[new] = (f"{self.target.name if self.target else '(no target)'} × "
+                                 f"{self.clip.name if self.clip else '(no clip)'}")
+        if self.edits.active:
+            self.carry_offer = None
+        elif old != new and old in self._edits and self._edits[old].active:
+            self.carry_offer = old
+        self._update_offsets()
+
+    def carry_over(self) -> str:
+        """Copy the offered pair's edits onto the loaded pair; returns a note (frame edits past the clip's end
+        are left behind)."""
+        with self.lock:
+            src = self.carry_offer
+            if src is None or src not in self._edits or not self._edits[src].active:
+                raise ValueError("there are no edits of another target or clip to carry over")
+            e = self._edits[src].copy()
+            n = self.clip.n_frames if self.clip is not None else 0
+            dropped = sorted(k for k in e.keys if k >= n)
+            for k in dropped:
+                e.keys.pop(k)
+            self._edits[self.pair] = e
+            self.carry_offer = None
+            self._update_offsets()
+        v = self.viewer
+        if v is not None:
+            v.refresh()
+        note = f"carried over from {self.pair_name(src)}"
+        return note + (f" (frame edits at {', '.join(map(str, dropped))} are past this clip's end: left behind)"
+                       if dropped else "")
+
+    def edit_report(self) -> str:
+        """Which pair the sliders edit, its edits by name, and any carry-over offer (markdown)."""
+        text = f"edits of **{self.pair_name()}**: {self.edits.listing()}"
+        offer = self.carry_offer
+        if offer is not None and offer in self._edits and self._edits[offer].active:
+            text += (f"  \n⚠ the sliders were reset for this pair; the edits of **{self.pair_name(offer)}** "
+                     f"({self._edits[offer].listing()}) stay with that pair. Press **Carry edits over** to use them "
+                     "here.")
+        return text
 
     def _update_offsets(self) -> None:
         c = self.clip
@@ -382,6 +477,9 @@ class Session:
                                               "fps": r.source.fps, "device": r.device, "notes": list(r.notes),
                                               "correction": self.result_settings.get("correction", True)},
             "edits": self.edits.describe(),
+            "edits_listing": self.edits.listing(),
+            "edits_pair": self.pair_name(),
+            "carry_offer": self.pair_name(self.carry_offer) if self.carry_offer else None,
             "viewer_url": self.viewer_url(),
         }
 
@@ -462,9 +560,10 @@ class Session:
             template = None
             if self.target is not None:
                 template = template_skin()
+            landmarks = getattr(clip, "landmarks_cm", None) if getattr(clip, "landmarks", None) is not None else None
             return ViewContent(n_frames=n, fps=fps, source=self._source_view(), target=self._target_view(),
                                template=template, show_template=self.target is not None and not valid,
-                               start_frame=self.peak_frame(), caption=" · ".join(parts))
+                               start_frame=self.peak_frame(), caption=" · ".join(parts), landmarks=landmarks)
 
 
 class SessionRegistry:

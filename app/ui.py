@@ -22,24 +22,32 @@ from nfs import EXPRESSION_NAMES, ClipError
 from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, MeshError
 from nfs.pipeline import PREVIEW_DEFAULT_MAX_FRAMES, UP_AXES
 
-from app import about
+from app import about, video_tab
 from app.demo_assets import DESCRIPTIONS, builtin_clips, demo_target_path, demo_targets
 from app.edits import SCOPES, SLIDER_RANGE, facs_groups, parse_offsets_json
-from app.session import FILE_EXPORTS, MAX_UPLOAD_MB, PREVIEW_CHOICES, Session, SessionRegistry
+from app.progress import StageProgress
+from app.session import (CLIP_STAGE, FILE_EXPORTS, MAX_UPLOAD_MB, PREVIEW_CHOICES, Session, SessionRegistry,
+                         stages_of_run)
 from app.viewer import MODES
 
 log = logging.getLogger("nfs.app")
 MESH_TYPES = list(MESH_EXTENSIONS)
 CLIP_TYPES = list(CLIP_EXTENSIONS)
-CLIP_KINDS = ("built-in clip", "uploaded file")
+CLIP_KINDS = ("built-in clip", "uploaded file", video_tab.VIDEO_KIND)
 USER_ERRORS = (MeshError, ClipError, ValueError, FileNotFoundError, zipfile.BadZipFile, OSError)
 DEFAULT_CLIP = "smile"
 DEFAULT_HEAT_DIM = "jawOpen"
 HEAVY = "heavy"  # the one concurrency group of every event that prepares, parses or decodes
+NO_TARGET = "*No target yet: upload a mesh or pick a demo.*"
 
 CSS = """
 #viewer-frame iframe {width: 100%; height: 620px; border: 1px solid #8884; border-radius: 8px;}
 #run-status {min-height: 2em}
+/* download names in full: wrap instead of cutting them to "me….zip" */
+[id^=file-] td.filename, [id^=file-] td.filename span, #target-upload td.filename span,
+#clip-upload td.filename span
+{white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+ word-break: break-all; max-width: none !important;}
 """
 
 
@@ -49,8 +57,9 @@ def one_line(e: BaseException, limit: int = 300) -> str:
 
 
 def guarded(fn):
-    """Bad input -> gr.Error with its one-line message; anything else -> a short internal-error message (the
-    traceback goes to the log). The session is left as it was before the call."""
+    """Bad input -> gr.Error with its one-line message (one log line, no traceback); anything else -> a short
+    internal-error message (the traceback goes to the log). Errors stay on screen until dismissed. The session is
+    left as it was before the call."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -59,10 +68,12 @@ def guarded(fn):
         except gr.Error:
             raise
         except USER_ERRORS as e:
-            raise gr.Error(one_line(e)) from None
+            log.info("refused (%s): %s", fn.__name__, one_line(e))
+            raise gr.Error(one_line(e), duration=None, print_exception=False) from None
         except Exception as e:  # noqa: BLE001 - the app must keep serving
             log.exception("handler %s failed", fn.__name__)
-            raise gr.Error(f"internal error ({type(e).__name__}): {one_line(e)}") from None
+            raise gr.Error(f"internal error ({type(e).__name__}): {one_line(e)}", duration=None,
+                           print_exception=False) from None
 
     return wrapper
 
@@ -82,6 +93,10 @@ def viewer_html(url: str) -> str:
     return (f'<div id="viewer-frame"><iframe src="{u}" title="NFS 3D viewer" allow="fullscreen"></iframe>'
             f'<div style="font-size:12px;margin-top:4px">3D viewer of this session: <a href="{u}" target="_blank">'
             f'{u}</a> (playback, frame, fps, loop and colours are in its panel)</div></div>')
+
+
+class Widgets:
+    """The page's components, filled in by the tab builders (a plain namespace)."""
 
 
 class App:
@@ -104,17 +119,21 @@ class App:
         return self.registry.get(getattr(request, "session_hash", None) or "anonymous")
 
     # ------------------------------------------------------------------------------------------ handlers
-    def target_markdown(self, s: Session) -> str:
+    def target_markdown(self, s: Session, loaded_prefix: bool = False) -> str:
         lines, warnings = s.target_report()
         if not lines:
-            return "*No target yet: upload a mesh or pick a demo.*"
+            return NO_TARGET
+        if loaded_prefix:
+            lines = [f"Still loaded: {lines[0]}"] + lines[1:]
         return _bullets(lines, warnings)
 
     def clip_markdown(self, s: Session) -> str:
         lines = s.clip_report()
         return _bullets(lines) if lines else "*No clip loaded.*"
 
-    def _clip_spec(self, kind: str, builtin: str | None, file) -> tuple[str, str]:
+    def _clip_spec(self, kind: str, builtin: str | None, file, session: Session | None = None) -> tuple[str, str]:
+        if kind == CLIP_KINDS[2]:
+            return video_tab.session_video_spec(session)
         if kind == CLIP_KINDS[1]:
             if not file:
                 raise ValueError("upload a clip file first (CSV, OBJ-sequence zip, Multiface zip or .npz)")
@@ -129,13 +148,13 @@ class App:
             gr.Warning(w)
 
     def build(self) -> gr.Blocks:
-        demos = demo_targets()
-        clips = builtin_clips()
-        default_clip = DEFAULT_CLIP if DEFAULT_CLIP in clips else (clips[0] if clips else None)
+        """The page: one builder per tab (laid out first), then each tab's events (wired once every component
+        exists, since a change on one tab refreshes outputs on others). A further source tab (e.g. video) slots
+        in as another `_*_tab` / `_*_events` pair."""
         frames_note = f" Clips are cut to {self.max_frames} frames (--max-frames)." if self.max_frames else ""
-
+        w = Widgets()
         with gr.Blocks(title="Neural Face Skinning", delete_cache=(1800, 3600)) as demo:
-            state = gr.State(None, delete_callback=lambda s: s.close() if isinstance(s, Session) else None)
+            w.state = gr.State(None, delete_callback=lambda s: s.close() if isinstance(s, Session) else None)
             gr.Markdown("## Neural Face Skinning — expression cloning onto any face mesh\n"
                         "Upload a face mesh (any topology, units or orientation), choose a source expression clip, "
                         "press **Retarget & export**. The viewer shows the source (left) and your mesh (right); "
@@ -143,299 +162,400 @@ class App:
                         + frames_note)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=4, min_width=420):
-                    with gr.Tab("1 · Target"):
-                        target_file = gr.File(label=f"Upload a face mesh: OBJ, PLY, STL, GLB or OFF (max "
-                                              f"{MAX_UPLOAD_MB} MB)", file_types=MESH_TYPES, type="filepath",
-                                              elem_id="target-upload")
-                        demo_pick = gr.Radio(list(demos), label="…or a bundled demo target", value=None,
-                                             info=" · ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()
-                                                             if k in demos),
-                                             elem_id="demo-targets")
-                        target_info = gr.Markdown("*No target yet: upload a mesh or pick a demo.*",
-                                                  elem_id="target-info")
-                        with gr.Accordion("Manual alignment override", open=False):
-                            gr.Markdown("If the mesh sits wrongly on the blue ICT template in the viewer: say which "
-                                        "axis of *your file* points up, turn it around, or rescale it.")
-                            with gr.Row():
-                                up_axis = gr.Dropdown(list(UP_AXES), value="auto", label="up axis of the mesh")
-                                flip = gr.Checkbox(False, label="flip facing (turn 180°)")
-                                scale = gr.Number(1.0, label="scale factor", minimum=0.01, maximum=100)
-                            align_btn = gr.Button("Apply alignment", elem_id="align-btn")
-                    with gr.Tab("2 · Source"):
-                        clip_kind = gr.Radio(list(CLIP_KINDS), value=CLIP_KINDS[0], label="source")
-                        clip_pick = gr.Dropdown(clips, value=default_clip, label="built-in clip",
-                                                elem_id="clip-pick")
-                        clip_file = gr.File(label="…or upload: Live Link Face CSV, ICT-weights CSV, OBJ-sequence "
-                                            "zip, Multiface tracked_mesh zip or .npz", file_types=CLIP_TYPES,
-                                            type="filepath", elem_id="clip-upload")
-                        with gr.Row():
-                            smoothing = gr.Slider(0, 10, value=0, step=0.5, label="temporal smoothing σ (frames)")
-                            gain = gr.Slider(0, 1.5, value=1.0, step=0.05, label="expression gain")
-                        correction = gr.Checkbox(value=True, label="network correction (off: the fitted template "
-                                                 "prior alone; see README, Results)", elem_id="correction")
-                        clip_info = gr.Markdown("*No clip loaded.*", elem_id="clip-info")
-                    with gr.Tab("3 · Edit"):
-                        gr.Markdown("Offsets added to the clip's FACS weights. *current frame* edits the viewer's "
-                                    "frame (eased over ±0.25 s); the viewer updates at once through the baked "
-                                    "linear rig, and **Retarget & export** puts the edits into the files.")
-                        with gr.Row():
-                            scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="edit applies to")
-                            grab_btn = gr.Button("Load sliders at the viewer's frame", size="sm")
-                            reset_btn = gr.Button("Reset all edits", size="sm")
-                        edit_status = gr.Markdown("no edits", elem_id="edit-status")
-                        sliders = {}
-                        for group, names in facs_groups().items():
-                            with gr.Accordion(f"{group} ({len(names)})", open=group == "mouth"):
-                                with gr.Row():
-                                    for name in names:
-                                        sliders[name] = gr.Slider(*SLIDER_RANGE, value=0.0, step=0.01, label=name,
-                                                                  min_width=150)
-                        slider_list = [sliders[n] for n in EXPRESSION_NAMES]
-                    with gr.Tab("About"):
-                        gr.Markdown("\n".join(f"- {line}" for line in about.device_lines(self.registry.device)))
-                        gr.Markdown(about.model_card_markdown(self.card, self.model_dir, self.untrained))
-                        gr.Markdown("**Predicted skinning regions** (colours in the viewer):")
-                        gr.HTML(about.region_legend_html())
-                        session_md = gr.Markdown("")
-                        gr.Markdown("Sessions: every browser tab has its own target, clip, results, temp folder and "
-                                    "its own viser viewer server (own port); they are removed when the tab closes "
-                                    "(API clients: after an hour idle). Uploading the same mesh again reuses its "
-                                    "cached preparation (shown as *reused*).")
-                    with gr.Row():
-                        export_pick = gr.CheckboxGroup(
-                            [("OBJ sequence (zip)", "obj_zip"), ("animated GLB", "glb"), ("baked rig GLB", "rig")],
-                            value=list(FILE_EXPORTS), label="files to write", elem_id="export-pick")
-                        preview_pick = gr.Radio(list(PREVIEW_CHOICES), value="auto", elem_id="preview-pick",
-                                                label=f"MP4 preview (auto: only for takes up to "
-                                                      f"{PREVIEW_DEFAULT_MAX_FRAMES} frames; it renders ~10-20 "
-                                                      f"frames/s)")
-                        fps_pick = gr.Number(0, label="frame rate (0: keep the source's own)", minimum=0,
-                                             maximum=240, elem_id="fps-pick")
-                    run_btn = gr.Button("Retarget & export", variant="primary", elem_id="run-btn")
-                    run_status = gr.Markdown("", elem_id="run-status")
-                    with gr.Row():
-                        f_obj = gr.File(label="OBJ sequence (zip)", interactive=False, elem_id="file-obj")
-                        f_glb = gr.File(label="animated GLB", interactive=False, elem_id="file-glb")
-                    with gr.Row():
-                        f_rig = gr.File(label="baked rig GLB (53 shapes)", interactive=False, elem_id="file-rig")
-                        f_mp4 = gr.File(label="preview MP4", interactive=False, elem_id="file-mp4")
+                    self._target_tab(w)
+                    self._source_tab(w)
+                    video_tab.build(self, w.state, w.clip_info, w.clip_kind, guarded)
+                    self._edit_tab(w)
+                    self._about_tab(w)
+                    self._run_panel(w)
                 with gr.Column(scale=7, min_width=560):
-                    viewer = gr.HTML(viewer_html(""), elem_id="viewer")
-                    with gr.Row():
-                        mode = gr.Radio(list(MODES), value=MODES[0], label="colours", elem_id="display-mode")
-                        code_dim = gr.Dropdown([(f"{i}: {n}", i) for i, n in enumerate(self.code_names())],
-                                               value=EXPRESSION_NAMES.index(DEFAULT_HEAT_DIM),
-                                               label="code dimension for the heat map")
-                        show_template = gr.Checkbox(False, label="ICT template overlay")
-                    legend = gr.HTML(about.region_legend_html(), elem_id="legend")
-
-            # ---------------------------------------------------------------------------------- page life
-            @guarded
-            def on_load(st, clip_name, request: gr.Request):
-                s = self.session(st, request)
-                if s.clip is None and clip_name:
-                    s.set_clip(clip_name, f"builtin:{clip_name}")
-                return s, viewer_html(s.viewer_url()), self.session_markdown(s), self.clip_markdown(s)
-
-            demo.load(on_load, [state, clip_pick], [state, viewer, session_md, clip_info], api_visibility="private",
-                      concurrency_limit=None)
-
-            def on_unload(request: gr.Request):
-                self.registry.close(request.session_hash)
-
-            demo.unload(on_unload)
-
-            # ---------------------------------------------------------------------------------- target
-            @guarded
-            def on_upload(st, path, request: gr.Request, progress=gr.Progress()):
-                if not path:
-                    raise ValueError("no file received")
-                s = self.session(st, request)
-                s.load_target(path, lambda f, m: progress(f, desc=m))
-                self._warn_low_confidence(s)
-                return s, self.target_markdown(s), viewer_html(s.viewer_url()), "auto", False, 1.0, True
-
-            target_outputs = [state, target_info, viewer, up_axis, flip, scale, show_template]
-            target_file.upload(on_upload, [state, target_file], target_outputs, api_name="upload_target",
-                               concurrency_id=HEAVY)
-
-            @guarded
-            def on_demo(st, name, request: gr.Request, progress=gr.Progress()):
-                if not name:
-                    raise ValueError("choose a demo target")
-                s = self.session(st, request)
-                s.load_target(demo_target_path(name), lambda f, m: progress(f, desc=m))
-                self._warn_low_confidence(s)
-                return s, self.target_markdown(s), viewer_html(s.viewer_url()), "auto", False, 1.0, True
-
-            demo_pick.input(on_demo, [state, demo_pick], target_outputs, api_name="load_demo_target",
-                            concurrency_id=HEAVY)
-
-            @guarded
-            def on_align(st, up, flp, sc, request: gr.Request, progress=gr.Progress()):
-                s = self.session(st, request)
-                s.override_alignment(up, bool(flp), float(sc if sc is not None else 1.0),
-                                     lambda f, m: progress(f, desc=m))
-                self._warn_low_confidence(s)
-                return s, self.target_markdown(s)
-
-            align_btn.click(on_align, [state, up_axis, flip, scale], [state, target_info],
-                            api_name="override_alignment", concurrency_id=HEAVY)
-
-            # ---------------------------------------------------------------------------------- source
-            @guarded
-            def on_clip(st, kind, builtin, file, request: gr.Request):
-                s = self.session(st, request)
-                spec, key = self._clip_spec(kind, builtin, file)
-                s.set_clip(spec, key)
-                return s, self.clip_markdown(s)
-
-            clip_kind.input(on_clip, [state, clip_kind, clip_pick, clip_file], [state, clip_info],
-                            api_visibility="private")
-
-            @guarded
-            def on_builtin_clip(st, builtin, request: gr.Request):
-                s = self.session(st, request)
-                spec, key = self._clip_spec(CLIP_KINDS[0], builtin, None)
-                s.set_clip(spec, key)
-                return s, self.clip_markdown(s), CLIP_KINDS[0]
-
-            clip_pick.input(on_builtin_clip, [state, clip_pick], [state, clip_info, clip_kind], api_name="set_clip")
-
-            @guarded
-            def on_clip_file(st, file, request: gr.Request, progress=gr.Progress()):
-                s = self.session(st, request)
-                progress(0.1, desc="reading the clip")
-                spec, key = self._clip_spec(CLIP_KINDS[1], None, file)
-                s.set_clip(spec, key)
-                return s, self.clip_markdown(s), CLIP_KINDS[1]
-
-            clip_file.upload(on_clip_file, [state, clip_file], [state, clip_info, clip_kind], api_name="set_clip_file",
-                             concurrency_id=HEAVY)
-
-            # ---------------------------------------------------------------------------------- run
-            @guarded
-            def on_run(st, kind, builtin, file, sm, gn, corr=True, files_wanted=FILE_EXPORTS, preview="auto",
-                       fps=0, request: gr.Request = None, progress=gr.Progress()):
-                s = self.session(st, request)
-                spec, key = self._clip_spec(kind, builtin, file)
-                progress(0.0, desc="loading the clip")
-                s.set_clip(spec, key)
-                r = s.run(float(sm), float(gn), lambda f, m: progress(f, desc=m), correction=corr is not False,
-                          exports=tuple(files_wanted or ()), preview=preview or "auto", fps=float(fps or 0) or None)
-                files = [str(r.exports[k]) if k in r.exports else None for k in ("obj_zip", "glb", "rig", "mp4")]
-                return (s, _bullets(s.result_report()), *files, viewer_html(s.viewer_url()),
-                        self.target_markdown(s), self.clip_markdown(s), False)
-
-            run_btn.click(on_run, [state, clip_kind, clip_pick, clip_file, smoothing, gain, correction, export_pick,
-                                   preview_pick, fps_pick],
-                          [state, run_status, f_obj, f_glb, f_rig, f_mp4, viewer, target_info, clip_info,
-                           show_template],
-                          api_name="run", concurrency_id=HEAVY)
-
-            # ---------------------------------------------------------------------------------- edits
-            @guarded
-            def on_slider(st, sc, *values):
-                if not isinstance(st, Session) or st.closed:
-                    raise ValueError("this page's session has ended: reload the page")
-                st.touch()
-                frame = st.apply_edit(sc, np.asarray(values, np.float32))
-                s = st
-                return self.edit_markdown(s, sc, frame)
-
-            gr.on([sl.release for sl in slider_list] + [sl.input for sl in slider_list], on_slider,
-                  [state, scope, *slider_list], edit_status, trigger_mode="always_last", concurrency_limit=None,
-                  show_progress="minimal", api_visibility="private")
-
-            @guarded
-            def on_grab(st, sc, request: gr.Request):
-                s = self.session(st, request)
-                v = s.viewer
-                if v is not None:
-                    v.play(False)
-                frame = s.current_frame()
-                values = s.edits.values(sc, frame)
-                return (self.edit_markdown(s, sc, frame), *[float(x) for x in values])
-
-            for trigger in (scope.change, grab_btn.click):
-                trigger(on_grab, [state, scope], [edit_status, *slider_list], concurrency_limit=None,
-                        api_visibility="private")
-
-            @guarded
-            def on_reset(st, request: gr.Request):
-                s = self.session(st, request)
-                s.reset_edits()
-                return ("no edits", *[0.0] * len(slider_list))
-
-            reset_btn.click(on_reset, [state], [edit_status, *slider_list], concurrency_limit=None,
-                            api_name="reset_edits")
-
-            # ---------------------------------------------------------------------------------- display
-            @guarded
-            def on_display(st, md, dim, tmpl, request: gr.Request):
-                s = self.session(st, request)
-                v = s.viewer
-                if v is not None:
-                    v.set_display(mode=md, code_dim=int(dim if dim is not None else 0), show_template=bool(tmpl))
-                if md == MODES[2]:
-                    names = self.code_names()
-                    name = names[int(dim)] if dim is not None and 0 <= int(dim) < len(names) else ""
-                    return about.heat_legend_html(name, v.heat_peak if v is not None else None)
-                return about.region_legend_html()
-
-            for trigger in (mode.input, code_dim.input, show_template.input):
-                trigger(on_display, [state, mode, code_dim, show_template], legend, concurrency_limit=None,
-                        api_visibility="private")
-
-            # ---------------------------------------------------------------------------------- API only
-            @guarded
-            def edit(scope: str, frame: int, offsets_json: str, request: gr.Request) -> str:
-                """Set slider offsets: scope 'whole clip' or 'current frame', frame index (-1: the viewer's),
-                offsets as JSON {ICT name: value}."""
-                s = self.session_of(request)
-                f = s.apply_edit(scope, parse_offsets_json(offsets_json), None if int(frame) < 0 else int(frame))
-                return self.edit_markdown(s, scope, f)
-
-            gr.api(edit, api_name="edit", concurrency_limit=None)
-
-            @guarded
-            def display(mode: str, code_dim: int, show_template: bool, request: gr.Request) -> str:
-                """Viewer colours: 'shaded', 'regions' or 'weight heat map' of code dimension code_dim."""
-                s = self.session_of(request)
-                v = s.viewer
-                if v is not None:
-                    v.set_display(mode=mode, code_dim=int(code_dim), show_template=bool(show_template))
-                return f"{mode}, code dim {int(code_dim)}"
-
-            gr.api(display, api_name="display", concurrency_limit=None)
-
-            @guarded
-            def seek(frame: int, request: gr.Request) -> int:
-                """Show one frame in this session's viewer (pauses playback); returns the frame shown."""
-                s = self.session_of(request)
-                v = s.viewer
-                if v is None:
-                    return 0
-                v.play(False)
-                v.seek(int(frame))
-                return int(v.frame)
-
-            gr.api(seek, api_name="seek", concurrency_limit=None)
-
-            @guarded
-            def viewer_url(request: gr.Request) -> str:
-                """URL of this session's 3D viewer (viser)."""
-                return self.session_of(request).viewer_url()
-
-            gr.api(viewer_url, api_name="viewer_url", concurrency_limit=None)
-
-            @guarded
-            def status(request: gr.Request) -> dict:
-                """This session's target, clip, last result (files) and edits, as JSON."""
-                return self.session_of(request).status()
-
-            gr.api(status, api_name="status", concurrency_limit=None)
+                    self._viewer_panel(w)
+            self._page_events(demo, w)
+            self._target_events(w)
+            self._source_events(w)
+            self._run_events(w)
+            self._edit_events(w)
+            self._display_events(w)
+            self._api_endpoints()
         return demo
+
+    # ------------------------------------------------------------------------------------------ layout
+    def _target_tab(self, w: "Widgets") -> None:
+        demos = demo_targets()
+        with gr.Tab("1 · Target"):
+            w.target_file = gr.File(label=f"Upload a face mesh: OBJ, PLY, STL, GLB or OFF (max {MAX_UPLOAD_MB} MB)",
+                                    file_types=MESH_TYPES, type="filepath", elem_id="target-upload")
+            w.force_face = gr.Checkbox(False, label="use it even if it does not look like a face",
+                                       elem_id="force-face")
+            w.demo_pick = gr.Radio(list(demos), label="…or a bundled demo target", value=None,
+                                   info=" · ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items() if k in demos),
+                                   elem_id="demo-targets")
+            w.target_info = gr.Markdown(NO_TARGET, elem_id="target-info")
+            with gr.Accordion("Manual alignment override", open=False):
+                gr.Markdown("If the mesh sits wrongly on the blue ICT template in the viewer: say which axis of "
+                            "*your file* points up, turn it around, or rescale it.")
+                with gr.Row():
+                    w.up_axis = gr.Dropdown(list(UP_AXES), value="auto", label="up axis of the mesh")
+                    w.flip = gr.Checkbox(False, label="flip facing (turn 180°)")
+                    w.scale = gr.Number(1.0, label="scale factor", minimum=0.01, maximum=100)
+                w.align_btn = gr.Button("Apply alignment", elem_id="align-btn")
+
+    def _source_tab(self, w: "Widgets") -> None:
+        clips = builtin_clips()
+        default_clip = DEFAULT_CLIP if DEFAULT_CLIP in clips else (clips[0] if clips else None)
+        with gr.Tab("2 · Source"):
+            w.clip_kind = gr.Radio(list(CLIP_KINDS), value=CLIP_KINDS[0], label="source")
+            w.clip_pick = gr.Dropdown(clips, value=default_clip, label="built-in clip", elem_id="clip-pick")
+            w.clip_file = gr.File(label="…or upload: Live Link Face CSV, ICT-weights CSV, OBJ-sequence zip, "
+                                  "Multiface tracked_mesh zip or .npz", file_types=CLIP_TYPES, type="filepath",
+                                  elem_id="clip-upload")
+            with gr.Row():
+                w.smoothing = gr.Slider(0, 10, value=0, step=0.5, label="temporal smoothing σ (frames)")
+                w.gain = gr.Slider(0, 1.5, value=1.0, step=0.05, label="expression gain")
+            w.correction = gr.Checkbox(value=True, label="network correction (off: the fitted template prior "
+                                       "alone; see README, Results)", elem_id="correction")
+            w.clip_info = gr.Markdown("*No clip loaded.*", elem_id="clip-info")
+
+    def _edit_tab(self, w: "Widgets") -> None:
+        with gr.Tab("3 · Edit"):
+            gr.Markdown("Offsets added to the clip's FACS weights. They belong to the loaded **target × clip** "
+                        "pair: a new target or clip starts from its own edits (none at first), and the previous "
+                        "pair's edits can be carried over. *current frame* edits the viewer's frame (eased over "
+                        "±0.25 s); the viewer updates at once through the baked linear rig, and **Retarget & "
+                        "export** puts the edits into the files.")
+            with gr.Row():
+                w.scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="edit applies to")
+                w.grab_btn = gr.Button("Load sliders at the viewer's frame", size="sm")
+                w.reset_btn = gr.Button("Reset all edits", size="sm", elem_id="reset-edits")
+                w.carry_btn = gr.Button("Carry edits over", size="sm", visible=False, elem_id="carry-edits")
+            w.edit_status = gr.Markdown("no edits", elem_id="edit-status")
+            w.sliders = {}
+            for group, names in facs_groups().items():
+                with gr.Accordion(f"{group} ({len(names)})", open=group == "mouth"):
+                    with gr.Row():
+                        for name in names:
+                            w.sliders[name] = gr.Slider(*SLIDER_RANGE, value=0.0, step=0.01, label=name,
+                                                        min_width=150, elem_id=f"slider-{name}")
+            w.slider_list = [w.sliders[n] for n in EXPRESSION_NAMES]
+
+    def _about_tab(self, w: "Widgets") -> None:
+        with gr.Tab("About"):
+            gr.Markdown("\n".join(f"- {line}" for line in about.device_lines(self.registry.device)))
+            gr.Markdown(about.model_card_markdown(self.card, self.model_dir, self.untrained))
+            gr.Markdown("**Predicted skinning regions** (colours in the viewer):")
+            gr.HTML(about.region_legend_html())
+            w.session_md = gr.Markdown("")
+            gr.Markdown("Sessions: every browser tab has its own target, clip, results, temp folder and its own "
+                        "viser viewer server (own port); they are removed when the tab closes (API clients: after "
+                        "an hour idle). Uploading the same mesh again reuses its cached preparation (shown as "
+                        "*reused*).")
+
+    def _run_panel(self, w: "Widgets") -> None:
+        with gr.Row():
+            w.export_pick = gr.CheckboxGroup(
+                [("OBJ sequence (zip)", "obj_zip"), ("animated GLB", "glb"), ("baked rig GLB", "rig")],
+                value=list(FILE_EXPORTS), label="files to write", elem_id="export-pick")
+            w.preview_pick = gr.Radio(list(PREVIEW_CHOICES), value="auto", elem_id="preview-pick",
+                                      label=f"MP4 preview (auto: only for takes up to {PREVIEW_DEFAULT_MAX_FRAMES} "
+                                            "frames; it renders ~10-20 frames/s)")
+            w.fps_pick = gr.Number(0, label="frame rate (0: keep the source's own)", minimum=0, maximum=240,
+                                   elem_id="fps-pick")
+        w.run_btn = gr.Button("Retarget & export", variant="primary", elem_id="run-btn")
+        w.run_status = gr.Markdown("", elem_id="run-status")
+        with gr.Row():
+            w.f_obj = gr.File(label="OBJ sequence (zip)", interactive=False, elem_id="file-obj")
+            w.f_glb = gr.File(label="animated GLB", interactive=False, elem_id="file-glb")
+        with gr.Row():
+            w.f_rig = gr.File(label="baked rig GLB (53 shapes)", interactive=False, elem_id="file-rig")
+            w.f_mp4 = gr.File(label="preview MP4", interactive=False, elem_id="file-mp4")
+        w.files = [w.f_obj, w.f_glb, w.f_rig, w.f_mp4]
+
+    def _viewer_panel(self, w: "Widgets") -> None:
+        w.viewer = gr.HTML(viewer_html(""), elem_id="viewer")
+        with gr.Row():
+            w.mode = gr.Radio(list(MODES), value=MODES[0], label="colours", elem_id="display-mode")
+            w.code_dim = gr.Dropdown([(f"{i}: {n}", i) for i, n in enumerate(self.code_names())],
+                                     value=EXPRESSION_NAMES.index(DEFAULT_HEAT_DIM),
+                                     label="code dimension for the heat map")
+            w.show_template = gr.Checkbox(False, label="ICT template overlay")
+        w.legend = gr.HTML(about.region_legend_html(), elem_id="legend")
+
+    # ------------------------------------------------------------------------------------------ shared outputs
+    def results_outputs(self, s: Session) -> tuple:
+        """(run status, OBJ zip, GLB, rig, MP4): the last run's files only while it matches what is loaded."""
+        r = s.result
+        report = _bullets(s.result_report()) if r is not None else ""
+        if r is None or not s.result_valid():
+            return (report, None, None, None, None)
+        return (report, *[str(r.exports[k]) if k in r.exports else None for k in ("obj_zip", "glb", "rig", "mp4")])
+
+    def edit_outputs(self, s: Session, scope: str) -> tuple:
+        """(edit status, carry-over button, 53 slider values) of the loaded pair."""
+        values = s.edits.values(scope if scope in SCOPES else SCOPES[0], s.current_frame())
+        return (s.edit_report(), gr.update(visible=s.carry_offer is not None),
+                *[float(x) for x in values])
+
+    # ------------------------------------------------------------------------------------------ events
+    def _page_events(self, demo: gr.Blocks, w: "Widgets") -> None:
+        @guarded
+        def on_load(st, clip_name, request: gr.Request):
+            s = self.session(st, request)
+            if s.clip is None and clip_name:
+                s.set_clip(clip_name, f"builtin:{clip_name}")
+            return s, viewer_html(s.viewer_url()), self.session_markdown(s), self.clip_markdown(s)
+
+        demo.load(on_load, [w.state, w.clip_pick], [w.state, w.viewer, w.session_md, w.clip_info],
+                  api_visibility="private", concurrency_limit=None)
+
+        def on_unload(request: gr.Request):
+            self.registry.close(request.session_hash)
+
+        demo.unload(on_unload)
+
+    def _after_change(self, w: "Widgets", event) -> None:
+        """Chained after a new target or clip: stale results withdrawn, the new pair's sliders shown."""
+        @guarded
+        def refresh(st, sc, request: gr.Request):
+            s = self.session(st, request)
+            return (*self.results_outputs(s), *self.edit_outputs(s, sc))
+
+        event.success(refresh, [w.state, w.scope], [w.run_status, *w.files, w.edit_status, w.carry_btn,
+                                                    *w.slider_list],
+                      api_visibility="private", concurrency_limit=None, show_progress="hidden")
+
+    def _target_events(self, w: "Widgets") -> None:
+        target_outputs = [w.state, w.target_info, w.viewer, w.up_axis, w.flip, w.scale, w.show_template]
+
+        def load(st, path, request, progress, name: str, force: bool = False) -> tuple:
+            s = self.session(st, request)
+            s.last_refusal = ""
+            try:
+                s.load_target(path, lambda f, m: progress(f, desc=m), force=force)
+            except Exception as e:
+                s.last_refusal = f"{name}: {one_line(e)}"
+                raise
+            self._warn_low_confidence(s)
+            return s, self.target_markdown(s), viewer_html(s.viewer_url()), "auto", False, 1.0, True
+
+        @guarded
+        def on_upload(st, path, force=False, request: gr.Request = None, progress=gr.Progress()):
+            if not path:
+                raise ValueError("no file received")
+            return load(st, path, request, progress, Path(path).name, bool(force))
+
+        upload = w.target_file.upload(on_upload, [w.state, w.target_file, w.force_face], target_outputs, api_name="upload_target",
+                                      concurrency_id=HEAVY, show_progress_on=[w.target_info])
+        self._after_change(w, upload)
+
+        @guarded
+        def on_refused(st, request: gr.Request):
+            """A refused upload: the file box is emptied and the summary names what is really loaded."""
+            s = self.session(st, request)
+            why = s.last_refusal or "the file was refused (see the message)"
+            return None, (f"⚠ **Not loaded:** {html.escape(why)}\n\n" + self.target_markdown(s, loaded_prefix=True))
+
+        upload.failure(on_refused, [w.state], [w.target_file, w.target_info], api_visibility="private",
+                       concurrency_limit=None, show_progress="hidden")
+
+        @guarded
+        def on_demo(st, name, request: gr.Request, progress=gr.Progress()):
+            if not name:
+                raise ValueError("choose a demo target")
+            return load(st, demo_target_path(name), request, progress, name)
+
+        demo = w.demo_pick.input(on_demo, [w.state, w.demo_pick], target_outputs, api_name="load_demo_target",
+                                 concurrency_id=HEAVY, show_progress_on=[w.target_info])
+        self._after_change(w, demo)
+
+        @guarded
+        def on_align(st, up, flp, sc, request: gr.Request, progress=gr.Progress()):
+            s = self.session(st, request)
+            s.override_alignment(up, bool(flp), float(sc if sc is not None else 1.0),
+                                 lambda f, m: progress(f, desc=m))
+            self._warn_low_confidence(s)
+            return s, self.target_markdown(s)
+
+        align = w.align_btn.click(on_align, [w.state, w.up_axis, w.flip, w.scale], [w.state, w.target_info],
+                                  api_name="override_alignment", concurrency_id=HEAVY,
+                                  show_progress_on=[w.target_info])
+        self._after_change(w, align)
+
+    def _source_events(self, w: "Widgets") -> None:
+        @guarded
+        def on_clip(st, kind, builtin, file, request: gr.Request):
+            s = self.session(st, request)
+            spec, key = self._clip_spec(kind, builtin, file, s)
+            s.set_clip(spec, key)
+            return s, self.clip_markdown(s)
+
+        self._after_change(w, w.clip_kind.input(on_clip, [w.state, w.clip_kind, w.clip_pick, w.clip_file],
+                                                [w.state, w.clip_info], api_visibility="private",
+                                                show_progress_on=[w.clip_info]))
+
+        @guarded
+        def on_builtin_clip(st, builtin, request: gr.Request):
+            s = self.session(st, request)
+            spec, key = self._clip_spec(CLIP_KINDS[0], builtin, None)
+            s.set_clip(spec, key)
+            return s, self.clip_markdown(s), CLIP_KINDS[0]
+
+        self._after_change(w, w.clip_pick.input(on_builtin_clip, [w.state, w.clip_pick],
+                                                [w.state, w.clip_info, w.clip_kind], api_name="set_clip",
+                                                show_progress_on=[w.clip_info]))
+
+        @guarded
+        def on_clip_file(st, file, request: gr.Request, progress=gr.Progress()):
+            s = self.session(st, request)
+            progress(0.1, desc="reading the clip")
+            spec, key = self._clip_spec(CLIP_KINDS[1], None, file)
+            s.set_clip(spec, key)
+            return s, self.clip_markdown(s), CLIP_KINDS[1]
+
+        self._after_change(w, w.clip_file.upload(on_clip_file, [w.state, w.clip_file],
+                                                 [w.state, w.clip_info, w.clip_kind], api_name="set_clip_file",
+                                                 concurrency_id=HEAVY, show_progress_on=[w.clip_info]))
+
+    def _run_events(self, w: "Widgets") -> None:
+        @guarded
+        def on_run(st, kind, builtin, file, sm, gn, corr=True, files_wanted=FILE_EXPORTS, preview="auto", fps=0,
+                   request: gr.Request = None, progress=gr.Progress()):
+            s = self.session(st, request)
+            spec, key = self._clip_spec(kind, builtin, file, s)
+            exports, preview, fps = tuple(files_wanted or ()), preview or "auto", float(fps or 0) or None
+            with StageProgress(lambda f, m: progress(f, desc=m), stages_of_run(FILE_EXPORTS + ("mp4",))) as stages:
+                stages.stage_named(CLIP_STAGE)
+                s.set_clip(spec, key)
+                stages.set_stages(stages_of_run(s.export_kinds(exports, preview, fps)[0]))
+                s.run(float(sm), float(gn), stages, correction=corr is not False, exports=exports, preview=preview,
+                      fps=fps)
+            return (s, *self.results_outputs(s), viewer_html(s.viewer_url()), self.target_markdown(s),
+                    self.clip_markdown(s), False)
+
+        run = w.run_btn.click(on_run, [w.state, w.clip_kind, w.clip_pick, w.clip_file, w.smoothing, w.gain,
+                                       w.correction, w.export_pick, w.preview_pick, w.fps_pick],
+                              [w.state, w.run_status, *w.files, w.viewer, w.target_info, w.clip_info,
+                               w.show_template],
+                              api_name="run", concurrency_id=HEAVY, show_progress_on=[w.run_status])
+
+        @guarded
+        def after_run(st, sc, request: gr.Request):
+            s = self.session(st, request)
+            return self.edit_outputs(s, sc)[:2]
+
+        run.success(after_run, [w.state, w.scope], [w.edit_status, w.carry_btn], api_visibility="private",
+                    concurrency_limit=None, show_progress="hidden")
+
+    def _edit_events(self, w: "Widgets") -> None:
+        @guarded
+        def on_slider(st, sc, *values):
+            if not isinstance(st, Session) or st.closed:
+                raise ValueError("this page's session has ended: reload the page")
+            st.touch()
+            frame = st.apply_edit(sc, np.asarray(values, np.float32))
+            return self.edit_markdown(st, sc, frame), gr.update(visible=st.carry_offer is not None)
+
+        gr.on([sl.release for sl in w.slider_list] + [sl.input for sl in w.slider_list], on_slider,
+              [w.state, w.scope, *w.slider_list], [w.edit_status, w.carry_btn], trigger_mode="always_last",
+              concurrency_limit=None, show_progress="minimal", api_visibility="private")
+
+        @guarded
+        def on_grab(st, sc, request: gr.Request):
+            s = self.session(st, request)
+            v = s.viewer
+            if v is not None:
+                v.play(False)
+            frame = s.current_frame()
+            values = s.edits.values(sc, frame)
+            return (self.edit_markdown(s, sc, frame), *[float(x) for x in values])
+
+        for trigger in (w.scope.change, w.grab_btn.click):
+            trigger(on_grab, [w.state, w.scope], [w.edit_status, *w.slider_list], concurrency_limit=None,
+                    api_visibility="private")
+
+        @guarded
+        def on_reset(st, request: gr.Request):
+            s = self.session(st, request)
+            s.reset_edits()
+            return (self.edit_markdown(s, SCOPES[0], s.current_frame()), *[0.0] * len(w.slider_list))
+
+        w.reset_btn.click(on_reset, [w.state], [w.edit_status, *w.slider_list], concurrency_limit=None,
+                          api_name="reset_edits")
+
+        @guarded
+        def on_carry(st, sc, request: gr.Request):
+            s = self.session(st, request)
+            note = s.carry_over()
+            out = self.edit_outputs(s, sc)
+            return (f"{out[0]}  \n{note}", *out[1:])
+
+        w.carry_btn.click(on_carry, [w.state, w.scope], [w.edit_status, w.carry_btn, *w.slider_list],
+                          concurrency_limit=None, api_name="carry_edits")
+
+    def _display_events(self, w: "Widgets") -> None:
+        @guarded
+        def on_display(st, md, dim, tmpl, request: gr.Request):
+            s = self.session(st, request)
+            v = s.viewer
+            if v is not None:
+                v.set_display(mode=md, code_dim=int(dim if dim is not None else 0), show_template=bool(tmpl))
+            if md == MODES[2]:
+                names = self.code_names()
+                name = names[int(dim)] if dim is not None and 0 <= int(dim) < len(names) else ""
+                return about.heat_legend_html(name, v.heat_peak if v is not None else None)
+            return about.region_legend_html()
+
+        for trigger in (w.mode.input, w.code_dim.input, w.show_template.input):
+            trigger(on_display, [w.state, w.mode, w.code_dim, w.show_template], w.legend, concurrency_limit=None,
+                    api_visibility="private")
+
+    def _api_endpoints(self) -> None:
+        @guarded
+        def edit(scope: str, frame: int, offsets_json: str, request: gr.Request) -> str:
+            """Set slider offsets: scope 'whole clip' or 'current frame', frame index (-1: the viewer's),
+            offsets as JSON {ICT name: value}."""
+            s = self.session_of(request)
+            f = s.apply_edit(scope, parse_offsets_json(offsets_json), None if int(frame) < 0 else int(frame))
+            return self.edit_markdown(s, scope, f)
+
+        gr.api(edit, api_name="edit", concurrency_limit=None)
+
+        @guarded
+        def display(mode: str, code_dim: int, show_template: bool, request: gr.Request) -> str:
+            """Viewer colours: 'shaded', 'regions' or 'weight heat map' of code dimension code_dim."""
+            s = self.session_of(request)
+            v = s.viewer
+            if v is not None:
+                v.set_display(mode=mode, code_dim=int(code_dim), show_template=bool(show_template))
+            return f"{mode}, code dim {int(code_dim)}"
+
+        gr.api(display, api_name="display", concurrency_limit=None)
+
+        @guarded
+        def seek(frame: int, request: gr.Request) -> int:
+            """Show one frame in this session's viewer (pauses playback); returns the frame shown."""
+            s = self.session_of(request)
+            v = s.viewer
+            if v is None:
+                return 0
+            v.play(False)
+            v.seek(int(frame))
+            return int(v.frame)
+
+        gr.api(seek, api_name="seek", concurrency_limit=None)
+
+        @guarded
+        def viewer_url(request: gr.Request) -> str:
+            """URL of this session's 3D viewer (viser)."""
+            return self.session_of(request).viewer_url()
+
+        gr.api(viewer_url, api_name="viewer_url", concurrency_limit=None)
+
+        @guarded
+        def status(request: gr.Request) -> dict:
+            """This session's target, clip, last result (files) and edits, as JSON."""
+            return self.session_of(request).status()
+
+        gr.api(status, api_name="status", concurrency_limit=None)
 
     # ------------------------------------------------------------------------------------------ text
     def code_names(self) -> list[str]:
@@ -445,8 +565,8 @@ class App:
 
     def edit_markdown(self, s: Session, scope: str, frame: int) -> str:
         where = f"frame {frame}" if scope == SCOPES[1] else "the whole clip"
-        return f"editing {where} · {s.edits.describe()}" + (
-            " · press **Retarget & export** to put them in the files" if s.edits.active else "")
+        return f"editing {where} · {s.edits.describe()} · {s.edit_report()}" + (
+            "  \npress **Retarget & export** to put them in the files" if s.edits.active else "")
 
     def session_markdown(self, s: Session) -> str:
         return f"This session's viewer: {s.viewer_url() or 'none'} · session temp folder `{s.dir}`"

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import viser
 
-from nfs import region_colors
+from nfs import EXPRESSION_NAMES, region_colors
 
 CM = 0.01                      # drawn in metres
 GAP_CM = 6.0                   # between source and target
@@ -32,6 +32,7 @@ HEAT_BANDS = 10
 SOURCE_COLOR = (150, 172, 210)
 TARGET_COLOR = (214, 164, 128)
 TEMPLATE_COLOR = (70, 140, 255)
+LANDMARK_COLOR = (40, 40, 48)
 UNLABELED_COLOR = (160, 160, 160)
 
 
@@ -66,6 +67,7 @@ class ViewContent:
     show_template: bool = False
     start_frame: int = 0
     caption: str = ""
+    landmarks: Callable[[int], np.ndarray] | None = None   # a video source: frame -> (N, 3) cm tracked face points
 
 
 def face_groups_from_vertex_labels(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -129,10 +131,12 @@ class Viewer:
         self._wake = threading.Event()
         self.content: ViewContent | None = None
         self.frame, self.playing, self.fps, self.loop = 0, False, 30.0, True
+        self._played_fps, self._clock_reset = 30.0, False
         self.default_code_dim = default_code_dim
         self.mode, self.code_dim, self.show_template = MODES[0], default_code_dim, False
         self.heat_peak = 0.0
         self._source = self._target = self._template = None
+        self._points = None
         self._labels = []
         self.server.scene.set_up_direction("+y")
         self.server.gui.configure_theme(control_width="small", show_share_button=False)
@@ -200,9 +204,11 @@ class Viewer:
         names = c.target.code_names if c and c.target else []
         self._dim.max = max(1, len(names) - 1) if names else 127
         self._dim.value = self.code_dim
-        name = names[self.code_dim] if self.code_dim < len(names) else ""
+        known = names or list(EXPRESSION_NAMES)
+        name = known[self.code_dim] if self.code_dim < len(known) else f"free dimension {self.code_dim}"
         self._dim_name.content = f"dim {self.code_dim}: `{name}`" + (
-            f", max weight {self.heat_peak:.3g}" if self.mode == MODES[2] else "")
+            f", weights 0 to {self.heat_peak:.3g}" if self.mode == MODES[2] and names else "") + (
+            "" if names else " (load a target to see its weights)")
         self._play.label = "Pause" if self.playing else "Play"
         self._play.icon = viser.Icon.PLAYER_PAUSE if self.playing else viser.Icon.PLAYER_PLAY
         self._caption.content = c.caption if c and c.caption else "**NFS viewer** — load a target in the app"
@@ -212,9 +218,10 @@ class Viewer:
         for p in (self._source, self._target, self._template):
             if p is not None:
                 p.remove()
-        for h in self._labels:
+        for h in self._labels + ([self._points] if self._points is not None else []):
             h.remove()
         self._source = self._target = self._template = None
+        self._points = None
         self._labels = []
 
     def _layout(self, c: ViewContent) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +265,13 @@ class Viewer:
             vt = c.target.frame(f)
             self._target = self._target_patches(c.target, vt)
             self._labels.append(self._title("/target/title", c.target.title, vt))
+        if c.landmarks is not None:
+            pts = np.asarray(c.landmarks(f), np.float64)
+            left = off_s[0] + (c.source.frame(f)[:, 0].min() if c.source is not None else 0.0)
+            pos = np.array([left - GAP_CM - pts[:, 0].max(), 0.0, 0.0])
+            self._points = scene.add_point_cloud("/landmarks", (pts * CM).astype(np.float32), LANDMARK_COLOR,
+                                                 point_size=0.003, point_shape="circle", position=tuple(pos * CM))
+            self._labels.append(self._title("/landmarks_title", "video landmarks", pts + pos))
         if c.template is not None and self.show_template:
             tv, tf = c.template
             self._template = _Patches(scene, "/target/template", tv, tf, None, {0: TEMPLATE_COLOR}, opacity=0.25,
@@ -276,6 +290,8 @@ class Viewer:
                 self._source.update(c.source.frame(f))
             if self._target is not None and c.target is not None:
                 self._target.update(c.target.frame(f))
+            if self._points is not None and c.landmarks is not None:
+                self._points.points = (np.asarray(c.landmarks(f)) * CM).astype(np.float32)
 
     def _reset_cameras(self) -> None:
         c = self.content
@@ -283,6 +299,8 @@ class Viewer:
         if c is not None and c.target is not None:
             vt = c.target.frame(0)
             width_cm = float(np.ptp(vt[:, 0])) * (2.2 if c.source is not None else 1.0) + GAP_CM
+            if c.landmarks is not None:
+                width_cm *= 1.5
         dist = max(0.4, 1.05 * width_cm * CM)
         shift = 0.2 * width_cm * CM             # the control panel covers the right of the view
         position, look_at = (shift, 0.0, dist), (shift, -0.01, 0.0)
@@ -335,6 +353,7 @@ class Viewer:
             if self.content is None:
                 return
             self.frame = int(np.clip(frame, 0, self.content.n_frames - 1))
+            self._clock_reset = True
             self._draw_frame(self.frame)
             self._frame.value = self.frame
 
@@ -357,35 +376,40 @@ class Viewer:
 
     # ------------------------------------------------------------------------------------------ playback
     def _player(self) -> None:
-        next_t = time.perf_counter()
+        """Plays at the set fps by the clock: each tick shows the frame due now, skipping the frames it had no
+        time to draw (a slow machine or browser), and never sends more than the fps in updates."""
+        t0, f0 = time.perf_counter(), self.frame
         while not self._stop.is_set():
             if not self.playing or not self.server.get_clients():
                 self._wake.wait(0.1)
                 self._wake.clear()
-                next_t = time.perf_counter()
+                t0, f0 = time.perf_counter(), self.frame
                 continue
             with self._lock:
                 c = self.content
                 if c is None or not self.playing:
                     continue
-                f = self.frame + 1
-                if f >= c.n_frames:
-                    if not self.loop:
-                        self.play(False)
-                        continue
-                    f = 0
-                self.frame = f
-                try:
-                    self._draw_frame(f)
-                    self._frame.value = f
-                except Exception as e:  # noqa: BLE001 - a drawing failure stops playback, not the server
-                    self.playing = False
-                    self._caption.content = f"playback stopped: {e}"
-            next_t += 1.0 / max(self.fps, 1.0)
-            delay = next_t - time.perf_counter()
-            if delay < -0.25:               # fell behind (slow machine): drop frames instead of catching up
-                next_t = time.perf_counter()
-            self._stop.wait(max(0.0, delay))
+                fps = max(self.fps, 1.0)
+                due = f0 + int((time.perf_counter() - t0) * fps) + 1
+                if due >= c.n_frames and not self.loop:
+                    self.play(False)
+                    continue
+                f = due % c.n_frames
+                if f == self.frame:                  # drawn already: wait for the next one
+                    f = None
+                else:
+                    self.frame = f
+                    try:
+                        self._draw_frame(f)
+                        self._frame.value = f
+                    except Exception as e:  # noqa: BLE001 - a drawing failure stops playback, not the server
+                        self.playing = False
+                        self._caption.content = f"playback stopped: {e}"
+                if abs(fps - self._played_fps) > 1e-6 or self._clock_reset:   # fps changed or a seek
+                    t0, f0, self._played_fps, self._clock_reset = time.perf_counter(), self.frame, fps, False
+                    due = f0
+            next_due = t0 + (due - f0) / fps
+            self._stop.wait(max(0.0, min(1.0 / fps, next_due - time.perf_counter())))
 
 
 class ViewerPool:

@@ -2,35 +2,72 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+MAX_SMOOTH_FRAMES = 120.0   # temporal smoothing sigma, frames
+MAX_GAIN = 3.0
+
+
+class CliError(ValueError):
+    """A bad command-line option; main() prints it as one `error:` line and exits 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises CliError (one line, exit 2 from main) instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise CliError(f"{self.prog}: {message}")
+
+
+def number(kind=float, low=None, high=None, low_open: bool = False, what: str = ""):
+    """An argparse type: a finite int/float within [low, high] (low excluded with low_open)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            lo = "-inf" if low is None else f"{low:g}"
+            hi = "inf" if high is None else f"{high:g}"
+            raise argparse.ArgumentTypeError(f"must be in {'(' if low_open else '['}{lo}, {hi}]"
+                                             f"{' ' + what if what else ''}, got {text}")
+        return value
+    parse.__name__ = "integer" if kind is int else "number"
+    return parse
 
 
 def cmd_train(argv: list[str]) -> int:
     from nfs.train import TrainConfig, Trainer
 
-    p = argparse.ArgumentParser(prog="python -m nfs train", description="Train the NFS network on ICT data. "
+    p = _Parser(prog="python -m nfs train", description="Train the NFS network on ICT data. "
                                 "Resumes from OUT/latest when it exists.")
     d = TrainConfig()
     p.add_argument("--preset", default=d.preset, help="network size: cpu (default), paper, tiny")
     p.add_argument("--out", default=d.out, help="run directory (checkpoints, log.csv, curve.png)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--frames-per-step", type=int, default=d.frames_per_step)
-    p.add_argument("--pool-size", type=int, default=d.pool_size)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--validate-every", type=int, default=d.validate_every)
-    p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes)
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
+    p.add_argument("--steps", type=number(int, 1, 10**9), default=d.steps)
+    p.add_argument("--lr", type=number(float, 0.0, 1.0, low_open=True), default=d.lr)
+    p.add_argument("--frames-per-step", type=number(int, 1, 4096), default=d.frames_per_step)
+    p.add_argument("--pool-size", type=number(int, 1, 10**6), default=d.pool_size)
+    p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=d.seed)
+    p.add_argument("--validate-every", type=number(int, 1, 10**9), default=d.validate_every)
+    p.add_argument("--checkpoint-minutes", type=number(float, 0.0, 10**5, low_open=True), default=d.checkpoint_minutes)
+    p.add_argument("--max-minutes", type=number(float, 0.0, 10**7), default=0.0,
+                   help="stop after this many minutes (0: no limit)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--predicted-code-fraction", type=float, default=d.predicted_code_fraction,
+    p.add_argument("--predicted-code-fraction", type=number(float, 0.0, 1.0), default=d.predicted_code_fraction,
                    help="share of steps whose decoder input is the expression encoder's code (else the known one)")
     p.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE",
                    help="override a loss weight, e.g. --weight blendshape_reconstruction=1")
     p.add_argument("--init-from", default="", help="warm start from a model directory (output layer zeroed)")
     p.add_argument("--init-keep-output", action="store_true",
                    help="with --init-from: keep the output layer too (fine-tune a trained model)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default). On a busy "
+    p.add_argument("--threads", type=number(int, 0, 1024), default=0, help="CPU threads for torch (0: torch's default). On a busy "
                    "machine 1 thread avoids OpenMP threads waiting on each other")
     a = p.parse_args(argv)
     cfg = TrainConfig(preset=a.preset, out=a.out, steps=a.steps, lr=a.lr, frames_per_step=a.frames_per_step,
@@ -42,7 +79,11 @@ def cmd_train(argv: list[str]) -> int:
         name, _, value = item.partition("=")
         if not hasattr(cfg.weights, name):
             raise ValueError(f"unknown loss weight {name!r}; known: {', '.join(vars(cfg.weights))}")
-        setattr(cfg.weights, name, float(value))
+        try:
+            weight = number(float, 0.0, 1e6, what=f"for --weight {name}")(value)
+        except argparse.ArgumentTypeError as e:
+            raise CliError(f"argument --weight: {e}") from None
+        setattr(cfg.weights, name, weight)
     import torch
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -51,10 +92,33 @@ def cmd_train(argv: list[str]) -> int:
 
 
 class _Bar:
-    """A one-line progress bar on stderr."""
+    """A one-line progress bar on stderr; `retarget`'s "stage: i/n ..." messages get the stage's time left, from
+    the rate of its count so far."""
+
+    def __init__(self):
+        self.stage, self.start = None, None     # the current stage's name, and (time, count) when its count began
+
+    def _eta(self, message: str) -> str:
+        import re
+        import time
+
+        from nfs.pipeline import format_eta
+        name, _, detail = message.partition(":")
+        now = time.perf_counter()
+        if name != self.stage:
+            self.stage, self.start = name, None
+        m = re.search(r"(\d+)\s*/\s*(\d+)", detail)
+        if m is None:
+            return ""
+        i, n = int(m.group(1)), int(m.group(2))
+        if self.start is None or i < self.start[1]:
+            self.start = (now, i)
+        t0, i0 = self.start
+        return " · " + format_eta((now - t0) / (i - i0) * (n - i) if i > i0 and now - t0 > 0.2 else None)
 
     def __call__(self, fraction: float, message: str) -> None:
         n = int(30 * max(0.0, min(1.0, fraction)))
+        message += self._eta(message)
         sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {100 * fraction:5.1f}% {message[:90]:<90}")
         sys.stderr.flush()
         if fraction >= 1.0:
@@ -65,13 +129,19 @@ UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, 
               "and any orientation; they are aligned automatically to the ICT frame and results are written back "
               "in the mesh's own frame, units and vertex order. Clips: a built-in name (see `python -m nfs clips`), "
               "a CSV of the 53 ICT weights (frame + named columns), an iPhone Live Link Face CSV, a folder/zip of "
-              "OBJ frames, an .npz with vertices [T,V,3] + faces, or a Multiface tracked_mesh folder/zip.")
+              "OBJ frames, an .npz with vertices [T,V,3] + faces, a Multiface tracked_mesh folder/zip, or a face video "
+              "(.mp4, .webm, .mov; or a folder of images) fitted with MediaPipe landmarks.")
 
 
 def _model_arg(p):
     p.add_argument("--model", default=None, help="model directory (default: the shipped ckpts/nfs_cpu)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where the encoders and decoder run: auto (a CUDA GPU when torch sees one), cpu or cuda")
+
+
+def _force_arg(p):
+    p.add_argument("--force", action="store_true", help="go on with a target that does not look like a face "
+                   "(alignment confidence below the threshold)")
 
 
 def _load_model(path):
@@ -81,7 +151,7 @@ def _load_model(path):
 
 def cmd_clips(argv: list[str]) -> int:
     from nfs.io import list_builtin_clips, load_builtin_clip
-    argparse.ArgumentParser(prog="python -m nfs clips", description="List the built-in source clips.").parse_args(argv)
+    _Parser(prog="python -m nfs clips", description="List the built-in source clips.").parse_args(argv)
     for name in list_builtin_clips():
         c = load_builtin_clip(name)
         print(f"{name:<16} {c.n_frames:5d} frames  {c.duration_s:5.1f} s  {c.fps:.0f} fps")
@@ -92,13 +162,14 @@ def _prepared_target(name: str, description: str, argv: list[str], outputs: dict
     """Parse ``--target``, ``--model`` and the required `outputs` flags ({flag: help}) of a command that prepares a
     target, then prepare it. Returns (arguments, PreparedTarget)."""
     from nfs.pipeline import prepare_target
-    p = argparse.ArgumentParser(prog=f"python -m nfs {name}", description=f"{description} {UNITS_HELP}")
+    p = _Parser(prog=f"python -m nfs {name}", description=f"{description} {UNITS_HELP}")
     p.add_argument("--target", required=True)
     for flag, text in (outputs or {}).items():
         p.add_argument(flag, required=True, help=text)
+    _force_arg(p)
     _model_arg(p)
     a = p.parse_args(argv)
-    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar(), device=a.device)
+    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar(), device=a.device, force=a.force)
 
 
 def cmd_prepare(argv: list[str]) -> int:
@@ -109,9 +180,8 @@ def cmd_prepare(argv: list[str]) -> int:
 
 
 def cmd_retarget(argv: list[str]) -> int:
-    from nfs.io import load_clip
     from nfs.pipeline import EXPORT_KINDS, PREVIEW_DEFAULT_MAX_FRAMES, retarget
-    p = argparse.ArgumentParser(prog="python -m nfs retarget", description="Put a source clip's animation on a "
+    p = _Parser(prog="python -m nfs retarget", description="Put a source clip's animation on a "
                                 "target mesh and write the exports. " + UNITS_HELP)
     p.add_argument("--target", required=True, help="target mesh file")
     p.add_argument("--clip", required=True, help="built-in clip name or clip file/folder")
@@ -119,25 +189,34 @@ def cmd_retarget(argv: list[str]) -> int:
     p.add_argument("--exports", default="auto",
                    help=f"comma list of {','.join(EXPORT_KINDS)}, or 'all', or 'auto' (default: all but the mp4 "
                         f"preview for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames)")
-    p.add_argument("--fps", type=float, default=None,
-                   help="resample the clip to this frame rate (default: keep the source's own rate)")
-    p.add_argument("--glb-tolerance-mm", type=float, default=0.1,
+    p.add_argument("--fps", type=number(float, 1.0, 1000.0, what="frames per second"), default=None,
+                   help="resample the clip to this frame rate (1 to 1000; default: keep the source's own rate)")
+    p.add_argument("--glb-tolerance-mm", type=number(float, 0.0, 100.0, low_open=True, what="mm"), default=0.1,
                    help="largest error of the animated GLB against the decoded frames, in mm (default 0.1)")
-    p.add_argument("--smooth", type=float, default=0.0, help="temporal Gaussian smoothing sigma, in frames")
-    p.add_argument("--gain", type=float, default=1.0, help="expression gain on the 53 FACS weights")
+    p.add_argument("--smooth", type=number(float, 0.0, MAX_SMOOTH_FRAMES, what="frames"), default=0.0,
+                   help=f"temporal Gaussian smoothing sigma, in frames (0 to {MAX_SMOOTH_FRAMES:g})")
+    p.add_argument("--gain", type=number(float, 0.0, MAX_GAIN), default=1.0,
+                   help=f"expression gain on the 53 FACS weights (0 to {MAX_GAIN:g})")
     p.add_argument("--no-correction", action="store_true",
                    help="decode with the template prior alone (the network's learned correction off)")
+    p.add_argument("--neutral-frame", type=int, default=None,
+                   help="video clips: the frame (from 0) showing the relaxed face (default: chosen automatically)")
+    p.add_argument("--head-pose", action="store_true", help="video clips: the target also follows the head's motion")
+    _force_arg(p)
     _model_arg(p)
     a = p.parse_args(argv)
     exports = parse_exports(a.exports, EXPORT_KINDS)
     from nfs.pipeline import as_raw_mesh
     from nfs.model.precision import resolve_device
     target = as_raw_mesh(a.target)  # bad input is reported before the model loads
-    clip = load_clip(a.clip)
-    resolve_device(a.device)
+    resolve_device(a.device)     # a clear error before any work when CUDA is asked for and absent
+    from nfs.video.cli import load_clip_with_video_options
+    clip = load_clip_with_video_options(a.clip, a.neutral_frame, progress=_Bar())
+    for warning in clip.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
                  gain=a.gain, progress=_Bar(), correction=not a.no_correction, fps=a.fps, device=a.device,
-                 glb_tolerance_mm=a.glb_tolerance_mm)
+                 glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force)
     print("\n".join(r.target.summary()))
     print("\n".join(r.summary()))
     for kind, path in r.exports.items():
@@ -188,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:  # MeshError / ClipError are ValueErrors
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, MemoryError) as e:  # MeshError / ClipError too
         print(f"\nerror: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
 

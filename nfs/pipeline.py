@@ -33,11 +33,12 @@ from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import CleanMesh, clean_mesh
 from nfs.mesh.overrides import UP_AXES, compose_alignment  # noqa: F401 (UP_AXES: the choices of manual_alignment)
 from nfs.model.checkpoint import load_model, weights_hash
+from nfs.mesh.head import find_head, split_head
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
 from nfs.model.precision import describe_device, inference_dtype, model_autocast, resolve_device  # noqa: F401
-from nfs.model.prior import fit_ict_weights, template_expression_basis
+from nfs.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
 from nfs.resources import SHIPPED_MODEL_DIR
 
@@ -45,6 +46,12 @@ if TYPE_CHECKING:
     from nfs.export import GlbInfo
     from nfs.morph_basis import MorphSequence
 
+# below this alignment confidence a target is refused as not a face unless forced. tools/calibrate_face_threshold.py
+# (one of each): non-faces 0.05-0.24 (cube, sphere, disk, triangle, tetrahedron, torus, cylinder, plane, soup);
+# demo targets 0.39-0.65, evaluation categories 0.53-0.72 except `exaggerated` identities (0.17, refused unless
+# forced), heads on bodies 0.54
+MIN_FACE_CONFIDENCE = 0.3
+SEAM_CM = 3.0  # a body cut below the neck follows the head's displacement over this distance from the cut
 Progress = Callable[[float, str], None]
 
 
@@ -117,7 +124,12 @@ class PreparedTarget:
         a = self.alignment
         lines = list(self.clean.report.summary())
         lines.append(f"alignment: scale {a.scale:.4g} cm per unit, residual {a.residual_cm:.2f} cm, confidence "
-                     f"{a.confidence:.2f}{' (partial face)' if a.is_partial else ''}")
+                     f"{a.confidence:.2f}")
+        if np.isfinite(a.coverage) and np.isfinite(a.face_coverage):
+            kind = ("partial face" if a.face_coverage < 0.9 else "face only" if a.coverage < 0.6
+                    else "head" if a.coverage < 0.9 else "whole head")
+            lines.append(f"coverage: {kind}, {a.face_coverage:.0%} of the ICT face and {a.coverage:.0%} of its "
+                         "head and neck")
         lines.append("prepare: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
         return lines
 
@@ -127,6 +139,19 @@ def manual_alignment(target: PreparedTarget, auto: Alignment, up: str = "auto", 
     """`auto` (the target's automatic alignment) with the user's overrides for its skin: `up` one of `UP_AXES`,
     `flip` a half turn about up, `scale_factor` times the scale; None when nothing is overridden."""
     return compose_alignment(auto, target.clean.skin_points, target.clean.skin_faces, up, flip, scale_factor)
+
+
+class NotAFaceError(MeshError):
+    """The target's automatic alignment is too unsure for it to be a face (`force=True` goes on anyway)."""
+
+
+def check_face(alignment: Alignment, source: str = "", threshold: float = MIN_FACE_CONFIDENCE) -> None:
+    """Refuse a target whose automatic alignment confidence is below `threshold`, with a one-line message."""
+    if alignment.confidence < threshold:
+        name = f"{Path(source).name}: " if source else ""
+        raise NotAFaceError(f"{name}this does not look like a face (alignment confidence {alignment.confidence:.2f}, "
+                            f"below {threshold:.2f}); check the file, or force it (--force, or 'use anyway' in "
+                            "the app)")
 
 
 def content_key(raw: RawMesh, extra: str = "") -> str:
@@ -169,11 +194,15 @@ def as_raw_mesh(mesh) -> RawMesh:
 @torch.no_grad()
 def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = None,
                    progress: Progress = _no_progress, use_cache: bool = True, name: str = "",
-                   device: str | torch.device = "auto") -> PreparedTarget:
+                   device: str | torch.device = "auto", force: bool = False) -> PreparedTarget:
     """Intake, clean, align, operators, image feature, identity code and skinning weights of a target mesh.
     Cached by the mesh's content, the model's weights, the alignment override and the device, so the same upload
     is prepared once per model. `device`: auto (a CUDA GPU when there is one), cpu or cuda: where the encoders and
-    the folded decoder run (bfloat16 on GPUs and on CPUs with native bfloat16, float32 elsewhere)."""
+    the folded decoder run (bfloat16 on GPUs and on CPUs with native bfloat16, float32 elsewhere).
+
+    The head is found on any mesh (`nfs.mesh.head.find_head`): only it goes through the network; a body below
+    the neck stays still. A target whose automatic alignment confidence is below MIN_FACE_CONFIDENCE raises
+    `NotAFaceError` unless `force`; a given `alignment` (fixed by hand) is never refused."""
     dev = resolve_device(device)
     timings = {}
     t = time.perf_counter()
@@ -184,13 +213,19 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     if use_cache and key in _PREPARED:
         _PREPARED.move_to_end(key)
         cached = _PREPARED[key]
+        if alignment is None and not force:
+            check_face(cached.alignment, raw.source)
         # same geometry: reuse the heavy work, but keep this upload's own name, file and UVs
         return dataclasses.replace(cached, raw=raw, name=name or Path(raw.source or "mesh").stem)
     progress(0.1, "aligning to the ICT frame")
     t = time.perf_counter()
-    skin_v, skin_f = clean.skin_points, clean.skin_faces
     if alignment is None:
-        alignment = align_to_ict(skin_v, skin_f)
+        alignment, clean = find_head(clean)
+        if not force:
+            check_face(alignment, raw.source)
+    else:
+        clean = split_head(clean, alignment)
+    skin_v, skin_f = clean.skin_points, clean.skin_faces
     v_ict = alignment.apply(skin_v).astype(np.float32)
     timings["align"] = time.perf_counter() - t
     progress(0.4, "computing operators")
@@ -214,7 +249,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     decoder = FoldedDecoder.build(model, enc, inference_dtype(dev))
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
-    binding = SecondaryBinding.build(clean)
+    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale)
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
@@ -282,8 +317,8 @@ def _encode_mesh_frames(clip: Clip, model: NFSNetwork, chunk_frames: int, progre
     if fit:
         basis = template_expression_basis(n_ict, faces=clean.skin_faces)
         codes = np.zeros((clip.n_frames, model.cfg.code_dim), np.float32)
-        for start in range(0, clip.n_frames, 256):
-            frames = clip.frames[start:start + 256][:, keep]
+        for start in range(0, clip.n_frames, 64):
+            frames = clip.frames[start:start + 64][:, keep]
             disp = np.einsum("ij,tvj->tvi", align.rotation * align.scale, frames - np.asarray(neutral)[keep])
             codes[start:start + len(frames), :N_EXPRESSION] = fit_ict_weights(disp, basis)
             progress(min(1.0, (start + len(frames)) / clip.n_frames), "fitting source frames")
@@ -344,12 +379,17 @@ def decode_all(target: PreparedTarget, codes: np.ndarray) -> np.ndarray:
     return np.concatenate(list(decode(target, codes)))
 
 
-def rig_shapes(target: PreparedTarget) -> tuple[np.ndarray, np.ndarray]:
+def rig_shapes(target: PreparedTarget, progress: Progress = _no_progress) -> tuple[np.ndarray, np.ndarray]:
     """Bake the network into a linear rig on the user's mesh: neutral (V_in, 3) = decode(0) and the 53 shape
     deltas (53, V_in, 3) = decode(e_k) - decode(0), in the user's units."""
     codes = np.zeros((N_EXPRESSION + 1, target.decoder.code_dim), np.float32)
     codes[1:, :N_EXPRESSION] = np.eye(N_EXPRESSION)
-    frames = decode_all(target, codes)
+    chunks = []
+    for chunk in decode(target, codes):
+        chunks.append(chunk)
+        done = sum(len(c) for c in chunks)
+        progress(done / len(codes), f"{done}/{len(codes)} shapes")
+    frames = np.concatenate(chunks)
     return frames[0], frames[1:] - frames[0][None]
 
 
@@ -387,6 +427,7 @@ class RetargetResult:
     glb: "GlbInfo | None" = None  # what the animated GLB holds (morph targets, max error)
     notes: list = field(default_factory=list)  # what the user should know (exports left out, resampling)
     device: str = "cpu"
+    rig: tuple | None = None     # (neutral (V_in, 3), deltas (53, V_in, 3)) when the rig was exported
 
     def frames(self) -> "MorphSequence":
         """The animated positions (T, V_in, 3) as an array-like (indexing reconstructs frames): the decoded frames
@@ -445,10 +486,10 @@ def format_eta(seconds: float | None) -> str:
 
 def uv_for_export(raw: RawMesh) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(uv, uv_faces) in the form the exporters take: per-vertex uv, or a uv table with per-corner indices."""
-    if raw.uv is not None:
-        return raw.uv, None
+    if raw.uv is not None:  # never write NaN texture coordinates (a loader that left gaps: zeros)
+        return np.nan_to_num(raw.uv, nan=0.0), None
     if raw.corner_uv is not None:
-        return corner_uv_table(raw.corner_uv)
+        return corner_uv_table(np.nan_to_num(raw.corner_uv, nan=0.0))
     return None, None
 
 
@@ -470,20 +511,64 @@ def source_preview_frames(source: SourceCodes, clip: Clip | None) -> Callable[[i
     return lambda i: (ict.vertices(None, source.weights[i]), faces)
 
 
+# A run reports progress(fraction, "stage: detail") with the stage names below, in this order, each stage
+# over its own span of the fraction; every loop reports at least once per chunk (<= 8 frames) or frame.
+STAGE_NAMES = {"prepare": "preparing the target", "encode": "encoding the clip", "decode": "decoding frames",
+               "obj_zip": "writing the OBJ zip", "glb": "writing the animated GLB",
+               "rig": "baking the 53-shape rig", "mp4": "rendering the preview MP4"}
+_STAGE_WEIGHTS = {"prepare": 0.25, "encode": 0.05, "decode": 0.15, "obj_zip": 0.15, "glb": 0.1, "rig": 0.05,
+                  "mp4": 0.25}
+
+
+@dataclass
+class _Span:
+    name: str
+    lo: float
+    hi: float
+
+    def report(self, progress: Progress, fraction: float, detail: str) -> None:
+        f = self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0)
+        progress(f, f"{self.name}: {detail}" if detail else self.name)
+
+    def sub(self, progress: Progress) -> Progress:
+        """A progress callback for a step inside this stage (its messages become the detail)."""
+        return lambda f, m: self.report(progress, f, m)
+
+
+def run_stages(exports: tuple = EXPORT_KINDS) -> list[str]:
+    """The stage names a `retarget` run with these exports reports, in order."""
+    return [STAGE_NAMES[k] for k in _STAGE_WEIGHTS if k in ("prepare", "encode", "decode") or k in exports]
+
+
+def _stage_spans(exports) -> dict[str, _Span]:
+    keys = [k for k in _STAGE_WEIGHTS if k in ("prepare", "encode", "decode") or k in exports]
+    total = sum(_STAGE_WEIGHTS[k] for k in keys)
+    spans, lo = {}, 0.0
+    for k in keys:
+        hi = lo + _STAGE_WEIGHTS[k] / total
+        spans[k] = _Span(STAGE_NAMES[k], lo, hi)
+        lo = hi
+    return spans
+
+
 def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              exports: tuple | None = None, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
              progress: Progress = _no_progress, chunk_frames: int | None = None, video_size: int = 320,
              correction: bool = True, fps: float | None = None, device: str | torch.device = "auto",
-             glb_tolerance_mm: float = GLB_TOLERANCE_MM) -> RetargetResult:
-    """Prepare the target, encode the clip, decode every frame once and stream each chunk straight into the chosen
-    exports (`exports`: a subset of EXPORT_KINDS; None: `default_exports`, which leaves the MP4 preview out of long
-    takes). Nothing but the exports is written to `out_dir`. The decoded frames are kept as a compact morph basis
-    (`nfs.morph_basis`, within `glb_tolerance_mm` of every frame), which is also the animated GLB.
+             glb_tolerance_mm: float = GLB_TOLERANCE_MM, head_pose: bool = False,
+             force: bool = False) -> RetargetResult:
+    """Prepare the target, encode the clip, decode every frame once into a compact morph basis (`nfs.morph_basis`,
+    within `glb_tolerance_mm` of every decoded frame, held in memory: nothing but the exports is written to
+    `out_dir`), then stream the chosen exports from it chunk by chunk (`exports`: a subset of EXPORT_KINDS; None:
+    `default_exports`, which leaves the MP4 preview out of long takes). The animated GLB is the basis itself; the
+    OBJ zip and the preview are its frames, within the same bound.
 
     `fps` resamples the clip (default: its own rate). `code_offset` (53,) or (T, 53) at the clip's own rate is added
-    to the FACS weights (slider edits); `correction=False` decodes with the template prior alone. `device`: auto,
-    cpu or cuda. `progress(fraction, message)`: messages carry the current stage's time left."""
+    to the FACS weights (slider edits); `correction=False` decodes with the template prior alone; `head_pose` applies
+    a video clip's head motion to each decoded chunk (`nfs.video.pose`); `force` prepares a target that does not
+    look like a face. `device`: auto, cpu or cuda. `progress(fraction, "stage: detail")` with the stage names of
+    `run_stages(exports)`, in that order."""
     from nfs.clips import resample_clip, resample_rows
     from nfs.export import ObjSequenceZipWriter, PreviewVideoWriter, export_animated_glb, export_rig_glb
     from nfs.ict import EXPRESSION_NAMES
@@ -508,17 +593,19 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
         raise ValueError(f"the GLB tolerance must be positive, got {glb_tolerance_mm}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stages = StageProgress(progress, {"prepare": (0.0, 0.08), "encode": (0.08, 0.1), "decode": (0.1, 0.9),
-                                      "rig": (0.9, 0.95), "glb": (0.95, 1.0)})
+    spans = _stage_spans(exports)
     timings = {}
     t = time.perf_counter()
-    target = prepare_target(target_mesh, model, alignment=alignment, progress=stages.stage("prepare"), device=dev)
+    spans["prepare"].report(progress, 0.0, "")
+    target = prepare_target(target_mesh, model, alignment=alignment, force=force,
+                            progress=spans["prepare"].sub(progress), device=dev)
     if not correction:
         target = target.without_correction()
     timings["prepare"] = time.perf_counter() - t
     t = time.perf_counter()
-    source = encode_source(clip, model, smoothing_sigma=smoothing_sigma, gain=gain, progress=stages.stage("encode"),
-                           device=dev)
+    spans["encode"].report(progress, 0.0, "")
+    source = encode_source(clip, model, smoothing_sigma=smoothing_sigma, gain=gain,
+                           progress=spans["encode"].sub(progress), device=dev)
     if code_offset is not None:
         offset = np.asarray(code_offset, np.float32)
         if offset.ndim == 2 and clip.fps != src_fps:
@@ -534,69 +621,101 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     mm_per_unit = target.alignment.scale * 10.0
     basis = MorphBasisBuilder(neutral, glb_tolerance_mm / mm_per_unit)
     paths, rig_error = {}, None
-    # frames the baked rig is compared on (a spread of 60), kept as they pass
+    pose = head_pose_rows(clip, src_fps) if head_pose else None
+    if pose is not None:
+        from nfs.video.pose import apply_head_pose
+    # frames the baked rig is compared on (a spread of 60), kept exactly as they are decoded
     rig_idx = np.linspace(0, n_frames - 1, min(60, n_frames)).astype(int) if "rig" in exports else np.zeros(0, int)
     rig_frames = {}
-    render_time = 0.0
-    with contextlib.ExitStack() as writers:
-        obj = video = None
-        if "obj_zip" in exports:
-            paths["obj_zip"] = out / f"{stem}_obj.zip"
-            obj = writers.enter_context(ObjSequenceZipWriter(paths["obj_zip"], faces, len(neutral), uv, uv_faces))
-        if "mp4" in exports:
-            video = writers.enter_context(PreviewVideoWriter(out / f"{stem}_preview.mp4", source.fps))
-            src_frame = source_preview_frames(source, clip)
-            skin = target.clean.skin_original_index
-        report = stages.stage("decode")
-        what = "decoding" + "".join(f", {w}" for k, w in (("obj_zip", "OBJ zip"), ("mp4", "preview")) if k in exports)
+    t = time.perf_counter()
+    done = 0
+    span = spans["decode"]
+    span.report(progress, 0.0, f"0/{n_frames} frames")
+    for chunk in decode(target, source.codes, chunk_frames):
+        if pose is not None:            # the video's head motion, on this chunk's own frames
+            apply_head_pose(chunk, target.alignment, *(rows[done:done + len(chunk)] for rows in pose))
+        basis.add(chunk)
+        for i in rig_idx[(rig_idx >= done) & (rig_idx < done + len(chunk))]:
+            rig_frames[int(i)] = chunk[i - done].copy()
+        done += len(chunk)
+        span.report(progress, 0.98 * done / n_frames, f"{done}/{n_frames} frames")
+    span.report(progress, 0.98, f"{n_frames}/{n_frames} frames, finishing the morph basis")
+    sequence = basis.finish()
+    timings["decode"] = time.perf_counter() - t
+
+    def chunks(span: "_Span", size: int = 8):
+        """The frames in chunks, reporting each one as the writer asks for the next."""
+        for s in range(0, n_frames, size):
+            span.report(progress, s / n_frames, f"{s}/{n_frames} frames")
+            yield sequence[s:s + size].astype(np.float32)
+        span.report(progress, 1.0, f"{n_frames}/{n_frames} frames, finishing the file")
+
+    if "obj_zip" in exports:
         t = time.perf_counter()
-        done = 0
-        for chunk in decode(target, source.codes, chunk_frames):
-            basis.add(chunk)
-            if obj is not None:
+        paths["obj_zip"] = out / f"{stem}_obj.zip"
+        with ObjSequenceZipWriter(paths["obj_zip"], faces, len(neutral), uv, uv_faces) as obj:
+            for chunk in chunks(spans["obj_zip"]):
                 obj.add(chunk)
-            if video is not None:
-                r0 = time.perf_counter()
-                for j, v in enumerate(chunk):
-                    sv, sf = src_frame(done + j)
-                    tv = target.alignment.apply(v[skin])
-                    video.add(np.concatenate([render_shaded(sv, sf, size=video_size),
-                                              render_shaded(tv, target.skin_faces, size=video_size)], axis=1))
-                render_time += time.perf_counter() - r0
-            for i in rig_idx[(rig_idx >= done) & (rig_idx < done + len(chunk))]:
-                rig_frames[int(i)] = chunk[i - done].copy()
-            done += len(chunk)
-            report(done / n_frames, f"{what}: frame {done}/{n_frames}")
-        sequence = basis.finish()
-    if video is not None:   # the writers closed (files moved into place) on leaving the block
-        paths["mp4"] = video.path
-    timings["decode"] = time.perf_counter() - t - render_time
-    if video is not None:
-        timings["preview"] = render_time
-    if "rig" in exports:
-        t = time.perf_counter()
-        report = stages.stage("rig")
-        report(0.0, "baking the 53-shape rig")
-        neutral_rig, deltas = rig_shapes(target)
-        paths["rig"] = out / f"{target.name}_rig.glb"
-        export_rig_glb(paths["rig"], neutral_rig, faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
-        rig_error = linear_rig_error_mm(target, neutral_rig, deltas, source.weights[rig_idx],
-                                        np.stack([rig_frames[int(i)] for i in rig_idx]))
-        report(1.0, "rig written")
-        timings["rig"] = time.perf_counter() - t
+        timings["obj_zip"] = time.perf_counter() - t
     glb = None
     if "glb" in exports:
         t = time.perf_counter()
-        report = stages.stage("glb")
-        report(0.0, "writing the animated GLB")
+        spans["glb"].report(progress, 0.0, f"every frame on {sequence.n_targets} morph targets")
         paths["glb"] = out / f"{stem}.glb"
         glb = export_animated_glb(paths["glb"], neutral, faces, sequence, source.fps, uv=uv, uv_faces=uv_faces,
                                   mm_per_unit=mm_per_unit, extras={"source": source.name, "target": target.name})
-        report(1.0, "animated GLB written")
+        spans["glb"].report(progress, 1.0, "written")
         timings["glb"] = time.perf_counter() - t
+    rig = None
+    if "rig" in exports:
+        t = time.perf_counter()
+        neutral_rig, deltas = rig_shapes(target, lambda f, m: spans["rig"].report(progress, 0.6 * f, m))
+        spans["rig"].report(progress, 0.6, "writing the rig GLB")
+        paths["rig"] = out / f"{target.name}_rig.glb"
+        export_rig_glb(paths["rig"], neutral_rig, faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+        spans["rig"].report(progress, 0.9, "measuring the rig against the network")
+        rig_error = linear_rig_error_mm(target, neutral_rig, deltas, source.weights[rig_idx],
+                                        np.stack([rig_frames[int(i)] for i in rig_idx]))
+        rig = (neutral_rig, deltas)
+        timings["rig"] = time.perf_counter() - t
+    if "mp4" in exports:
+        t = time.perf_counter()
+        src_frame = source_preview_frames(source, clip)
+        skin = target.clean.skin_original_index
+        span = spans["mp4"]
+        with PreviewVideoWriter(out / f"{stem}_preview.mp4", source.fps) as video:
+            for i in range(n_frames):
+                span.report(progress, i / n_frames, f"{i}/{n_frames} frames")
+                sv, sf = src_frame(i)
+                tv = target.alignment.apply(sequence[i][skin])
+                video.add(np.concatenate([render_shaded(sv, sf, size=video_size),
+                                          render_shaded(tv, target.skin_faces, size=video_size)], axis=1))
+            span.report(progress, 1.0, f"{n_frames}/{n_frames} frames, finishing the file")
+        paths["mp4"] = video.path    # the writer moved the finished file into place on closing
+        timings["preview"] = time.perf_counter() - t
     progress(1.0, "done")
     return RetargetResult(target, source, sequence, paths, rig_error, timings, glb=glb, notes=notes,
-                          device=str(dev))
+                          device=str(dev), rig=rig)
+
+
+def head_pose_rows(clip: Clip, src_fps: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rotations (T, 3, 3), translations (T, 3)) of a video clip's head motion at the clip's own rate (resampled
+    from `src_fps`, the rate of its fit, when the clip was), or None for a clip without one."""
+    fit = getattr(clip, "fit", None)
+    if fit is None:
+        return None
+    rot, trans = np.asarray(fit.rotations, np.float64), np.asarray(fit.translations, np.float64)
+    if abs(clip.fps - src_fps) > 1e-9:
+        from nfs.clips import resample_rows
+        rot = resample_rows(rot.reshape(len(rot), 9), src_fps, clip.fps).reshape(-1, 3, 3)
+        u, _, vt = np.linalg.svd(rot)           # blended rotations back onto the nearest rotations
+        rot = u @ vt
+        trans = resample_rows(trans, src_fps, clip.fps)
+    n = clip.n_frames
+    if len(rot) < n:                             # never short of rows: the last pose holds
+        rot = np.concatenate([rot, np.repeat(rot[-1:], n - len(rot), 0)])
+        trans = np.concatenate([trans, np.repeat(trans[-1:], n - len(trans), 0)])
+    return rot[:n], trans[:n]
 
 
 def linear_rig_error_mm(target: PreparedTarget, neutral: np.ndarray, deltas: np.ndarray, weights: np.ndarray,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nfs.data.artist import ArtistStyle
 from nfs.data.subjects import (GENERIC_SEED, HELD_OUT_SEED_BASE, Subject, SubjectSpec, build_subject, draw_spec,
                                sample_expressions)
 from nfs.ict import FACE_VERTEX_COUNT, load_ict
@@ -142,15 +143,23 @@ def tensors_of(s: Subject, device) -> SubjectTensors:
     return s._tensors
 
 
+VALIDATION_STYLES = (ArtistStyle(),
+                     ArtistStyle(rest_jaw=0.15, lids_apart=0.3, mouth_bag=True),
+                     ArtistStyle(feature_scales=(1.4, 0.8, 1.25)),
+                     ArtistStyle(rest_jaw=0.1, feature_scales=(0.8, 1.35, 0.85)))
+
+
 def held_out_subjects(n: int, k_eig: int, image_size: int, region: str = "skin") -> list[Subject]:
-    """Held-out ICT identities (seeds never used in training) on the ICT topology, no warp or jitter."""
+    """Held-out ICT identities (seeds never used in training) on the ICT topology, no warp or jitter, modelled in
+    turn as ICT models them, as an artist head (lip slit, lids apart, mouth bag) and with stylised proportions
+    (`VALIDATION_STYLES`)."""
     ict = load_ict()
     out = []
     for i in range(n):
         seed = HELD_OUT_SEED_BASE + i
         c = np.random.default_rng(seed).standard_normal(100).astype(np.float32)
         spec = SubjectSpec(seed=seed, id_coeffs=c, region=region, target_vertices=0, warp=False,
-                           rigid_jitter=False, kind="held_out")
+                           rigid_jitter=False, kind="held_out", style=VALIDATION_STYLES[i % len(VALIDATION_STYLES)])
         out.append(build_subject(ict, spec, k_eig, image_size))
     return out
 
@@ -287,12 +296,12 @@ class Trainer:
 
     # --- validation -----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self, n_subjects: int = 3, n_frames: int = 12) -> dict:
+    def validate(self, n_subjects: int = 4, n_frames: int = 12) -> dict:
         if self.val_subjects is None:
             self.val_subjects = held_out_subjects(n_subjects, self.net_cfg.k_eig, self.net_cfg.image_size)
         self.model.eval()
         rng = np.random.default_rng(12345)
-        errs, rms, pred_errs, region_acc = [], [], [], []
+        errs, rms, pred_errs, region_acc, prior_errs = [], [], [], [], []
         for s in self.val_subjects:
             t = tensors_of(s, self.device)
             weights = torch.from_numpy(sample_expressions(rng, n_frames)).to(self.device)
@@ -309,9 +318,12 @@ class Trainer:
             errs.append(float(e.mean()))
             rms.append(float(e.square().mean().sqrt()))
             pred_errs.append(float(((disp_pred.float() - gt)[:, face].norm(dim=-1) * 10).mean()))
+            prior = torch.einsum("bk,kvc->bvc", weights, t.prior)
+            prior_errs.append(float(((prior - gt)[:, face].norm(dim=-1) * 10).mean()))
             region_acc.append(float((enc.logits[0].argmax(-1) == t.labels).float().mean()))
         return {"val_mean_mm": float(np.mean(errs)), "val_rms_mm": float(np.mean(rms)),
-                "val_pred_code_mean_mm": float(np.mean(pred_errs)), "val_region_acc": float(np.mean(region_acc))}
+                "val_pred_code_mean_mm": float(np.mean(pred_errs)), "val_region_acc": float(np.mean(region_acc)),
+                "val_prior_mean_mm": float(np.mean(prior_errs))}
 
     # --- loop -----------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -337,12 +349,13 @@ class Trainer:
                     self.best_val = row["val_mean_mm"]
                     save_model(self.out / "best", self.model, self.card({k: v for k, v in row.items()
                                                                            if k.startswith("val_")}))
-                self.log(f"step {self.step} val {row['val_mean_mm']:.3f} mm (pred code "
+                self.log(f"step {self.step} val {row['val_mean_mm']:.3f} mm (prior alone "
+                         f"{row['val_prior_mean_mm']:.3f}, pred code "
                          f"{row['val_pred_code_mean_mm']:.3f}) regions {row['val_region_acc']:.3f}")
             if fields is None:
                 fields = ["step", "wall_s", "step_s", "loss", "rms_mm", "lr", "grad_norm", "target_vertices",
                           *LossWeights().__dict__.keys(), "val_mean_mm", "val_rms_mm", "val_pred_code_mean_mm",
-                          "val_region_acc"]
+                          "val_region_acc", "val_prior_mean_mm"]
                 new = not log_path.exists()
                 fh = log_path.open("a", newline="")
                 writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

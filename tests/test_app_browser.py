@@ -38,12 +38,12 @@ BASE_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swifts
 class Browser:
     """Headless Chromium driven over the DevTools protocol (websocket) — just what these tests need."""
 
-    def __init__(self, size=(1400, 1000)):
+    def __init__(self, size=(1400, 1000), extra_flags=()):
         from websockets.sync.client import connect
         self.dir = tempfile.mkdtemp(prefix="nfs_chromium_")
         self.ws = None
         # its own process group, so close() also ends every helper process of this browser
-        self.proc = subprocess.Popen([CHROMIUM, *BASE_FLAGS, f"--user-data-dir={self.dir}",
+        self.proc = subprocess.Popen([CHROMIUM, *BASE_FLAGS, *extra_flags, f"--user-data-dir={self.dir}",
                                       f"--window-size={size[0]},{size[1]}", "--remote-debugging-port=0",
                                       "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -230,3 +230,122 @@ def test_page_with_embedded_viewer(app, clip_csv, tmp_path):
     if os.environ.get("NFS_UPDATE_SCREENSHOT"):
         shutil.copyfile(shot, SCREENSHOT_ASSET)
     print(f"\npage screenshot: {shot}")
+
+
+# ------------------------------------------------------------------------------------------------ session state
+TARGETS = Path(__file__).resolve().parents[1] / "assets" / "targets"
+BAD_MESH = Path(__file__).resolve().parent / "data" / "bad" / "nan_vertices.obj"
+
+
+def _text(b: Browser, selector: str) -> str:
+    return b.eval(f"(document.querySelector({json.dumps(selector)}) || {{innerText: ''}}).innerText")
+
+
+def _tab(b: Browser, label: str) -> None:
+    b.eval(f"[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes({json.dumps(label)}))"
+           ".click()")
+
+
+def _file_names(b: Browser, selector: str) -> list[str]:
+    return b.eval(f"[...document.querySelectorAll({json.dumps(selector + ' td.filename')})]"
+                  ".map(td => td.getAttribute('aria-label'))")
+
+
+def _slider_value(b: Browser, name: str) -> float:
+    return float(b.eval(f"document.querySelector('#slider-{name} input[type=number]').value"))
+
+
+def _set_slider(b: Browser, name: str, value: float) -> None:
+    """Type a value into a slider's number box, as a user does (input, change, blur)."""
+    b.eval(f"""(() => {{ const el = document.querySelector('#slider-{name} input[type=number]');
+        const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+        el.focus(); set.call(el, '{value}');
+        el.dispatchEvent(new Event('input', {{bubbles: true}}));
+        el.dispatchEvent(new Event('change', {{bubbles: true}}));
+        el.dispatchEvent(new KeyboardEvent('keydown', {{key: 'Enter', bubbles: true}}));
+        el.blur(); }})()""")
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    b = Browser(size=(1400, 1000))
+    try:
+        b.call("Page.navigate", url=app.url)
+        b.wait_for("!!document.querySelector('#run-btn') && !!document.querySelector('#viewer-frame iframe')", 60,
+                   "the page and the viewer iframe")
+        yield b
+    finally:
+        b.close()
+
+
+def test_new_target_withdraws_the_previous_result(page):
+    """Target A -> run -> upload B: nothing of A's run is shown as B's (status and downloads)."""
+    b = page
+    b.eval("document.querySelector('#demo-targets input[value=\"stylized_head\"]').click()")
+    b.wait_for("document.querySelector('#target-info').innerText.includes('stylized_head')", 120, "target A")
+    b.eval("document.querySelector('#run-btn').click()")
+    b.wait_for("document.querySelector('#run-status').innerText.includes('stylized_head ← smile')", 240, "A's run")
+    b.wait_for("document.querySelectorAll('#file-obj td.filename').length > 0", 30, "A's downloads")
+    names_a = [n for sel in ("#file-obj", "#file-glb", "#file-rig", "#file-mp4") for n in _file_names(b, sel)]
+    assert len(names_a) == 4 and all(n.startswith("stylized_head") for n in names_a), names_a
+
+    b.set_file("#target-upload input[type=file]", TARGETS / "face_crop_metres.obj")
+    b.wait_for("document.querySelector('#target-info').innerText.includes('face_crop_metres')", 180, "target B")
+    b.wait_for("document.querySelector('#run-status').innerText.includes('No result for face_crop_metres')", 30,
+               "A's result withdrawn")
+    status = _text(b, "#run-status")
+    shown = [n for sel in ("#file-obj", "#file-glb", "#file-rig", "#file-mp4") for n in _file_names(b, sel)]
+    assert shown == [], shown                               # no download of A's run left on B's page
+    assert "stylized_head ← smile:" not in status and "files are withdrawn" in status, status
+
+
+def test_refused_upload_names_what_is_loaded(page):
+    b = page
+    b.eval("document.querySelector('#target-upload button[aria-label=Clear]').click()")
+    b.wait_for("!!document.querySelector('#target-upload input[type=file]')", 20, "an empty target box")
+    b.set_file("#target-upload input[type=file]", BAD_MESH)
+    b.wait_for("document.querySelector('#target-info').innerText.includes('Not loaded')", 60, "the refusal")
+    info = _text(b, "#target-info")
+    assert "nan_vertices.obj" in info and "non-finite" in info, info
+    assert "Still loaded: face_crop_metres" in info, info       # the target that is really loaded
+    b.wait_for("document.querySelectorAll('#target-upload td.filename').length === 0", 20, "the box emptied")
+    toast = "[...document.querySelectorAll('[data-testid=toast-body]')].some(t => t.innerText.includes('non-finite'))"
+    b.wait_for(toast, 20, "the error message")
+    time.sleep(11)                                               # gradio's default toast lifetime is 10 s
+    assert b.eval(toast), "the error message vanished before it was dismissed"
+
+
+def test_slider_edits_across_a_clip_change(page, clip_csv):
+    """Edits belong to (target, clip): a new clip resets the sliders and offers the old edits, as the page
+    says; carrying them over puts them in the next run, listed by name."""
+    b = page
+    _tab(b, "Edit")
+    b.wait_for("[...document.querySelectorAll('button')].some(e => e.innerText.trim().startsWith('jaw ('))", 20,
+               "the jaw sliders' accordion")
+    b.eval("[...document.querySelectorAll('button')].find(e => e.innerText.trim().startsWith('jaw (')).click()")
+    b.wait_for("!!document.querySelector('#slider-jawOpen input[type=number]')", 20, "the sliders")
+    _set_slider(b, "jawOpen", 0.4)
+    b.wait_for("document.querySelector('#edit-status').innerText.includes('jawOpen +0.40')", 30, "the edit")
+    assert "face_crop_metres × smile" in _text(b, "#edit-status")
+
+    _tab(b, "Source")
+    b.wait_for("!!document.querySelector('#clip-upload input[type=file]')", 20, "the clip upload field")
+    b.set_file("#clip-upload input[type=file]", clip_csv)
+    b.wait_for("document.querySelector('#clip-info').innerText.includes('smile_jaw')", 60, "the new clip")
+    _tab(b, "Edit")
+    b.wait_for("document.querySelector('#edit-status').innerText.includes('face_crop_metres × smile_jaw')", 30,
+               "the new pair's edits")
+    status = _text(b, "#edit-status")
+    assert "face_crop_metres × smile_jaw**: no edits" in status or "smile_jaw: no edits" in status, status
+    assert "sliders were reset" in status and "jawOpen +0.40" in status, status    # the old edits, offered
+    assert _slider_value(b, "jawOpen") == 0.0                                      # what the page says
+    assert b.eval("!!document.querySelector('#carry-edits') && "
+                  "document.querySelector('#carry-edits').offsetParent !== null")
+
+    b.eval("document.querySelector('#carry-edits').click()")
+    b.wait_for("document.querySelector('#edit-status').innerText.includes('carried over')", 30, "the carry-over")
+    assert abs(_slider_value(b, "jawOpen") - 0.4) < 1e-6
+    b.eval("document.querySelector('#run-btn').click()")
+    b.wait_for("document.querySelector('#run-status').innerText.includes('face_crop_metres ← smile_jaw:')", 240,
+               "the run")
+    assert "slider edits included in the exports: whole clip: jawOpen +0.40" in _text(b, "#run-status")

@@ -73,10 +73,30 @@ def test_builtin_clips_load():
     for n in names:
         c = load_builtin_clip(n)
         assert c.kind == "codes" and c.codes.shape == (c.n_frames, 53) and c.codes.dtype == np.float32
-        assert c.fps == 30.0 and 3.0 <= c.duration_s <= 10.0
+        assert c.fps == 30.0 and 3.0 <= c.duration_s <= (45.0 if n == "range_of_motion" else 10.0)
         assert c.codes.min() >= 0.0 and c.codes.max() <= 1.0 and c.codes.max() > 0.3
         assert c.warnings == []
         assert c.codes[0].max() < 0.1  # starts at rest (eased in)
+
+
+def test_builtin_clips_reach_the_full_range():
+    """jawOpen 1.0, full blinks of both eyes, a full smile and pucker; range_of_motion visits every shape once."""
+    def peak(clip, *names):
+        return min(load_builtin_clip(clip).codes[:, IDX[n]].max() for n in names)
+
+    assert peak("jaw_open_full", "jawOpen") == 1.0
+    assert peak("blinks_full", "eyeBlink_L", "eyeBlink_R") == 1.0
+    both = load_builtin_clip("blinks_full").codes[:, [IDX["eyeBlink_L"], IDX["eyeBlink_R"]]].min(1)
+    assert (both == 1.0).sum() >= 3                  # both eyes shut together, held for frames
+    assert peak("smile_full", "mouthSmile_L", "mouthSmile_R") == 1.0
+    assert peak("pucker_full", "mouthPucker") == 1.0
+    rom = load_builtin_clip("range_of_motion").codes
+    assert ((rom > 0.01).sum(1) <= 1).all()          # never two shapes at a time
+    first_peak = [int(np.argmax(rom[:, k] == 1.0)) for k in range(53)]
+    assert (rom.max(0) == 1.0).all() and first_peak == sorted(first_peak)   # each shape to 1.0, in order
+    for k in range(53):                               # one visit: a single contiguous span of motion
+        moving = np.nonzero(rom[:, k] > 0.01)[0]
+        assert len(moving) and np.ptp(moving) + 1 == len(moving), EXPRESSION_NAMES[k]
 
 
 def test_builtin_talk_has_speech_like_motion():
@@ -157,6 +177,8 @@ def test_livelink_loads_resamples_and_maps(tmp_path):
     c = load_livelink_csv(p, fps=30)
     assert c.kind == "codes" and c.fps == 30.0
     assert c.n_frames == 60  # 119/60 s of samples -> frames 0..59 at 30 fps
+    assert c.warnings == ["60 fps take resampled to 30 fps (120 -> 60 frames; use --fps 60 / the fps field to "
+                          "keep it)"]
     t = np.arange(60) / 30.0
     np.testing.assert_allclose(c.codes[:, IDX["jawOpen"]], t * 60 / 119, atol=2e-6)
     np.testing.assert_allclose(c.codes[:, IDX["browInnerUp_L"]], 0.5, atol=1e-6)

@@ -347,3 +347,37 @@ def test_identity_embedding_reproduces_the_template(skin):
     emb = identity_embedding(len(v), f, f)
     assert np.array_equal(emb.apply(v), v)
     assert np.array_equal(emb.nearest_template_vertex(), np.arange(len(v)))
+
+
+def test_operator_cache_is_capped_with_lru_eviction(tmp_path, monkeypatch):
+    """NFS_CACHE_MB caps the cache folder: the least recently used file goes first, a cache hit counts as a use,
+    and 0 keeps nothing."""
+    import os
+    import time as _time
+
+    import trimesh
+
+    from nfs.geometry.operators import cache_limit_bytes, get_operators
+
+    meshes = [trimesh.creation.icosphere(2, radius=r) for r in (1.0, 2.0, 3.0)]
+    cache = tmp_path / "ops"
+    monkeypatch.setenv("NFS_CACHE_MB", "100")
+    paths = []
+    for i, m in enumerate(meshes[:2]):
+        get_operators(m.vertices, m.faces, 8, cache_dir=cache)
+        paths.append(max(cache.glob("*.npz"), key=os.path.getmtime))
+        os.utime(paths[-1], (1e9 + i, 1e9 + i))  # distinct, ordered use times
+    size = paths[0].stat().st_size
+    get_operators(meshes[0].vertices, meshes[0].faces, 8, cache_dir=cache)  # a hit: mesh 0 becomes the newest
+    assert paths[0].stat().st_mtime > _time.time() - 60
+    monkeypatch.setenv("NFS_CACHE_MB", str(2.5 * size / 1e6))  # room for two files
+    get_operators(meshes[2].vertices, meshes[2].faces, 8, cache_dir=cache)
+    left = set(cache.glob("*.npz"))
+    assert paths[0] in left and paths[1] not in left and len(left) == 2
+    monkeypatch.setenv("NFS_CACHE_MB", "0")
+    get_operators(meshes[1].vertices, meshes[1].faces, 8, cache_dir=cache)
+    assert len(set(cache.glob("*.npz"))) <= 2 and paths[1] not in set(cache.glob("*.npz"))
+    for bad in ("lots", "-1", "inf"):
+        monkeypatch.setenv("NFS_CACHE_MB", bad)
+        with pytest.raises(ValueError, match="NFS_CACHE_MB"):
+            cache_limit_bytes()

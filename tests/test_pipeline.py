@@ -23,7 +23,7 @@ from nfs.io import save_obj
 from nfs.model.checkpoint import save_model
 from nfs.model.config import get_preset
 from nfs.model.network import NFSNetwork
-from nfs.pipeline import decode, decode_all, encode_source, prepare_target, retarget
+from nfs.pipeline import decode, decode_all, encode_source, prepare_target, retarget, run_stages
 from nfs.regions import N_REGIONS
 
 
@@ -95,8 +95,11 @@ def test_retarget_remeshed_target_writes_and_reads_back_every_export(remeshed_he
     assert motion > 1e-3  # the network moved the mesh
     assert {"prepare", "encode", "decode", "rig", "glb", "preview"} <= set(result.timings)
     messages = [m for _, m in stages]
-    assert any("frame 10/10" in m for m in messages) and messages[-1] == "done"
-    assert all(" left" in m or "estimating" in m for m in messages[:-1])       # every stage reports its ETA
+    assert any(m.startswith("decoding frames: 10/10 frames") for m in messages) and messages[-1] == "done"
+    # every message names its stage; the stages come in the order run_stages gives (what the app's display counts)
+    order = run_stages(tuple(result.exports))
+    named = [order.index(m.split(":")[0]) for m in messages[:-1]]
+    assert named == sorted(named) and set(named) == set(range(len(order))), messages
     assert [f for f, _ in stages] == sorted(f for f, _ in stages)             # the bar only moves forward
     # only the exports are left in the output folder (no temporary arrays), with the umask's permissions
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in result.exports.values())
@@ -104,12 +107,12 @@ def test_retarget_remeshed_target_writes_and_reads_back_every_export(remeshed_he
     umask = os.umask(0o022)
     os.umask(umask)
     assert {p.stat().st_mode & 0o777 for p in result.exports.values()} == {0o666 & ~umask}
-    # OBJ sequence: one OBJ per frame, original vertex order
+    # OBJ sequence: one OBJ per frame, original vertex order, the morph basis's frames (within its bound)
     with zipfile.ZipFile(result.exports["obj_zip"]) as zf:
         names = sorted(zf.namelist())
         assert len(names) == 10
         mesh = trimesh.load(zf.open(names[7]), file_type="obj", process=False)
-    np.testing.assert_allclose(mesh.vertices, exact[7], atol=1e-4)
+    assert np.linalg.norm(mesh.vertices - exact[7], axis=-1).max() <= result.sequence.max_error * 1.01 + 1e-4
     # animated GLB: every frame within the stated bound (0.1 mm; this mesh is in mm)
     glb = read_glb_frames(result.exports["glb"], range(10))
     assert result.glb.n_frames == 10 and result.glb.max_error_mm <= 0.1
@@ -149,8 +152,8 @@ def test_default_exports_leave_the_preview_out_of_long_takes():
 
 
 def test_secondary_components_move_rigidly_with_the_skin(ict):
-    """Eyeballs (separate components) move rigidly: every pairwise distance inside an eyeball is kept, and the
-    motion is the rigid fit of the skin around it."""
+    """Eyeballs (separate components) move rigidly: every pairwise distance inside an eyeball is kept (they
+    follow the rigid fit of the skin no expression moves: their sockets)."""
     model = make_model(seed=1)
     v, f = ict.full_mesh()
     target = prepare_target((v, f), model)
@@ -159,12 +162,13 @@ def test_secondary_components_move_rigidly_with_the_skin(ict):
     disp = frames[-1] - v
     eye = np.arange(ict.skin_count, len(v))
     assert np.linalg.norm(disp[eye], axis=1).max() > 1e-4  # they follow the skin
-    for original, _ in target.binding.components:
-        a, b = original[:50], original[-50:]
+    assert target.binding.roles() == {"eye": 4}          # sclera and iris of each eye: they follow the skull
+    for comp in target.binding.components:
+        a, b = comp.original[:50], comp.original[-50:]
         rest = np.linalg.norm(v[a] - v[b], axis=1)
         moved = np.linalg.norm(frames[-1][a] - frames[-1][b], axis=1)
         np.testing.assert_allclose(moved, rest, atol=1e-4)
-    assert sorted(np.concatenate([o for o, _ in target.binding.components]).tolist()) == eye.tolist()
+    assert sorted(np.concatenate([c.original for c in target.binding.components]).tolist()) == eye.tolist()
 
 
 def test_chunked_decoding_matches_one_batch_and_cache_is_reused(remeshed_head):

@@ -1,4 +1,4 @@
-"""The template prior (nfs/model/prior.py): the ICT identity fit and the expression basis carried through it, on
+"""The template prior (nfs/prior/): the ICT identity fit and the expression basis carried through it, on
 real ICT identities the fit never saw, whole, remeshed and cropped."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from scipy.spatial import cKDTree
 
 from nfs.geometry.remesh import decimate
 from nfs.ict import FACE_VERTEX_COUNT, load_ict
-from nfs.model.prior import fit_ict_identity, fit_ict_weights, template_expression_basis
+from nfs.prior import fit_ict_identity, fit_ict_weights, template_expression_basis
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_closed_mouth_stretches_instead_of_tearing(ict):
     from nfs.mesh.align import align_to_ict
     from nfs.mesh.clean import clean_mesh
     from nfs.io import load_mesh
-    from nfs.model.prior import _template, fit_ict_identity
+    from nfs.prior.face_fit import fit_ict_identity, skin_template
     from nfs.regions import ict_region_labels
 
     jaw = EXPRESSION_NAMES.index("jawOpen")
@@ -99,7 +99,7 @@ def test_closed_mouth_stretches_instead_of_tearing(ict):
     clean = clean_mesh(raw.vertices, raw.faces)
     v = align_to_ict(clean.skin_points, clean.skin_faces).apply(clean.skin_points)
     f = clean.skin_faces
-    mean, tf, _, identity = _template()
+    mean, tf, _, identity = skin_template()
     fitted_face = mean + np.tensordot(fit_ict_identity(v), identity, axes=1)
     _, tri, bary, _ = closest_points_on_mesh(v, fitted_face, tf)
     labels = ict_region_labels()[tf[tri, np.argmax(bary, axis=1)]]

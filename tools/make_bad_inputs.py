@@ -190,6 +190,157 @@ def livelink_csv(n_rows: int = 30, nan_at: tuple[int, str] | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
+
+# --------------------------------------------------------------------------------------- issue 17 builders
+
+
+def glb_container(gltf: dict, binary: bytes) -> bytes:
+    """A GLB file: 12-byte header, JSON chunk, BIN chunk (both padded to 4 bytes)."""
+    import struct
+
+    text = json.dumps(gltf, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + binary
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+
+
+def _position_accessor(v: np.ndarray, buffer_view=None) -> dict:
+    acc = {"componentType": 5126, "count": int(len(v)), "type": "VEC3",
+           "min": v.min(0).astype(float).tolist(), "max": v.max(0).astype(float).tolist()}
+    if buffer_view is not None:
+        acc["bufferView"] = buffer_view
+    return acc
+
+
+def draco_glb(v: np.ndarray, f: np.ndarray, quantization_bits: int = 14) -> bytes:
+    """A GLB whose one primitive is KHR_draco_mesh_compression data written by DracoPy (Google's encoder)."""
+    import DracoPy
+
+    blob = DracoPy.encode(np.asarray(v, np.float32), np.asarray(f, np.uint32), quantization_bits=quantization_bits,
+                          preserve_order=True)
+    gltf = {
+        "asset": {"version": "2.0", "generator": "nfs make_bad_inputs (DracoPy)"},
+        "extensionsUsed": ["KHR_draco_mesh_compression"], "extensionsRequired": ["KHR_draco_mesh_compression"],
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": "head"}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "mode": 4, "extensions": {
+            "KHR_draco_mesh_compression": {"bufferView": 0, "attributes": {"POSITION": 0}}}}]}],
+        "accessors": [_position_accessor(np.asarray(v, np.float32)),
+                      {"componentType": 5125, "count": int(f.size), "type": "SCALAR"}],
+        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": len(blob)}],
+        "buffers": [{"byteLength": len(blob) + (-len(blob) % 4)}],
+    }
+    return glb_container(gltf, blob)
+
+
+def meshopt_glb(v: np.ndarray, f: np.ndarray) -> bytes:
+    """A GLB whose vertex and index buffers are EXT_meshopt_compression data written by the meshoptimizer
+    package's encoders (the codec gltfpack uses), with an empty fallback buffer as gltfpack writes it."""
+    import meshoptimizer
+
+    v = np.ascontiguousarray(v, np.float32)
+    idx = np.ascontiguousarray(f, np.uint32).reshape(-1)
+    vb = meshoptimizer.encode_vertex_buffer(v, len(v), 12)
+    ib = meshoptimizer.encode_index_buffer(idx, len(idx), len(v))
+    pad = -len(vb) % 4
+    binary = vb + b"\0" * pad + ib
+    raw_v, raw_i = 12 * len(v), 4 * len(idx)
+    gltf = {
+        "asset": {"version": "2.0", "generator": "nfs make_bad_inputs (meshoptimizer)"},
+        "extensionsUsed": ["EXT_meshopt_compression"], "extensionsRequired": ["EXT_meshopt_compression"],
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": "head"}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "mode": 4}]}],
+        "accessors": [_position_accessor(v, 0), {"bufferView": 1, "componentType": 5125, "count": int(len(idx)),
+                                                 "type": "SCALAR"}],
+        "bufferViews": [
+            {"buffer": 1, "byteOffset": 0, "byteLength": raw_v, "byteStride": 12, "extensions": {
+                "EXT_meshopt_compression": {"buffer": 0, "byteOffset": 0, "byteLength": len(vb), "byteStride": 12,
+                                            "count": int(len(v)), "mode": "ATTRIBUTES"}}},
+            {"buffer": 1, "byteOffset": raw_v, "byteLength": raw_i, "extensions": {
+                "EXT_meshopt_compression": {"buffer": 0, "byteOffset": len(vb) + pad, "byteLength": len(ib),
+                                            "byteStride": 4, "count": int(len(idx)), "mode": "TRIANGLES"}}},
+        ],
+        "buffers": [{"byteLength": len(binary) + (-len(binary) % 4)},
+                    {"byteLength": raw_v + raw_i, "extensions": {"EXT_meshopt_compression": {"fallback": True}}}],
+    }
+    return glb_container(gltf, binary)
+
+
+def plain_glb(v: np.ndarray, f: np.ndarray, node: dict | None = None, extensions_required=()) -> bytes:
+    """An uncompressed GLB written by hand (one node, optional node fields and required extensions)."""
+    v = np.ascontiguousarray(v, np.float32)
+    idx = np.ascontiguousarray(f, np.uint32).reshape(-1)
+    binary = v.tobytes() + idx.tobytes()
+    gltf = {
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, **(node or {})}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+        "accessors": [_position_accessor(v, 0), {"bufferView": 1, "componentType": 5125, "count": int(len(idx)),
+                                                 "type": "SCALAR"}],
+        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": v.nbytes},
+                        {"buffer": 0, "byteOffset": v.nbytes, "byteLength": idx.nbytes}],
+        "buffers": [{"byteLength": len(binary)}],
+    }
+    if extensions_required:
+        gltf["extensionsUsed"] = gltf["extensionsRequired"] = list(extensions_required)
+    return glb_container(gltf, binary)
+
+
+def binary_stl(v: np.ndarray, f: np.ndarray, declared: int | None = None) -> bytes:
+    """A binary STL of the triangles (normals zero); `declared` overrides the triangle count in the header."""
+    import struct
+
+    tris = np.zeros(len(f), np.dtype([("n", "<f4", 3), ("p", "<f4", (3, 3)), ("a", "<u2")]))
+    tris["p"] = v[f]
+    head = b"nfs test STL".ljust(80, b" ")
+    return head + struct.pack("<I", len(f) if declared is None else declared) + tris.tobytes()
+
+
+def huge_header_npz() -> bytes:
+    """An .npz whose 'vertices' header claims shape (100000, 1000000, 3) float64 (2.4 TB) with 8 bytes of data."""
+    header = {"descr": "<f8", "fortran_order": False, "shape": (100_000, 1_000_000, 3)}
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(b"\0" * 8)
+    faces = io.BytesIO()
+    np.lib.format.write_array(faces, TETRA_F)
+    return zip_bytes([("vertices.npy", buf.getvalue()), ("faces.npy", faces.getvalue())], zipfile.ZIP_STORED)
+
+
+def livelink_rows(times: list[str], values=None, names=None, sep: str = ",", bom: bool = False,
+                  count_column: bool = True) -> bytes:
+    """A Live Link Face CSV with the given timecodes; values (rows, names) default to 0.1."""
+    names = list(names if names is not None else [n[0].upper() + n[1:] for n in ARKIT_NAMES])
+    header = ["Timecode"] + (["BlendShapeCount"] if count_column else []) + names
+    lines = [sep.join(header)]
+    for i, t in enumerate(times):
+        row = [f"{x:.3f}" for x in (values[i] if values is not None else [0.1] * len(names))]
+        lines.append(sep.join([t] + ([str(len(names))] if count_column else []) + row))
+    return (b"\xef\xbb\xbf" if bom else b"") + ("\n".join(lines) + "\n").encode()
+
+
+def non_face_meshes() -> dict:
+    """Meshes that are not faces (what the CLI and the app must refuse unless forced)."""
+    import trimesh
+
+    cube = trimesh.creation.box(extents=(1, 1, 1)).subdivide().subdivide()
+    sphere = trimesh.creation.icosphere(3)
+    disk = trimesh.creation.cylinder(radius=1.0, height=1e-3, sections=48)
+    return {"cube.obj": (cube.vertices, cube.faces), "sphere.obj": (sphere.vertices, sphere.faces),
+            "flat_disk.obj": (disk.vertices, disk.faces),
+            "single_triangle.obj": (np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0.0]]), np.array([[0, 1, 2]]))}
+
+
+def head_with_torso(n_vertices: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """The decimated ICT head on lofted shoulders and torso (one connected surface)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("synthetic_bodies", Path(__file__).with_name("synthetic_bodies.py"))
+    bodies = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bodies)
+    v, f = head_mesh(n_vertices)
+    return bodies.head_on_shoulders(v, f)
+
 # --------------------------------------------------------------------------------------- the corpus
 
 
@@ -274,7 +425,109 @@ def cases() -> list[dict]:
     add("huge_field.csv", "clip", "field larger than field limit", "frame," + "x" * 300_000 + "\n0,1\n",
         "a 300 kB header field")
     add("unsupported.txt", "clip", "unsupported clip format", tetra, "an unknown clip extension")
+    _issue17_cases(add, head_v, head_f, tetra)
     return out
+
+
+def _issue17_cases(add, head_v, head_f, tetra):
+    """Inputs as people have them (issue 17): compressed glTF, scans, heads on bodies, Live Link and zip quirks."""
+    # ---- not faces: refused unless forced
+    for name, (v, f) in non_face_meshes().items():
+        add(name, "target", "does not look like a face", obj_text(np.asarray(v), np.asarray(f)),
+            f"a {name[:-4].replace('_', ' ')}, not a face")
+    # ---- heads as people have them: accepted
+    tv, tf = head_with_torso()
+    add("head_with_torso.obj", "target", None, obj_text(tv, tf), "the head on lofted shoulders and torso", True)
+    add("draco.glb", "target", None, draco_glb(head_v, head_f), "KHR_draco_mesh_compression (DracoPy)", True)
+    add("meshopt.glb", "target", None, meshopt_glb(head_v, head_f), "EXT_meshopt_compression (meshoptimizer)",
+        True)
+    add("head.stl", "target", None, binary_stl(head_v, head_f), "binary STL: a triangle soup of the head", True)
+    partial = obj_text(head_v, head_f).split("\n")
+    vt = [f"vt {x:.4f} {y:.4f}" for x, y in (head_v[:, :2] - head_v[:, :2].min(0)) / np.ptp(head_v[:, :2], 0)]
+    faces = [ln for ln in partial if ln.startswith("f ")]
+    faces = [("f " + " ".join(f"{i}/{i}" for i in ln[2:].split())) if k % 3 else
+             ("f " + " ".join(f"{i}//{i}" for i in ln[2:].split())) for k, ln in enumerate(faces)]
+    vn = [f"vn 0 0 1" for _ in range(len(head_v))]
+    add("partial_uv.obj", "target", None, "\n".join([ln for ln in partial if ln.startswith("v ")] + vt + vn + faces)
+        + "\n", "a third of the faces have no vt (a//n corners)", True)
+    # ---- targets that must be refused with the right message
+    add("coordinates_1e200.obj", "target", "coordinates too large", obj_text(TETRA_V * 1e200, TETRA_F, 8),
+        "coordinates scaled by 1e200")
+    add("identical_vertices.obj", "target", "all vertices are at the same point",
+        "v 1 2 3\nv 1 2 3\nv 1 2 3\nv 1 2 3\nf 1 2 3\nf 1 3 4\n", "four vertices at one point")
+    add("node_scale_zero.glb", "target", "scale 0", plain_glb(head_v, head_f, {"scale": [0.0, 0.0, 0.0]}),
+        "the only node has scale 0")
+    add("stl_wrong_count.stl", "target", "triangle count", binary_stl(head_v, head_f, declared=len(head_f) + 1000),
+        "binary STL header promises 1000 more triangles than it has")
+    add("unknown_extension.glb", "target", "KHR_fancy_future_compression",
+        plain_glb(head_v, head_f, extensions_required=["KHR_fancy_future_compression"]),
+        "a required glTF extension nobody supports")
+    add("ply_huge_count.ply", "target", "declares",
+        "ply\nformat binary_little_endian 1.0\nelement vertex 4000000000\nproperty float x\nproperty float y\n"
+        "property float z\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n" + "\0" * 64,
+        "a PLY header declaring 4e9 vertices")
+    add("off_huge_count.off", "target", "too many vertices", "OFF\n900000000000 1 0\n0 0 0\n3 0 0 0\n",
+        "an OFF header declaring 9e11 vertices")
+    add("gltf_outside_uri.gltf", "target", "outside",
+        json.dumps({"asset": {"version": "2.0"}, "buffers": [{"uri": "../../../../etc/passwd", "byteLength": 64}],
+                    "meshes": [], "scenes": [{"nodes": []}]}),
+        "a buffer uri pointing outside the file's folder")
+    add("ascii_stl_garbage.stl", "target", "unreadable STL", "solid x\nfacet normal 0 0 1\nouter loop\n"
+        "vertex 0 0 zero\nendloop\nendfacet\nendsolid x\n", "ASCII STL with a word for a coordinate")
+    add("obj_only_lines.obj", "target", "point clouds are not supported", "v 0 0 0\nv 1 0 0\nv 0 1 0\nl 1 2\nl 2 3\n",
+        "an OBJ with polylines and no faces")
+    add("obj_zero_index.obj", "target", "indices start at 1", tetra + "f 0 1 2\n", "an OBJ face with index 0")
+    add("obj_huge_index.obj", "target", "face index out of range", tetra + "f 1 2 99999999999999999999999\n",
+        "an OBJ face index beyond 64 bits")
+    # ---- Live Link takes as people have them
+    ll_names = [n[0].upper() + n[1:] for n in ARKIT_NAMES]
+    add("livelink_shared_timecode.csv", "clip", None, livelink_rows(["12:00:00:00.000"] * 300),
+        "300 rows with one timecode: taken at the default rate, with a warning", True)
+    add("livelink_25_rows_30fps.csv", "clip", None, livelink_rows([f"12:00:00:{i:02d}.000" for i in range(25)]),
+        "25 rows inside one second, frame numbers at 30 fps: 0.83 s", True)
+    add("livelink_bom_no_count.csv", "clip", None,
+        livelink_rows([f"12:00:00:{i:02d}.000" for i in range(10)], bom=True, count_column=False),
+        "UTF-8 BOM and no BlendShapeCount column", True)
+    add("livelink_semicolon.csv", "clip", "separated by ';'",
+        livelink_rows([f"12:00:00:{i:02d}.000" for i in range(10)], sep=";"), "';' instead of ','")
+    no_tongue = [n for n in ll_names if n.lower() != "tongueout"]
+    add("livelink_no_tongue.csv", "clip", None,
+        livelink_rows([f"12:00:00:{i:02d}.000" for i in range(10)], names=no_tongue), "no TongueOut column", True)
+    clipped = np.full((10, len(ll_names)), 0.1)
+    clipped[3, ll_names.index("JawOpen")], clipped[4, ll_names.index("MouthSmileLeft")] = 1.8, -0.6
+    add("livelink_clipped.csv", "clip", None,
+        livelink_rows([f"12:00:00:{i:02d}.000" for i in range(10)], values=clipped),
+        "weights 1.8 and -0.6: clipped with a warning", True)
+    add("livelink_bad_timecode.csv", "clip", "cannot read timecode",
+        livelink_rows(["12:00:00:00.000", "noon", "12:00:00:02.000"]), "a row whose timecode is a word")
+    # ---- zips as people have them
+    frame = obj_text(TETRA_V, TETRA_F).encode()
+    add("macos_finder.zip", "clip", None, zip_bytes([("take/frame_0000.obj", frame), ("take/frame_0001.obj", frame),
+                                                   ("__MACOSX/take/._frame_0000.obj", b"\0\5\26\7" + b"\0" * 60),
+                                                   ("take/.DS_Store", b"\0\0\0\1Bud1" + b"\0" * 40)]),
+        "a Finder zip: __MACOSX/._* resource forks and .DS_Store", True)
+    add("two_takes.zip", "clip", "2 take folders", zip_bytes(
+        [("take_a/frame_0000.obj", frame), ("take_a/frame_0001.obj", frame),
+         ("take_b/frame_0000.obj", frame), ("take_b/frame_0001.obj", frame)]), "two take folders in one zip")
+    add("zip_no_frames.zip", "clip", "no OBJ frames", zip_bytes([("readme.txt", b"hello")]),
+        "a zip without any OBJ frame")
+    add("huge_header.npz", "clip", "declares", huge_header_npz(), "an .npy header claiming 2.4 TB")
+    add("npz_no_faces.npz", "clip", "faces", _npz({"vertices": np.zeros((2, 4, 3))}), "vertices but no faces")
+    add("npz_bad_shape.npz", "clip", "vertices", _npz({"vertices": np.zeros((2, 4, 2)), "faces": TETRA_F}),
+        "vertices of shape (2, 4, 2)")
+    add("codes_semicolon.csv", "clip", "separated by ';'",
+        codes_csv().replace(",", ";"), "an ICT-weights CSV separated by ';'")
+    add("codes_only_header.csv", "clip", "no frames", codes_csv(n_rows=0), "a header and nothing else")
+    add("codes_text_value.csv", "clip", "not a number", codes_csv().replace("0.25", "high", 1), "a word as a weight")
+
+
+def _npz(arrays: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for key, arr in arrays.items():
+            with zf.open(member(key + ".npy", zipfile.ZIP_STORED), "w") as fh:
+                np.lib.format.write_array(fh, np.asarray(arr))
+    return buf.getvalue()
 
 
 def write_corpus(out_dir: Path = BAD_DIR) -> list[dict]:

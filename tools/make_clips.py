@@ -224,7 +224,65 @@ def jaw_cheeks():
     return tr.done()
 
 
-CLIPS = {f.__name__: f for f in (talk, smile, surprise, blinks, pucker_funnel, sneer_asym, angry, jaw_cheeks)}
+def jaw_open_full():
+    """5 s: the jaw opened all the way (jawOpen 1.0) twice, held, with the lower lip following."""
+    tr = Track(5.0)
+    t = tr.t
+    for start, end in ((0.3, 2.3), (2.7, 4.7)):
+        e = env(t, start, end, 0.5, 0.5)
+        tr.add("jawOpen", e)
+        tr.both("mouthLowerDown", 0.35 * e)
+    tr.blink(2.5)
+    return tr.done()
+
+
+def blinks_full():
+    """4 s: full blinks of both eyes (eyeBlink 1.0, held shut), then the left eye, then the right."""
+    tr = Track(4.0)
+    t = tr.t
+    for start in (0.3, 1.0):
+        tr.both("eyeBlink", env(t, start, start + 0.45, 0.12, 0.12))
+    tr.add("eyeBlink_L", env(t, 1.9, 2.7, 0.15, 0.15))
+    tr.add("eyeBlink_R", env(t, 2.9, 3.7, 0.15, 0.15))
+    return tr.done()
+
+
+def smile_full():
+    """4 s: a full open smile (mouthSmile 1.0 with cheeks and eyes squinting), held, then released."""
+    tr = Track(4.0)
+    t = tr.t
+    e = env(t, 0.3, 3.7, 0.7, 0.8)
+    tr.both("mouthSmile", e)
+    tr.both("cheekSquint", 0.6 * e)
+    tr.both("eyeSquint", 0.4 * e)
+    tr.both("mouthUpperUp", 0.3 * e)
+    tr.add("jawOpen", 0.2 * e)
+    return tr.done()
+
+
+def pucker_full():
+    """4 s: a full pucker (mouthPucker 1.0), held, released, then a full funnel."""
+    tr = Track(4.0)
+    t = tr.t
+    tr.add("mouthPucker", env(t, 0.3, 2.0, 0.4, 0.4))
+    tr.add("mouthFunnel", env(t, 2.2, 3.8, 0.4, 0.4))
+    return tr.done()
+
+
+ROM_SEGMENT_S = 0.8
+
+
+def range_of_motion():
+    """53 x 0.8 s: every ICT shape once, in order, from rest to 1.0 and back; never two at a time."""
+    tr = Track(ROM_SEGMENT_S * len(EXPRESSION_NAMES))
+    for k, name in enumerate(EXPRESSION_NAMES):
+        start = k * ROM_SEGMENT_S
+        tr.add(name, env(tr.t, start + 0.05, start + ROM_SEGMENT_S - 0.05, 0.25, 0.25))
+    return tr.done()
+
+
+CLIPS = {f.__name__: f for f in (talk, smile, surprise, blinks, pucker_funnel, sneer_asym, angry, jaw_cheeks,
+                                 jaw_open_full, blinks_full, smile_full, pucker_full, range_of_motion)}
 
 
 def main(out_dir: Path = CLIPS_DIR):

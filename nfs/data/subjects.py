@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nfs.data.artist import ArtistStyle, apply_style, feature_centres, random_style
 from nfs.data.warps import push_through, random_rbf_warp
 from nfs.geometry.operators import Operators, compute_operators
 from nfs.geometry.remesh import identity_embedding, random_discretization
 from nfs.geometry.surface import SurfaceEmbedding
 from nfs.ict import ICTFaceModel, N_IDENTITY
-from nfs.model.prior import template_expression_basis
+from nfs.prior import template_expression_basis
 from nfs.regions import ict_region_labels
 from nfs.render import render_normal_depth
 
@@ -19,6 +20,7 @@ from nfs.render import render_normal_depth
 HELD_OUT_SEED_BASE = 1_000_000
 TRAIN_SEED_LIMIT = HELD_OUT_SEED_BASE
 GENERIC_SEED = 2**40  # the mean face used by the blendshape-reconstruction loss
+ARTIST_FRACTION = 0.5  # share of training subjects modelled like artist heads (`nfs.data.artist`)
 
 
 @dataclass
@@ -33,6 +35,7 @@ class SubjectSpec:
     warp: bool = False
     rigid_jitter: bool = True
     kind: str = "normal"       # identity family, for reports
+    style: ArtistStyle = field(default_factory=ArtistStyle)  # lip slit, lids apart, bag, joined, proportions
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Subject:
     image: np.ndarray          # (4, S, S) float16 normal/depth render
     embedding: SurfaceEmbedding = field(repr=False)
     is_ict_identity: bool = True  # False when warped: z_ID has no ICT ground truth
-    prior_basis: np.ndarray | None = None  # (53, V, 3) closest-point ICT basis (nfs.model.prior), as at inference
+    prior_basis: np.ndarray | None = None  # (53, V, 3) closest-point ICT basis (nfs.prior), as at inference
 
     @property
     def n_vertices(self) -> int:
@@ -73,8 +76,11 @@ def draw_spec(seed: int, rng_seed_offset: int = 0) -> SubjectSpec:
     subdivide = bool(target and rng.random() < 0.15)
     if subdivide:
         target //= 3
+    # artist-like modelling on its own generator, so the recipes above stay what they were for every seed
+    style_rng = np.random.default_rng([seed, rng_seed_offset, 3])
+    style = random_style(style_rng) if style_rng.random() < ARTIST_FRACTION else ArtistStyle()
     return SubjectSpec(seed=seed, id_coeffs=c.astype(np.float32), region=str(region), target_vertices=target,
-                       subdivide=subdivide, warp=bool(rng.random() < 0.4), kind=kind)
+                       subdivide=subdivide, warp=bool(rng.random() < 0.4), kind=kind, style=style)
 
 
 def random_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
@@ -97,6 +103,12 @@ def build_subject(ict: ICTFaceModel, spec: SubjectSpec, k_eig: int = 64, image_s
         emb = identity_embedding(n, tmpl_f, tmpl_f)
     neutral = emb.apply(ict.vertices(spec.id_coeffs, None, n))
     basis = emb.apply(ict.expression_deltas[:, :n])
+    faces = emb.faces
+    labels = ict_region_labels()[emb.nearest_template_vertex()]
+    if not spec.style.is_plain:
+        centres = feature_centres(ict.vertices(spec.id_coeffs), ict.landmarks68)
+        styled = apply_style(neutral, faces, basis, labels, centres, spec.style)
+        neutral, faces, basis, labels = styled.vertices, styled.faces, styled.basis, styled.labels
     if spec.warp:
         warp = random_rbf_warp(neutral[: min(len(neutral), 6706)], rng)
         basis = push_through(warp.jacobian(neutral), basis)
@@ -107,11 +119,11 @@ def build_subject(ict: ICTFaceModel, spec: SubjectSpec, k_eig: int = 64, image_s
         shift = rng.normal(0, 0.3, 3).astype(np.float32)
         neutral = (neutral @ rot.T) * s + shift
         basis = (basis @ rot.T) * s
-    labels = ict_region_labels()[emb.nearest_template_vertex()]
-    ops = compute_operators(neutral, emb.faces, k_eig)
-    image = render_normal_depth(neutral, emb.faces, size=image_size).astype(np.float16)
-    return Subject(spec, neutral.astype(np.float32), emb.faces, basis.astype(np.float32), labels, ops, image, emb,
-                   is_ict_identity=not spec.warp, prior_basis=template_expression_basis(neutral, faces=emb.faces))
+    ops = compute_operators(neutral, faces, k_eig)
+    image = render_normal_depth(neutral, faces, size=image_size).astype(np.float16)
+    return Subject(spec, neutral.astype(np.float32), faces, basis.astype(np.float32), labels, ops, image, emb,
+                   is_ict_identity=not (spec.warp or spec.style.feature_scales),
+                   prior_basis=template_expression_basis(neutral, faces=faces))
 
 
 def sample_expressions(rng: np.random.Generator, n: int, n_shapes: int = 53) -> np.ndarray:

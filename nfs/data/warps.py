@@ -47,3 +47,53 @@ def random_rbf_warp(points: np.ndarray, rng: np.random.Generator, n_centers: int
 def push_through(jacobians: np.ndarray, displacements: np.ndarray) -> np.ndarray:
     """Displacements (..., N, 3) mapped by per-point Jacobians (N, 3, 3) (first-order deformation transfer)."""
     return np.einsum("nij,...nj->...ni", jacobians, displacements).astype(np.float32)
+
+
+def wendland(s: np.ndarray) -> np.ndarray:
+    """Wendland C2 profile psi(s) = (1 - s)^4 (4 s + 1) for s in [0, 1], 0 beyond; psi(0) = 1."""
+    t = np.clip(1.0 - s, 0.0, None)
+    return t ** 4 * (4.0 * s + 1.0)
+
+
+def plateau(r: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """1 for r <= inner, Wendland fall-off psi((r - inner) / (outer - inner)) to 0 at r = outer."""
+    return wendland(np.clip(r - inner, 0.0, None) / (outer - inner))
+
+
+def plateau_gradient(d: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """Gradient w.r.t. x of plateau(|d|) with d = x - c; (..., 3). C1 at r = inner since psi'(0) = 0."""
+    r = np.linalg.norm(d, axis=-1)
+    width = outer - inner
+    s = np.clip(r - inner, 0.0, None) / width
+    t = np.clip(1.0 - s, 0.0, None)
+    return (-20.0 * s * t ** 3 / (width * np.maximum(r, 1e-12)))[..., None] * d
+
+
+@dataclass
+class FeatureScaleWarp:
+    """Local anisotropic scaling about feature centres: x -> x + sum_k w_k(x) A_k (x - c_k), A_k = S_k - I
+    (S_k the scaling applied near the centre), w_k = plateau(|x - c_k|; inner_k, outer_k): 1 within inner_k,
+    0 beyond outer_k. centers (K, 3) cm, inner (K,), outer (K,) cm, linear (K, 3, 3) = A_k."""
+
+    centers: np.ndarray
+    inner: np.ndarray
+    outer: np.ndarray
+    linear: np.ndarray
+
+    def _parts(self, x):
+        d = x[:, None, :] - self.centers[None]                                # (N, K, 3)
+        w = plateau(np.linalg.norm(d, axis=-1), self.inner[None], self.outer[None])  # (N, K)
+        return d, w
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3) -> (N, 3)."""
+        d, w = self._parts(x)
+        return x + np.einsum("nk,kij,nkj->ni", w, self.linear, d)
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """I + sum_k [w_k A_k + (A_k d_k) grad w_k^T]; (N, 3) -> (N, 3, 3)."""
+        d, w = self._parts(x)
+        grad = plateau_gradient(d, self.inner[None], self.outer[None])        # (N, K, 3)
+        ad = np.einsum("kij,nkj->nki", self.linear, d)                        # (N, K, 3)
+        return (np.eye(3)[None] + np.einsum("nk,kij->nij", w, self.linear)
+                + np.einsum("nki,nkj->nij", ad, grad))

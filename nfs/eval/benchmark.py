@@ -19,6 +19,14 @@ Categories
   eyes             skin + the two eyeballs (three components)
   auto_align       the ICT topology moved by a random rotation, metre or millimetre scale and translation;
                    the pipeline's automatic alignment has to find the ICT frame again
+  slit             an artist head: the mouth modelled slightly open (jawOpen 0.05-0.25 baked into the rest) and
+                   the lids apart (eyeBlink -0.2..-0.4 baked, blink shapes scaled so a blink still closes)
+  slit_bag         the same with a mouth bag behind the lips (attached to the inner lip loop)
+  joined_lips      the mouth opening capped: one surface, lips joined (a scan's closed mouth)
+  joined_lids      the eye openings capped: closed eyes modelled as skin over the eyeball
+  stylised         eyes, mouth and nose scaled 0.7-1.6 about their centres (local plateau warps)
+On artist heads the added geometry (bag, caps) is not scored for position (it is not ICT's face) but counts for
+triangle flips.
 On warped targets the ground truth is the warp's Jacobian at the neutral applied to the ICT displacement
 (the first-order definition deformation transfer uses).
 """
@@ -31,11 +39,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from nfs.clips import load_builtin_clip
+from nfs.data.artist import ArtistStyle, apply_style, feature_centres
 from nfs.data.subjects import HELD_OUT_SEED_BASE
-from nfs.data.warps import push_through
+from nfs.data.warps import FeatureScaleWarp, plateau, push_through, wendland
 from nfs.geometry.remesh import decimate, jitter_on_surface, subdivide_midpoint
 from nfs.geometry.surface import SurfaceEmbedding, embed_mesh
-from nfs.ict import FACE_VERTEX_COUNT, NARROW_FACE_VERTEX_COUNT, N_IDENTITY, ICTFaceModel, load_ict
+from nfs.ict import EXPRESSION_NAMES, FACE_VERTEX_COUNT, NARROW_FACE_VERTEX_COUNT, N_IDENTITY, ICTFaceModel, load_ict
 from nfs.mesh.align import Alignment
 from nfs.regions import ict_region_labels
 
@@ -43,7 +52,10 @@ EVAL_SEED_BASE = HELD_OUT_SEED_BASE + 1000   # training validation uses HELD_OUT
 EXPRESSION_SEED = 7_000_001                  # random FACS combinations of the benchmark
 NECK_CUT_Y_CM = -12.5
 CATEGORIES = ("ict", "remesh_3k", "remesh_6k", "remesh_25k", "crop_face", "crop_narrow", "neck_cut",
-              "exaggerated", "warp_wendland", "warp_features", "eyes", "auto_align")
+              "exaggerated", "warp_wendland", "warp_features", "eyes", "auto_align",
+              "slit", "slit_bag", "joined_lips", "joined_lids", "stylised")
+# artist-modelled heads (`nfs.data.artist`): the slit categories, the joined ones, stylised proportions
+ARTIST_CATEGORIES = ("slit", "slit_bag", "joined_lips", "joined_lids", "stylised")
 
 # dlib-68 landmark pairs whose distance is a closure gap: upper/lower eyelid and inner upper/lower lip
 EYELID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
@@ -75,7 +87,7 @@ SIZES = {
     "full": BenchmarkSize("full", identities=5, identities_other=2),
     "quick": BenchmarkSize("quick", identities=2, identities_other=1,
                            categories=("ict", "remesh_3k", "crop_face", "warp_wendland", "eyes"),
-                           clips=("blinks", "talk", "smile"), clip_window=6, random_frames=6, cycle_frames=3),
+                           clips=("blinks", "talk", "smile"), clip_window=6, random_frames=4, cycle_frames=3),
 }
 
 
@@ -92,6 +104,8 @@ class ExpressionSet:
 
     weights: np.ndarray
     segments: list = field(default_factory=list)
+    probe_jaw: int = -1        # the frame with jawOpen = 1 alone (lip gap)
+    probe_blink: int = -1      # the frame with both eyeBlinks = 1 alone (lid gap)
 
     @property
     def n_frames(self) -> int:
@@ -120,17 +134,18 @@ def build_expressions(size: BenchmarkSize) -> ExpressionSet:
         start = sum(len(f) for f in frames)
         segments.append((name, start, start + len(w)))
         frames.append(w)
+    probes = np.zeros((2, len(EXPRESSION_NAMES)), np.float32)
+    probes[0, EXPRESSION_NAMES.index("jawOpen")] = 1.0
+    probes[1, [EXPRESSION_NAMES.index("eyeBlink_L"), EXPRESSION_NAMES.index("eyeBlink_R")]] = 1.0
+    start = sum(len(f) for f in frames)
+    segments.append(("probes", start, start + 2))
+    frames.append(probes)
     frames.append(sample_expressions(np.random.default_rng(EXPRESSION_SEED), size.random_frames))
-    return ExpressionSet(np.concatenate(frames).astype(np.float32), segments)
+    return ExpressionSet(np.concatenate(frames).astype(np.float32), segments, probe_jaw=start,
+                         probe_blink=start + 1)
 
 
 # ----------------------------------------------------------------------------------------------- warps
-
-
-def wendland(s: np.ndarray) -> np.ndarray:
-    """Wendland C2 profile psi(s) = (1 - s)^4 (4 s + 1) for s in [0, 1], 0 beyond; psi(0) = 1."""
-    t = np.clip(1.0 - s, 0.0, None)
-    return t ** 4 * (4.0 * s + 1.0)
 
 
 def wendland_gradient(d: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -177,50 +192,6 @@ def random_wendland_warp(points: np.ndarray, rng: np.random.Generator, n_centers
     share = rng.dirichlet(np.ones(n_centers)) * strength
     amplitudes = dirs * (share * radii / WENDLAND_MAX_SLOPE)[:, None]
     return WendlandWarp(centers, radii, amplitudes)
-
-
-def plateau(r: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
-    """1 for r <= inner, Wendland fall-off psi((r - inner) / (outer - inner)) to 0 at r = outer."""
-    return wendland(np.clip(r - inner, 0.0, None) / (outer - inner))
-
-
-def plateau_gradient(d: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
-    """Gradient w.r.t. x of plateau(|d|) with d = x - c; (..., 3). C1 at r = inner since psi'(0) = 0."""
-    r = np.linalg.norm(d, axis=-1)
-    width = outer - inner
-    s = np.clip(r - inner, 0.0, None) / width
-    t = np.clip(1.0 - s, 0.0, None)
-    return (-20.0 * s * t ** 3 / (width * np.maximum(r, 1e-12)))[..., None] * d
-
-
-@dataclass
-class FeatureScaleWarp:
-    """Local anisotropic scaling about feature centres: x -> x + sum_k w_k(x) A_k (x - c_k), A_k = S_k - I
-    (S_k the scaling applied near the centre), w_k = plateau(|x - c_k|; inner_k, outer_k): 1 within inner_k,
-    0 beyond outer_k. centers (K, 3) cm, inner (K,), outer (K,) cm, linear (K, 3, 3) = A_k."""
-
-    centers: np.ndarray
-    inner: np.ndarray
-    outer: np.ndarray
-    linear: np.ndarray
-
-    def _parts(self, x):
-        d = x[:, None, :] - self.centers[None]                                # (N, K, 3)
-        w = plateau(np.linalg.norm(d, axis=-1), self.inner[None], self.outer[None])  # (N, K)
-        return d, w
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """(N, 3) -> (N, 3)."""
-        d, w = self._parts(x)
-        return x + np.einsum("nk,kij,nkj->ni", w, self.linear, d)
-
-    def jacobian(self, x: np.ndarray) -> np.ndarray:
-        """I + sum_k [w_k A_k + (A_k d_k) grad w_k^T]; (N, 3) -> (N, 3, 3)."""
-        d, w = self._parts(x)
-        grad = plateau_gradient(d, self.inner[None], self.outer[None])        # (N, K, 3)
-        ad = np.einsum("kij,nkj->nki", self.linear, d)                        # (N, K, 3)
-        return (np.eye(3)[None] + np.einsum("nk,kij->nij", w, self.linear)
-                + np.einsum("nki,nkj->nij", ad, grad))
 
 
 def feature_scale_warp(neutral: np.ndarray, landmarks68: np.ndarray, rng: np.random.Generator) -> FeatureScaleWarp:
@@ -386,6 +357,38 @@ def warped_target(ict: ICTFaceModel, name: str, category: str, seed: int, coeffs
     return t
 
 
+def artist_style(category: str, rng: np.random.Generator) -> ArtistStyle:
+    """The artist modelling of an artist category's target (random within the category's ranges)."""
+    if category in ("slit", "slit_bag"):
+        return ArtistStyle(rest_jaw=float(rng.uniform(0.05, 0.25)), lids_apart=float(rng.uniform(0.2, 0.4)),
+                           mouth_bag=category == "slit_bag")
+    if category == "joined_lips":
+        return ArtistStyle(join_lips=True)
+    if category == "joined_lids":
+        return ArtistStyle(join_lids=True)
+    scales = rng.uniform(0.7, 1.6, 3)
+    scales[rng.integers(0, 3)] = rng.choice([0.7, 1.6])        # at least one feature at the range's end
+    return ArtistStyle(feature_scales=tuple(float(x) for x in scales))
+
+
+def styled_target(ict: ICTFaceModel, name: str, category: str, seed: int, coeffs: np.ndarray,
+                  style: ArtistStyle) -> EvalTarget:
+    """The ICT skin of an identity modelled as `style` says; added vertices (bag, caps) are off every mask but
+    the skin's."""
+    t = subset_target(ict, name, category, seed, coeffs, np.arange(ict.skin_count), ict.region_faces("skin"))
+    styled = apply_style(t.vertices, t.faces, t.basis, t.labels, feature_centres(t.vertices, ict.landmarks68),
+                         style)
+    extra = len(styled.vertices) - styled.n_original
+    off = np.zeros(extra, bool)
+    t.vertices, t.faces, t.basis = styled.vertices.astype(np.float64), styled.faces, styled.basis
+    t.face_mask, t.inner_mask = np.concatenate([t.face_mask, off]), np.concatenate([t.inner_mask, off])
+    t.skin_mask = np.concatenate([t.skin_mask, ~off])
+    t.labels = np.concatenate([t.labels, -np.ones(extra, np.int64)])
+    if extra or style.feature_scales:
+        t.ict_index = None
+    return t
+
+
 def random_similarity(rng: np.random.Generator) -> Alignment:
     """A random user frame: uniform random rotation, metres (0.01 per cm) or millimetres (10 per cm), a random
     offset. Returned as the true user -> ICT transform."""
@@ -444,6 +447,8 @@ def build_target(category: str, index: int, ict: ICTFaceModel | None = None) -> 
         t.vertices = t.to_ict.inverse(t.vertices)
         t.auto_align = True
         return t
+    if category in ARTIST_CATEGORIES:
+        return styled_target(ict, name, category, seed, coeffs, artist_style(category, rng))
     raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
 
 

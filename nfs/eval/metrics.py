@@ -122,3 +122,24 @@ def rigid_residual_mm(rest: np.ndarray, moved: np.ndarray) -> float:
         r = (u @ np.diag([1.0, 1.0, d]) @ vt).T
         out.append(np.linalg.norm(a @ r.T + c1 - m, axis=-1).mean())
     return float(np.mean(out) * CM_TO_MM)
+
+
+def gap_ratio(pred_pos: np.ndarray, gt_pos: np.ndarray, pairs: np.ndarray) -> float:
+    """Mean landmark-pair distance of the prediction over the truth's, in one frame: pred_pos / gt_pos (V, 3),
+    pairs (P, 2) vertex indices. 1 = the gap opens (closes) exactly as far as the truth's."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if not len(pairs):
+        return float("nan")
+    gap = lambda x: np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=-1).mean()  # noqa: E731
+    return float(gap(pred_pos) / max(gap(gt_pos), 1e-9))
+
+
+def flipped_faces(rest: np.ndarray, pred_pos: np.ndarray, gt_pos: np.ndarray, faces: np.ndarray) -> int:
+    """Number of faces whose normal turns over (negative dot with the rest normal) in some predicted frame while
+    it does not in the truth's same frame. rest (V, 3), pred_pos / gt_pos (T, V, 3), faces (F, 3)."""
+    def normals(x):
+        n = np.cross(x[..., faces[:, 1], :] - x[..., faces[:, 0], :], x[..., faces[:, 2], :] - x[..., faces[:, 0], :])
+        return n
+    n0 = normals(rest)
+    flipped = ((normals(pred_pos) * n0).sum(-1) < 0) & ~((normals(gt_pos) * n0).sum(-1) < 0)
+    return int(flipped.any(0).sum())

@@ -42,7 +42,8 @@ METHODS = ("model", "template_prior", "nearest_point", "deformation_transfer", "
 BASELINES = ("template_prior", "nearest_point", "deformation_transfer")
 METHOD_LABELS = {"model": "NFS model", "template_prior": "template prior alone", "nearest_point": "nearest point",
                  "deformation_transfer": "deformation transfer", "ict_rig": "ICT rig (by index)"}
-METRIC_FIELDS = ("mean_mm", "rms_mm", "p95_mm", "inner_mse_mm2", "gain", "normal_deg", "eyelid_mm", "lip_mm",
+METRIC_FIELDS = ("mean_mm", "rms_mm", "p95_mm", "max_mm", "inner_mse_mm2", "gain", "normal_deg", "eyelid_mm",
+                 "lip_mm", "lip_ratio_jaw", "lid_gap_blink_mm", "flips",
                  "jitter_mm", "gt_jitter_mm", "eyeball_mm", "eyeball_rigid_mm", "cycle_abs", "cycle_gt_abs",
                  "region_pct", "align_mm", "prepare_s", "frames_per_s")
 
@@ -160,6 +161,13 @@ def method_metrics(pred: np.ndarray, ctx: _Context) -> dict:
     row["normal_deg"] = M.normal_angle_deg(pos, ctx.gt_pos, t.faces, t.face_mask, ctx.inc, ctx.gt_normals)
     row["eyelid_mm"] = M.gap_error_mm(pos, ctx.gt_pos, ctx.eyelid)
     row["lip_mm"] = M.gap_error_mm(pos, ctx.gt_pos, ctx.lip)
+    e = ctx.expressions
+    if e.probe_jaw >= 0:
+        row["lip_ratio_jaw"] = M.gap_ratio(pos[e.probe_jaw], ctx.gt_pos[e.probe_jaw], ctx.lip)
+        row["lid_gap_blink_mm"] = M.gap_error_mm(pos[[e.probe_blink]], ctx.gt_pos[[e.probe_blink]], ctx.eyelid)
+    row["max_mm"] = float(M.vertex_errors_mm(pred, ctx.gt, t.face_mask).max()) if t.face_mask.any() else np.nan
+    skin_faces = t.faces[t.skin_mask[t.faces].all(1)]
+    row["flips"] = M.flipped_faces(ctx.v0, pos, ctx.gt_pos, skin_faces)
     row["jitter_mm"] = M.jitter_mm(pred, ctx.expressions.segments, t.face_mask)
     row["gt_jitter_mm"] = M.jitter_mm(ctx.gt, ctx.expressions.segments, t.face_mask)
     if ctx.eyeballs:
@@ -351,6 +359,32 @@ def protocol_table(summary: list[dict]) -> str:
                            "NP / model", "DT / model"], rows)
 
 
+def network_gain_table(summary: list[dict]) -> str:
+    """What the learned correction adds per category: the model against the template prior alone (the same
+    pipeline with the correction off), inner-face MSE and mean error; positive % = the network helps."""
+    rows = []
+    for c, m, other in _per_category(summary):
+        pr = other["template_prior"]
+        if not pr:
+            continue
+        gain = lambda k: 100.0 * (pr[k] - m[k]) / pr[k] if pr.get(k, 0) > 0 else float("nan")  # noqa: E731
+        rows.append([c, _fmt(m["inner_mse_mm2"]), _fmt(pr["inner_mse_mm2"]), _fmt(gain("inner_mse_mm2"), 1),
+                     _fmt(m["mean_mm"]), _fmt(pr["mean_mm"]), _fmt(gain("mean_mm"), 1)])
+    return markdown_table(["category", "model inner MSE", "prior alone", "network gain %", "model mean mm",
+                           "prior alone", "network gain %"], rows)
+
+
+def artist_table(summary: list[dict]) -> str:
+    """Artist-modelled heads: lip gap at jawOpen = 1 as a ratio to the truth, lid gap error at eyeBlink = 1,
+    the largest vertex error of any frame and triangles turned over, per category and method."""
+    from nfs.eval.benchmark import ARTIST_CATEGORIES
+    rows = [[r["category"], METHOD_LABELS[r["method"]], _fmt(r["lip_ratio_jaw"], 3), _fmt(r["lid_gap_blink_mm"], 2),
+             _fmt(r["max_mm"], 2), _fmt(r["flips"], 0), _fmt(r["inner_mse_mm2"])]
+            for r in summary if r["category"] in ARTIST_CATEGORIES and r["method"] != "ict_rig"]
+    return markdown_table(["category", "method", "lip gap ratio @ jawOpen 1", "lid gap error mm @ eyeBlink 1",
+                           "max vertex error mm", "flipped triangles", "inner MSE mm^2"], rows)
+
+
 def quality_table(summary: list[dict]) -> str:
     """Normals, closures, temporal jitter, eyeballs per category and method."""
     rows = []
@@ -487,6 +521,23 @@ def write_outputs(result: BenchmarkResult, out: Path, model_dir: str, card: dict
         "",
         protocol_table(summary),
         "",
+        "## What the network adds: model vs the template prior alone",
+        "",
+        "The same pipeline with the decoder's learned correction switched off is the template prior alone; the "
+        "gain is (prior - model) / prior, measured per category whichever way it goes.",
+        "",
+        network_gain_table(summary),
+        "",
+        "## Artist-modelled heads: slits, bags, joined lips and lids, stylised proportions",
+        "",
+        "Lip gap ratio: the predicted inner-lip gap (dlib 61-67, 62-66, 63-65) at jawOpen = 1 over the truth's "
+        "(1 = the mouth opens as far as the truth). Lid gap error: |predicted - true| eyelid gap at eyeBlink = 1 "
+        "(dlib 37-41, 38-40, 43-47, 44-46). Max: the largest per-vertex error on the face region over every "
+        "frame. Flipped triangles: skin triangles (added bags and caps included) whose normal turns over against "
+        "the rest shape in some frame where the truth's does not.",
+        "",
+        artist_table(summary),
+        "",
         "## Shape quality",
         "",
         "Gain: least-squares amplitude of the prediction against the ground truth on the face region (1 = right "
@@ -531,6 +582,8 @@ def print_report(result: BenchmarkResult) -> None:
     summary = result.summary()
     print("\nPosition error on the face region (mm)\n" + position_table(summary))
     print("\nInner-face mean squared error (mm^2; published ICT: NFR 1.99, NFS 0.62)\n" + protocol_table(summary))
+    print("\nModel vs template prior alone\n" + network_gain_table(summary))
+    print("\nArtist-modelled heads\n" + artist_table(summary))
     print("\n" + quality_table(summary))
     print("\n" + model_table(summary))
     print(f"\n{len(result.rows)} rows in {result.wall_s:.0f} s wall ({result.cpu_s:.0f} s CPU) on {hardware()}")

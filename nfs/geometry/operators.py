@@ -21,8 +21,46 @@ from nfs.geometry.normals import vertex_normals
 CACHE_VERSION = 3  # 3: one file per mesh for every k
 
 
+DEFAULT_CACHE_MB = 512.0
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("NFS_CACHE", Path.home() / ".cache" / "nfs")) / "operators"
+
+
+def cache_limit_bytes() -> int:
+    """The operator cache's size cap: NFS_CACHE_MB megabytes (default 512; 0 keeps nothing)."""
+    text = os.environ.get("NFS_CACHE_MB", "")
+    try:
+        mb = float(text) if text.strip() else DEFAULT_CACHE_MB
+    except ValueError:
+        raise ValueError(f"NFS_CACHE_MB must be a number of megabytes, got {text!r}") from None
+    if not np.isfinite(mb) or mb < 0:
+        raise ValueError(f"NFS_CACHE_MB must be a finite number >= 0, got {text!r}")
+    return int(mb * 1e6)
+
+
+def evict_cache(cache_dir: Path, limit_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used operator files (oldest modification time: a cache hit touches its file)
+    until the folder holds at most `limit_bytes`; `keep` (the file just written) goes last. Returns the deleted
+    paths. Files another process removes meanwhile are skipped."""
+    entries = []
+    for path in Path(cache_dir).glob("*.npz"):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        entries.append((path == keep, st.st_mtime, path, st.st_size))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    total = sum(e[3] for e in entries)
+    deleted = []
+    for _, _, path, size in entries:
+        if total <= limit_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        deleted.append(path)
+    return deleted
 
 
 @dataclass
@@ -185,7 +223,9 @@ def load_operators(path: Path) -> Operators:
 def get_operators(vertices: np.ndarray, faces: np.ndarray, k_eig: int = 128, cache_dir: Path | None = None,
                   use_cache: bool = True) -> Operators:
     """Operators of a mesh, read from / written to a content-addressed cache file. One file per mesh serves every
-    k: a cached eigenbasis with at least k_eig pairs is cut to k_eig; a smaller one is recomputed and replaced."""
+    k: a cached eigenbasis with at least k_eig pairs is cut to k_eig; a smaller one is recomputed and replaced.
+    The cache folder is capped at NFS_CACHE_MB (least recently used files go first; about 600 bytes per vertex
+    per mesh)."""
     if not use_cache:
         return compute_operators(vertices, faces, k_eig)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -195,12 +235,18 @@ def get_operators(vertices: np.ndarray, faces: np.ndarray, k_eig: int = 128, cac
         try:
             ops = load_operators(path)
             if ops.k >= min(k_eig, n_max):
+                os.utime(path)  # recently used
                 return truncate_operators(ops, k_eig)
+        except FileNotFoundError:  # evicted by another process meanwhile
+            pass
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # truncated / corrupt file
             path.unlink(missing_ok=True)
     ops = compute_operators(vertices, faces, k_eig)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    save_operators(path, ops)
+    limit = cache_limit_bytes()
+    if limit > 0:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        save_operators(path, ops)
+        evict_cache(cache_dir, limit, keep=path)
     return ops
 
 

@@ -22,6 +22,12 @@ def read_csv_table(path, max_rows: int) -> tuple[list[str], list[list[str]]]:
             if header is None:
                 raise ClipError(f"{path.name}: the file is empty")
             header = [h.strip() for h in header]
+            if len(header) == 1:
+                sep = next((c for c in (";", "\t", "|") if c in header[0]), None)
+                if sep is not None:
+                    shown = "tab" if sep == "\t" else f"'{sep}'"
+                    raise ClipError(f"{path.name}: the fields are separated by {shown} (expected ','); "
+                                    "export the CSV with commas")
             rows = []
             for row in reader:
                 if not row or all(not c.strip() for c in row):

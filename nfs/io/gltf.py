@@ -17,6 +17,7 @@ import pygltflib as gl
 
 from nfs.geometry.normals import vertex_normals
 from nfs.io.mesh import DEFAULT_MAX_VERTICES, MeshError, RawMesh, check_not_empty, finish_mesh
+from nfs.io.gltf_compressed import plain_glb
 from nfs.io.via_trimesh import scene_to_raw, trimesh_load
 
 EXTENSIONS = (".glb", ".gltf")
@@ -40,6 +41,9 @@ def load_gltf(source: bytes | str | Path, filename: str, max_vertices: int | Non
     else:
         check_not_empty(source, filename)
         file_obj = io.BytesIO(source)
+    decoded = plain_glb(source, filename)  # Draco / meshopt decoded, unknown required extensions refused
+    if decoded is not None:
+        file_obj, file_type = io.BytesIO(decoded), "glb"
     loaded = trimesh_load(file_obj, file_type, filename)
     if isinstance(loaded, trimesh.Trimesh):
         loaded = trimesh.Scene(loaded)

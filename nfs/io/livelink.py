@@ -12,6 +12,7 @@ from nfs.ict import ARKIT_NAMES, arkit_to_ict_matrix
 from nfs.io.csv_table import column_index, read_csv_table, to_float
 
 EXTENSIONS = (".csv",)
+OPTIONAL_COLUMNS = ("tongueout",)  # dropped by the mapping to ICT anyway: a take without it is fine
 LIVELINK_IGNORED = (
     "timecode", "blendshapecount", "headyaw", "headpitch", "headroll", "lefteyeyaw", "lefteyepitch",
     "lefteyeroll", "righteyeyaw", "righteyepitch", "righteyeroll",
@@ -19,8 +20,13 @@ LIVELINK_IGNORED = (
 
 
 def is_livelink_header(header_line: str) -> bool:
-    """Whether a CSV's first line is a Live Link Face header (rather than our weight CSV's)."""
-    return header_line.lower().startswith("timecode") or "blendshapecount" in header_line.lower()
+    """Whether a CSV's first line is a Live Link Face header (rather than our weight CSV's): a Timecode or
+    BlendShapeCount column, or mostly ARKit names (a byte-order mark and any separator tolerated)."""
+    line = header_line.lstrip("\ufeff").strip().lower()
+    if line.startswith("timecode") or "blendshapecount" in line:
+        return True
+    fields = {f.strip() for f in re.split(r"[,;\t]", line)}
+    return len(fields & {n.lower() for n in ARKIT_NAMES}) >= len(ARKIT_NAMES) // 2
 
 
 _TIMECODE = re.compile(r"^\s*(\d+):(\d+):(\d+)[:;](\d+)(?:\.(\d+))?\s*$")
@@ -31,7 +37,7 @@ def _parse_timecodes(codes: list[str], rate: float | None, what: str) -> np.ndar
     """`hh:mm:ss:ff.sub` strings -> seconds from the first one.
 
     The rate of the frame field is inferred from the largest frame number seen (the smallest
-    standard rate above it) when the clip crosses a second boundary; otherwise 60 is assumed.
+    standard rate above it) when the clip crosses a second boundary; otherwise Live Link Face's default 30.
     """
     parts = np.zeros((len(codes), 4))
     for i, s in enumerate(codes):
@@ -42,7 +48,7 @@ def _parse_timecodes(codes: list[str], rate: float | None, what: str) -> np.ndar
         parts[i] = int(h) * 3600 + int(mi) * 60 + int(se), int(fr), float("0." + sub) if sub else 0.0, 0
     secs, frame = parts[:, 0], parts[:, 1] + parts[:, 2]
     if rate is None:
-        rate = 60.0
+        rate = DEFAULT_FPS  # within one second the frame numbers cannot tell the rate: Live Link Face's default
         if len(np.unique(secs)) > 1:
             top = parts[:, 1].max()
             rate = next((r for r in _TIMECODE_RATES if r > top), top + 1)
@@ -83,13 +89,18 @@ def load_livelink_csv(path, fps: float | None = None, timecode_fps: float | None
     what = path.name
     header, rows = read_csv_table(path, 8 * max_frames)
     livelink_names = [n[0].upper() + n[1:] for n in ARKIT_NAMES]  # the app's spelling, for messages
-    arkit_cols = column_index(header, livelink_names, LIVELINK_IGNORED, what)
     lower = [h.lower() for h in header]
+    optional = [n for n in livelink_names if n.lower() in OPTIONAL_COLUMNS and n.lower() not in lower]
+    wanted = [n for n in livelink_names if n not in optional]
+    cols = column_index(header, wanted, LIVELINK_IGNORED, what)
     if "timecode" not in lower:
         raise ClipError(f"{what}: missing columns: Timecode")
     check_frame_count(len(rows), what, 8 * max_frames)
-    times = _parse_timecodes([r[lower.index("timecode")] for r in rows], timecode_fps, what)
-    arkit = to_float(rows, arkit_cols, header, what)
+    times, warnings = spread_repeated_times(
+        _parse_timecodes([r[lower.index("timecode")] for r in rows], timecode_fps, what), fps, what)
+    arkit = np.zeros((len(rows), len(livelink_names)))
+    arkit[:, [livelink_names.index(n) for n in wanted]] = to_float(rows, cols, header, what)
+    arkit_cols = [cols[wanted.index(n)] if n in wanted else cols[0] for n in livelink_names]
     bad = ~np.isfinite(arkit)
     if bad.any():
         r, j = np.argwhere(bad)[0]
@@ -99,5 +110,33 @@ def load_livelink_csv(path, fps: float | None = None, timecode_fps: float | None
         raise ClipError(f"{what}: fps must be positive, got {fps}")
     n_out = int(np.floor(times[-1] * fps + 1e-6)) + 1
     check_frame_count(n_out, what, max_frames)
+    notes = []
+    steps = np.diff(times)
+    steps = steps[steps > 0]
+    if len(steps):
+        take_fps = 1.0 / float(np.median(steps))
+        if abs(take_fps - fps) > 0.02 * fps:
+            notes.append(f"{take_fps:.3g} fps take resampled to {fps:g} fps ({len(rows)} -> {n_out} frames; use "
+                         f"--fps {take_fps:.3g} / the fps field to keep it)")
     arkit = resample_linear(times, arkit, fps)
-    return codes_clip(name or path.stem, arkit @ arkit_to_ict_matrix().astype(np.float64), fps, max_frames)
+    return codes_clip(name or path.stem, arkit @ arkit_to_ict_matrix().astype(np.float64), fps, max_frames,
+                      list(notes) + warnings)
+
+
+def spread_repeated_times(times: np.ndarray, fps: float, what: str) -> tuple[np.ndarray, list[str]]:
+    """Rows that share a timecode (no sub-frame field) would collapse into one frame: when every row has the
+    same time, the rows are taken one per frame at `fps`; otherwise each run of equal times is spread evenly
+    up to the next distinct time. Returns the times and the warnings to show."""
+    if len(times) < 2 or not (np.diff(times) == 0).any():
+        return times, []
+    if times[-1] == times[0]:
+        return np.arange(len(times)) / fps, [f"{what}: all {len(times)} rows share one timecode: taken as "
+                                              f"consecutive frames at {fps:g} fps"]
+    out = times.astype(np.float64).copy()
+    starts = np.concatenate([[0], np.nonzero(np.diff(times) > 0)[0] + 1, [len(times)]])
+    step = np.median(np.diff(np.unique(times)))
+    for a, b in zip(starts[:-1], starts[1:]):
+        nxt = times[b] if b < len(times) else times[a] + step
+        out[a:b] = times[a] + (nxt - times[a]) * np.arange(b - a) / (b - a)
+    repeated = int(len(times) - len(np.unique(times)))
+    return out, [f"{what}: {repeated} rows repeat the previous row's timecode: spread evenly within their frame"]

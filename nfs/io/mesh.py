@@ -75,6 +75,19 @@ def check_vertex_limit(n: int, filename: str, max_vertices: int | None) -> None:
         raise MeshError(f"{filename}: too many vertices ({n:,} > limit {max_vertices:,}); decimate the mesh first")
 
 
+MAX_COORDINATE = 1e15  # beyond this, areas and distances overflow or lose all precision
+
+
+def check_measurable(vertices: np.ndarray, filename: str = "") -> None:
+    """Refuse coordinates so large that areas overflow, and meshes whose vertices all sit at one point."""
+    name = f"{filename}: " if filename else ""
+    top = float(np.abs(vertices).max()) if len(vertices) else 0.0
+    if top > MAX_COORDINATE:
+        raise MeshError(f"{name}coordinates too large (up to {top:.3g}); rescale the mesh (limit {MAX_COORDINATE:g})")
+    if len(vertices) and not (np.ptp(vertices, axis=0) > 0).any():
+        raise MeshError(f"{name}all vertices are at the same point; the mesh has no extent")
+
+
 def finish_mesh(mesh: RawMesh, filename: str, max_vertices: int) -> RawMesh:
     """Validate a freshly read mesh (shared by all formats)."""
     v, f = mesh.vertices, mesh.faces
@@ -89,6 +102,7 @@ def finish_mesh(mesh: RawMesh, filename: str, max_vertices: int) -> RawMesh:
     if not np.isfinite(v).all():
         n_bad = int((~np.isfinite(v).all(1)).sum())
         raise MeshError(f"{filename}: non-finite coordinates (NaN or inf) in {n_bad} vertices")
+    check_measurable(v[np.unique(f)], filename)
     if not mesh.parts:
         mesh.parts = [MeshPart(Path(filename).stem, 0, len(v), 0, len(f))]
     mesh.source = filename

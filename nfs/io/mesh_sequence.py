@@ -78,18 +78,37 @@ def load_mesh_sequence(path, neutral=None, fps: float = DEFAULT_FPS, max_frames:
     if path.suffix.lower() == ".npz":
         return _load_npz_sequence(path, arr_neutral, neutral, fps, max_frames, max_bytes, max_ratio, name)
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".obj"),
-                       key=lambda p: natural_key(p.name))
+        files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".obj"
+                        and not is_system_file(p.name)), key=lambda p: natural_key(p.name))
         items = [(p.name, p.read_bytes) for p in files]
         return _mesh_clip_from_items(items, neutral, arr_neutral, what, fps, max_frames, name)
     if path.suffix.lower() == ".zip" and path.is_file():
         zf, infos = open_zip(path, max_bytes, max_ratio)
         with zf:
-            objs = sorted((i for i in infos if i.filename.lower().endswith(".obj")),
+            objs = sorted((i for i in infos if i.filename.lower().endswith(".obj") and not is_system_file(i.filename)),
                           key=lambda i: natural_key(i.filename))
+            if not objs:
+                raise ClipError(f"{what}: no OBJ frames in the zip")
+            check_one_take(what, [i.filename for i in objs])
             items = [(i.filename, (lambda i=i: read_member(zf, i, what))) for i in objs]
             return _mesh_clip_from_items(items, neutral, arr_neutral, what, fps, max_frames, name)
     raise ClipError(f"{path}: expected a folder of OBJ files, a .zip or an .npz")
+
+
+def is_system_file(name: str) -> bool:
+    """Files an operating system adds to folders and zips: macOS ``__MACOSX/`` and ``._*`` resource forks,
+    ``.DS_Store``, Windows ``Thumbs.db``, and hidden dot files."""
+    parts = Path(name).parts
+    return any(p == "__MACOSX" for p in parts) or Path(name).name.startswith(".") or \
+        Path(name).name.lower() in ("thumbs.db", "desktop.ini")
+
+
+def check_one_take(what: str, names: list[str]) -> None:
+    """Refuse frames spread over several folders (several takes in one zip) instead of joining them."""
+    folders = sorted({str(Path(n).parent) for n in names})
+    if len(folders) > 1:
+        shown = ", ".join(f"{f}/" for f in folders[:4]) + (" ..." if len(folders) > 4 else "")
+        raise ClipError(f"{what}: {len(folders)} take folders ({shown}); put one take per zip")
 
 
 def _mesh_clip_from_items(items, neutral, arr_neutral, what, fps, max_frames, name) -> Clip:
@@ -111,8 +130,10 @@ def _mesh_clip_from_items(items, neutral, arr_neutral, what, fps, max_frames, na
 
 def _load_npz_sequence(path, arr_neutral, neutral, fps, max_frames, max_bytes, max_ratio, name) -> Clip:
     what = path.name
-    zf, _ = open_zip(path, max_bytes, max_ratio)  # an .npz is a zip: refuse bombs before np.load
-    zf.close()
+    zf, infos = open_zip(path, max_bytes, max_ratio)  # an .npz is a zip: refuse bombs before np.load
+    with zf:
+        for info in infos:                             # and headers that claim more than the member holds
+            check_npy_header(zf, info, what)
     try:
         with np.load(path, allow_pickle=False) as d:
             keys = set(d.files)
@@ -141,6 +162,26 @@ def _load_npz_sequence(path, arr_neutral, neutral, fps, max_frames, max_bytes, m
     else:
         neu = verts[0]
     return mesh_clip(name, verts, faces, neu, fps)
+
+
+def check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> None:
+    """Read one .npy member's header (a few hundred bytes) and refuse a declared size beyond what the member
+    holds, before numpy allocates it."""
+    if not info.filename.endswith(".npy"):
+        return
+    try:
+        with zf.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh, max_header_size=10_000)
+    except (ValueError, OSError, zipfile.BadZipFile, SyntaxError) as e:
+        raise ClipError(f"{what}: cannot read the npz ({str(e).splitlines()[0][:80]})") from None
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False) with its own message
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > info.file_size:
+        raise ClipError(f"{what}: {info.filename} declares shape {tuple(shape)} ({declared / 1e9:.3g} GB) but "
+                        f"holds {info.file_size:,} bytes")
 
 
 def _read_neutral_vertices(path: Path) -> np.ndarray:

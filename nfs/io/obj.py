@@ -55,6 +55,11 @@ def load_obj(data: bytes, filename: str, max_vertices: int | None = DEFAULT_MAX_
             notes.append("ignored texture coordinates: vt index out of range")
         else:
             corner_uv = np.where((uv_tris >= 0)[..., None], uv_table[np.maximum(uv_tris, 0)], np.nan)
+            missing = int(np.isnan(corner_uv[..., 0]).sum())
+            if missing:
+                corner_uv = fill_missing_uv(faces, corner_uv)
+                notes.append(f"{missing} face corners had no texture coordinate: filled from the same vertex "
+                             "elsewhere or the face's other corners")
             uv = _per_vertex_uv(faces, corner_uv, n_v)
     return finish_mesh(RawMesh(vertices, faces, polygon, uv=uv, corner_uv=corner_uv, notes=notes), filename,
                        max_vertices)
@@ -121,6 +126,24 @@ def _counts_before_faces(lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
     is_vt = np.array([ln.startswith("vt ") for ln in lines])
     is_f = np.array([ln.startswith("f ") for ln in lines])
     return np.cumsum(is_v)[is_f], np.cumsum(is_vt)[is_f]
+
+
+def fill_missing_uv(faces: np.ndarray, corner_uv: np.ndarray) -> np.ndarray:
+    """(F, 3, 2) corner UVs with NaN where a corner had none -> no NaN: a missing corner takes the UV its vertex
+    has at another corner, else the mean of its face's other corners, else (0, 0)."""
+    out = np.array(corner_uv, np.float64)
+    flat, vert = out.reshape(-1, 2), faces.reshape(-1)
+    known = ~np.isnan(flat[:, 0])
+    by_vertex = np.full((int(vert.max()) + 1, 2), np.nan)
+    by_vertex[vert[known]] = flat[known]
+    flat[~known] = by_vertex[vert[~known]]
+    still = np.isnan(out[..., 0])
+    if still.any():
+        with np.errstate(invalid="ignore"):
+            face_mean = np.nanmean(np.where(still[..., None], np.nan, out), axis=1) if (~still).any() else None
+        if face_mean is not None:
+            out = np.where(still[..., None], face_mean[:, None, :], out)
+    return np.nan_to_num(out, nan=0.0)
 
 
 def _per_vertex_uv(faces: np.ndarray, corner_uv: np.ndarray, n_vertices: int) -> np.ndarray | None:

@@ -25,6 +25,7 @@ MESH_LOADERS: dict[str, MeshLoader] = {
 }
 MESH_EXTENSIONS = tuple(MESH_LOADERS)              # target meshes: .obj .ply .stl .off .glb .gltf
 CLIP_EXTENSIONS = (".csv", ".zip", ".npz")         # clip files (a folder of OBJ frames or a Multiface folder too)
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")   # face videos: nfs/video (or a folder of images)
 
 
 # ----------------------------------------------------------------------------- meshes
@@ -74,7 +75,8 @@ def load_builtin_clip(name: str) -> Clip:
 
 def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
     """A clip from a built-in name, an ICT-coefficient or Live Link Face CSV, an OBJ-sequence folder/zip,
-    an .npz mesh sequence, or a Multiface-layout folder/zip (detected from the content)."""
+    an .npz mesh sequence, a Multiface-layout folder/zip (detected from the content), or a face video / folder of
+    images (`nfs.video.load_video_clip`, landmarks fitted to ICT weights)."""
     text = str(spec)
     if text in list_builtin_clips():
         return load_builtin_clip(text)
@@ -82,8 +84,12 @@ def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
     if not path.exists():
         raise ClipError(f"no built-in clip or file named {text!r}; built-in clips: {', '.join(list_builtin_clips())}")
     suffix = path.suffix.lower()
+    from nfs.video.reader import is_video_source
+    if is_video_source(path):
+        from nfs.video.source import load_video_clip
+        return load_video_clip(path, max_frames=max_frames)
     if suffix == ".csv":
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
             header = fh.readline()
         if is_livelink_header(header):
             return load_livelink_csv(path, max_frames=max_frames)
@@ -99,4 +105,4 @@ def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
     if suffix == ".npz":
         return load_mesh_sequence(path, max_frames=max_frames)
     raise ClipError(f"{path.name}: unsupported clip format {suffix or '(none)'}; use a built-in name, .csv, "
-                    ".zip, .npz or a folder of OBJ frames")
+                    ".zip, .npz, a folder of OBJ frames, a face video (" + ", ".join(VIDEO_EXTENSIONS) + ") or a folder of images")

@@ -66,6 +66,9 @@ def scene_to_raw(scene, filename: str, file_type: str) -> RawMesh:
             skipped.append(str(node))
             continue
         v = np.asarray(geom.vertices, np.float64)
+        if not abs(np.linalg.det(transform[:3, :3])) > 1e-30:
+            raise MeshError(f"{filename}: node {str(node)[:40]!r} has scale 0 (a degenerate transform): its mesh "
+                            "collapses to a point, line or plane")
         v = v @ transform[:3, :3].T + transform[:3, 3]
         f = np.asarray(geom.faces, np.int64)
         vertices.append(v)

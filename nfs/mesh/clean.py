@@ -31,6 +31,8 @@ class CleanReport:
     skin_faces: int = 0
     skin_area_fraction: float = 0.0
     other_component_sizes: list[int] = field(default_factory=list)  # vertex counts, largest area first
+    body_vertices: int = 0             # vertices below the neck (a body): they stay still
+    skin_chosen_by_face: bool = False  # the skin is not the largest component: the face was found on another
 
     def summary(self) -> list[str]:
         """Human-readable lines, one per fact, repairs only when they happened."""
@@ -46,6 +48,10 @@ class CleanReport:
             lines.append("no repairs needed")
         lines.append(f"skin: {self.skin_vertices:,} vertices, {self.skin_faces:,} triangles "
                      f"({100 * self.skin_area_fraction:.1f}% of the surface area)")
+        if self.skin_chosen_by_face:
+            lines.append("skin: the component carrying the face (not the largest one)")
+        if self.body_vertices:
+            lines.append(f"body: {self.body_vertices:,} vertices below the neck stay still")
         if self.other_component_sizes:
             sizes = ", ".join(f"{n:,}" for n in self.other_component_sizes[:8])
             more = " ..." if len(self.other_component_sizes) > 8 else ""
@@ -63,7 +69,10 @@ class CleanMesh:
     to_clean: (V_in,) cleaned index of each input vertex, -1 where it was removed.
     skin_vertices: (S,) indices into `vertices` of the skin component (ascending).
     skin_faces: (Fs, 3) triangles indexing the compact array ``vertices[skin_vertices]``.
-    other_components: index arrays into `vertices`, one per other component, largest area first.
+    other_components: index arrays into `vertices`, one per other component, largest area first; they follow
+    the skin rigidly.
+    body_vertices: (B,) indices into `vertices` below the neck (a body cut from the head, parts under it):
+    they stay still (see `nfs.mesh.head.split_head`).
     """
 
     vertices: np.ndarray
@@ -74,6 +83,7 @@ class CleanMesh:
     skin_faces: np.ndarray
     other_components: list[np.ndarray]
     report: CleanReport
+    body_vertices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def skin_points(self) -> np.ndarray:

@@ -99,7 +99,7 @@ class NFSNetwork(nn.Module):
     def encode_target(self, vertices: torch.Tensor, ops: OperatorTensors, image: torch.Tensor,
                       prior: torch.Tensor | None = None) -> TargetEncoding:
         """vertices (1, V, 3) cm in the ICT frame, image (1, 4, S, S), prior (53, V, 3) from
-        `nfs.model.prior.template_expression_basis` (required when cfg.template_prior) -> TargetEncoding."""
+        `nfs.prior.template_expression_basis` (required when cfg.template_prior) -> TargetEncoding."""
         if self.cfg.template_prior and prior is None:
             raise ValueError("this model decodes on top of the template prior: pass prior=(53, V, 3)")
         static = vertex_inputs(vertices, ops.normals[None].to(vertices.dtype), self.image_encoder(image))

@@ -1,0 +1,72 @@
+"""Video source speed: frames per second of decoding, face detection + landmarks, and the ICT weight fit, on a
+640 x 480 face video (the test fixture tests/data/video/face_expressions.mp4, looped to --frames frames).
+
+    python bench/bench_video.py [--frames 600] [--threads 1]
+
+Prints the machine's CPU count and flags with the figures. The whole source (`load_video_clip`: decode, track, fit)
+is timed end to end, then each stage alone.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nfs.video.fit import FitConfig, fit_landmarks
+from nfs.video.landmarks import FaceTracker
+from nfs.video.reader import read_frames
+from nfs.video.source import load_video_clip, track_frames
+from nfs.video.synthetic import write_video
+
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "video" / "face_expressions.mp4"
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f" {f}" in text) or "none of avx2/avx512"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=600)
+    p.add_argument("--threads", type=int, default=1, help="LiteRT threads per model")
+    a = p.parse_args()
+    frames, fps, _ = read_frames(FIXTURE, 10_000)
+    base = list(frames)
+    looped = [base[i % len(base)] for i in range(a.frames)]
+    h, w = looped[0].shape[:2]
+    print(f"cpus {os.cpu_count()}, flags: {cpu_flags()}; {len(looped)} frames of {w}x{h}, LiteRT threads {a.threads}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.mp4"
+        write_video(path, looped, fps)
+        FaceTracker(a.threads)                     # load once so the timing below is steady state
+        t = time.perf_counter()
+        clip = load_video_clip(path, threads=a.threads)
+        total = time.perf_counter() - t
+        print(f"end to end (decode + detect + landmarks + fit): {clip.n_frames / total:6.1f} frames/s "
+              f"({total:.2f} s for {clip.n_frames} frames)")
+        t = time.perf_counter()
+        decoded = sum(1 for _ in read_frames(path, 10_000)[0])
+        dt = time.perf_counter() - t
+        print(f"decode only:                                     {decoded / dt:6.1f} frames/s")
+    t = time.perf_counter()
+    points, found, _ = track_frames(looped, FaceTracker(a.threads))
+    dt = time.perf_counter() - t
+    print(f"detect + landmarks only (frames in memory):      {len(looped) / dt:6.1f} frames/s")
+    t = time.perf_counter()
+    fit_landmarks(points, found, FitConfig())
+    dt = time.perf_counter() - t
+    print(f"fit only (neutral choice, rigid removal, weights): {len(looped) / dt:6.1f} frames/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

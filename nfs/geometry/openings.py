@@ -1,0 +1,164 @@
+"""Openings of a surface (mouth slits, eye holes): ordered boundary loops, geodesic distances from vertex sets
+(heat method), side labels across an opening, and surfaces that close or line an opening (caps, mouth bags)."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+
+def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
+    """Ordered boundary loops of a triangle mesh (F, 3): each an int64 array of vertex indices following the
+    boundary half-edges (a -> b where the face has a -> b and no face has b -> a), so a cap whose faces traverse each
+    loop edge backwards is consistently oriented with the mesh. Non-manifold boundary vertices (two outgoing boundary
+    half-edges) end a walk early; loops shorter than 3 are dropped."""
+    f = np.asarray(faces, np.int64)
+    half = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    n = int(f.max()) + 1 if len(f) else 0
+    key = half[:, 0] * n + half[:, 1]
+    reverse = half[:, 1] * n + half[:, 0]
+    boundary = half[~np.isin(key, reverse)]
+    nxt = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist()))
+    loops, seen = [], set()
+    for start in boundary[:, 0].tolist():
+        if start in seen:
+            continue
+        loop, v = [], start
+        while v not in seen and v in nxt:
+            seen.add(v)
+            loop.append(v)
+            v = nxt[v]
+        if len(loop) >= 3 and v == start:
+            loops.append(np.asarray(loop, np.int64))
+    return loops
+
+
+def _heat_distance_robust(vertices: np.ndarray, faces: np.ndarray, source_sets: list[np.ndarray]) -> np.ndarray:
+    """Varadhan's heat-kernel distance d = sqrt(-4 t log u) with the robust Laplacian (any mesh, also
+    non-manifold): (len(sets), V), inf where no heat arrives. Only its ordering between source sets is used."""
+    import robust_laplacian
+
+    L, M = robust_laplacian.mesh_laplacian(np.asarray(vertices, np.float64), np.asarray(faces, np.int64))
+    h = float(np.mean(np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1)))
+    t = h * h
+    solve = spla.factorized((M + t * L).tocsc())
+    out = []
+    for src in source_sets:
+        delta = np.zeros(len(vertices))
+        delta[src] = 1.0
+        u = np.clip(solve(M @ delta), 1e-300, None)
+        u /= u.max()
+        out.append(np.sqrt(np.maximum(-4 * t * np.log(u), 0.0)))
+    return np.stack(out)
+
+
+def geodesic_distances(vertices: np.ndarray, faces: np.ndarray, source_sets: list[np.ndarray]) -> np.ndarray:
+    """Geodesic distance on the surface (vertex units) from each vertex set: (len(source_sets), V).
+
+    Heat method (potpourri3d's `MeshHeatMethodDistanceSolver`, intrinsic Delaunay); on meshes it refuses
+    (non-manifold) the robust Laplacian's heat kernel (Varadhan) stands in. Vertices not connected to a set get
+    a large distance."""
+    import potpourri3d as pp3d
+
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    used = np.zeros(len(v), bool)
+    used[f.ravel()] = True
+    sets = [np.asarray(s, np.int64)[used[np.asarray(s, np.int64)]] for s in source_sets]
+    out = np.full((len(sets), len(v)), np.inf)
+    try:
+        solver = pp3d.MeshHeatMethodDistanceSolver(v, f)
+        for i, s in enumerate(sets):
+            if len(s):
+                out[i] = solver.compute_distance_multisource(s.tolist())
+    except (RuntimeError, ValueError):
+        live = [i for i, s in enumerate(sets) if len(s)]
+        if live:
+            out[live] = _heat_distance_robust(v, f, [sets[i] for i in live])
+    out[:, ~used] = np.inf
+    return np.where(np.isfinite(out), out, 1e9)
+
+
+def side_labels(distances_a: np.ndarray, distances_b: np.ndarray, radius: float) -> np.ndarray:
+    """(V,) int8: +1 where side a's sources are geodesically nearer, -1 where side b's are, 0 beyond `radius`
+    of both (vertices far from the opening keep no side)."""
+    near = np.minimum(distances_a, distances_b) < radius
+    return np.where(near, np.where(distances_a <= distances_b, 1, -1), 0).astype(np.int8)
+
+
+def loop_halves(points: np.ndarray, loop: np.ndarray, right: np.ndarray, up: np.ndarray,
+                corner_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Split an opening's loop at its two corners (the extreme points along `right`) into the upper and lower
+    arcs (by their mean height along `up`); `corner_fraction` of each arc's length next to the corners is left
+    out (the corners belong to both sides). Returns (upper vertices, lower vertices)."""
+    x = points[loop] @ right
+    i, j = int(np.argmin(x)), int(np.argmax(x))
+    n = len(loop)
+    arc1 = loop[np.arange(i, i + ((j - i) % n) + 1) % n]
+    arc2 = loop[np.arange(j, j + ((i - j) % n) + 1) % n]
+
+    def trim(arc):
+        k = int(round(corner_fraction * len(arc)))
+        return arc[k:len(arc) - k] if len(arc) > 2 * k + 1 else arc[len(arc) // 2:len(arc) // 2 + 1]
+
+    arc1, arc2 = trim(arc1), trim(arc2)
+    if (points[arc1] @ up).mean() >= (points[arc2] @ up).mean():
+        return arc1, arc2
+    return arc2, arc1
+
+
+# --------------------------------------------------------------------------------- closing and lining openings
+
+
+def loop_fill(points: np.ndarray, loop: np.ndarray, first_index: int, rings: int = 3,
+              offset: np.ndarray | None = None, close: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concentric rings inside a boundary loop, each the loop shrunk towards its centroid (and moved by
+    `offset` times the ring's depth fraction, e.g. into the head for a mouth bag), closed by a centre vertex.
+
+    points (V, 3); loop (L,) ordered as `boundary_loops` gives it; new vertices are numbered from first_index.
+    Returns new vertices (N, 3), faces (G, 3) over old + new indices (oriented consistently with the mesh), and
+    the interpolation matrix W (N, L + 1) that gives every new vertex from the loop's vertices and their mean
+    (W @ concat(values[loop], mean) carries per-vertex values, e.g. displacements, into the fill)."""
+    loop = np.asarray(loop, np.int64)
+    n_loop = len(loop)
+    centre = points[loop].mean(0)
+    offset = np.zeros(3) if offset is None else np.asarray(offset, np.float64)
+    new_v, weights, faces = [], [], []
+    previous = loop
+    for r in range(1, rings + 1):
+        s = r / (rings + 1)                                     # 0 at the loop, 1 at the centre
+        w = np.zeros((n_loop, n_loop + 1))
+        w[np.arange(n_loop), np.arange(n_loop)] = 1 - s
+        w[:, -1] = s
+        ring = first_index + sum(len(x) for x in new_v) + np.arange(n_loop)
+        new_v.append((1 - s) * points[loop] + s * centre + s * offset)
+        weights.append(w)
+        nxt = np.roll(np.arange(n_loop), -1)
+        faces.append(np.stack([previous[nxt], previous, ring], 1))
+        faces.append(np.stack([previous[nxt], ring, ring[nxt]], 1))
+        previous = ring
+    if close:
+        c = first_index + sum(len(x) for x in new_v)
+        new_v.append((centre + offset)[None])
+        w = np.zeros((1, n_loop + 1))
+        w[0, -1] = 1.0
+        weights.append(w)
+        nxt = np.roll(np.arange(n_loop), -1)
+        faces.append(np.stack([previous[nxt], previous, np.full(n_loop, c)], 1))
+    return np.concatenate(new_v), np.concatenate(faces).astype(np.int64), np.concatenate(weights)
+
+
+def carry_into_fill(values: np.ndarray, loop: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-vertex values (..., V, C) -> the fill's values (..., N, C) by its interpolation matrix (N, L + 1)."""
+    on_loop = values[..., loop, :]
+    stacked = np.concatenate([on_loop, on_loop.mean(-2, keepdims=True)], axis=-2)
+    return np.einsum("nl,...lc->...nc", weights, stacked).astype(values.dtype)
+
+
+def sparse_adjacency(faces: np.ndarray, n: int) -> sp.csr_matrix:
+    """(n, n) 0/1 vertex adjacency of a triangle mesh."""
+    f = np.asarray(faces, np.int64)
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    a = sp.coo_matrix((np.ones(2 * len(e)), (e.ravel(), e[:, ::-1].ravel())), shape=(n, n)).tocsr()
+    a.data[:] = 1.0
+    return a

@@ -1,0 +1,175 @@
+"""The ICT face fitted to a target: identity coefficients (100 modes), the target's rest pose (jaw, blinks) and a
+refined rigid motion, by point-to-plane least squares under the model's Gaussian prior (`fit_ict_face`); and FACS
+weights fitted to displacements on a basis by bounded least squares (`fit_ict_weights`). No torch here: the
+template prior (`nfs.prior.template`) and the mesh-sequence sources build on these fits.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+
+from nfs.geometry.rotations import rotation_from_vector
+from nfs.geometry.surface import closest_points_on_mesh
+from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict
+
+# Expression shapes fitted with the identity to the target's rest pose, with their bounds: a mouth modelled
+# slightly open (lip slit) fits jawOpen > 0, eyes modelled wide open fit eyeBlink < 0, so that closest points are
+# taken on an ICT face posed like the target and never put a lower-lip vertex on the upper lip. Blinks stop at 0:
+# an eye closed over by skin (a scan's cap over the eyeball) must not be read as a closed eyelid.
+REST_POSE_BOUNDS = {"jawOpen": (0.0, 0.5), "eyeBlink_L": (-0.6, 0.0), "eyeBlink_R": (-0.6, 0.0)}
+
+
+@functools.lru_cache(maxsize=1)
+def skin_template():
+    """ICT mean skin (S, 3) cm float64, its faces, expression deltas (53, S, 3) and identity deltas (100, S, 3)."""
+    ict = load_ict()
+    v, f = ict.skin_mesh()
+    s = ict.skin_count
+    return (v.astype(np.float64), np.asarray(f, np.int64), ict.expression_deltas[:, :s],
+            ict.identity_deltas[:, :s].astype(np.float64))
+
+
+@functools.lru_cache(maxsize=1)
+def _pose_deltas() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (P,) of the rest-pose shapes, their deltas (P, S, 3) float64 and bounds (P,), (P,)."""
+    _, _, deltas, _ = skin_template()
+    idx = np.array([EXPRESSION_NAMES.index(n) for n in REST_POSE_BOUNDS])
+    lo, hi = np.array(list(REST_POSE_BOUNDS.values()), np.float64).T
+    return idx, deltas[idx].astype(np.float64), lo, hi
+
+
+@dataclass
+class FaceFit:
+    """An ICT face fitted to points: coefficients, and the transform q = scale * p @ rotation.T + translation that
+    takes the points into the ICT model's frame (the automatic alignment is close, not exact; `fit_ict_face`
+    refines rotation and translation and keeps scale 1)."""
+
+    coeffs: np.ndarray        # (100,) identity coefficients
+    scale: float
+    rotation: np.ndarray      # (3, 3)
+    translation: np.ndarray   # (3,)
+    pose: np.ndarray | None = None  # (len(REST_POSE_BOUNDS),) rest-pose expression weights, None: neutral
+
+    def expression_weights(self) -> np.ndarray:
+        """(53,) FACS weights of the fitted rest pose (zero but for REST_POSE_BOUNDS' shapes)."""
+        w = np.zeros(N_EXPRESSION)
+        if self.pose is not None:
+            w[_pose_deltas()[0]] = self.pose
+        return w
+
+    def to_model(self, points: np.ndarray) -> np.ndarray:
+        return self.scale * points @ self.rotation.T + self.translation
+
+    def vectors_from_model(self, vectors: np.ndarray) -> np.ndarray:
+        """(..., 3) displacements in the model frame -> the points' frame."""
+        return vectors @ self.rotation / self.scale
+
+    def face(self) -> np.ndarray:
+        """(S, 3) the fitted ICT skin, cm: mean + identity modes + the rest pose."""
+        mean, _, _, identity = skin_template()
+        out = mean + np.tensordot(self.coeffs.astype(np.float64), identity, axes=1)
+        if self.pose is not None:
+            out = out + np.tensordot(self.pose, _pose_deltas()[1], axes=1)
+        return out
+
+
+def fit_ict_face(points: np.ndarray, iterations: int = 10, n_points: int = 2000, noise_cm: float = 0.02,
+                 point_weight: float = 0.01, rigid: bool = True, seed: int = 0, rest_pose: bool = True) -> FaceFit:
+    """The ICT face (100 identity coefficients, and with `rigid` a rotation and translation refining the
+    alignment) that best fits points (N, 3) in the ICT frame (cm).
+
+    Alternates closest points of (a fixed random subset of) the points on the current face with a linearised
+    least-squares solve: point-to-plane residuals (along the face normal, so the fit does not stall sliding along
+    the surface) plus `point_weight` times the point-to-point ones, point noise `noise_cm`, a unit Gaussian prior
+    on the coefficients (the ICT model's own scale), none on the rigid motion, and points far from the face
+    (non-face parts, stylized features) down-weighted by 1 / (1 + (d / s)^2), s = 1 cm for two iterations, then
+    3 x the median distance within [1 mm, 1 cm]. One-sided (points to face), so a
+    crop fits the part of the face it covers; points more than 2 mm behind the face (inside the head) are
+    down-weighted with a 2 mm scale instead. An ICT identity is recovered to ~0.01 mm in 10 iterations. With `rest_pose`, the weights of REST_POSE_BOUNDS' shapes (jaw, blinks) are fitted too, within their bounds,
+    under the same unit prior: the target's rest pose (a mouth modelled open, eyes modelled wide)."""
+    mean, faces, _, identity = skin_template()
+    if rest_pose:
+        _, pose_deltas, pose_lo, pose_hi = _pose_deltas()
+        identity = np.concatenate([identity, pose_deltas])
+    p = np.asarray(points, np.float64)
+    if len(p) > n_points:
+        p = p[np.random.default_rng(seed).choice(len(p), n_points, replace=False)]
+    n_modes, n_rigid = len(identity), 6 if rigid else 0
+    fit = FaceFit(np.zeros(n_modes), 1.0, np.eye(3), np.zeros(3))
+    n_id = n_modes - (len(pose_deltas) if rest_pose else 0)
+    for it in range(iterations):
+        face = mean + np.tensordot(fit.coeffs, identity, axes=1)
+        q = fit.to_model(p)
+        _, tri, bary, dist = closest_points_on_mesh(q, face, faces)
+        corners = faces[tri]
+        normal = np.cross(face[corners[:, 1]] - face[corners[:, 0]], face[corners[:, 2]] - face[corners[:, 0]])
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
+        # unknowns x = [coefficients, rotation vector omega, translation tau]: the face moves by its modes and
+        # the points by q' = q + omega x q + tau; face(c) - q' at the closest point is linear in x:
+        # A c - (omega x q) - tau = q - face(0). (No scale: one-sided, shrinking the points would fit anything;
+        # the identity modes carry the face's size.)
+        a = np.zeros((len(q), 3, n_modes + n_rigid))
+        a[:, :, :n_modes] = np.einsum("kvjc,vj->vck", identity[:, corners], bary)
+        if rigid:
+            qx = np.zeros((len(q), 3, 3))                     # [q]x omega = q x omega = -(omega x q)
+            qx[:, 0, 1], qx[:, 0, 2], qx[:, 1, 2] = -q[:, 2], q[:, 1], -q[:, 0]
+            qx[:, 1, 0], qx[:, 2, 0], qx[:, 2, 1] = q[:, 2], -q[:, 1], q[:, 0]
+            a[:, :, n_modes:n_modes + 3] = qx
+            a[:, :, n_modes + 3:] = -np.eye(3)
+        r = q - np.einsum("vjc,vj->vc", mean[corners], bary)                           # (N, 3)
+        # behind the face (inside the head: a mouth bag, a throat, eye sockets) is down-weighted much harder than
+        # in front of it (stylised features), so hidden geometry cannot drag the face in
+        # the robust scale shrinks to 3x the median residual as the fit converges (no less than 1 mm), so geometry
+        # ICT does not have (a closed-over mouth or eye, a mouth bag) stops pulling the face once the rest fits
+        inside = np.einsum("vc,vc->v", q - np.einsum("vjc,vj->vc", face[corners], bary), normal) < -0.2
+        scale = np.clip(3.0 * np.median(dist), 0.1, 1.0) if it >= 2 else 1.0
+        w = np.sqrt(1.0 / (1.0 + (dist / np.where(inside, 0.2, scale)) ** 2))[:, None]
+        rows = np.concatenate([np.einsum("vc,vck->vk", normal, a) * w,
+                               np.sqrt(point_weight) * (a * w[:, :, None]).reshape(-1, a.shape[-1])])
+        rhs = np.concatenate([np.einsum("vc,vc->v", normal, r) * w[:, 0],
+                              np.sqrt(point_weight) * (r * w).reshape(-1)])
+        reg = np.zeros(a.shape[-1])
+        reg[:n_modes] = noise_cm ** 2
+        x = np.linalg.solve(rows.T @ rows + np.diag(reg) + 1e-9 * np.eye(len(reg)), rows.T @ rhs)
+        fit.coeffs = x[:n_modes]
+        if rest_pose:
+            fit.coeffs[n_id:] = np.clip(fit.coeffs[n_id:], pose_lo, pose_hi)
+        if rigid:
+            rot, tau = rotation_from_vector(x[None, n_modes:n_modes + 3])[0], x[n_modes + 3:]
+            fit.rotation = rot @ fit.rotation
+            fit.translation = rot @ fit.translation + tau
+    if rest_pose:
+        fit.pose = fit.coeffs[n_id:].astype(np.float64)
+    fit.coeffs = fit.coeffs[:n_id].astype(np.float32)
+    return fit
+
+
+def fit_ict_identity(points: np.ndarray, **kwargs) -> np.ndarray:
+    """ICT identity coefficients (100,) of the face fitted to points (N, 3) in the ICT frame (cm): `fit_ict_face`."""
+    return fit_ict_face(points, **kwargs).coeffs
+
+
+def fit_ict_weights(displacements: np.ndarray, basis: np.ndarray, iterations: int = 300,
+                    ridge: float = 1e-4) -> np.ndarray:
+    """Bounded least-squares FACS weights w in [0, 1]^53 with displacements[t] ~ sum_k w[t, k] basis[k].
+
+    displacements (T, V, 3), basis (53, V, 3) (e.g. `template_expression_basis` of the source neutral), both cm.
+    Solved for all frames at once by accelerated projected gradient on the 53x53 normal equations.
+    """
+    b = basis.reshape(len(basis), -1).astype(np.float64)          # (53, 3V)
+    d = displacements.reshape(len(displacements), -1).astype(np.float64)  # (T, 3V)
+    gram = b @ b.T
+    gram += ridge * np.trace(gram) / len(gram) * np.eye(len(gram))
+    rhs = d @ b.T                                                  # (T, 53)
+    step = 1.0 / np.linalg.eigvalsh(gram)[-1]
+    w = np.clip(rhs @ np.linalg.pinv(gram), 0.0, 1.0)
+    y, t = w.copy(), 1.0
+    for _ in range(iterations):
+        w_next = np.clip(y - step * (y @ gram - rhs), 0.0, 1.0)
+        t_next = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
+        y = w_next + (t - 1) / t_next * (w_next - w)
+        w, t = w_next, t_next
+    return w.astype(np.float32)

@@ -1,0 +1,265 @@
+"""Template prior: the ICT expression blendshapes carried to any mesh through closest points on an ICT face fitted
+to it. With `NFSConfig.template_prior`, the decoder predicts a correction on top of this transfer, so training
+starts from the nearest-point solution and learns what it misses (shape warps, lips, crops, discretization).
+
+The ICT face the closest points are taken on is the identity model (100 modes) fitted to the target by a
+regularised point-to-surface least squares (`fit_ict_identity`), not the mean face: on held-out ICT identities
+closest points on the mean face put upper-lip vertices on the lower lip and the like (0.25 mm mean error of the
+transfer), on the fitted face they land where they belong.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from scipy.spatial import cKDTree
+
+from nfs.geometry.openings import boundary_loops, geodesic_distances, loop_halves, sparse_adjacency
+from nfs.geometry.surface import closest_points_on_mesh
+from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
+from nfs.prior.face_fit import FaceFit, skin_template, fit_ict_face
+from nfs.regions import REGION_NAMES, ict_region_labels
+
+@dataclass(frozen=True)
+class Opening:
+    """A hole of the ICT skin whose two sides must never be mixed up: its upper and lower region labels, the radius
+    (cm, geodesic on the target) within which target vertices are given a side, and the margin (cm) of geodesic
+    distance below which a vertex is on the seam (a target that models the opening closed)."""
+
+    name: str
+    upper: str
+    lower: str
+    radius_cm: float
+    clear_margin_cm: float          # a vertex's side is clear when one side is this much nearer than the other
+    seam_margin_cm: float = 0.15
+
+
+OFF_SURFACE_CM = 0.15   # a vertex this far from the fitted face is geometry ICT does not have there
+
+OPENINGS = (Opening("mouth", "upper_lip", "lower_lip", 2.0, 0.4),
+            Opening("eye_L", "upper_eyelid_L", "lower_eyelid_L", 1.0, 0.2),
+            Opening("eye_R", "upper_eyelid_R", "lower_eyelid_R", 1.0, 0.2))
+
+
+@functools.lru_cache(maxsize=1)
+def ict_opening_loops() -> dict[str, np.ndarray]:
+    """Boundary loop (vertex indices) of each ICT skin opening, by name (the one whose vertices carry the
+    opening's lip / lid labels most)."""
+    _, tf, _, _ = skin_template()
+    labels = ict_region_labels()
+    out = {}
+    for loop in boundary_loops(tf):
+        for o in OPENINGS:
+            ids = [REGION_NAMES.index(o.upper), REGION_NAMES.index(o.lower)]
+            if np.isin(labels[loop], ids).mean() > 0.4:
+                out[o.name] = loop
+    return out
+
+
+def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
+                  closest_labels: np.ndarray, closest_dist: np.ndarray) -> list[tuple[Opening, np.ndarray, np.ndarray]]:
+    """Which side of each opening (mouth, eyes) the target's vertices near it lie on, by geodesic distance on the
+    target surface (heat method) from two source sets per opening: the upper and lower arcs of the target's own
+    boundary loop there (a lip slit, an eye hole) or, where the target has none (lips or lids joined, a mouth
+    bag), the target vertices that sit on the fitted ICT face's upper or lower lip (lid) well away from the
+    other one. A slit or hole makes the other side a long way round,
+    so inner lips, lid rims and geometry hanging inside the mouth (a mouth bag) follow the side they are attached
+    to; where the target joins the sides (a closed mouth or closed eyes) the two distances meet on the seam.
+
+    points (V, 3) and face (S, 3) in the ICT frame (cm), faces (F, 3), closest_labels (V,) the ICT region label
+    at each vertex's closest point and closest_dist (V,) its distance. Returns (opening, side (V,) int8 with +1
+    upper / -1 lower / 0 where neither side is clearly nearer or beyond opening.radius_cm, seam (V,) bool: on a
+    target that joins the sides (no boundary loop there) the vertices about equally far from both, stretch (V,)
+    bool: there too, the geometry off the fitted face near the opening) for each opening the target has."""
+    labels_ict = ict_region_labels()
+    skin_labels = labels_ict[: len(face)]
+    loops = boundary_loops(faces) if len(faces) else []
+    right, up = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    requests, found = [], []
+    for o in OPENINGS:
+        ict_loop = ict_opening_loops().get(o.name)
+        if ict_loop is None:
+            continue
+        centre = face[ict_loop].mean(0)
+        size = float(np.linalg.norm(face[ict_loop] - centre, axis=1).max())
+        up_id, low_id = REGION_NAMES.index(o.upper), REGION_NAMES.index(o.lower)
+        sources = [[], []]
+        for loop in loops:
+            c = points[loop].mean(0)
+            extent = float(np.linalg.norm(points[loop] - c, axis=1).max())
+            if np.linalg.norm(c - centre) < 0.5 * size and 0.3 * size < extent < 2.0 * size:
+                upper, lower = loop_halves(points, loop, right, up)
+                sources[0].append(upper)
+                sources[1].append(lower)
+        has_loop = bool(sources[0])
+        for k, (own, other) in enumerate(((up_id, low_id), (low_id, up_id))):
+            if has_loop:
+                break                               # the target's own opening splits the sides
+            other_pts = face[skin_labels == other]
+            cand = np.nonzero((closest_labels == own) & (closest_dist < 0.15))[0]
+            if len(cand) and len(other_pts):
+                far, _ = cKDTree(other_pts).query(points[cand])
+                sources[k].append(cand[far > 0.3])
+        upper, lower = (np.unique(np.concatenate(x)) if x else np.zeros(0, np.int64) for x in sources)
+        if len(upper) and len(lower):
+            requests += [upper, lower]
+            found.append((o, has_loop))
+    if not found:
+        return []
+    dist = geodesic_distances(points, faces, requests)
+    out = []
+    for i, (o, has_loop) in enumerate(found):
+        d_up, d_low = dist[2 * i], dist[2 * i + 1]
+        near = np.minimum(d_up, d_low) < o.radius_cm
+        clear = near & (np.abs(d_up - d_low) > o.clear_margin_cm)
+        side = np.where(clear, np.where(d_up < d_low, 1, -1), 0).astype(np.int8)
+        seam = near & (np.abs(d_up - d_low) < o.seam_margin_cm) & (not has_loop)
+        # geometry off the ICT surface across a joined opening (a cap over the eye, a bag behind the lips) is to
+        # stretch between the sides, whichever side it is nearer
+        stretch = near & (closest_dist > OFF_SURFACE_CM) & (not has_loop)
+        out.append((o, side, seam, stretch))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def ict_opening_sides() -> dict[str, np.ndarray]:
+    """(S,) int8 side of every ICT skin vertex for each opening (`opening_sides` on the ICT mean skin itself),
+    so that a target and the ICT face are split by one and the same rule."""
+    mean, tf, _, _ = skin_template()
+    labels = ict_region_labels()[: len(mean)]
+    return {o.name: side for o, side, _, _ in opening_sides(mean, tf, mean, labels, np.zeros(len(mean)))}
+
+
+def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.ndarray, tf: np.ndarray):
+    """Closest points of q (V, 3) on the fitted face (S, 3) with triangles tf, that never cross an opening: a
+    vertex on the upper side of the mouth (`opening_sides`) whose closest point lies on the lower side of the ICT
+    mouth (`ict_opening_sides`) is moved to its closest point among the triangles off that side, and so on for
+    each side of each opening. Returns (tri (V,), bary (V, 3), labels (V,) the ICT region at each closest point,
+    and the masks (V,) of `opening_sides`: seam, stretch, and clear (clearly on one side, neither of the others))."""
+    labels_ict = ict_region_labels()
+    _, tri, bary, dist = closest_points_on_mesh(q, face, tf)
+    nearest = tf[tri, np.argmax(bary, axis=1)]
+    seam, stretch, clear = np.zeros(len(q), bool), np.zeros(len(q), bool), np.zeros(len(q), bool)
+    if faces is not None and len(faces):
+        ict_sides = ict_opening_sides()
+        for o, side, on_seam, off_face in opening_sides(q, faces, face, labels_ict[nearest], dist):
+            seam |= on_seam
+            stretch |= off_face
+            clear |= side != 0
+            ict_side = ict_sides[o.name]
+            for sign in (1, -1):
+                wrong = np.nonzero((side == sign) & (ict_side[nearest] == -sign))[0]
+                if not len(wrong):
+                    continue
+                allowed = np.nonzero(~(ict_side[tf] == -sign).any(1))[0]
+                used, sub = np.unique(tf[allowed], return_inverse=True)   # candidates come from used vertices only
+                _, t2, b2, _ = closest_points_on_mesh(q[wrong], face[used], sub.reshape(-1, 3))
+                tri[wrong], bary[wrong] = allowed[t2], b2
+                nearest[wrong] = tf[tri[wrong], np.argmax(bary[wrong], axis=1)]
+    return tri, bary, labels_ict[nearest], seam, stretch, clear & ~seam & ~stretch
+
+
+def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
+                              faces: np.ndarray | None = None) -> np.ndarray:
+    """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
+    (barycentric interpolation) on the ICT face fitted to the vertices (identity, rest pose and a refined rigid
+    motion; with `fit_identity=False`: the mean face as the vertices are).
+
+    With the target's `faces` (F, 3): closest points never cross the mouth or an eye (`side_aware_closest_points`),
+    seams where the target joins lips or lids are relaxed (`smooth_lip_seam`), and a target whose eyes are modelled
+    wider open than ICT's (rest eyeBlink < 0) gets blink shapes that still close them."""
+    mean, tf, deltas, _ = skin_template()
+    v = np.asarray(vertices_ict, np.float64)
+    fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
+    face = fit.face() if fit_identity else mean
+    q = fit.to_model(v)
+    tri, bary, labels, seam, stretch, clear = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
+    out = np.einsum("kvjc,vj->kvc", deltas[:, tf[tri]], bary.astype(np.float32))
+    out = fit.vectors_from_model(out).astype(np.float32)
+    assert out.shape[0] == N_EXPRESSION
+    rest = fit.expression_weights()
+    for name in ("eyeBlink_L", "eyeBlink_R"):
+        k = EXPRESSION_NAMES.index(name)
+        if rest[k] < -0.05:
+            out[k] *= np.float32(1.0 - rest[k])
+    if faces is not None and len(faces):
+        ambiguous = lip_ambiguity(q, face, tf, labels) | seam
+        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, ambiguous, keep=clear, stretch=stretch,
+                              vertices=v)
+    return out
+
+
+def lip_ambiguity(vertices: np.ndarray, face: np.ndarray, face_triangles: np.ndarray, labels: np.ndarray,
+                  margin_cm: float = 0.05) -> np.ndarray:
+    """(V,) bool: lip vertices about as close to the other lip of the ICT face as to their own (within margin_cm),
+    i.e. vertices whose choice of lip is a coin toss (a mouth modelled closed, where the lips meet)."""
+    ict_labels = ict_region_labels()
+    out = np.zeros(len(vertices), bool)
+    lips = [REGION_NAMES.index("upper_lip"), REGION_NAMES.index("lower_lip")]
+    on_lip = np.isin(labels, lips)
+    if not on_lip.any():
+        return out
+    idx = np.nonzero(on_lip)[0]
+    dist = []
+    for lip in lips:
+        tris = face_triangles[(ict_labels[face_triangles] == lip).any(1)]
+        dist.append(closest_points_on_mesh(vertices[idx], face, tris)[3])
+    out[idx] = np.abs(dist[0] - dist[1]) < margin_cm
+    return out
+
+
+def _robust_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
+    """(V, V) cotangent Laplacian of a triangle mesh (`robust_laplacian`: also for non-manifold meshes)."""
+    import robust_laplacian
+
+    laplacian, _ = robust_laplacian.mesh_laplacian(np.asarray(vertices, np.float64), np.asarray(faces, np.int64))
+    return laplacian.tocsr()
+
+
+def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, ambiguous: np.ndarray | None = None,
+                    rings: int = 2, keep: np.ndarray | None = None, stretch: np.ndarray | None = None,
+                    vertices: np.ndarray | None = None) -> np.ndarray:
+    """Where the target mesh joins the two sides of an opening (an edge between a vertex carried from the upper
+    lip and one from the lower lip, or from the upper and lower lid: a mouth or eye modelled closed), closest
+    points split the seam vertices between the sides and opening the mouth (closing the eye) tears spikes or
+    crumples the surface. The basis on the seam and `rings` rings around it is replaced by the harmonic
+    interpolation (graph Laplacian) of the basis around it, so the seam stretches smoothly instead. `keep`
+    (vertices clearly on one side of an opening) stay as they are; `stretch` (geometry off the face across a
+    joined opening: a cap over an eye, a bag) is always filled. With the rest `vertices` (V, 3) the fill is
+    harmonic for the cotangent Laplacian, else for the graph Laplacian. A mesh with a lip slit
+    or eye holes has no such edges except at the corners, where the sides meet on ICT too."""
+    pairs = [(REGION_NAMES.index(o.upper), REGION_NAMES.index(o.lower)) for o in OPENINGS]
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    la, lb = labels[edges[:, 0]], labels[edges[:, 1]]
+    on_seam = np.zeros(len(edges), bool)
+    for upper, lower in pairs:
+        on_seam |= ((la == upper) & (lb == lower)) | ((la == lower) & (lb == upper))
+    seam = edges[on_seam]
+    if ambiguous is not None:
+        seam = seam[ambiguous[seam].any(1)]
+    n = len(labels)
+    free = np.zeros(n, bool)
+    free[seam.ravel()] = True
+    if not free.any() and (stretch is None or not stretch.any()):
+        return basis
+    adjacency = sparse_adjacency(faces, n)
+    for _ in range(rings):
+        free |= (adjacency @ free.astype(np.float64)) > 0
+    if keep is not None:
+        free &= ~keep
+    if stretch is not None:
+        free |= stretch
+    # the harmonic fill, solved directly with the cotangent (robust) Laplacian of the target's rest shape, which
+    # keeps the fill's triangles in proportion (a relaxation left half-way keeps steps that fold triangles)
+    laplacian = _robust_laplacian(vertices, faces) if vertices is not None else (
+        sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
+    flat = basis.transpose(1, 0, 2).reshape(n, -1).astype(np.float64)
+    f_idx, h_idx = np.nonzero(free)[0], np.nonzero(~free)[0]
+    l_ff = laplacian[f_idx][:, f_idx].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
+    flat[f_idx] = spla.splu(l_ff).solve(-(laplacian[f_idx][:, h_idx] @ flat[h_idx]))
+    return flat.reshape(n, len(basis), 3).transpose(1, 0, 2).astype(np.float32)
+
+

@@ -1,0 +1,115 @@
+"""Openings (mouth slit, eye holes) and the slit-aware template prior, on ICT heads cut and re-modelled the way
+artists model them, against labels and displacements known by construction."""
+import numpy as np
+import pytest
+
+from nfs.data.artist import ArtistStyle, apply_style, feature_centres, find_openings
+from nfs.geometry.openings import boundary_loops, geodesic_distances, loop_fill
+from nfs.geometry.remesh import decimate
+from nfs.geometry.surface import embed_mesh
+from nfs.ict import EXPRESSION_NAMES, load_ict
+from nfs.prior import fit_ict_face, opening_sides, template_expression_basis
+from nfs.regions import REGION_NAMES, ict_region_labels
+
+JAW = EXPRESSION_NAMES.index("jawOpen")
+UPPER, LOWER = REGION_NAMES.index("upper_lip"), REGION_NAMES.index("lower_lip")
+
+
+@pytest.fixture(scope="module")
+def ict():
+    return load_ict()
+
+
+def identity_mesh(ict, seed):
+    c = np.random.default_rng(seed).standard_normal(100).astype(np.float32)
+    v, f = ict.skin_mesh(c)
+    return v.astype(np.float64), f, c
+
+
+def sides_of(v, f):
+    """opening_sides as the prior computes them (ICT frame: the fit's rigid motion is tiny here)."""
+    from nfs.geometry.surface import closest_points_on_mesh
+    from nfs.prior.face_fit import skin_template
+    fit = fit_ict_face(v)
+    face, q = fit.face(), fit.to_model(v)
+    _, tf, _, _ = skin_template()
+    _, tri, bary, dist = closest_points_on_mesh(q, face, tf)
+    labels = ict_region_labels()[tf[tri, np.argmax(bary, axis=1)]]
+    return {o.name: (side, seam) for o, side, seam, _ in opening_sides(q, f, face, labels, dist)}
+
+
+def test_boundary_loops_and_fill_are_consistently_oriented(ict):
+    v, f = ict.skin_mesh()
+    loops = boundary_loops(f)
+    assert sorted(len(x) for x in loops) == [42, 42, 54, 74]       # eyes, neck, mouth
+    mouth = max(loops, key=lambda x: -abs(v[x].mean(0)[1] + 3.0))
+    pts, faces, w = loop_fill(v.astype(np.float64), mouth, len(v), rings=3)
+    allf = np.concatenate([f, faces])
+    e = np.concatenate([allf[:, [0, 1]], allf[:, [1, 2]], allf[:, [2, 0]]])
+    assert len({tuple(x) for x in e.tolist()}) == len(e), "every directed edge once: one orientation"
+    assert np.allclose(w.sum(1), 1.0)
+
+
+def test_geodesic_distance_is_a_surface_distance(ict):
+    v, f = ict.skin_mesh()
+    d = geodesic_distances(v, f, [np.array([0])])[0]
+    straight = np.linalg.norm(v - v[0], axis=1)
+    beyond = straight > 1.0                                     # the heat method smooths the first millimetres
+    assert d[0] == 0 and np.all(d[beyond] >= 0.95 * straight[beyond])   # never (beyond ~5 %) shorter
+    far = straight > 5
+    assert np.median(d[far] / straight[far]) > 1.05            # a curved face: the way round is longer
+
+
+@pytest.mark.parametrize("kind", ["slit", "slit remeshed"])
+def test_side_labels_on_a_cut_head_match_the_construction(ict, kind):
+    """A held-out head with its mouth modelled open (jawOpen 0.2 in the rest): every upper-lip vertex gets the
+    upper side of the mouth, every lower-lip vertex the lower side, from geodesics on the target (the straight
+    distance across the slit is a few mm; the way round the mouth corner is centimetres)."""
+    v, f, _ = identity_mesh(ict, 1_000_321)
+    v = v + 0.2 * ict.expression_deltas[JAW, : len(v)]
+    labels = ict_region_labels()
+    if kind == "slit remeshed":
+        v2, f2 = decimate(v, f, 4000)
+        labels = labels[embed_mesh(v2, f2, v, f).nearest_template_vertex()]
+        v, f = v2, f2
+    side, seam = sides_of(v, f)["mouth"]
+    up, low = labels == UPPER, labels == LOWER
+    assert (side[up] == -1).mean() < 0.01 and (side[low] == 1).mean() < 0.01, "no lip vertex on the wrong side"
+    assert (side[up] == 1).mean() > 0.8 and (side[low] == -1).mean() > 0.8, (      # 0: far off, or by a corner
+        (side[up] == 1).mean(), (side[low] == -1).mean())
+    inner = ict_region_labels()[ict.landmarks68[61:68]]                # the inner lip contour, at the slit
+    if kind == "slit":
+        assert np.array_equal(side[ict.landmarks68[61:68]][inner != REGION_NAMES.index("mouth_corner_L")],
+                              np.where(inner == UPPER, 1, -1)[inner != REGION_NAMES.index("mouth_corner_L")])
+    assert not seam.any(), "a slit is no seam"
+
+
+def test_closest_points_never_cross_the_slit(ict):
+    """On a slit head, the prior's jawOpen displacement of every lower-lip vertex is the truth's (it lands on
+    ICT's lower lip), and the lip gap at jawOpen = 1 opens as far as the truth's."""
+    v, f, c = identity_mesh(ict, 1_000_322)
+    centres = feature_centres(v, ict.landmarks68)
+    m = apply_style(v, f, ict.expression_deltas[:, : len(v)], ict_region_labels(), centres,
+                    ArtistStyle(rest_jaw=0.2, mouth_bag=True))
+    basis = template_expression_basis(m.vertices, faces=m.faces)
+    lips = np.isin(ict_region_labels(), [UPPER, LOWER])
+    err = np.linalg.norm(basis[JAW, : m.n_original][lips] - m.basis[JAW, : m.n_original][lips], axis=-1) * 10
+    assert err.max() < 1.0, err.max()
+    lm = ict.landmarks68
+    pairs = np.array([(lm[61], lm[67]), (lm[62], lm[66]), (lm[63], lm[65])])
+    gap = lambda d: np.linalg.norm((m.vertices + d)[pairs[:, 0]] - (m.vertices + d)[pairs[:, 1]], axis=1).mean()
+    assert 0.95 < gap(basis[JAW]) / gap(m.basis[JAW]) < 1.05
+
+
+def test_mouth_bag_follows_the_lip_it_hangs_from(ict):
+    """Bag vertices by the upper half of the lip loop take the upper side, those by the lower half the lower."""
+    v, f, _ = identity_mesh(ict, 1_000_323)
+    centres = feature_centres(v, ict.landmarks68)
+    loop = find_openings(v, f, centres)["mouth"]
+    m = apply_style(v, f, ict.expression_deltas[:, : len(v)], ict_region_labels(), centres,
+                    ArtistStyle(rest_jaw=0.15, mouth_bag=True))
+    side, _ = sides_of(m.vertices.astype(np.float64), m.faces)["mouth"]
+    first_ring = np.arange(m.n_original, m.n_original + len(loop))     # the bag ring next to the lips
+    loop_labels = ict_region_labels()[loop]
+    on_upper, on_lower = first_ring[loop_labels == UPPER], first_ring[loop_labels == LOWER]
+    assert (side[on_upper] == 1).mean() > 0.9 and (side[on_lower] == -1).mean() > 0.9

