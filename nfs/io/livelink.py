@@ -97,7 +97,8 @@ def load_livelink_csv(path, fps: float | None = None, timecode_fps: float | None
         raise ClipError(f"{what}: missing columns: Timecode")
     check_frame_count(len(rows), what, 8 * max_frames)
     times, warnings = spread_repeated_times(
-        _parse_timecodes([r[lower.index("timecode")] for r in rows], timecode_fps, what), fps, what)
+        _parse_timecodes([r[lower.index("timecode")] for r in rows], timecode_fps, what),
+        DEFAULT_FPS if fps is None else fps, what)
     arkit = np.zeros((len(rows), len(livelink_names)))
     arkit[:, [livelink_names.index(n) for n in wanted]] = to_float(rows, cols, header, what)
     arkit_cols = [cols[wanted.index(n)] if n in wanted else cols[0] for n in livelink_names]
@@ -125,7 +126,7 @@ def load_livelink_csv(path, fps: float | None = None, timecode_fps: float | None
 
 def spread_repeated_times(times: np.ndarray, fps: float, what: str) -> tuple[np.ndarray, list[str]]:
     """Rows that share a timecode (no sub-frame field) would collapse into one frame: when every row has the
-    same time, the rows are taken one per frame at `fps`; otherwise each run of equal times is spread evenly
+    same time, the rows are taken one per frame at `fps` (the chosen rate, else DEFAULT_FPS); otherwise each run of equal times is spread evenly
     up to the next distinct time. Returns the times and the warnings to show."""
     if len(times) < 2 or not (np.diff(times) == 0).any():
         return times, []
