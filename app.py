@@ -36,6 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="heavy events (target uploads, alignment overrides, clip files, runs) processing at once, "
                         "all sessions together; the others wait in the queue")
     p.add_argument("--max-idle-minutes", type=float, default=60.0, help="close sessions idle this long")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the model runs: auto (a CUDA GPU when torch sees one), cpu or cuda")
     p.add_argument("--random-init", action="store_true", help=argparse.SUPPRESS)  # development without a checkpoint
     return p.parse_args(argv)
 
@@ -55,8 +57,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        from nfs import resolve_device
+        resolve_device(args.device)
         model, card, model_dir = load_model(args)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -72,7 +76,7 @@ def main(argv=None) -> int:
     pool = ViewerPool(args.host, args.viewer_port, args.max_viewers, public_host=public_host, share=args.share,
                       default_code_dim=EXPRESSION_NAMES.index(DEFAULT_HEAT_DIM))
     registry = SessionRegistry(root, model, pool, max_frames=args.max_frames,
-                               max_idle_s=args.max_idle_minutes * 60.0)
+                               max_idle_s=args.max_idle_minutes * 60.0, device=args.device)
 
     def cleanup():
         registry.close_all()

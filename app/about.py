@@ -24,15 +24,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_lines() -> list[str]:
+def device_lines(device: str = "auto") -> list[str]:
+    """The device inference runs on (from `--device`), the CPU and the versions."""
     import os
 
     import torch
-    lines = []
-    if torch.cuda.is_available():
-        lines.append(f"device: GPU available ({torch.cuda.get_device_name(0)}); the app runs the model on the CPU")
-    else:
-        lines.append("device: CPU (no GPU)")
+
+    from nfs import describe_device
+    lines = [f"device: {describe_device(device)} (`--device {device}`)"]
+    if torch.cuda.is_available() and describe_device(device).startswith("CPU"):
+        lines.append(f"a GPU is available ({torch.cuda.get_device_name(0)}): start with `--device auto` to use it")
     lines.append(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}")
     lines.append(f"torch {torch.__version__}, Python {platform.python_version()}")
     return lines

@@ -57,6 +57,13 @@ class StageProgress:
                 self.count_t0 = (now, self.stage_count[0])
         self._send()
 
+    def set_stages(self, stages: list[str]) -> None:
+        """Replace the list of stages once the run's own is known (the current stage keeps its name)."""
+        with self._lock:
+            current = self.stages[self.stage] if self.stages else None
+            self.stages = list(stages)
+            self.stage = self.stages.index(current) if current in self.stages else 0
+
     def stage_named(self, name: str, detail: str = "") -> None:
         """Enter a stage by name (for steps of the app around the pipeline)."""
         self(self.fraction, f"{name}: {detail}" if detail else name)

@@ -20,8 +20,9 @@ import numpy as np
 
 from nfs import EXPRESSION_NAMES, N_EXPRESSION, Clip
 from nfs.io import MESH_EXTENSIONS, MeshError, load_clip
-from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, content_key, manual_alignment,
-                          prepare_target, retarget, rig_shapes, run_stages, source_preview_frames, template_skin)
+from nfs.pipeline import (EXPORT_KINDS, PreparedTarget, RetargetResult, SourceCodes, StageProgress, content_key,
+                          manual_alignment, prepare_target, preview_note, retarget, rig_shapes, run_stages,
+                          source_preview_frames, template_skin)
 
 from app.edits import SCOPES, Edits
 from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool
@@ -31,9 +32,16 @@ Progress = Callable[[float, str], None]
 MAX_UPLOAD_MB = 50
 LOW_CONFIDENCE = 0.3
 WEIGHT_MAX = 1.5          # retarget clips edited weights to [0, 1.5]
+FILE_EXPORTS = ("obj_zip", "glb", "rig")   # what a run writes besides the MP4 preview (chosen in the UI)
+PREVIEW_CHOICES = ("auto", "always", "never")
 CLIP_STAGE = "loading the clip"
 LIVE_RIG_STAGE = "baking the live-edit rig"
-RUN_STAGES = [CLIP_STAGE, *run_stages(EXPORT_KINDS), LIVE_RIG_STAGE]
+RUN_STAGES = [CLIP_STAGE, *run_stages(EXPORT_KINDS), LIVE_RIG_STAGE]   # every stage a run can go through
+
+
+def stages_of_run(kinds) -> list[str]:
+    """The stages a run writing the export `kinds` goes through, in order (RUN_STAGES less the exports left out)."""
+    return [CLIP_STAGE, *run_stages(tuple(kinds)), LIVE_RIG_STAGE]
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -51,8 +59,10 @@ def truncate_clip(clip: Clip, max_frames: int) -> Clip:
 
 
 class Session:
-    def __init__(self, sid: str, root: Path, model, pool: ViewerPool | None, max_frames: int = 0):
+    def __init__(self, sid: str, root: Path, model, pool: ViewerPool | None, max_frames: int = 0,
+                 device: str = "auto"):
         self.id = sid
+        self.device = device
         self.dir = Path(tempfile.mkdtemp(prefix=f"session_{sid[:10]}_", dir=root))
         self.model, self.pool, self.max_frames = model, pool, max_frames
         self.lock = threading.RLock()
@@ -144,12 +154,15 @@ class Session:
         shutil.copyfile(src, dest)
         called = []
 
+        timed = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
+
         def track(fraction, message):
             called.append(fraction)
-            progress(fraction, message)
+            timed(fraction, message)
 
         try:
-            prepared = prepare_target(dest, self.model, progress=track, name=src.stem, force=force)
+            prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device,
+                                      force=force)
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise
@@ -173,12 +186,14 @@ class Session:
         alignment = manual_alignment(self.target, self.auto_alignment, up, flip, scale)
         called = []
 
+        timed = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
+
         def track(fraction, message):
             called.append(fraction)
-            progress(fraction, message)
+            timed(fraction, message)
 
         prepared = prepare_target(self.target.raw, self.model, alignment=alignment, progress=track,
-                                  name=self.target.name)
+                                  name=self.target.name, device=self.device)
         with self.lock:
             self.target = prepared
             self.override = {"up": up, "flip": bool(flip), "scale": float(scale)}
@@ -245,9 +260,12 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ run
     def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress,
-            correction: bool = True) -> RetargetResult:
-        """Retarget the clip onto the target with the current edits; write all exports to a new run dir.
-        `correction=False`: the template prior alone (the network's learned correction off)."""
+            correction: bool = True, exports=FILE_EXPORTS, preview: str = "auto", fps: float | None = None
+            ) -> RetargetResult:
+        """Retarget the clip onto the target with the current edits; write the chosen exports to a new run dir.
+        `correction=False`: the template prior alone (the network's learned correction off). `exports`: file kinds
+        (obj_zip, glb, rig); `preview`: "auto" (the MP4 only for takes up to PREVIEW_DEFAULT_MAX_FRAMES frames),
+        "always" or "never". `fps`: resample the clip (None or 0: its own rate)."""
         if self.target is None:
             raise ValueError("load a target mesh first")
         if self.clip is None:
@@ -258,15 +276,17 @@ class Session:
             raise ValueError(f"gain must be between 0 and 1.5, got {gain}")
         target, clip, clip_key = self.target, self.clip, self.clip_key
         offsets = self.edits.offsets(clip.n_frames, clip.fps) if self.edits.active else None
+        kinds, notes = self.export_kinds(exports, preview, fps)
         listing = self.edits.listing() if self.edits.active else ""
         self._runs += 1
         out = self.dir / f"run_{self._runs}"
         try:
-            result = retarget(target.raw, clip, out, model=self.model, exports=EXPORT_KINDS,
+            result = retarget(target.raw, clip, out, model=self.model, exports=kinds,
                               smoothing_sigma=float(smoothing_sigma), gain=float(gain),
                               alignment=self.alignment_override, code_offset=offsets,
                               progress=lambda f, m: progress(0.97 * f, m), correction=bool(correction),
-                              head_pose=self.head_pose)
+                              fps=fps or None, device=self.device, head_pose=self.head_pose)
+            result.notes.extend(notes)
             progress(0.97, LIVE_RIG_STAGE)
             if result.rig is not None:                  # the exported rig is the live-edit rig
                 with self._rig_lock:
@@ -289,6 +309,18 @@ class Session:
         progress(1.0, "done")
         return result
 
+    def export_kinds(self, exports, preview: str = "auto", fps: float | None = None) -> tuple[tuple, list]:
+        """The export kinds of a run (files chosen + the MP4 preview by `preview`) and notes on what was left out."""
+        unknown = [k for k in exports if k not in FILE_EXPORTS]
+        if unknown or preview not in PREVIEW_CHOICES:
+            raise ValueError(f"unknown export choice {', '.join(unknown) or preview!r}")
+        n = self.clip.n_frames if self.clip is not None else 0
+        if fps and self.clip is not None:
+            n = int(np.floor((n - 1) / self.clip.fps * float(fps) + 1e-6)) + 1
+        want_mp4 = preview == "always" or (preview == "auto" and not preview_note(n))
+        notes = [preview_note(n)] if preview == "auto" and preview_note(n) else []
+        return tuple(exports) + (("mp4",) if want_mp4 else ()), notes
+
     def result_valid(self) -> bool:
         """The last result belongs to the current target (same preparation) and clip."""
         r = self.result
@@ -308,9 +340,7 @@ class Session:
                  f"gain {self.result_settings.get('gain', 1):g}"
                  + ("" if self.result_settings.get("correction", True) else "; network correction off "
                     "(template prior alone)")]
-        if r.rig_error_mm is not None:
-            lines.append(f"baked rig vs network on this clip: {r.rig_error_mm:.2f} mm mean")
-        lines.append("times: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
+        lines += r.summary()
         if self.result_offsets is not None:
             lines.append(f"slider edits included in the exports: {self.result_edits}")
         else:
@@ -443,6 +473,8 @@ class Session:
                                               "frames": r.source.n_frames, "valid": self.result_valid(),
                                               "exports": {k: str(p) for k, p in r.exports.items()},
                                               "rig_error_mm": r.rig_error_mm,
+                                              "glb_max_error_mm": None if r.glb is None else r.glb.max_error_mm,
+                                              "fps": r.source.fps, "device": r.device, "notes": list(r.notes),
                                               "correction": self.result_settings.get("correction", True)},
             "edits": self.edits.describe(),
             "edits_listing": self.edits.listing(),
@@ -537,8 +569,10 @@ class Session:
 class SessionRegistry:
     """Sessions by Gradio session hash; idle ones (API clients send no tab-close event) are reaped."""
 
-    def __init__(self, root: Path, model, pool: ViewerPool | None, max_frames: int = 0, max_idle_s: float = 3600):
+    def __init__(self, root: Path, model, pool: ViewerPool | None, max_frames: int = 0, max_idle_s: float = 3600,
+                 device: str = "auto"):
         self.root, self.model, self.pool, self.max_frames, self.max_idle_s = root, model, pool, max_frames, max_idle_s
+        self.device = device
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
@@ -546,7 +580,8 @@ class SessionRegistry:
         with self._lock:
             s = self._sessions.get(sid)
             if s is None or s.closed:
-                s = self._sessions[sid] = Session(sid, self.root, self.model, self.pool, self.max_frames)
+                s = self._sessions[sid] = Session(sid, self.root, self.model, self.pool, self.max_frames,
+                                                  self.device)
         s.touch()
         return s
 

@@ -20,13 +20,14 @@ import numpy as np
 
 from nfs import EXPRESSION_NAMES, ClipError
 from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, MeshError
-from nfs.pipeline import UP_AXES
+from nfs.pipeline import PREVIEW_DEFAULT_MAX_FRAMES, UP_AXES
 
 from app import about, video_tab
 from app.demo_assets import DESCRIPTIONS, builtin_clips, demo_target_path, demo_targets
 from app.edits import SCOPES, SLIDER_RANGE, facs_groups, parse_offsets_json
 from app.progress import StageProgress
-from app.session import CLIP_STAGE, MAX_UPLOAD_MB, RUN_STAGES, Session, SessionRegistry
+from app.session import (CLIP_STAGE, FILE_EXPORTS, MAX_UPLOAD_MB, PREVIEW_CHOICES, Session, SessionRegistry,
+                         stages_of_run)
 from app.viewer import MODES
 
 log = logging.getLogger("nfs.app")
@@ -240,7 +241,7 @@ class App:
 
     def _about_tab(self, w: "Widgets") -> None:
         with gr.Tab("About"):
-            gr.Markdown("\n".join(f"- {line}" for line in about.device_lines()))
+            gr.Markdown("\n".join(f"- {line}" for line in about.device_lines(self.registry.device)))
             gr.Markdown(about.model_card_markdown(self.card, self.model_dir, self.untrained))
             gr.Markdown("**Predicted skinning regions** (colours in the viewer):")
             gr.HTML(about.region_legend_html())
@@ -251,6 +252,15 @@ class App:
                         "*reused*).")
 
     def _run_panel(self, w: "Widgets") -> None:
+        with gr.Row():
+            w.export_pick = gr.CheckboxGroup(
+                [("OBJ sequence (zip)", "obj_zip"), ("animated GLB", "glb"), ("baked rig GLB", "rig")],
+                value=list(FILE_EXPORTS), label="files to write", elem_id="export-pick")
+            w.preview_pick = gr.Radio(list(PREVIEW_CHOICES), value="auto", elem_id="preview-pick",
+                                      label=f"MP4 preview (auto: only for takes up to {PREVIEW_DEFAULT_MAX_FRAMES} "
+                                            "frames; it renders ~10-20 frames/s)")
+            w.fps_pick = gr.Number(0, label="frame rate (0: keep the source's own)", minimum=0, maximum=240,
+                                   elem_id="fps-pick")
         w.run_btn = gr.Button("Retarget & export", variant="primary", elem_id="run-btn")
         w.run_status = gr.Markdown("", elem_id="run-status")
         with gr.Row():
@@ -408,18 +418,22 @@ class App:
 
     def _run_events(self, w: "Widgets") -> None:
         @guarded
-        def on_run(st, kind, builtin, file, sm, gn, corr=True, request: gr.Request = None, progress=gr.Progress()):
+        def on_run(st, kind, builtin, file, sm, gn, corr=True, files_wanted=FILE_EXPORTS, preview="auto", fps=0,
+                   request: gr.Request = None, progress=gr.Progress()):
             s = self.session(st, request)
             spec, key = self._clip_spec(kind, builtin, file, s)
-            with StageProgress(lambda f, m: progress(f, desc=m), RUN_STAGES) as stages:
+            exports, preview, fps = tuple(files_wanted or ()), preview or "auto", float(fps or 0) or None
+            with StageProgress(lambda f, m: progress(f, desc=m), stages_of_run(FILE_EXPORTS + ("mp4",))) as stages:
                 stages.stage_named(CLIP_STAGE)
                 s.set_clip(spec, key)
-                s.run(float(sm), float(gn), stages, correction=corr is not False)
+                stages.set_stages(stages_of_run(s.export_kinds(exports, preview, fps)[0]))
+                s.run(float(sm), float(gn), stages, correction=corr is not False, exports=exports, preview=preview,
+                      fps=fps)
             return (s, *self.results_outputs(s), viewer_html(s.viewer_url()), self.target_markdown(s),
                     self.clip_markdown(s), False)
 
         run = w.run_btn.click(on_run, [w.state, w.clip_kind, w.clip_pick, w.clip_file, w.smoothing, w.gain,
-                                       w.correction],
+                                       w.correction, w.export_pick, w.preview_pick, w.fps_pick],
                               [w.state, w.run_status, *w.files, w.viewer, w.target_info, w.clip_info,
                                w.show_template],
                               api_name="run", concurrency_id=HEAVY, show_progress_on=[w.run_status])

@@ -1,7 +1,8 @@
 """Pipeline benchmark: matmul peak vs decoder throughput (folded decoder vs the plain decoder under bfloat16
-autocast), prepare_target stages, scaling with vertex count. Prints figures; nothing is asserted.
+autocast), prepare_target stages, scaling with vertex count. On the CPU, and on the GPU too when torch sees one
+(bfloat16, batched frames). Prints figures; nothing is asserted.
 
-    python bench/bench_pipeline.py [--model ckpts/nfs_cpu] [--frames 300] [--quick]
+    python bench/bench_pipeline.py [--model ckpts/nfs_cpu] [--frames 300] [--quick] [--device auto|cpu|cuda]
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 
 from nfs.geometry.remesh import decimate, subdivide_midpoint
 from nfs.ict import load_ict
-from nfs.model.precision import model_autocast
+from nfs.model.precision import inference_dtype, model_autocast
 from nfs.pipeline import decode, decode_skin, load_shipped_model, prepare_target
 
 
@@ -33,12 +34,21 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10, device="cpu") -> float:
+    if torch.device(device).type == "cuda":
+        n, repeats = 8192, 50
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    sync(device)
     t = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    sync(device)
     return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
 
 
@@ -66,16 +76,17 @@ def head_with_vertices(n: int):
     return v, f
 
 
-def prepare_cold(vertices, faces, model):
+def prepare_cold(vertices, faces, model, device="cpu"):
     """prepare_target with an empty operator cache, so every stage is really computed."""
     os.environ["NFS_CACHE"] = tempfile.mkdtemp(prefix="nfs_bench_")
-    return prepare_target((vertices, faces), model, use_cache=False)
+    return prepare_target((vertices, faces), model, use_cache=False, device=device)
 
 
 def time_decode(target, codes, chunk: int = 4, user_frame: bool = False) -> float:
     """Seconds to decode `codes` with the pipeline: skin displacements (ICT frame), or with `user_frame` the
     whole mesh in the user's frame, order and units (what the exports consume)."""
     run = decode if user_frame else decode_skin
+    chunk = chunk if target.decoder.device.type == "cpu" else None    # GPU: the pipeline's batched default
     t = time.perf_counter()
     for _ in run(target, codes, chunk_frames=chunk):
         pass
@@ -92,24 +103,65 @@ def time_plain_decode(target, codes, model, chunk: int = 4) -> float:
     return time.perf_counter() - t
 
 
+def gpu_figures(model, codes, quick: bool) -> None:
+    """Decoder throughput on the GPU (bfloat16 encoders and folded decoder, batched frames) at 10k and 100k."""
+    dev = torch.device("cuda")
+    bf16 = matmul_gflops(torch.bfloat16, device=dev)
+    print(f"\nGPU {torch.cuda.get_device_name(dev)}: dense matmul peak bfloat16 {bf16:.0f} GFLOP/s")
+    for n in [10_000] if quick else [10_000, 100_000]:
+        v, f = head_with_vertices(n)
+        t = prepare_cold(v, f, model, dev)
+        time_decode(t, codes[:64])                       # warm-up (kernels, allocator)
+        sync(dev)
+        d = time_decode(t, codes)
+        fps = len(codes) / d
+        achieved = decoder_flops_per_vertex_frame(model) * len(v) * fps / 1e9
+        print(f"GPU decode {len(v):,} vertices x {len(codes)} frames ({t.decoder.dtype}): {fps:.0f} frames/s "
+              f"(network only, copied back to the host), {achieved:.0f} GFLOP/s = {100 * achieved / bf16:.0f}% of "
+              f"the bfloat16 peak; prepare {sum(t.timings.values()):.2f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default=None)
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--quick", action="store_true", help="skip the 50k/100k scaling rows")
+    p.add_argument("--device", default="auto", help="auto (CPU figures, plus GPU figures when there is a GPU), "
+                   "cpu (CPU only) or cuda")
     a = p.parse_args()
     model, card = load_shipped_model(a.model)
-    print(f"hardware: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    f32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
-    print(f"dense matmul peak: float32 {f32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s")
-
-    v, f = head_with_vertices(10_000)
-    target = prepare_cold(v, f, model)
-    print(f"prepare_target, {len(v):,} vertices: " + ", ".join(f"{k} {s:.2f} s" for k, s in target.timings.items())
-          + f"; total {sum(target.timings.values()):.2f} s")
     rng = np.random.default_rng(0)
     codes = np.zeros((a.frames, model.cfg.code_dim), np.float32)
     codes[:, :53] = rng.uniform(0, 1, (a.frames, 53)) * (rng.random((a.frames, 53)) < 0.2)
+    print(f"hardware: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"CPU flags: {cpu_flags()}")
+    if a.device != "cuda":
+        cpu_figures(model, codes, a)
+    if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()):
+        gpu_figures(model, codes, a.quick)
+    elif a.device == "auto":
+        print("\nno CUDA GPU visible to torch: no GPU figures")
+
+
+def cpu_flags() -> str:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "none"
+
+
+def cpu_figures(model, codes, a) -> None:
+    dtype = inference_dtype("cpu")
+    f32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    peak = f32 if dtype == torch.float32 else bf16
+    print(f"dense matmul peak: float32 {f32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s; inference dtype here: {dtype}")
+    v, f = head_with_vertices(10_000)
+    target = prepare_cold(v, f, model, "cpu")
+    print(f"prepare_target, {len(v):,} vertices: " + ", ".join(f"{k} {s:.2f} s" for k, s in target.timings.items())
+          + f"; total {sum(target.timings.values()):.2f} s")
+    warm = prepare_target((v, f), model, use_cache=False, device="cpu")   # operators cached (any k), as in the app
+    print(f"prepare_target again with the operator cache: total {sum(warm.timings.values()):.2f} s")
     time_decode(target, codes[:8])  # warm-up
     skin = min(time_decode(target, codes) for _ in range(2))
     full = time_decode(target, codes, user_frame=True)
@@ -121,8 +173,8 @@ def main() -> None:
     achieved, achieved_plain = flops * fps_skin / 1e9, flops * fps_plain / 1e9
     print(f"decode {len(v):,} vertices x {a.frames} frames (folded decoder, {target.decoder.dtype}): "
           f"{fps_skin:.1f} frames/s network only, {fps_full:.1f} frames/s whole mesh in the user's frame")
-    print(f"decoder achieved {achieved:.0f} GFLOP/s = {100 * achieved / f32:.0f}% of the float32 matmul peak, "
-          f"{100 * achieved / bf16:.0f}% of the bfloat16 peak")
+    print(f"DECODER: {achieved:.0f} GFLOP/s = {100 * achieved / peak:.0f}% of the {dtype} matmul peak measured in this "
+          f"run (the dtype in use); {100 * achieved / f32:.0f}% of float32, {100 * achieved / bf16:.0f}% of bfloat16")
     print(f"baseline, plain decoder under bfloat16 autocast: {fps_plain:.1f} frames/s, {achieved_plain:.0f} GFLOP/s "
           f"({100 * achieved_plain / bf16:.0f}% of the bfloat16 peak); folded is {fps_skin / fps_plain:.1f}x faster")
 
@@ -131,7 +183,7 @@ def main() -> None:
     sizes = [2_000, 10_000] if a.quick else [2_000, 10_000, 50_000, 100_000]
     for n in sizes:
         v, f = head_with_vertices(n)
-        t = prepare_cold(v, f, model)
+        t = prepare_cold(v, f, model, "cpu")
         d = time_decode(t, codes[:60])
         print(f"{len(v):>9,} {sum(t.timings.values()):>10.2f} {t.timings['operators']:>13.2f} {60 / d:>16.1f}")
 

@@ -92,11 +92,34 @@ def cmd_train(argv: list[str]) -> int:
 
 
 class _Bar:
-    """A one-line progress bar on stderr."""
+    """A one-line progress bar on stderr; `retarget`'s "stage: i/n ..." messages get the stage's time left, from
+    the rate of its count so far."""
+
+    def __init__(self):
+        self.stage, self.start = None, None     # the current stage's name, and (time, count) when its count began
+
+    def _eta(self, message: str) -> str:
+        import re
+        import time
+
+        from nfs.pipeline import format_eta
+        name, _, detail = message.partition(":")
+        now = time.perf_counter()
+        if name != self.stage:
+            self.stage, self.start = name, None
+        m = re.search(r"(\d+)\s*/\s*(\d+)", detail)
+        if m is None:
+            return ""
+        i, n = int(m.group(1)), int(m.group(2))
+        if self.start is None or i < self.start[1]:
+            self.start = (now, i)
+        t0, i0 = self.start
+        return " · " + format_eta((now - t0) / (i - i0) * (n - i) if i > i0 and now - t0 > 0.2 else None)
 
     def __call__(self, fraction: float, message: str) -> None:
         n = int(30 * max(0.0, min(1.0, fraction)))
-        sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {100 * fraction:5.1f}% {message[:60]:<60}")
+        message += self._eta(message)
+        sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {100 * fraction:5.1f}% {message[:90]:<90}")
         sys.stderr.flush()
         if fraction >= 1.0:
             sys.stderr.write("\n")
@@ -112,6 +135,8 @@ UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, 
 
 def _model_arg(p):
     p.add_argument("--model", default=None, help="model directory (default: the shipped ckpts/nfs_cpu)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the encoders and decoder run: auto (a CUDA GPU when torch sees one), cpu or cuda")
 
 
 def _force_arg(p):
@@ -144,7 +169,7 @@ def _prepared_target(name: str, description: str, argv: list[str], outputs: dict
     _force_arg(p)
     _model_arg(p)
     a = p.parse_args(argv)
-    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar(), force=a.force)
+    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar(), device=a.device, force=a.force)
 
 
 def cmd_prepare(argv: list[str]) -> int:
@@ -155,13 +180,19 @@ def cmd_prepare(argv: list[str]) -> int:
 
 
 def cmd_retarget(argv: list[str]) -> int:
-    from nfs.pipeline import EXPORT_KINDS, retarget
+    from nfs.pipeline import EXPORT_KINDS, PREVIEW_DEFAULT_MAX_FRAMES, retarget
     p = _Parser(prog="python -m nfs retarget", description="Put a source clip's animation on a "
                                 "target mesh and write the exports. " + UNITS_HELP)
     p.add_argument("--target", required=True, help="target mesh file")
     p.add_argument("--clip", required=True, help="built-in clip name or clip file/folder")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--exports", default=",".join(EXPORT_KINDS), help=f"comma list of {','.join(EXPORT_KINDS)}")
+    p.add_argument("--exports", default="auto",
+                   help=f"comma list of {','.join(EXPORT_KINDS)}, or 'all', or 'auto' (default: all but the mp4 "
+                        f"preview for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames)")
+    p.add_argument("--fps", type=number(float, 1.0, 1000.0, what="frames per second"), default=None,
+                   help="resample the clip to this frame rate (1 to 1000; default: keep the source's own rate)")
+    p.add_argument("--glb-tolerance-mm", type=number(float, 0.0, 100.0, low_open=True, what="mm"), default=0.1,
+                   help="largest error of the animated GLB against the decoded frames, in mm (default 0.1)")
     p.add_argument("--smooth", type=number(float, 0.0, MAX_SMOOTH_FRAMES, what="frames"), default=0.0,
                    help=f"temporal Gaussian smoothing sigma, in frames (0 to {MAX_SMOOTH_FRAMES:g})")
     p.add_argument("--gain", type=number(float, 0.0, MAX_GAIN), default=1.0,
@@ -174,23 +205,37 @@ def cmd_retarget(argv: list[str]) -> int:
     _force_arg(p)
     _model_arg(p)
     a = p.parse_args(argv)
-    exports = tuple(e for e in a.exports.split(",") if e)
+    exports = parse_exports(a.exports, EXPORT_KINDS)
     from nfs.pipeline import as_raw_mesh
+    from nfs.model.precision import resolve_device
     target = as_raw_mesh(a.target)  # bad input is reported before the model loads
+    resolve_device(a.device)     # a clear error before any work when CUDA is asked for and absent
     from nfs.video.cli import load_clip_with_video_options
     clip = load_clip_with_video_options(a.clip, a.neutral_frame, progress=_Bar())
     for warning in clip.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
-                 gain=a.gain, progress=_Bar(), correction=not a.no_correction, head_pose=a.head_pose, force=a.force)
+                 gain=a.gain, progress=_Bar(), correction=not a.no_correction, fps=a.fps, device=a.device,
+                 glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force)
     print("\n".join(r.target.summary()))
-    print(f"{r.source.n_frames} frames at {r.source.fps:g} fps; " +
-          ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
-    if r.rig_error_mm is not None:
-        print(f"baked rig vs network on this clip: {r.rig_error_mm:.3f} mm mean")
+    print("\n".join(r.summary()))
     for kind, path in r.exports.items():
         print(f"{kind}: {path}")
     return 0
+
+
+def parse_exports(text: str, kinds: tuple) -> tuple | None:
+    """'auto' -> None (the pipeline's default), 'all' -> every kind, else a checked comma list."""
+    text = text.strip().lower()
+    if text == "auto":
+        return None
+    if text == "all":
+        return tuple(kinds)
+    chosen = tuple(e.strip() for e in text.split(",") if e.strip())
+    unknown = [e for e in chosen if e not in kinds]
+    if unknown:
+        raise ValueError(f"unknown export {', '.join(unknown)}; choose from {', '.join(kinds)}, all or auto")
+    return chosen
 
 
 def cmd_export(argv: list[str]) -> int:

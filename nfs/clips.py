@@ -8,7 +8,7 @@ The file formats that give clips live in `nfs.io` (`nfs.io.load_clip` picks one 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -139,6 +139,35 @@ def resample_linear(times: np.ndarray, values: np.ndarray, fps: float) -> np.nda
     n = int(np.floor(times[-1] * fps + 1e-6)) + 1
     grid = np.arange(n) / fps
     return np.stack([np.interp(grid, times, values[:, c]) for c in range(values.shape[1])], axis=1)
+
+
+def resample_rows(values: np.ndarray, src_fps: float, fps: float) -> np.ndarray:
+    """Per-frame values (T, ...) at `src_fps` -> (T', ...) at `fps` over the same duration (frames at 0, 1/fps, ...
+    up to the last frame's time), by linear interpolation between the neighbouring source frames."""
+    values = np.asarray(values)
+    n_src = len(values)
+    n = int(np.floor((n_src - 1) / src_fps * fps + 1e-6)) + 1
+    pos = np.arange(n) / fps * src_fps                      # fractional source frame of each new frame
+    lo = np.minimum(np.floor(pos).astype(np.int64), n_src - 1)
+    hi = np.minimum(lo + 1, n_src - 1)
+    w = (pos - lo).astype(np.float32).reshape((-1,) + (1,) * (values.ndim - 1))
+    return (values[lo] * (1 - w) + values[hi] * w).astype(np.float32)
+
+
+def resample_clip(clip: Clip, fps: float | None, max_frames: int = MAX_FRAMES) -> Clip:
+    """The clip at another frame rate (`resample_rows` of its weights or vertex positions); the clip itself when
+    `fps` is None or its own rate."""
+    if fps is None or abs(float(fps) - clip.fps) < 1e-9:
+        return clip
+    fps = float(fps)
+    if not (np.isfinite(fps) and 1.0 <= fps <= 1000.0):
+        raise ClipError(f"fps must be between 1 and 1000, got {fps:g}")
+    check_frame_count(int(np.floor((clip.n_frames - 1) / clip.fps * fps + 1e-6)) + 1, f"{clip.name} at {fps:g} fps",
+                      max_frames)
+    note = f"resampled from {clip.fps:g} to {fps:g} fps"
+    if clip.kind == "codes":
+        return replace(clip, fps=fps, codes=resample_rows(clip.codes, clip.fps, fps), warnings=clip.warnings + [note])
+    return replace(clip, fps=fps, frames=resample_rows(clip.frames, clip.fps, fps), warnings=clip.warnings + [note])
 
 
 def smooth_codes(codes: np.ndarray, sigma_frames: float) -> np.ndarray:

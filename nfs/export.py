@@ -1,20 +1,19 @@
 """Exports of an animation on the user's mesh.
 
 * ``export_obj_sequence_zip``: one OBJ per frame in a zip, original vertex order.
-* ``export_animated_glb``: one mesh, one morph target per (key) frame, a ``weights`` animation.
+* ``export_animated_glb``: one mesh, a compact basis of morph targets and a ``weights`` animation keyed at
+  every frame, within a stated error bound (``nfs.morph_basis``).
 * ``export_rig_glb``: the 53 expression shapes as named morph targets (a blendshape rig).
 * ``export_preview_video``: MP4 (libx264, yuv420p) or GIF from RGB images.
 
 Frames arrive as an array (T, V, 3) or an iterable of (t, V, 3) / (V, 3) float arrays, so long clips
 stream through in chunks. UVs are per vertex (``uv`` (V, 2)) or per corner (``uv`` (U, 2) with
 ``uv_faces`` (F, 3)); OBJ-style convention (v = 0 at the bottom), flipped for glTF on export.
-The file formats themselves are written by `nfs.io` (OBJ text, the GLB builder, video encoding).
+The file formats themselves are written by `nfs.io` (OBJ text, the GLB builder, video encoding). Files appear
+whole or not at all, with the umask's permissions (`nfs.io.files`).
 """
 from __future__ import annotations
 
-import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,11 @@ import pygltflib as gl
 from nfs.ict import EXPRESSION_NAMES, ict_to_arkit_name
 from nfs.io.gltf import ARRAY_BUFFER, GlbBuilder, add_base_mesh, finish_scene, new_gltf
 from nfs.io.obj import obj_static_text, obj_vertex_text
+from nfs.io.files import discard, new_partial, publish
+from nfs.io.video import VideoWriter as PreviewVideoWriter
 from nfs.io.video import as_rgb, save_video
 
 CHUNK = 64
-DEFAULT_MAX_MORPH_TARGETS = 256  # WebGL2 guarantees >= 256 texture-array layers (three.js morph textures)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,43 +94,70 @@ def _check_mesh(faces, n_vertices: int, uv=None, uv_faces=None):
     return faces, uv, uv_faces
 
 
-def _replace_when_done(path: Path):
-    """A temporary sibling of `path`, moved onto it by the caller on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 # ----------------------------------------------------------------------------------------------
 # OBJ
+
+
+class ObjSequenceZipWriter:
+    """Writes a zip with one OBJ per frame as frames arrive (`add`), then moves it into place (`close`); nothing
+    is left behind on error (`abort`, or leaving a ``with`` block by an exception). Holds one frame at a time."""
+
+    def __init__(self, path, faces, n_vertices: int, uv=None, uv_faces=None, *, precision: int = 6,
+                 compresslevel: int = 1, name_format: str = "frame_{:05d}.obj"):
+        self.path = Path(path)
+        faces, uv, uv_faces = _check_mesh(faces, n_vertices, uv, uv_faces)
+        self.n_vertices, self.name_format = n_vertices, name_format
+        self.number_format = f"%.{precision}f"
+        self.static = obj_static_text(faces, uv, uv_faces, self.number_format)
+        self.count = 0
+        self.tmp = new_partial(self.path)
+        self.zf = zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
+
+    def add(self, frames) -> None:
+        """Frames (t, V, 3) or one frame (V, 3)."""
+        for c in iter_frame_chunks(frames, self.n_vertices):
+            for v in c:
+                self.zf.writestr(self.name_format.format(self.count), obj_vertex_text(v, self.number_format) + self.static)
+                self.count += 1
+
+    def close(self) -> int:
+        """Finish the zip and move it onto `path`; returns the number of frames."""
+        try:
+            self.zf.close()
+            if self.count == 0:
+                raise ValueError("no frames to export")
+            publish(self.tmp, self.path)
+        finally:
+            self.abort()
+        return self.count
+
+    def abort(self) -> None:
+        self.zf.close()
+        discard(self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def export_obj_sequence_zip(path, faces, frame_chunks, uv=None, uv_faces=None, *, precision: int = 6,
                             compresslevel: int = 1, name_format: str = "frame_{:05d}.obj") -> int:
     """Write a zip with one OBJ per frame (``frame_00000.obj``, ...), vertices in the given order,
-    UVs (per vertex or per corner) when given. Returns the number of frames written."""
-    path = Path(path)
+    UVs (per vertex or per corner) when given. Frames stream through. Returns the number of frames written."""
     stream = _raw_chunks(frame_chunks)
     first = next(stream, None)
     if first is None:
         raise ValueError("no frames to export")
-    faces, uv, uv_faces = _check_mesh(faces, first.shape[-2], uv, uv_faces)
-    number_format = f"%.{precision}f"
-    static = obj_static_text(faces, uv, uv_faces, number_format)
-    tmp = _replace_when_done(path)
-    count = 0
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
-            for c in iter_frame_chunks(_prepend(first, stream), first.shape[-2]):
-                for v in c:
-                    zf.writestr(name_format.format(count), obj_vertex_text(v, number_format) + static)
-                    count += 1
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return count
+    with ObjSequenceZipWriter(path, faces, first.shape[-2], uv, uv_faces, precision=precision,
+                              compresslevel=compresslevel, name_format=name_format) as writer:
+        for c in _prepend(first, stream):
+            writer.add(c)
+    return writer.count
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,149 +166,88 @@ def export_obj_sequence_zip(path, faces, frame_chunks, uv=None, uv_faces=None, *
 
 @dataclass
 class GlbInfo:
-    """What an animated GLB holds: `key_frames` (K,) source frame of each morph target."""
+    """What an animated GLB holds: every one of `n_frames` frames as weights on `n_targets` morph targets,
+    reconstructed within `max_error` (mesh units; `max_error_mm` when the caller gave the unit)."""
 
     n_frames: int
     fps: float
-    key_frames: np.ndarray
-    interpolation: str
-    note: str
-
-    @property
-    def n_targets(self) -> int:
-        return len(self.key_frames)
+    n_targets: int
+    max_error: float
+    tolerance: float
+    max_error_mm: float | None = None
 
 
-class _TargetStore:
-    """Morph deltas of the kept frames in a temp file, fixed-size records in key order.
+def default_tolerance(neutral: np.ndarray) -> float:
+    """1e-4 of the mesh's bounding-box diagonal (0.03 mm on a 30 cm head): the bound used when none is given."""
+    v = np.asarray(neutral, np.float64)
+    return 1e-4 * max(float(np.linalg.norm(v.max(0) - v.min(0))), 1e-12)
 
-    Known length: keeps every `stride`-th frame plus the last. Unknown length with a cap: starts at
-    stride 1 and doubles the stride (compacting the file) whenever the cap would be exceeded.
+
+def export_animated_glb(path, neutral, faces, frames, fps: float, uv=None, uv_faces=None, *,
+                        tolerance: float | None = None, mm_per_unit: float | None = None, normals: bool = True,
+                        name: str = "face", extras: dict | None = None) -> GlbInfo:
+    """Animated GLB keeping every frame: base mesh = `neutral` (V, 3), a compact set of morph targets (a basis of
+    the sequence's displacements, `nfs.morph_basis`) and a LINEAR ``weights`` animation with one key per frame at
+    frame / fps seconds.
+
+    `frames`: a `MorphSequence` already fitted to `neutral`, or positions (T, V, 3) / an iterable of chunks
+    (t, V, 3), fitted here so that no vertex of any frame is further than `tolerance` (mesh units; default
+    `default_tolerance`) from the frame given. The largest error goes into the animation's and the file's extras
+    (in mm too when `mm_per_unit` is given) and the returned `GlbInfo`.
     """
+    from nfs.morph_basis import MorphSequence, fit_morph_sequence
 
-    def __init__(self, fh, n_v: int, cap: int | None, n_frames: int | None):
-        self.fh, self.rec = fh, n_v * 12
-        self.cap, self.n_frames = cap, n_frames
-        self.keys: list[int] = []
-        self.mins: list[np.ndarray] = []
-        self.maxs: list[np.ndarray] = []
-        self.pending = None  # (frame, delta) of the newest frame not stored
-        self.stride = 1
-        if cap is not None and n_frames is not None and n_frames > cap:
-            self.stride = math.ceil((n_frames - 1) / (cap - 1))
-        self.seen = 0
-
-    def _write(self, frame: int, delta: np.ndarray):
-        self.fh.seek(len(self.keys) * self.rec)
-        self.fh.write(np.ascontiguousarray(delta, np.float32).tobytes())
-        self.keys.append(frame)
-        self.mins.append(delta.min(0))
-        self.maxs.append(delta.max(0))
-
-    def _double(self):
-        keep = [j for j, k in enumerate(self.keys) if k % (2 * self.stride) == 0]
-        for new, old in enumerate(keep):
-            if new != old:
-                self.fh.seek(old * self.rec)
-                data = self.fh.read(self.rec)
-                self.fh.seek(new * self.rec)
-                self.fh.write(data)
-        self.keys = [self.keys[j] for j in keep]
-        self.mins = [self.mins[j] for j in keep]
-        self.maxs = [self.maxs[j] for j in keep]
-        self.fh.truncate(len(self.keys) * self.rec)
-        self.stride *= 2
-
-    def push(self, delta: np.ndarray):
-        frame = self.seen
-        self.seen += 1
-        growing = self.cap is not None and self.n_frames is None
-        if growing and frame % self.stride == 0 and len(self.keys) >= self.cap - 1:
-            self._double()
-        if frame % self.stride == 0:
-            self._write(frame, delta)
-            self.pending = None
-        else:
-            self.pending = (frame, delta.copy())
-
-    def finish(self):
-        if self.pending is not None:
-            self._write(*self.pending)
-            self.pending = None
-
-
-def export_animated_glb(path, neutral, faces, frame_chunks, fps: float, uv=None, uv_faces=None, *,
-                        n_frames: int | None = None, max_morph_targets: int | None = DEFAULT_MAX_MORPH_TARGETS,
-                        interpolation: str = "LINEAR", normals: bool = True, name: str = "face") -> GlbInfo:
-    """Animated GLB: base mesh = `neutral` (V, 3), one morph target (float32 position deltas) per
-    key frame, and an animation on the node's ``weights`` where key k has weight 1 on target k.
-
-    With more frames than `max_morph_targets` (None: no cap) only every k-th frame (and the last)
-    is keyed and LINEAR interpolation blends between keys; the returned info and the animation's
-    extras say so. `n_frames` lets a one-shot iterator be strided optimally (otherwise the stride
-    doubles as frames arrive). Frames are streamed through a temp file, never held together.
-    """
     path = Path(path)
-    interpolation = interpolation.upper()
-    if interpolation not in ("LINEAR", "STEP"):
-        raise ValueError(f"interpolation must be LINEAR or STEP, got {interpolation!r}")
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be positive, got {fps}")
-    if max_morph_targets is not None and max_morph_targets < 2:
-        raise ValueError("max_morph_targets must be at least 2")
     neutral = np.asarray(neutral, np.float32)
     if neutral.ndim != 2 or neutral.shape[1] != 3 or not np.isfinite(neutral).all():
         raise ValueError(f"neutral must be a finite (V, 3) array, got {neutral.shape}")
     faces, uv, uv_faces = _check_mesh(faces, len(neutral), uv, uv_faces)
-    n_frames = count_frames(frame_chunks) if n_frames is None else int(n_frames)
-
-    g = new_gltf()
+    if isinstance(frames, MorphSequence):
+        seq = frames
+        if seq.neutral.shape != neutral.shape or not np.allclose(seq.neutral, neutral, atol=1e-6):
+            raise ValueError("the morph sequence was fitted to another neutral mesh")
+    else:
+        tol = default_tolerance(neutral) if tolerance is None else float(tolerance)
+        seq = fit_morph_sequence(iter_frame_chunks(frames, len(neutral)), neutral, tol)
+    if seq.n_frames == 0:
+        raise ValueError("no frames to export")
+    max_mm = None if mm_per_unit is None else seq.max_error * float(mm_per_unit)
+    info = GlbInfo(n_frames=seq.n_frames, fps=float(fps), n_targets=seq.n_targets, max_error=seq.max_error,
+                   tolerance=seq.tolerance, max_error_mm=max_mm)
+    summary = {"fps": float(fps), "n_frames": seq.n_frames, "n_morph_targets": seq.n_targets,
+               "max_error": seq.max_error, "tolerance": seq.tolerance,
+               "basis": "orthogonal basis of the sequence's displacements; every frame keyed (LINEAR)"}
+    if max_mm is not None:
+        summary.update(max_error_mm=max_mm, tolerance_mm=seq.tolerance * float(mm_per_unit))
+    g = new_gltf({**(extras or {}), "animation": summary})
     b = GlbBuilder(g)
     attrs, indices, src = add_base_mesh(b, neutral, faces, uv, uv_faces, normals)
-    n_out = len(neutral) if src is None else len(src)
-    tmp = _replace_when_done(path)
+    shapes, weights = seq.targets, seq.weights
+    if len(shapes) == 0:  # no frame moves: one zero target keeps the animation (and its length) in the file
+        shapes, weights = np.zeros((1,) + neutral.shape, np.float32), np.zeros((seq.n_frames, 1), np.float32)
+    targets = [gl.Attributes(POSITION=b.array(d if src is None else d[src], "VEC3", ARRAY_BUFFER, minmax=True))
+               for d in shapes]
+    target_names = [f"basis_{k:03d}" for k in range(len(shapes))]
+    finish_scene(g, gl.Primitive(attributes=attrs, indices=indices, targets=targets), target_names, name)
+    times = (np.arange(seq.n_frames) / float(fps)).astype(np.float32)
+    if seq.n_frames > 1 and not (np.diff(times) > 0).all():
+        raise ValueError(f"{seq.n_frames} frames at {fps:g} fps: key times too close for float32")
+    t_in = b.array(times, "SCALAR", minmax=True)
+    t_out = b.array(np.ascontiguousarray(weights, np.float32).ravel(), "SCALAR")
+    g.animations = [gl.Animation(
+        name=f"{name}_anim",
+        samplers=[gl.AnimationSampler(input=t_in, output=t_out, interpolation="LINEAR")],
+        channels=[gl.AnimationChannel(sampler=0, target=gl.AnimationChannelTarget(node=0, path="weights"))],
+        extras=summary)]
+    tmp = new_partial(path)
     try:
-        with tempfile.TemporaryFile(dir=path.parent) as fh:
-            store = _TargetStore(fh, n_out, max_morph_targets, n_frames)
-            for c in iter_frame_chunks(frame_chunks, len(neutral)):
-                deltas = c - neutral
-                for d in deltas if src is None else deltas[:, src]:
-                    store.push(d)
-            store.finish()
-            if not store.keys:
-                raise ValueError("no frames to export")
-            if n_frames is not None and store.seen != n_frames:
-                raise ValueError(f"n_frames={n_frames} but {store.seen} frames arrived")
-            keys = np.array(store.keys)
-            k = len(keys)
-            targets = []
-            for j in range(k):
-                view = b.add_stream(fh, j * store.rec, store.rec, ARRAY_BUFFER)
-                acc = b.accessor(view, n_out, "VEC3", min_=store.mins[j], max_=store.maxs[j])
-                targets.append(gl.Attributes(POSITION=acc))
-            prim = gl.Primitive(attributes=attrs, indices=indices, targets=targets)
-            target_names = [f"frame_{f:05d}" for f in keys]
-            finish_scene(g, prim, target_names, name)
-            times = (keys / fps).astype(np.float32)
-            t_in = b.array(times, "SCALAR", minmax=True)
-            t_out = b.array(np.eye(k, dtype=np.float32).ravel(), "SCALAR")
-            if k == store.seen:
-                note = ""
-            else:
-                note = (f"{store.seen} frames exceed max_morph_targets={max_morph_targets}: keyed every "
-                        f"{store.stride} frames (and the last), LINEAR in between")
-                interpolation = "LINEAR"
-            g.animations = [gl.Animation(
-                name=f"{name}_anim",
-                samplers=[gl.AnimationSampler(input=t_in, output=t_out, interpolation=interpolation)],
-                channels=[gl.AnimationChannel(sampler=0, target=gl.AnimationChannelTarget(node=0, path="weights"))],
-                extras={"fps": float(fps), "n_frames": int(store.seen), "key_stride": int(store.stride), "note": note})]
-            b.write_glb(tmp)
-        os.replace(tmp, path)
+        b.write_glb(tmp)
+        publish(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return GlbInfo(n_frames=store.seen, fps=float(fps), key_frames=keys, interpolation=interpolation, note=note)
+        discard(tmp)
+    return info
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,13 +305,12 @@ def export_rig_glb(path, neutral, faces, shape_deltas, names: Sequence[str] = EX
         d = d if src is None else d[src]
         targets.append(gl.Attributes(POSITION=b.array(d, "VEC3", ARRAY_BUFFER, minmax=True)))
     finish_scene(g, gl.Primitive(attributes=attrs, indices=indices, targets=targets), target_names, name)
-    tmp = _replace_when_done(path)
+    tmp = new_partial(path)
     try:
         b.write_glb(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        discard(tmp)
     return target_names
 
 
@@ -370,6 +335,6 @@ def export_preview_video(path, frames_iter, fps: float, render_fn: Callable | No
                          quality: float = 7.0) -> Path:
     """Encode a preview. Items of `frames_iter` are RGB uint8 images (H, W, 3) (or batches), or,
     with `render_fn`, vertex frames (V, 3) / chunks (t, V, 3) that ``render_fn(v) -> image`` draws.
-    Written by `nfs.io.video.save_video` (MP4, or GIF for a .gif path or when ffmpeg cannot start); returns the
-    path written."""
+    Written by `nfs.io.video.save_video` (MP4, or GIF for a .gif path or when ffmpeg cannot start), one image at
+    a time; returns the path written. `PreviewVideoWriter` takes images as they come."""
     return save_video(path, _images(frames_iter, render_fn), fps, quality=quality)

@@ -6,14 +6,17 @@ decode(target, codes) -> chunks of frames in the user's original vertex order, f
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import functools
 import hashlib
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -34,10 +37,14 @@ from nfs.mesh.head import find_head, split_head
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
-from nfs.model.precision import inference_dtype, model_autocast
+from nfs.model.precision import describe_device, inference_dtype, model_autocast, resolve_device  # noqa: F401
 from nfs.prior import fit_ict_weights, template_expression_basis
 from nfs.render import render_normal_depth
 from nfs.resources import SHIPPED_MODEL_DIR
+
+if TYPE_CHECKING:
+    from nfs.export import GlbInfo
+    from nfs.morph_basis import MorphSequence
 
 # below this alignment confidence a target is refused as not a face unless forced. tools/calibrate_face_threshold.py
 # (one of each): non-faces 0.05-0.24 (cube, sphere, disk, triangle, tetrahedron, torus, cylinder, plane, soup);
@@ -60,6 +67,20 @@ def load_shipped_model(directory: str | None = None) -> tuple[NFSNetwork, dict]:
         raise FileNotFoundError(f"no trained model at {path}: train one with `python -m nfs train` "
                                 "and copy runs/<name>/best there")
     return load_model(path)
+
+
+_DEVICE_COPIES: "weakref.WeakKeyDictionary[NFSNetwork, dict]" = weakref.WeakKeyDictionary()
+
+
+def model_on(model: NFSNetwork, device: torch.device) -> NFSNetwork:
+    """`model` itself when its weights are on `device`, else a copy moved there (made once per model and device),
+    so a model shared by several sessions is never moved under another's feet."""
+    if next(model.parameters()).device == device:
+        return model
+    copies = _DEVICE_COPIES.setdefault(model, {})
+    if str(device) not in copies:
+        copies[str(device)] = copy.deepcopy(model).to(device).eval()
+    return copies[str(device)]
 
 
 @dataclass
@@ -173,20 +194,22 @@ def as_raw_mesh(mesh) -> RawMesh:
 @torch.no_grad()
 def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = None,
                    progress: Progress = _no_progress, use_cache: bool = True, name: str = "",
-                   force: bool = False) -> PreparedTarget:
+                   device: str | torch.device = "auto", force: bool = False) -> PreparedTarget:
     """Intake, clean, align, operators, image feature, identity code and skinning weights of a target mesh.
-    Cached by the mesh's content, the model's weights and the alignment override, so the same upload is prepared
-    once per model.
+    Cached by the mesh's content, the model's weights, the alignment override and the device, so the same upload
+    is prepared once per model. `device`: auto (a CUDA GPU when there is one), cpu or cuda: where the encoders and
+    the folded decoder run (bfloat16 on GPUs and on CPUs with native bfloat16, float32 elsewhere).
 
     The head is found on any mesh (`nfs.mesh.head.find_head`): only it goes through the network; a body below
     the neck stays still. A target whose automatic alignment confidence is below MIN_FACE_CONFIDENCE raises
     `NotAFaceError` unless `force`; a given `alignment` (fixed by hand) is never refused."""
+    dev = resolve_device(device)
     timings = {}
     t = time.perf_counter()
     raw = as_raw_mesh(mesh)
     clean = clean_mesh(raw.vertices, raw.faces)
     timings["clean"] = time.perf_counter() - t
-    key = content_key(raw, f"{weights_hash(model)}:{alignment.to_dict() if alignment else 'auto'}")
+    key = content_key(raw, f"{weights_hash(model)}:{alignment.to_dict() if alignment else 'auto'}:{dev}")
     if use_cache and key in _PREPARED:
         _PREPARED.move_to_end(key)
         cached = _PREPARED[key]
@@ -218,11 +241,12 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
              else None)
     timings["prior"] = time.perf_counter() - t
     t = time.perf_counter()
-    model.eval()
-    with model_autocast():
-        ot = operators_to_torch(ops, model.cfg.k_eig)
-        enc = model.encode_target(torch.from_numpy(v_ict)[None], ot, torch.from_numpy(image)[None], prior)
-    decoder = FoldedDecoder.build(model, enc, inference_dtype())
+    model = model_on(model.eval(), dev)
+    with model_autocast(dev):
+        ot = operators_to_torch(ops, model.cfg.k_eig).to(dev)
+        enc = model.encode_target(torch.from_numpy(v_ict)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
+                                  None if prior is None else prior.to(dev))
+    decoder = FoldedDecoder.build(model, enc, inference_dtype(dev))
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
     binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale)
@@ -230,7 +254,8 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
         skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder,
-        region_labels=enc.logits[0].float().argmax(-1).numpy(), skinning_weights=enc.weights[0].float().numpy(),
+        region_labels=enc.logits[0].float().argmax(-1).cpu().numpy(),
+        skinning_weights=enc.weights[0].float().cpu().numpy(),
         binding=binding, timings=timings)
     if use_cache:
         _PREPARED.put(key, prepared)
@@ -259,12 +284,13 @@ class SourceCodes:
 @torch.no_grad()
 def encode_source(clip: Clip, model: NFSNetwork, *, smoothing_sigma: float = 0.0, gain=1.0,
                   chunk_frames: int = 16, mesh_encoder: str = "fit",
-                  progress: Progress = _no_progress) -> SourceCodes:
+                  progress: Progress = _no_progress, device: str | torch.device = "auto") -> SourceCodes:
     """Expression codes for every frame of a clip. ICT coefficient clips are used as they are. Mesh sequences are
     aligned with their neutral's alignment, then either fitted with the ICT blendshapes carried to the source
     through closest points (`mesh_encoder="fit"`, bounded least squares, the default: more accurate than our
     CPU-trained expression encoder) or passed through the network's expression encoder ("network").
-    Optional temporal Gaussian smoothing (sigma in frames, edge-padded) and per-shape gain."""
+    Optional temporal Gaussian smoothing (sigma in frames, edge-padded) and per-shape gain. The network encoder
+    runs on `device` (auto: a GPU when there is one)."""
     code_dim = model.cfg.code_dim
     if clip.kind == "codes":
         codes = np.zeros((clip.n_frames, code_dim), np.float32)
@@ -272,7 +298,8 @@ def encode_source(clip: Clip, model: NFSNetwork, *, smoothing_sigma: float = 0.0
     else:
         if mesh_encoder not in ("fit", "network"):
             raise ValueError(f"mesh_encoder must be 'fit' or 'network', got {mesh_encoder!r}")
-        codes = _encode_mesh_frames(clip, model, chunk_frames, progress, fit=mesh_encoder == "fit")
+        codes = _encode_mesh_frames(clip, model_on(model, resolve_device(device)), chunk_frames, progress,
+                                    fit=mesh_encoder == "fit")
     if smoothing_sigma > 0:
         codes = smooth_codes(codes, smoothing_sigma)
     if not np.isscalar(gain) or gain != 1.0:
@@ -308,16 +335,17 @@ def encode_expression_frames(model: NFSNetwork, chunks: Iterable[np.ndarray], fa
     """The network's expression encoder on frames of one skin: chunks (t, S, 3) in the ICT frame (cm), all with the
     neutral's faces (F, 3) and operators -> codes (T, code_dim), the 53 FACS weights clipped to [0, 1].
     `n_frames` (the total, when known) scales the progress reports."""
-    ot = operators_to_torch(ops, model.cfg.k_eig)
+    dev = next(model.parameters()).device
+    ot = operators_to_torch(ops, model.cfg.k_eig).to(dev)
     out, done = [], 0
     for chunk in chunks:
         frames = np.asarray(chunk, np.float32)
         normals = vertex_normals(frames, faces).astype(np.float32)
         images = np.stack([render_normal_depth(f, faces, model.cfg.image_size) for f in frames])
-        with model_autocast():
-            z = model.encode_expression(torch.from_numpy(frames), torch.from_numpy(normals), ot,
-                                        torch.from_numpy(images))
-        out.append(z.float().numpy())
+        with model_autocast(dev):
+            z = model.encode_expression(torch.from_numpy(frames).to(dev), torch.from_numpy(normals).to(dev), ot,
+                                        torch.from_numpy(images).to(dev))
+        out.append(z.float().cpu().numpy())
         done += len(frames)
         if n_frames:
             progress(min(1.0, done / n_frames), "encoding source frames")
@@ -327,14 +355,17 @@ def encode_expression_frames(model: NFSNetwork, chunks: Iterable[np.ndarray], fa
 
 
 @torch.no_grad()
-def decode_skin(target: PreparedTarget, codes: np.ndarray, chunk_frames: int = 4) -> Iterator[np.ndarray]:
-    """Skin displacements in the ICT frame (cm), chunks of (t, S, 3), by the decoder folded for this target."""
+def decode_skin(target: PreparedTarget, codes: np.ndarray, chunk_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Skin displacements in the ICT frame (cm), chunks of (t, S, 3), by the decoder folded for this target (on
+    its device; default chunks: 4 frames on the CPU, 64 on a GPU, decoded there 32 at a time)."""
+    if chunk_frames is None:
+        chunk_frames = 4 if target.decoder.device.type == "cpu" else 64
     for start in range(0, len(codes), chunk_frames):
         z = torch.from_numpy(np.ascontiguousarray(codes[start:start + chunk_frames], np.float32))
-        yield target.decoder(z).numpy()
+        yield target.decoder(z).cpu().numpy()
 
 
-def decode(target: PreparedTarget, codes: np.ndarray, chunk_frames: int = 4) -> Iterator[np.ndarray]:
+def decode(target: PreparedTarget, codes: np.ndarray, chunk_frames: int | None = None) -> Iterator[np.ndarray]:
     """Animated positions of the user's whole mesh, chunks of (t, V_in, 3), in its original vertex order,
     frame and units (the inverse alignment applied); other components follow the skin."""
     base = target.raw.vertices.astype(np.float32)
@@ -366,21 +397,91 @@ def rig_shapes(target: PreparedTarget, progress: Progress = _no_progress) -> tup
 # one call from a mesh and a clip to files: used by the app, the CLI and the tests
 
 EXPORT_KINDS = ("obj_zip", "glb", "rig", "mp4")
+# The MP4 preview is drawn by the CPU software renderer (about 10-20 frames/s at 2 x 320 px on 2 cores), so by
+# default it is only written for takes up to this many frames; asking for "mp4" explicitly writes it at any length.
+PREVIEW_DEFAULT_MAX_FRAMES = 600
+GLB_TOLERANCE_MM = 0.1   # default bound on the animated GLB's error against the decoded frames
+
+
+def default_exports(n_frames: int) -> tuple[str, ...]:
+    """Every export, less the MP4 preview for takes longer than PREVIEW_DEFAULT_MAX_FRAMES."""
+    return tuple(k for k in EXPORT_KINDS if k != "mp4" or n_frames <= PREVIEW_DEFAULT_MAX_FRAMES)
+
+
+def preview_note(n_frames: int) -> str:
+    """Why the default leaves the MP4 preview out for a take of `n_frames` ('' when it does not)."""
+    if n_frames <= PREVIEW_DEFAULT_MAX_FRAMES:
+        return ""
+    return (f"MP4 preview not written by default for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames (this one has "
+            f"{n_frames}; the preview renders at ~10-20 frames/s): choose it explicitly to get it")
 
 
 @dataclass
 class RetargetResult:
     target: PreparedTarget
     source: SourceCodes
-    frames_path: Path            # (T, V_in, 3) float32 .npy (memory-mapped), user frame and units
+    sequence: "MorphSequence"    # every decoded frame as morph weights (within its max_error), user frame and units
     exports: dict                # kind -> Path
     rig_error_mm: float | None   # mean distance between the baked linear rig and the network on this clip
     timings: dict
+    glb: "GlbInfo | None" = None  # what the animated GLB holds (morph targets, max error)
+    notes: list = field(default_factory=list)  # what the user should know (exports left out, resampling)
+    device: str = "cpu"
     rig: tuple | None = None     # (neutral (V_in, 3), deltas (53, V_in, 3)) when the rig was exported
 
-    def frames(self) -> np.ndarray:
-        """(T, V_in, 3) memory-mapped animated positions."""
-        return np.load(self.frames_path, mmap_mode="r")
+    def frames(self) -> "MorphSequence":
+        """The animated positions (T, V_in, 3) as an array-like (indexing reconstructs frames): the decoded frames
+        to within `sequence.max_error` (<= the GLB tolerance, 0.1 mm by default)."""
+        return self.sequence
+
+    @property
+    def max_error_mm(self) -> float:
+        return self.sequence.max_error * self.target.alignment.scale * 10.0
+
+    def summary(self) -> list[str]:
+        """Lines for the CLI and the app: frames, timings, exports and their accuracy."""
+        lines = [f"{self.source.n_frames} frames at {self.source.fps:g} fps on {self.device}; "
+                 + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())]
+        if self.glb is not None:
+            lines.append(f"animated GLB: every frame on {self.glb.n_targets} morph target"
+                         f"{'' if self.glb.n_targets == 1 else 's'}, max error "
+                         f"{self.glb.max_error_mm:.4f} mm against the decoded frames (bound "
+                         f"{self.glb.tolerance * self.target.alignment.scale * 10:.3g} mm)")
+        if self.rig_error_mm is not None:
+            lines.append(f"baked rig vs network on this clip: {self.rig_error_mm:.3f} mm mean")
+        return lines + list(self.notes)
+
+
+class StageProgress:
+    """Reports a run made of stages as one progress bar: each stage owns a span of the bar, and every message
+    gets the stage's time left, estimated from its own rate so far (`stage(name)` returns the callback the
+    stage reports its own 0..1 fraction to)."""
+
+    def __init__(self, progress: Progress, spans: dict):
+        self.progress, self.spans = progress, spans
+        self.started: dict = {}
+
+    def stage(self, name: str) -> Progress:
+        lo, hi = self.spans[name]
+        self.started[name] = time.perf_counter()
+
+        def report(fraction: float, message: str) -> None:
+            fraction = min(max(float(fraction), 0.0), 1.0)
+            elapsed = time.perf_counter() - self.started[name]
+            eta = elapsed * (1.0 - fraction) / fraction if fraction > 0.01 and elapsed > 0.2 else None
+            self.progress(lo + (hi - lo) * fraction, f"{message} · {format_eta(eta)}")
+
+        return report
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating time left"
+    if seconds < 1:
+        return "under 1 s left"
+    if seconds < 90:
+        return f"about {seconds:.0f} s left"
+    return f"about {seconds // 60:.0f} min {seconds % 60:02.0f} s left"
 
 
 def uv_for_export(raw: RawMesh) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -451,21 +552,45 @@ def _stage_spans(exports) -> dict[str, _Span]:
 
 
 def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
-             exports: tuple = EXPORT_KINDS, smoothing_sigma: float = 0.0, gain=1.0,
+             exports: tuple | None = None, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
-             progress: Progress = _no_progress, chunk_frames: int = 4, video_size: int = 320,
-             correction: bool = True, head_pose: bool = False, force: bool = False) -> RetargetResult:
-    """Prepare the target, encode the clip, decode every frame once into a memory-mapped array on disk,
-    then write the requested exports from it in chunks. `code_offset` (53,) is added to every frame's FACS
-    weights (slider edits); `correction=False` decodes with the template prior alone; `head_pose` applies a video
-    clip's head motion to the frames (`nfs.video.pose`)."""
-    from nfs.export import export_animated_glb, export_obj_sequence_zip, export_preview_video, export_rig_glb
+             progress: Progress = _no_progress, chunk_frames: int | None = None, video_size: int = 320,
+             correction: bool = True, fps: float | None = None, device: str | torch.device = "auto",
+             glb_tolerance_mm: float = GLB_TOLERANCE_MM, head_pose: bool = False,
+             force: bool = False) -> RetargetResult:
+    """Prepare the target, encode the clip, decode every frame once into a compact morph basis (`nfs.morph_basis`,
+    within `glb_tolerance_mm` of every decoded frame, held in memory: nothing but the exports is written to
+    `out_dir`), then stream the chosen exports from it chunk by chunk (`exports`: a subset of EXPORT_KINDS; None:
+    `default_exports`, which leaves the MP4 preview out of long takes). The animated GLB is the basis itself; the
+    OBJ zip and the preview are its frames, within the same bound.
+
+    `fps` resamples the clip (default: its own rate). `code_offset` (53,) or (T, 53) at the clip's own rate is added
+    to the FACS weights (slider edits); `correction=False` decodes with the template prior alone; `head_pose` applies
+    a video clip's head motion to each decoded chunk (`nfs.video.pose`); `force` prepares a target that does not
+    look like a face. `device`: auto, cpu or cuda. `progress(fraction, "stage: detail")` with the stage names of
+    `run_stages(exports)`, in that order."""
+    from nfs.clips import resample_clip, resample_rows
+    from nfs.export import ObjSequenceZipWriter, PreviewVideoWriter, export_animated_glb, export_rig_glb
     from nfs.ict import EXPRESSION_NAMES
+    from nfs.morph_basis import MorphBasisBuilder
     from nfs.render import render_shaded
 
+    dev = resolve_device(device)
+    notes = []
+    src_fps = clip.fps
+    clip = resample_clip(clip, fps)
+    if clip.fps != src_fps:
+        notes.append(f"clip resampled from {src_fps:g} to {clip.fps:g} fps ({clip.n_frames} frames)")
+    if exports is None:
+        exports = default_exports(clip.n_frames)
+        if preview_note(clip.n_frames):
+            notes.append(preview_note(clip.n_frames))
+    exports = tuple(dict.fromkeys(exports))
     unknown = set(exports) - set(EXPORT_KINDS)
     if unknown:
-        raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {EXPORT_KINDS}")
+        raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {', '.join(EXPORT_KINDS)}")
+    if not (np.isfinite(glb_tolerance_mm) and glb_tolerance_mm > 0):
+        raise ValueError(f"the GLB tolerance must be positive, got {glb_tolerance_mm}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spans = _stage_spans(exports)
@@ -473,86 +598,131 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     t = time.perf_counter()
     spans["prepare"].report(progress, 0.0, "")
     target = prepare_target(target_mesh, model, alignment=alignment, force=force,
-                            progress=spans["prepare"].sub(progress))
+                            progress=spans["prepare"].sub(progress), device=dev)
     if not correction:
         target = target.without_correction()
     timings["prepare"] = time.perf_counter() - t
     t = time.perf_counter()
     spans["encode"].report(progress, 0.0, "")
     source = encode_source(clip, model, smoothing_sigma=smoothing_sigma, gain=gain,
-                           progress=spans["encode"].sub(progress))
+                           progress=spans["encode"].sub(progress), device=dev)
     if code_offset is not None:
-        source.codes[:, :N_EXPRESSION] = np.clip(source.codes[:, :N_EXPRESSION] + np.asarray(code_offset), 0,
-                                                 WEIGHT_CEILING)
+        offset = np.asarray(code_offset, np.float32)
+        if offset.ndim == 2 and clip.fps != src_fps:
+            offset = resample_rows(offset, src_fps, clip.fps)[:source.n_frames]
+        source.codes[:, :N_EXPRESSION] = np.clip(source.codes[:, :N_EXPRESSION] + offset, 0, WEIGHT_CEILING)
     timings["encode"] = time.perf_counter() - t
-    t = time.perf_counter()
-    n_frames, n_v = source.n_frames, target.n_vertices
-    frames_path = out / "frames.npy"
-    frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.float32, shape=(n_frames, n_v, 3))
-    done = 0
-    spans["decode"].report(progress, 0.0, f"decoded 0/{n_frames} frames")
-    for chunk in decode(target, source.codes, chunk_frames):
-        frames[done:done + len(chunk)] = chunk
-        done += len(chunk)
-        spans["decode"].report(progress, done / n_frames, f"decoded {done}/{n_frames} frames")
-    if head_pose and getattr(clip, "fit", None) is not None:
-        from nfs.video.pose import apply_head_pose
-        apply_head_pose(frames, target.alignment, clip.fit.rotations, clip.fit.translations)
-    frames.flush()
-    timings["decode"] = time.perf_counter() - t
 
-    def chunks(span: "_Span", size: int = 8):
-        """The decoded frames in chunks, reporting each one as the writer asks for the next."""
-        for s in range(0, n_frames, size):
-            span.report(progress, s / n_frames, f"{s}/{n_frames} frames")
-            yield np.asarray(frames[s:s + size])
-        span.report(progress, 1.0, f"{n_frames}/{n_frames} frames")
-
+    n_frames = source.n_frames
     faces = target.raw.faces
     uv, uv_faces = uv_for_export(target.raw)
     stem = f"{target.name}_{source.name}".replace(" ", "_")
+    neutral = target.raw.vertices.astype(np.float32)
+    mm_per_unit = target.alignment.scale * 10.0
+    basis = MorphBasisBuilder(neutral, glb_tolerance_mm / mm_per_unit)
     paths, rig_error = {}, None
+    pose = head_pose_rows(clip, src_fps) if head_pose else None
+    if pose is not None:
+        from nfs.video.pose import apply_head_pose
+    # frames the baked rig is compared on (a spread of 60), kept exactly as they are decoded
+    rig_idx = np.linspace(0, n_frames - 1, min(60, n_frames)).astype(int) if "rig" in exports else np.zeros(0, int)
+    rig_frames = {}
     t = time.perf_counter()
+    done = 0
+    span = spans["decode"]
+    span.report(progress, 0.0, f"0/{n_frames} frames")
+    for chunk in decode(target, source.codes, chunk_frames):
+        if pose is not None:            # the video's head motion, on this chunk's own frames
+            apply_head_pose(chunk, target.alignment, *(rows[done:done + len(chunk)] for rows in pose))
+        basis.add(chunk)
+        for i in rig_idx[(rig_idx >= done) & (rig_idx < done + len(chunk))]:
+            rig_frames[int(i)] = chunk[i - done].copy()
+        done += len(chunk)
+        span.report(progress, 0.98 * done / n_frames, f"{done}/{n_frames} frames")
+    span.report(progress, 0.98, f"{n_frames}/{n_frames} frames, finishing the morph basis")
+    sequence = basis.finish()
+    timings["decode"] = time.perf_counter() - t
+
+    def chunks(span: "_Span", size: int = 8):
+        """The frames in chunks, reporting each one as the writer asks for the next."""
+        for s in range(0, n_frames, size):
+            span.report(progress, s / n_frames, f"{s}/{n_frames} frames")
+            yield sequence[s:s + size].astype(np.float32)
+        span.report(progress, 1.0, f"{n_frames}/{n_frames} frames, finishing the file")
+
     if "obj_zip" in exports:
+        t = time.perf_counter()
         paths["obj_zip"] = out / f"{stem}_obj.zip"
-        export_obj_sequence_zip(paths["obj_zip"], faces, chunks(spans["obj_zip"]), uv=uv, uv_faces=uv_faces)
+        with ObjSequenceZipWriter(paths["obj_zip"], faces, len(neutral), uv, uv_faces) as obj:
+            for chunk in chunks(spans["obj_zip"]):
+                obj.add(chunk)
+        timings["obj_zip"] = time.perf_counter() - t
+    glb = None
     if "glb" in exports:
+        t = time.perf_counter()
+        spans["glb"].report(progress, 0.0, f"every frame on {sequence.n_targets} morph targets")
         paths["glb"] = out / f"{stem}.glb"
-        export_animated_glb(paths["glb"], target.raw.vertices, faces, chunks(spans["glb"]), source.fps, uv=uv,
-                            uv_faces=uv_faces, n_frames=n_frames)
+        glb = export_animated_glb(paths["glb"], neutral, faces, sequence, source.fps, uv=uv, uv_faces=uv_faces,
+                                  mm_per_unit=mm_per_unit, extras={"source": source.name, "target": target.name})
+        spans["glb"].report(progress, 1.0, "written")
+        timings["glb"] = time.perf_counter() - t
+    rig = None
     if "rig" in exports:
-        neutral, deltas = rig_shapes(target, lambda f, m: spans["rig"].report(progress, 0.6 * f, m))
+        t = time.perf_counter()
+        neutral_rig, deltas = rig_shapes(target, lambda f, m: spans["rig"].report(progress, 0.6 * f, m))
         spans["rig"].report(progress, 0.6, "writing the rig GLB")
         paths["rig"] = out / f"{target.name}_rig.glb"
-        export_rig_glb(paths["rig"], neutral, faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+        export_rig_glb(paths["rig"], neutral_rig, faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
         spans["rig"].report(progress, 0.9, "measuring the rig against the network")
-        rig_error = linear_rig_error_mm(target, neutral, deltas, source.weights, frames)
+        rig_error = linear_rig_error_mm(target, neutral_rig, deltas, source.weights[rig_idx],
+                                        np.stack([rig_frames[int(i)] for i in rig_idx]))
+        rig = (neutral_rig, deltas)
+        timings["rig"] = time.perf_counter() - t
     if "mp4" in exports:
-        paths["mp4"] = out / f"{stem}_preview.mp4"
+        t = time.perf_counter()
         src_frame = source_preview_frames(source, clip)
         skin = target.clean.skin_original_index
-
-        def images():
+        span = spans["mp4"]
+        with PreviewVideoWriter(out / f"{stem}_preview.mp4", source.fps) as video:
             for i in range(n_frames):
-                spans["mp4"].report(progress, i / n_frames, f"{i}/{n_frames} frames")
+                span.report(progress, i / n_frames, f"{i}/{n_frames} frames")
                 sv, sf = src_frame(i)
-                tv = target.alignment.apply(np.asarray(frames[i])[skin])
-                yield np.concatenate([render_shaded(sv, sf, size=video_size),
-                                      render_shaded(tv, target.skin_faces, size=video_size)], axis=1)
-            spans["mp4"].report(progress, 1.0, f"{n_frames}/{n_frames} frames, finishing the file")
-
-        paths["mp4"] = export_preview_video(paths["mp4"], images(), source.fps)
-    timings["export"] = time.perf_counter() - t
+                tv = target.alignment.apply(sequence[i][skin])
+                video.add(np.concatenate([render_shaded(sv, sf, size=video_size),
+                                          render_shaded(tv, target.skin_faces, size=video_size)], axis=1))
+            span.report(progress, 1.0, f"{n_frames}/{n_frames} frames, finishing the file")
+        paths["mp4"] = video.path    # the writer moved the finished file into place on closing
+        timings["preview"] = time.perf_counter() - t
     progress(1.0, "done")
-    return RetargetResult(target, source, frames_path, paths, rig_error, timings,
-                          (neutral, deltas) if "rig" in exports else None)
+    return RetargetResult(target, source, sequence, paths, rig_error, timings, glb=glb, notes=notes,
+                          device=str(dev), rig=rig)
+
+
+def head_pose_rows(clip: Clip, src_fps: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rotations (T, 3, 3), translations (T, 3)) of a video clip's head motion at the clip's own rate (resampled
+    from `src_fps`, the rate of its fit, when the clip was), or None for a clip without one."""
+    fit = getattr(clip, "fit", None)
+    if fit is None:
+        return None
+    rot, trans = np.asarray(fit.rotations, np.float64), np.asarray(fit.translations, np.float64)
+    if abs(clip.fps - src_fps) > 1e-9:
+        from nfs.clips import resample_rows
+        rot = resample_rows(rot.reshape(len(rot), 9), src_fps, clip.fps).reshape(-1, 3, 3)
+        u, _, vt = np.linalg.svd(rot)           # blended rotations back onto the nearest rotations
+        rot = u @ vt
+        trans = resample_rows(trans, src_fps, clip.fps)
+    n = clip.n_frames
+    if len(rot) < n:                             # never short of rows: the last pose holds
+        rot = np.concatenate([rot, np.repeat(rot[-1:], n - len(rot), 0)])
+        trans = np.concatenate([trans, np.repeat(trans[-1:], n - len(trans), 0)])
+    return rot[:n], trans[:n]
 
 
 def linear_rig_error_mm(target: PreparedTarget, neutral: np.ndarray, deltas: np.ndarray, weights: np.ndarray,
-                        frames: np.ndarray, max_frames: int = 60) -> float:
-    """Mean per-vertex distance (mm) on the skin between the baked linear rig and the network's frames."""
-    idx = np.linspace(0, len(weights) - 1, min(max_frames, len(weights))).astype(int)
+                        frames: np.ndarray) -> float:
+    """Mean per-vertex distance (mm) on the skin between the baked linear rig with `weights` (n, 53) and the
+    network's `frames` (n, V_in, 3)."""
     skin = target.clean.skin_original_index
-    lin = neutral[None, skin] + np.einsum("tk,kvc->tvc", weights[idx], deltas[:, skin])
-    err_user = np.linalg.norm(lin - np.asarray(frames[idx])[:, skin], axis=-1).mean()
+    lin = neutral[None, skin] + np.einsum("tk,kvc->tvc", weights, deltas[:, skin])
+    err_user = np.linalg.norm(lin - np.asarray(frames)[:, skin], axis=-1).mean()
     return float(err_user * target.alignment.scale * 10.0)

@@ -87,6 +87,14 @@ def test_upload_run_export(app, clip_csv, tmp_path):
         va = np.array([l.split()[1:4] for l in a.read(first).decode().splitlines() if l.startswith("v ")], float)
         vb = np.array([l.split()[1:4] for l in b.read(first).decode().splitlines() if l.startswith("v ")], float)
     assert va.shape == vb.shape and np.abs(va - vb).max() > 1e-4
+    # exports the user chose (the animated GLB only, no preview) at a resampled frame rate
+    chosen = c.predict("uploaded file", "smile", handle_file(str(clip_csv)), 0.5, 1.0, True, ["glb"], "never", 60,
+                       api_name="/run")
+    assert chosen[2] and not any(chosen[i] for i in (1, 3, 4)), chosen[:5]
+    assert "at 60 fps" in chosen[0] and "max error" in chosen[0]
+    status = c.predict(api_name="/status")
+    assert status["result"]["fps"] == 60 and set(status["result"]["exports"]) == {"glb"}
+    assert status["result"]["glb_max_error_mm"] <= 0.1 and status["result"]["device"].startswith(("cpu", "cuda"))
     print(f"\nprepare (twice) {prepare_s:.1f} s, run {run_s:.1f} s")
 
 

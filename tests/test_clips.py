@@ -171,7 +171,10 @@ def test_codes_csv_errors(tmp_path):
 
 def test_livelink_loads_resamples_and_maps(tmp_path):
     p = write_livelink(tmp_path / "take.csv", n_rows=120)
-    c = load_livelink_csv(p)
+    own = load_livelink_csv(p)                        # the take's own rate: 60 samples/s stay 60 fps
+    assert own.kind == "codes" and own.fps == 60.0 and own.n_frames == 120
+    np.testing.assert_allclose(own.codes[:, IDX["jawOpen"]], np.arange(120) / 119, atol=2e-6)
+    c = load_livelink_csv(p, fps=30)
     assert c.kind == "codes" and c.fps == 30.0
     assert c.n_frames == 60  # 119/60 s of samples -> frames 0..59 at 30 fps
     assert c.warnings == ["60 fps take resampled to 30 fps (120 -> 60 frames; use --fps 60 / the fps field to "
@@ -191,9 +194,24 @@ def test_livelink_subframes_and_lowercase_header(tmp_path):
     p = write_livelink(tmp_path / "take.csv", n_rows=90, tc_rate=30, per_tc_frame=2, start=(23, 59, 59, 10))
     text = p.read_text().split("\n", 1)
     p.write_text(text[0].lower() + "\n" + text[1])
-    c = load_livelink_csv(p)  # also crosses midnight
+    own = load_livelink_csv(p)  # also crosses midnight; 60 samples/s although the timecode counts 30
+    assert own.fps == 60.0 and own.n_frames == 90
+    c = load_livelink_csv(p, fps=30)
     assert c.n_frames == 45
     np.testing.assert_allclose(c.codes[:, IDX["jawOpen"]], np.arange(45) * 2 / 89, atol=2e-6)
+
+
+def test_resample_clip_keeps_the_duration(tmp_path):
+    from nfs.clips import resample_clip
+    own = load_livelink_csv(write_livelink(tmp_path / "take.csv", n_rows=121))     # 2 s at 60 fps
+    assert resample_clip(own, None) is own and resample_clip(own, 60) is own
+    half = resample_clip(own, 30)
+    assert half.fps == 30 and half.n_frames == 61 and "resampled from 60 to 30 fps" in half.warnings[-1]
+    np.testing.assert_allclose(half.codes, own.codes[::2], atol=1e-6)
+    back = resample_clip(half, 60)
+    np.testing.assert_allclose(back.codes, own.codes, atol=1e-5)       # jawOpen is linear: exact both ways
+    with pytest.raises(ClipError, match="fps must be between"):
+        resample_clip(own, 0)
 
 
 def test_livelink_column_errors(tmp_path):

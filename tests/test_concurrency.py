@@ -78,14 +78,15 @@ def obj_frames(obj_zip: str | Path) -> np.ndarray:
     return np.stack(out)
 
 
-def glb_deltas(glb: str | Path) -> np.ndarray:
-    """(T, V, 3) per-frame float32 displacements from the neutral of an exported animated GLB (one key per
-    frame for short clips)."""
-    from glb_reader import read_glb_mesh
+def glb_deltas(glb: str | Path) -> tuple[np.ndarray, float]:
+    """(T, V, 3) per-frame float32 displacements from the neutral of an exported animated GLB (its weights
+    animation evaluated at every frame), and the largest error it states against the decoded frames."""
+    from glb_reader import read_glb_frames, read_glb_mesh
 
     m = read_glb_mesh(glb)
-    assert m.animation is not None and len(m.targets) == m.animation["extras"]["n_frames"], glb
-    return m.targets.astype(np.float64)
+    extras = m.animation["extras"]
+    frames = read_glb_frames(glb, range(extras["n_frames"]))
+    return (frames - m.neutral[None]).astype(np.float64), float(extras["max_error"])
 
 
 def run_interval(updates: list) -> tuple[float, float, int | None]:
@@ -167,7 +168,7 @@ def test_concurrent_sessions_match_solo_runs_and_queue(app, inputs, tmp_path):
         solo.predict(handle_file(str(case["clip"])), api_name="/set_clip_file")
         out = solo.predict("uploaded file", None, handle_file(str(case["clip"])), 0.0, 1.0, api_name="/run")
         solo_s[key] = time.perf_counter() - t0
-        frames, deltas = obj_frames(out[1]), glb_deltas(out[2])
+        frames, (deltas, _) = obj_frames(out[1]), glb_deltas(out[2])
         n_v = frames.shape[1] - 1                         # the stray vertex is the last one
         assert frames.shape == (N_FRAMES, n_v + 1, 3) and deltas.shape == frames.shape
         assert np.allclose(frames[:, -1], case["stray"]) and not deltas[:, -1].any()   # dropped: stays put
@@ -227,7 +228,7 @@ def test_concurrent_sessions_match_solo_runs_and_queue(app, inputs, tmp_path):
         assert st["result"]["frames"] == N_FRAMES and st["result"]["valid"], st
         d = session_dirs[key] = session_root(st)
         for name in (p.name for p in d.rglob("*") if p.is_file()):
-            assert name == "frames.npy" or name.startswith(stem), f"session {key} ({stem}) holds {name}"
+            assert name.startswith(stem), f"session {key} ({stem}) holds {name}"
         assert {Path(p).name for p in st["result"]["exports"].values()} >= {
             f"{stem}_{r['clip'].stem}_obj.zip", f"{stem}_{r['clip'].stem}.glb"}
         for f in r["out"][1:5]:                             # what this client downloaded: its own folder
@@ -235,7 +236,7 @@ def test_concurrent_sessions_match_solo_runs_and_queue(app, inputs, tmp_path):
         assert Path(r["out"][1]).name.startswith(f"{stem}_{r['clip'].stem}")
         if key == "e":
             continue
-        frames, deltas = obj_frames(r["out"][1]), glb_deltas(r["out"][2])
+        frames, (deltas, glb_error) = obj_frames(r["out"][1]), glb_deltas(r["out"][2])
         ref, ref_deltas = reference[key]
         assert frames.shape == ref.shape and deltas.shape == ref.shape, (key, frames.shape, deltas.shape, ref.shape)
         size = np.ptp(ref[0], axis=0).max()
@@ -245,7 +246,9 @@ def test_concurrent_sessions_match_solo_runs_and_queue(app, inputs, tmp_path):
         # positions (OBJ text, 6 decimals) within 1e-4 of the mesh size; the motion itself (GLB float32
         # deltas from the neutral) within 1e-4 of its largest value, so another clip's motion cannot pass
         np.testing.assert_allclose(frames, ref, rtol=0, atol=REL_TOL * size, err_msg=what + " (OBJ)")
-        np.testing.assert_allclose(deltas, ref_deltas, rtol=0, atol=REL_TOL * motion, err_msg=what + " (GLB)")
+        # (the GLB holds each frame to within its stated error: two runs agree to twice that)
+        np.testing.assert_allclose(deltas, ref_deltas, rtol=0, atol=REL_TOL * motion + 2 * glb_error,
+                                   err_msg=what + " (GLB)")
         compared[key] = (np.abs(deltas - ref_deltas).max() / motion, motion / size)
     assert len(set(session_dirs.values())) == len(keys), session_dirs      # one folder per session
 

@@ -83,3 +83,42 @@ def test_shipped_model_bfloat16_matches_float32_decode():
     # bfloat16 keeps ~3 significant digits: errors are a small fraction of the network's own correction
     assert err_mm.max().item() < 0.1, err_mm.max().item()
     assert err_mm.mean().item() < 0.25 * correction_mm.mean().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_batched_frames_match_frame_by_frame(dtype):
+    """The batched path (what a GPU runs, `batch_frames` > 1) is the same algebra as the per-frame CPU path:
+    checked here on the CPU, with random weights (negative gains included) and the template prior."""
+    cfg = replace(get_preset("tiny", n_regions=N_REGIONS), template_prior=True, decoder_layers=3)
+    model = randomised(NFSNetwork(cfg), seed=4)
+    t = subject_tensors(6, 600, cfg.k_eig, cfg.image_size)
+    with torch.no_grad():
+        enc = model.encode_target(t.vertices[None], t.ops, t.image, t.prior)
+        reference = model.decode(enc, codes(model, 7, seed=5))
+    folded = FoldedDecoder.build(model, enc, dtype)
+    z = codes(model, 7, seed=5)
+    one, batched = folded(z, batch_frames=1), folded(z, batch_frames=3)  # 3 + 3 + 1: a ragged last batch
+    scale = reference.abs().max().item()
+    assert batched.shape == one.shape == reference.shape
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    np.testing.assert_allclose(batched.numpy(), one.numpy(), atol=tol * scale)
+    np.testing.assert_allclose(batched.numpy(), reference.numpy(), atol=(2e-4 if dtype == torch.float32 else 3e-2)
+                               * scale)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_cuda_bfloat16_decoder_matches_cpu_float32():
+    """On a GPU: the encoders and the folded decoder in bfloat16 with batched frames, against the CPU in float32."""
+    from nfs.pipeline import decode_skin, prepare_target
+    model, _ = load_shipped_model()
+    ict = load_ict()
+    v, f = ict.skin_mesh()
+    cpu = prepare_target((v, f), model, use_cache=False, device="cpu")
+    gpu = prepare_target((v, f), model, use_cache=False, device="cuda")
+    assert gpu.decoder.device.type == "cuda" and gpu.decoder.dtype == torch.bfloat16
+    z = codes(model, 40, seed=6).numpy()
+    z[:, 53:] = 0.0
+    a = np.concatenate(list(decode_skin(cpu, z)))
+    b = np.concatenate(list(decode_skin(gpu, z)))
+    err_mm = 10 * np.linalg.norm(a - b, axis=-1)
+    assert err_mm.max() < 0.5 and err_mm.mean() < 0.05

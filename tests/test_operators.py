@@ -200,14 +200,24 @@ def test_cache_hit_returns_the_stored_arrays(tmp_path, small_mesh, monkeypatch):
         assert np.array_equal(d["evecs"], second.evecs)
 
 
-def test_cache_key_depends_on_k_and_geometry(tmp_path, small_mesh):
+def test_one_cache_file_serves_every_k(tmp_path, small_mesh, monkeypatch):
+    """A cached basis with k pairs serves any smaller k (cut, no eigensolve); a larger k recomputes and replaces it;
+    other geometry has its own file."""
     v, f = small_mesh
     a = get_operators(v, f, k_eig=8, cache_dir=tmp_path)
+    calls = []
+    real = operators_module.compute_operators
+    monkeypatch.setattr(operators_module, "compute_operators", lambda *x, **y: calls.append(x[2]) or real(*x, **y))
     b = get_operators(v, f, k_eig=6, cache_dir=tmp_path)
-    assert a.k == 8 and b.k == 6
-    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert a.k == 8 and b.k == 6 and calls == []
+    np.testing.assert_array_equal(b.evecs, a.evecs[:, :6])
+    np.testing.assert_array_equal(b.evals, a.evals[:6])
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    c = get_operators(v, f, k_eig=10, cache_dir=tmp_path)
+    assert c.k == 10 and calls == [10] and len(list(tmp_path.glob("*.npz"))) == 1
+    assert get_operators(v, f, k_eig=8, cache_dir=tmp_path).k == 8 and calls == [10]
     get_operators(v * 1.01, f, k_eig=6, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("*.npz"))) == 3
+    assert len(list(tmp_path.glob("*.npz"))) == 2
 
 
 @pytest.mark.parametrize("corruption", ["garbage", "truncated", "empty", "bad_crc"])

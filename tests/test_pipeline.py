@@ -23,7 +23,7 @@ from nfs.io import save_obj
 from nfs.model.checkpoint import save_model
 from nfs.model.config import get_preset
 from nfs.model.network import NFSNetwork
-from nfs.pipeline import decode, decode_all, encode_source, prepare_target, retarget
+from nfs.pipeline import decode, decode_all, encode_source, prepare_target, retarget, run_stages
 from nfs.regions import N_REGIONS
 
 
@@ -86,24 +86,38 @@ def test_retarget_remeshed_target_writes_and_reads_back_every_export(remeshed_he
     model = make_model()
     clip = short_clip(10)
     stages = []
-    result = retarget(path, clip, tmp_path, model=model, progress=lambda f, m: stages.append(m))
+    result = retarget(path, clip, tmp_path, model=model, progress=lambda f, m: stages.append((f, m)))
+    exact = decode_all(result.target, result.source.codes)       # the decoded frames themselves
     frames = np.asarray(result.frames())
-    assert frames.shape == (10, len(user), 3) and np.isfinite(frames).all()
-    motion = np.linalg.norm(frames - user[None], axis=-1).max()
+    assert frames.shape == exact.shape == (10, len(user), 3) and np.isfinite(frames).all()
+    assert np.linalg.norm(frames - exact, axis=-1).max() <= result.sequence.max_error * 1.01 + 1e-6
+    motion = np.linalg.norm(exact - user[None], axis=-1).max()
     assert motion > 1e-3  # the network moved the mesh
-    assert {"prepare", "encode", "decode", "export"} <= set(result.timings)
-    assert any("decoded" in s for s in stages) and stages[-1] == "done"
-    # OBJ sequence: one OBJ per frame, original vertex order
+    assert {"prepare", "encode", "decode", "rig", "glb", "preview"} <= set(result.timings)
+    messages = [m for _, m in stages]
+    assert any(m.startswith("decoding frames: 10/10 frames") for m in messages) and messages[-1] == "done"
+    # every message names its stage; the stages come in the order run_stages gives (what the app's display counts)
+    order = run_stages(tuple(result.exports))
+    named = [order.index(m.split(":")[0]) for m in messages[:-1]]
+    assert named == sorted(named) and set(named) == set(range(len(order))), messages
+    assert [f for f, _ in stages] == sorted(f for f, _ in stages)             # the bar only moves forward
+    # only the exports are left in the output folder (no temporary arrays), with the umask's permissions
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in result.exports.values())
+    import os
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in result.exports.values()} == {0o666 & ~umask}
+    # OBJ sequence: one OBJ per frame, original vertex order, the morph basis's frames (within its bound)
     with zipfile.ZipFile(result.exports["obj_zip"]) as zf:
         names = sorted(zf.namelist())
         assert len(names) == 10
         mesh = trimesh.load(zf.open(names[7]), file_type="obj", process=False)
-    np.testing.assert_allclose(mesh.vertices, frames[7], atol=1e-4)
-    # animated GLB at the first, middle and last frame
-    idx = [0, 5, 9]
-    glb = read_glb_frames(result.exports["glb"], idx)
-    scale = np.abs(frames).max()
-    assert np.abs(glb - frames[idx]).max() / scale < 1e-4
+    assert np.linalg.norm(mesh.vertices - exact[7], axis=-1).max() <= result.sequence.max_error * 1.01 + 1e-4
+    # animated GLB: every frame within the stated bound (0.1 mm; this mesh is in mm)
+    glb = read_glb_frames(result.exports["glb"], range(10))
+    assert result.glb.n_frames == 10 and result.glb.max_error_mm <= 0.1
+    assert 10 * result.target.alignment.scale * np.linalg.norm(glb - exact, axis=-1).max() <= 0.1
+    assert any("max error" in line for line in result.summary())
     # baked rig: 53 named targets on the user's mesh, linear rig close to the network on this clip
     neutral, rig_faces, deltas, names = read_rig_glb(result.exports["rig"])
     assert deltas.shape == (53, len(user), 3) and len(names) == 53
@@ -114,6 +128,27 @@ def test_retarget_remeshed_target_writes_and_reads_back_every_export(remeshed_he
     import imageio.v3 as iio
     video = iio.imread(result.exports["mp4"])
     assert video.shape[0] == 10 and video.shape[2] > video.shape[1]
+
+
+def test_retarget_writes_only_the_chosen_exports_and_resamples(remeshed_head, tmp_path):
+    path, user, _ = remeshed_head
+    model = make_model()
+    clip = short_clip(31)                                  # 1 s at 30 fps
+    result = retarget(path, clip, tmp_path, model=model, exports=("glb",), fps=60.0)
+    assert set(result.exports) == {"glb"} and [p.name for p in tmp_path.iterdir()] == [result.exports["glb"].name]
+    assert result.source.fps == 60.0 and result.source.n_frames == 61
+    assert any("resampled" in n for n in result.notes)
+    kept = retarget(path, clip, tmp_path / "own", model=model, exports=())
+    assert kept.source.fps == 30.0 and kept.source.n_frames == 31 and kept.exports == {}
+    with pytest.raises(ValueError, match="unknown export"):
+        retarget(path, clip, tmp_path / "bad", model=model, exports=("fbx",))
+
+
+def test_default_exports_leave_the_preview_out_of_long_takes():
+    from nfs.pipeline import PREVIEW_DEFAULT_MAX_FRAMES, default_exports, preview_note
+    assert "mp4" in default_exports(PREVIEW_DEFAULT_MAX_FRAMES) and preview_note(100) == ""
+    assert default_exports(PREVIEW_DEFAULT_MAX_FRAMES + 1) == ("obj_zip", "glb", "rig")
+    assert "MP4" in preview_note(4030)
 
 
 def test_secondary_components_move_rigidly_with_the_skin(ict):
@@ -209,9 +244,14 @@ def test_cli_retarget_and_bad_input(remeshed_head, tmp_path):
     save_model(model_dir, make_model(seed=4), {"note": "test model"})
     env_cmd = [sys.executable, "-m", "nfs", "retarget", "--target", str(path), "--clip", "smile",
                "--out", str(tmp_path / "out"), "--exports", "obj_zip,glb", "--model", str(model_dir)]
-    ok = subprocess.run(env_cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    ok = subprocess.run(env_cmd + ["--fps", "60", "--device", "cpu"], cwd=REPO_ROOT, capture_output=True, text=True,
+                        timeout=300)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert (tmp_path / "out" / "remeshed_mm_smile.glb").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["remeshed_mm_smile.glb", "remeshed_mm_smile_obj.zip"]
+    assert "at 60 fps on cpu" in ok.stdout and "max error" in ok.stdout
+    wrong = subprocess.run(env_cmd[:-4] + ["--exports", "glb,fbx"], cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert wrong.returncode == 2 and "unknown export fbx" in wrong.stderr.strip().splitlines()[-1]
     bad = tmp_path / "garbage.obj"
     bad.write_bytes(b"\x00\x01garbage" * 10)
     res = subprocess.run([*env_cmd[:5], str(bad), *env_cmd[6:]], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -242,4 +282,4 @@ def test_template_prior_alone_reproduces_an_unseen_ict_identity(ict, tmp_path):
     assert np.abs(truth).max() > 5.0                        # the clip really opens the jaw (mm)
     assert err.mean() < 0.12 and np.percentile(err, 99) < 1.5, (err.mean(), np.percentile(err, 99))
     corrected = retarget(path, clip, tmp_path / "corrected", model=model, exports=(), correction=True)
-    assert np.abs(corrected.frames() - plain.frames()).max() > 0.01
+    assert np.abs(np.asarray(corrected.frames()) - np.asarray(plain.frames())).max() > 0.01

@@ -164,7 +164,8 @@ def test_retargeted_lip_gap_follows_the_jaw(cli_run, truth):
     assert code == 0
     target = prepare_target(REPO_ROOT / "assets" / "targets" / "stylized_head.obj",
                             load_shipped_model(None)[0])         # the CLI's model: its preparation is cached
-    frames = np.load(out / "frames.npy")                                 # (T, V, 3) the user's frame and units
+    from glb_reader import read_glb_frames
+    frames = read_glb_frames(out / "stylized_head_face_expressions.glb", range(60))  # (T, V, 3) user frame and units
     skin = target.clean.original_index[target.clean.skin_vertices]
     v = target.skin_vertices_ict
     middle = np.abs(v[:, 0]) < 0.6
@@ -177,6 +178,29 @@ def test_retargeted_lip_gap_follows_the_jaw(cli_run, truth):
     jaw = column(truth, "jawOpen")
     assert np.corrcoef(gap, jaw)[0, 1] >= 0.8
     assert gap[jaw > 0.8].mean() - gap[jaw < 0.05].mean() > 0.3         # opens by more than 3 mm
+
+
+def test_retarget_applies_the_head_pose_chunk_by_chunk(turning, tmp_path):
+    """head_pose=True: every streamed chunk gets its own frames' pose (3-frame chunks, so a wrong offset shows), also
+    when the clip is resampled; the exports hold the turned frames within the GLB bound."""
+    from nfs.pipeline import load_shipped_model, retarget
+    from nfs.video.pose import apply_head_pose
+
+    model = load_shipped_model(None)[0]
+    target = REPO_ROOT / "assets" / "targets" / "stylized_head.obj"
+    kw = dict(model=model, exports=("glb",), chunk_frames=3)
+    still = retarget(target, turning, tmp_path / "still", **kw)
+    moved = retarget(target, turning, tmp_path / "moved", head_pose=True, **kw)
+    mm = still.target.alignment.scale * 10.0
+    expect = np.array(still.frames(), np.float32)
+    apply_head_pose(expect, still.target.alignment, turning.fit.rotations, turning.fit.translations)
+    got = np.asarray(moved.frames())
+    assert np.abs(got - np.asarray(still.frames())).max() * mm > 5.0            # the head really turns
+    assert np.linalg.norm(got - expect, axis=-1).max() * mm < 0.25            # two 0.1 mm bounds
+    half = retarget(target, turning, tmp_path / "half", head_pose=True, fps=turning.fps / 2, **kw)
+    assert half.source.n_frames == (turning.n_frames - 1) // 2 + 1
+    assert np.linalg.norm(np.asarray(half.frames())[-1] - expect[2 * (half.source.n_frames - 1)], axis=-1).max() \
+        * mm < 1.0                                                              # its last frame is the clip's
 
 
 def test_head_pose_moves_the_target_rigidly(turning):

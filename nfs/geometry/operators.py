@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import scipy.sparse.linalg as sla
 
 from nfs.geometry.normals import vertex_normals
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: one file per mesh for every k
 
 
 DEFAULT_CACHE_MB = 512.0
@@ -177,12 +177,20 @@ def compute_operators(vertices: np.ndarray, faces: np.ndarray, k_eig: int = 128)
                      gx, gy, normals.astype(np.float32), frames.astype(np.float32))
 
 
-def mesh_hash(vertices: np.ndarray, faces: np.ndarray, k_eig: int) -> str:
+def mesh_hash(vertices: np.ndarray, faces: np.ndarray) -> str:
+    """Content key of a mesh's operators (any k: a cached basis serves every k up to its own)."""
     h = hashlib.sha1()
     h.update(np.ascontiguousarray(vertices, np.float32).tobytes())
     h.update(np.ascontiguousarray(faces, np.int64).tobytes())
-    h.update(f"k={k_eig};v={CACHE_VERSION}".encode())
+    h.update(f"v={CACHE_VERSION}".encode())
     return h.hexdigest()
+
+
+def truncate_operators(ops: Operators, k_eig: int) -> Operators:
+    """The same operators with the first k_eig eigenpairs only."""
+    if ops.k <= k_eig:
+        return ops
+    return replace(ops, evals=ops.evals[:k_eig], evecs=np.ascontiguousarray(ops.evecs[:, :k_eig]))
 
 
 def _sparse_to_arrays(prefix: str, m: sp.csr_matrix) -> dict:
@@ -214,17 +222,21 @@ def load_operators(path: Path) -> Operators:
 
 def get_operators(vertices: np.ndarray, faces: np.ndarray, k_eig: int = 128, cache_dir: Path | None = None,
                   use_cache: bool = True) -> Operators:
-    """Operators of a mesh, read from / written to a content-addressed cache file. The cache folder is capped at
-    NFS_CACHE_MB (least recently used files go first; about 600 bytes per vertex per mesh)."""
+    """Operators of a mesh, read from / written to a content-addressed cache file. One file per mesh serves every
+    k: a cached eigenbasis with at least k_eig pairs is cut to k_eig; a smaller one is recomputed and replaced.
+    The cache folder is capped at NFS_CACHE_MB (least recently used files go first; about 600 bytes per vertex
+    per mesh)."""
     if not use_cache:
         return compute_operators(vertices, faces, k_eig)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache_dir / f"{mesh_hash(vertices, faces, k_eig)}.npz"
+    path = cache_dir / f"{mesh_hash(vertices, faces)}.npz"
+    n_max = max(len(vertices) - 2, 1)                 # the most pairs a mesh this small has
     if path.exists():
         try:
             ops = load_operators(path)
-            os.utime(path)  # recently used
-            return ops
+            if ops.k >= min(k_eig, n_max):
+                os.utime(path)  # recently used
+                return truncate_operators(ops, k_eig)
         except FileNotFoundError:  # evicted by another process meanwhile
             pass
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # truncated / corrupt file

@@ -94,23 +94,30 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     k = min(k_candidates, len(v))
     _, nn = cKDTree(v).query(p, k=k)
     nn = nn.reshape(len(p), -1)
-    cand = table[nn].reshape(len(p), -1)  # (N, k*max_deg)
+    # candidate triangles of each point, each once (neighbouring vertices share most of their triangles)
+    cand = np.sort(table[nn].reshape(len(p), -1), axis=1)
+    keep = cand >= 0
+    keep[:, 1:] &= cand[:, 1:] != cand[:, :-1]
+    rows, cols = np.nonzero(keep)
+    tris = cand[rows, cols]
     best_d = np.full(len(p), np.inf)
     best_pt = np.zeros_like(p)
     best_tri = np.zeros(len(p), np.int64)
     best_bary = np.zeros((len(p), 3))
-    for j in range(cand.shape[1]):
-        t = cand[:, j]
-        ok = t >= 0
-        if not ok.any():
-            continue
-        idx = np.nonzero(ok)[0]
-        tri = f[t[idx]]
-        pt, bc = closest_point_on_triangles(p[idx], v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
-        d = np.linalg.norm(pt - p[idx], axis=1)
-        better = d < best_d[idx]
-        sel = idx[better]
-        best_d[sel], best_pt[sel], best_tri[sel], best_bary[sel] = d[better], pt[better], t[idx][better], bc[better]
+    # all (point, candidate) pairs at once, in slices of a bounded size; rows are sorted, so a point's pairs are
+    # contiguous and the nearest candidate of each point is the first of its run after sorting by distance
+    step = 1 << 18
+    for s0 in range(0, len(rows), step):
+        r, t = rows[s0:s0 + step], tris[s0:s0 + step]
+        tri = f[t]
+        pt, bc = closest_point_on_triangles(p[r], v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
+        d = np.linalg.norm(pt - p[r], axis=1)
+        order = np.lexsort((d, r))
+        first = order[np.concatenate([[True], r[order][1:] != r[order][:-1]])]
+        sel = r[first]
+        better = d[first] < best_d[sel]            # a point's pairs may straddle two slices
+        sel, first = sel[better], first[better]
+        best_d[sel], best_pt[sel], best_tri[sel], best_bary[sel] = d[first], pt[first], t[first], bc[first]
     return best_pt, best_tri, best_bary, best_d
 
 

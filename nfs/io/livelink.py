@@ -1,4 +1,5 @@
-"""iPhone Live Link Face CSV exports: timecodes and the 52 ARKit weights, mapped to ICT and resampled."""
+"""iPhone Live Link Face CSV exports: timecodes and the 52 ARKit weights, mapped to ICT on a uniform time grid at
+the take's own rate (or a chosen one)."""
 from __future__ import annotations
 
 import re
@@ -63,9 +64,21 @@ def _parse_timecodes(codes: list[str], rate: float | None, what: str) -> np.ndar
     return t - t[0]
 
 
-def load_livelink_csv(path, fps: float = DEFAULT_FPS, timecode_fps: float | None = None,
+def capture_rate(times: np.ndarray) -> float:
+    """Samples per second of a take from its sample times (s): one over the median step, snapped to a standard rate
+    within 2 % (capture clocks jitter); DEFAULT_FPS for a take of one sample."""
+    steps = np.diff(times)
+    steps = steps[steps > 0]
+    if not len(steps):
+        return DEFAULT_FPS
+    rate = 1.0 / float(np.median(steps))
+    return next((r for r in _TIMECODE_RATES if abs(rate - r) <= 0.02 * r), round(rate, 3))
+
+
+def load_livelink_csv(path, fps: float | None = None, timecode_fps: float | None = None,
                       max_frames: int = MAX_FRAMES, name: str | None = None) -> Clip:
-    """An iPhone Live Link Face CSV export -> codes Clip resampled to `fps`.
+    """An iPhone Live Link Face CSV export -> codes Clip on a uniform grid at the take's own rate (`capture_rate`:
+    a 60 fps take stays 60 fps), or resampled to `fps`.
 
     Columns (case-insensitive): Timecode, BlendshapeCount, the 52 ARKit names (``EyeBlinkLeft``,
     ``JawOpen``, ...) and head/eye rotations (ignored). ARKit weights map to ICT with
@@ -84,7 +97,8 @@ def load_livelink_csv(path, fps: float = DEFAULT_FPS, timecode_fps: float | None
         raise ClipError(f"{what}: missing columns: Timecode")
     check_frame_count(len(rows), what, 8 * max_frames)
     times, warnings = spread_repeated_times(
-        _parse_timecodes([r[lower.index("timecode")] for r in rows], timecode_fps, what), fps, what)
+        _parse_timecodes([r[lower.index("timecode")] for r in rows], timecode_fps, what),
+        DEFAULT_FPS if fps is None else fps, what)
     arkit = np.zeros((len(rows), len(livelink_names)))
     arkit[:, [livelink_names.index(n) for n in wanted]] = to_float(rows, cols, header, what)
     arkit_cols = [cols[wanted.index(n)] if n in wanted else cols[0] for n in livelink_names]
@@ -92,6 +106,9 @@ def load_livelink_csv(path, fps: float = DEFAULT_FPS, timecode_fps: float | None
     if bad.any():
         r, j = np.argwhere(bad)[0]
         raise ClipError(f"{what}: non-finite value at row {r + 1}, {header[arkit_cols[j]]}")
+    fps = capture_rate(times) if fps is None else float(fps)
+    if not (np.isfinite(fps) and fps > 0):
+        raise ClipError(f"{what}: fps must be positive, got {fps}")
     n_out = int(np.floor(times[-1] * fps + 1e-6)) + 1
     check_frame_count(n_out, what, max_frames)
     notes = []
@@ -109,7 +126,7 @@ def load_livelink_csv(path, fps: float = DEFAULT_FPS, timecode_fps: float | None
 
 def spread_repeated_times(times: np.ndarray, fps: float, what: str) -> tuple[np.ndarray, list[str]]:
     """Rows that share a timecode (no sub-frame field) would collapse into one frame: when every row has the
-    same time, the rows are taken one per frame at `fps`; otherwise each run of equal times is spread evenly
+    same time, the rows are taken one per frame at `fps` (the chosen rate, else DEFAULT_FPS); otherwise each run of equal times is spread evenly
     up to the next distinct time. Returns the times and the warnings to show."""
     if len(times) < 2 or not (np.diff(times) == 0).any():
         return times, []

@@ -120,30 +120,87 @@ class FoldedDecoder:
         g = torch.addmm(-centre, y, per_frame.to(self.dtype), out=out)
         return g, (scale * d) @ matrix + centre.float()
 
+    @property
+    def device(self) -> torch.device:
+        return self.static.device
+
     @torch.no_grad()
-    def __call__(self, z_ge: torch.Tensor) -> torch.Tensor:
-        """Expression codes (B, code) -> displacements (B, V, 3) float32, cm (network correction + prior).
-        Frames are decoded one at a time: a frame's activations stay in cache."""
-        z = z_ge.float()
-        out = torch.empty(z.shape[0], self.n_vertices, 3)
-        # activations ping-pong between preallocated buffers: fresh multi-megabyte tensors per layer would be
-        # mapped and page-faulted anew every time, which costs as much as the matrix products
-        buffers = [torch.empty(self.n_vertices, self.static.shape[1], dtype=self.dtype) for _ in range(3)]
-        for i in range(z.shape[0]):
-            out[i] = self._frame(z[i], buffers)
+    def __call__(self, z_ge: torch.Tensor, batch_frames: int | None = None) -> torch.Tensor:
+        """Expression codes (B, code) -> displacements (B, V, 3) float32 on the decoder's device, cm (network
+        correction + prior). On the CPU frames are decoded one at a time (a frame's activations stay in cache); on
+        a GPU `batch_frames` at a time (default 32) in batched products."""
+        z = z_ge.float().to(self.device)
+        if batch_frames is None:
+            batch_frames = 1 if self.device.type == "cpu" else 32
+        out = torch.empty(z.shape[0], self.n_vertices, 3, device=self.device)
+        if batch_frames <= 1:
+            # activations ping-pong between preallocated buffers: fresh multi-megabyte tensors per layer would be
+            # mapped and page-faulted anew every time, which costs as much as the matrix products
+            buffers = [torch.empty(self.n_vertices, self.static.shape[1], dtype=self.dtype, device=self.device)
+                       for _ in range(3)]
+            # codes of ICT weights (Live Link, built-in clips) have only their first n_expression entries set: the
+            # first product then needs only those columns of the skinning weights (a strided view, no copy)
+            used = self.n_expression if not z[:, self.n_expression:].any() else z.shape[1]
+            for i in range(z.shape[0]):
+                out[i] = self._frame(z[i], buffers, used)
+        else:
+            for s in range(0, z.shape[0], batch_frames):
+                out[s:s + batch_frames] = self._frames(z[s:s + batch_frames])
         out /= POSITION_SCALE
         if self.prior is not None:
             out += (z[:, :self.n_expression] @ self.prior).reshape(out.shape)
         return out
 
-    def _frame(self, z: torch.Tensor, buffers: list) -> torch.Tensor:
+    def _frames(self, z: torch.Tensor) -> torch.Tensor:
+        """Batched `_frame`: z (B, code) -> network output (B, V, 3) float32, network units, without the prior.
+        The same algebra with a leading frame axis (batched products), for GPUs."""
+        code_mat = z[:, :, None] * self.code_matrix                                   # (B, code, W)
+        carried = self.static_mean + (self.weights_mean @ code_mat)                    # (B, W)
+        b = z.shape[0]
+        g = torch.baddbmm(self.static.expand(b, -1, -1), self.weights.expand(b, -1, -1), code_mat.to(self.dtype))
+        scale, d = self._normalise_batched(g, carried, 0)
+        for layer, matrix in enumerate(self.hidden, start=1):
+            g, carried = self._centred_product_batched(g, scale, d, matrix)
+            scale, d = self._normalise_batched(g, carried, layer)
+        out, carried = self._centred_product_batched(g, scale, d, self.out_matrix)
+        return out.float() + (carried + self.out_bias)[:, None, :]
+
+    def _normalise_batched(self, g: torch.Tensor, carried: torch.Tensor, layer: int):
+        """`_normalise` for g (B, V, W), carried (B, W): in place g <- max(g, -d); returns |s| and d, (B, W)."""
+        b, v, w = g.shape
+        mean_g = g.sum(1, dtype=torch.float32) / v
+        sq_g = (g * g).sum(1, dtype=torch.float32) / v
+        mean = mean_g + carried
+        sq = sq_g + 2.0 * carried * mean_g + carried.square()
+        mean_grp = (mean * self.signs[layer]).reshape(b, self.groups, -1).mean(-1, keepdim=True)
+        var_grp = sq.reshape(b, self.groups, -1).mean(-1, keepdim=True) - mean_grp.square()
+        rstd = torch.rsqrt(var_grp.clamp_min(0.0) + self.eps).expand(b, self.groups, w // self.groups).reshape(b, w)
+        mean_c = mean_grp.expand(b, self.groups, w // self.groups).reshape(b, w)
+        gain = rstd * self.gamma_abs[layer]
+        shift = self.beta[layer] - mean_c * gain * self.signs[layer]
+        scale = gain.clamp_min(1e-12)
+        d = carried + shift / scale
+        torch.maximum(g, (-d).to(g.dtype)[:, None, :], out=g)
+        return scale, d
+
+    def _centred_product_batched(self, y: torch.Tensor, scale: torch.Tensor, d: torch.Tensor, matrix: torch.Tensor):
+        """`_centred_product` for y (B, V, in), scale and d (B, in): returns g (B, V, out), carried (B, out)."""
+        per_frame = scale[:, :, None] * matrix                                         # (B, in, out) float32
+        sample = y[:, ::8]
+        centre = ((sample.sum(1, dtype=torch.float32) / sample.shape[1])[:, None, :] @ per_frame)  # (B, 1, out)
+        centre = centre.to(self.dtype)
+        g = torch.baddbmm(-centre, y, per_frame.to(self.dtype))
+        return g, ((scale * d)[:, None, :] @ matrix)[:, 0] + centre[:, 0].float()
+
+    def _frame(self, z: torch.Tensor, buffers: list, used: int | None = None) -> torch.Tensor:
         """z (code,) -> network output (V, 3) float32 in network units, without the prior; buffers: three
         (V, W) tensors of the compute dtype."""
         code_mat = z[:, None] * self.code_matrix                                      # (code, W)
         # the first product is centred over vertices by construction; its mean is carried exactly
         carried = self.static_mean + self.weights_mean @ code_mat
         g, spare, scratch = buffers
-        torch.addmm(self.static, self.weights, code_mat.to(self.dtype), out=g)
+        used = used or len(z)
+        torch.addmm(self.static, self.weights[:, :used], code_mat[:used].to(self.dtype), out=g)
         scale, d = self._normalise(g, carried, 0, scratch)
         for layer, matrix in enumerate(self.hidden, start=1):
             nxt, carried = self._centred_product(g, scale, d, matrix, out=spare)
