@@ -25,7 +25,7 @@ import pygltflib as gl
 from nfs.ict import EXPRESSION_NAMES, ict_to_arkit_name
 from nfs.io.gltf import ARRAY_BUFFER, GlbBuilder, add_base_mesh, finish_scene, new_gltf
 from nfs.io.obj import obj_static_text, obj_vertex_text
-from nfs.io.files import discard, new_partial, publish
+from nfs.io.files import PartialFileWriter, discard, new_partial, publish
 from nfs.io.video import VideoWriter as PreviewVideoWriter
 from nfs.io.video import as_rgb, save_video
 
@@ -98,7 +98,7 @@ def _check_mesh(faces, n_vertices: int, uv=None, uv_faces=None):
 # OBJ
 
 
-class ObjSequenceZipWriter:
+class ObjSequenceZipWriter(PartialFileWriter):
     """Writes a zip with one OBJ per frame as frames arrive (`add`), then moves it into place (`close`); nothing
     is left behind on error (`abort`, or leaving a ``with`` block by an exception). Holds one frame at a time."""
 
@@ -134,15 +134,6 @@ class ObjSequenceZipWriter:
     def abort(self) -> None:
         self.zf.close()
         discard(self.tmp)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def export_obj_sequence_zip(path, faces, frame_chunks, uv=None, uv_faces=None, *, precision: int = 6,

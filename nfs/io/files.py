@@ -34,3 +34,23 @@ def discard(tmp: Path | None) -> None:
     """Remove a temporary file if it is still there."""
     if tmp is not None and Path(tmp).exists():
         Path(tmp).unlink()
+
+
+class PartialFileWriter:
+    """A file written under a partial name and published when done: as a context manager, `close()` (publish) on
+    success and `abort()` (discard the partial file) on an error. Subclasses define both."""
+
+    def close(self):
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            self.close()
+        else:
+            self.abort()

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import numpy as np
 
-from nfs.io.files import discard, new_partial, publish
+from nfs.io.files import PartialFileWriter, discard, new_partial, publish
 
 EXTENSIONS = (".mp4", ".gif")
 
@@ -32,7 +32,7 @@ def _even(img: np.ndarray) -> np.ndarray:
     return img
 
 
-class VideoWriter:
+class VideoWriter(PartialFileWriter):
     """Encodes a video as images arrive (`add`), one at a time: MP4 (libx264, yuv420p, odd sizes padded to even)
     or, for ``.gif`` paths or when ffmpeg cannot start, GIF (kept in memory: short clips). `close` moves the file
     into place (umask permissions) and returns its path; nothing is left behind on error (`abort`, or leaving a
@@ -112,15 +112,6 @@ class VideoWriter:
                 pass
             self._ffmpeg = None
         discard(self.tmp)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def save_video(path, images: Iterable[np.ndarray], fps: float, *, quality: float = 7.0) -> Path:
