@@ -29,7 +29,7 @@ def check_declared_counts(data: bytes, filename: str, max_vertices: int | None) 
     for kind, count in re.findall(r"^element\s+(\S+)\s+(\d+)", header, flags=re.M):
         n = int(count)
         if kind == "vertex" and max_vertices is not None and n > max_vertices:
-            raise MeshError(f"{filename}: the header declares {n:,} vertices (> limit {max_vertices:,}); "
+            raise MeshError(f"{filename}: too many vertices (the header declares {n:,} > limit {max_vertices:,}); "
                             "decimate the mesh first")
         if n > len(data):
             raise MeshError(f"{filename}: the header declares {n:,} {kind} elements but the file has only "
