@@ -113,3 +113,31 @@ def test_mouth_bag_follows_the_lip_it_hangs_from(ict):
     loop_labels = ict_region_labels()[loop]
     on_upper, on_lower = first_ring[loop_labels == UPPER], first_ring[loop_labels == LOWER]
     assert (side[on_upper] == 1).mean() > 0.9 and (side[on_lower] == -1).mean() > 0.9
+
+
+def _turned_over(rest, moved, faces):
+    """(F,) bool: triangles whose normal points against their rest normal."""
+    def normals(x):
+        return np.cross(x[faces[:, 1]] - x[faces[:, 0]], x[faces[:, 2]] - x[faces[:, 0]])
+    return (normals(moved) * normals(rest)).sum(1) < 0
+
+
+@pytest.mark.parametrize("style, shapes", [
+    (ArtistStyle(join_lips=True), ("jawOpen", "mouthFunnel", "mouthPucker", "mouthSmile_L")),
+    (ArtistStyle(join_lids=True), ("eyeBlink_L", "eyeBlink_R", "eyeWide_L")),
+])
+def test_joined_openings_stretch_without_turning_triangles_over(ict, style, shapes):
+    """Lips or lids joined into one surface (a cap over the opening): the ICT vertices keep their own
+    displacements (closest points that face the right way, a fit the cap does not pull), the cap stretches, and
+    no triangle the truth keeps facing forwards turns over."""
+    v, f, _ = identity_mesh(ict, 1_000_001)
+    centres = feature_centres(v, ict.landmarks68)
+    m = apply_style(v, f, ict.expression_deltas[:, : len(v)], ict_region_labels(), centres, style)
+    basis = template_expression_basis(m.vertices, faces=m.faces)
+    for name in shapes:
+        k = EXPRESSION_NAMES.index(name)
+        err = np.linalg.norm(basis[k, : m.n_original] - m.basis[k, : m.n_original], axis=-1) * 10
+        assert err.max() < 1.0, (name, err.max())
+        truth_over = _turned_over(m.vertices, m.vertices + m.basis[k], m.faces)
+        over = _turned_over(m.vertices, m.vertices + basis[k], m.faces) & ~truth_over
+        assert over.sum() <= 1, (name, int(over.sum()))

@@ -75,12 +75,23 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
     return points, bary
 
 
-def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k_candidates: int = 8):
+INCOMPATIBLE_PENALTY = 1e6   # added to the distance of a candidate triangle that faces the wrong way
+
+
+def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k_candidates: int = 8,
+                           point_normals: np.ndarray | None = None, min_normal_dot: float = 0.0):
     """Closest surface points of points (N, 3) on a mesh. Candidate triangles are those around the
-    k nearest mesh vertices (exact for reasonable meshes). Returns (points (N,3), tri (N,), bary (N,3), dist (N,))."""
+    k nearest mesh vertices (exact for reasonable meshes). With point_normals (N, 3) (unit), the closest
+    *compatible* point: triangles whose unit normal has a dot product below min_normal_dot with the point's normal
+    are taken only where a point has no other candidate (two surfaces facing each other, such as the inner lips
+    where they touch, are told apart). Returns (points (N,3), tri (N,), bary (N,3), dist (N,))."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     p = np.asarray(points, np.float64)
+    if point_normals is not None:
+        tri_normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+        tri_normals /= np.maximum(np.linalg.norm(tri_normals, axis=1, keepdims=True), 1e-20)
+        point_normals = np.asarray(point_normals, np.float64)
     # vertex -> incident faces (padded table)
     order = np.argsort(f.ravel(), kind="stable")
     vert_of = f.ravel()[order]
@@ -112,12 +123,16 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
         tri = f[t]
         pt, bc = closest_point_on_triangles(p[r], v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
         d = np.linalg.norm(pt - p[r], axis=1)
+        if point_normals is not None:   # incompatible triangles rank after every compatible one
+            d = d + INCOMPATIBLE_PENALTY * ((tri_normals[t] * point_normals[r]).sum(1) < min_normal_dot)
         order = np.lexsort((d, r))
         first = order[np.concatenate([[True], r[order][1:] != r[order][:-1]])]
         sel = r[first]
         better = d[first] < best_d[sel]            # a point's pairs may straddle two slices
         sel, first = sel[better], first[better]
         best_d[sel], best_pt[sel], best_tri[sel], best_bary[sel] = d[first], pt[first], t[first], bc[first]
+    if point_normals is not None:
+        best_d = np.linalg.norm(best_pt - p, axis=1)
     return best_pt, best_tri, best_bary, best_d
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
+from nfs.geometry.openings import boundary_loops
 from nfs.geometry.rotations import rotation_from_vector
 from nfs.geometry.surface import closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict
@@ -125,8 +126,11 @@ def fit_ict_face(points: np.ndarray, iterations: int = 10, n_points: int = 2000,
         # the robust scale shrinks to 3x the median residual as the fit converges (no less than 1 mm), so geometry
         # ICT does not have (a closed-over mouth or eye, a mouth bag) stops pulling the face once the rest fits
         inside = np.einsum("vc,vc->v", q - np.einsum("vjc,vj->vc", face[corners], bary), normal) < -0.2
-        scale = np.clip(3.0 * np.median(dist), 0.1, 1.0) if it >= 2 else 1.0
-        w = np.sqrt(1.0 / (1.0 + (dist / np.where(inside, 0.2, scale)) ** 2))[:, None]
+        scale = np.clip(3.0 * np.median(dist), 0.03, 1.0) if it >= 2 else 1.0
+        w = np.sqrt(1.0 / (1.0 + (dist / np.where(inside, 0.2, scale)) ** 2))
+        # a point whose closest point is on the face's open border (the mouth, the eyes, the cut) and off to the
+        # side of it is geometry ICT has no surface for (a mouth or eye modelled closed, a cap, a neck): no pull
+        w = np.where(beyond_border(q, face, faces, tri, bary, normal), 0.0, w)[:, None]
         rows = np.concatenate([np.einsum("vc,vck->vk", normal, a) * w,
                                np.sqrt(point_weight) * (a * w[:, :, None]).reshape(-1, a.shape[-1])])
         rhs = np.concatenate([np.einsum("vc,vc->v", normal, r) * w[:, 0],
@@ -145,6 +149,27 @@ def fit_ict_face(points: np.ndarray, iterations: int = 10, n_points: int = 2000,
         fit.pose = fit.coeffs[n_id:].astype(np.float64)
     fit.coeffs = fit.coeffs[:n_id].astype(np.float32)
     return fit
+
+
+def beyond_border(q: np.ndarray, face: np.ndarray, faces: np.ndarray, tri: np.ndarray, bary: np.ndarray,
+                   normal: np.ndarray, min_cm: float = 0.02) -> np.ndarray:
+    """(N,) bool: points q (N, 3) whose closest point on the face (triangle tri, barycentrics bary, unit triangle
+    normal) lies on the face's boundary with the offset mostly sideways (more than min_cm away)."""
+    on_border = _border_vertices(len(face))[faces[tri, np.argmax(bary, axis=1)]]
+    offset = q - np.einsum("vjc,vj->vc", face[faces[tri]], bary)
+    length = np.linalg.norm(offset, axis=1)
+    along = np.abs(np.einsum("vc,vc->v", offset, normal))
+    return on_border & (length > min_cm) & (along < 0.7 * length)
+
+
+@functools.lru_cache(maxsize=1)
+def _border_vertices(n_vertices: int) -> np.ndarray:
+    """(S,) bool: vertices of the ICT skin template on one of its boundary loops."""
+    _, faces, _, _ = skin_template()
+    out = np.zeros(n_vertices, bool)
+    for loop in boundary_loops(faces):
+        out[loop] = True
+    return out
 
 
 def fit_ict_identity(points: np.ndarray, **kwargs) -> np.ndarray:

@@ -17,10 +17,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.spatial import cKDTree
 
+from nfs.geometry.normals import vertex_normals
 from nfs.geometry.openings import boundary_loops, geodesic_distances, loop_halves, sparse_adjacency
 from nfs.geometry.surface import closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
-from nfs.prior.face_fit import FaceFit, skin_template, fit_ict_face
+from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
 from nfs.regions import REGION_NAMES, ict_region_labels
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class Opening:
     seam_margin_cm: float = 0.15
 
 
-OFF_SURFACE_CM = 0.15   # a vertex this far from the fitted face is geometry ICT does not have there
+OFF_SURFACE_CM = 0.15
+MIN_NORMAL_DOT = -0.3    # near an opening, a closest triangle whose normal is against the vertex's is not taken   # a vertex this far from the fitted face is geometry ICT does not have there
 
 OPENINGS = (Opening("mouth", "upper_lip", "lower_lip", 2.0, 0.4),
             Opening("eye_L", "upper_eyelid_L", "lower_eyelid_L", 1.0, 0.2),
@@ -59,8 +61,9 @@ def ict_opening_loops() -> dict[str, np.ndarray]:
     return out
 
 
-def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
-                  closest_labels: np.ndarray, closest_dist: np.ndarray) -> list[tuple[Opening, np.ndarray, np.ndarray]]:
+def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray, closest_labels: np.ndarray,
+                  closest_dist: np.ndarray, spanning: np.ndarray | None = None
+                  ) -> list[tuple[Opening, np.ndarray, np.ndarray, np.ndarray]]:
     """Which side of each opening (mouth, eyes) the target's vertices near it lie on, by geodesic distance on the
     target surface (heat method) from two source sets per opening: the upper and lower arcs of the target's own
     boundary loop there (a lip slit, an eye hole) or, where the target has none (lips or lids joined, a mouth
@@ -73,7 +76,8 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
     at each vertex's closest point and closest_dist (V,) its distance. Returns (opening, side (V,) int8 with +1
     upper / -1 lower / 0 where neither side is clearly nearer or beyond opening.radius_cm, seam (V,) bool: on a
     target that joins the sides (no boundary loop there) the vertices about equally far from both, stretch (V,)
-    bool: there too, the geometry off the fitted face near the opening) for each opening the target has."""
+    bool: there too, the geometry off the fitted face near the opening, or `spanning` it: (V,) bool, vertices
+    whose closest point is on the face's border, off to the side) for each opening the target has."""
     labels_ict = ict_region_labels()
     skin_labels = labels_ict[: len(face)]
     loops = boundary_loops(faces) if len(faces) else []
@@ -110,6 +114,8 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
     if not found:
         return []
     dist = geodesic_distances(points, faces, requests)
+    # off the face: farther than the fit's typical residual allows (the tighter the fit, the tighter the bound)
+    off_surface_cm = float(np.clip(4.0 * np.median(closest_dist), 0.05, OFF_SURFACE_CM))
     out = []
     for i, (o, has_loop) in enumerate(found):
         d_up, d_low = dist[2 * i], dist[2 * i + 1]
@@ -119,7 +125,10 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
         seam = near & (np.abs(d_up - d_low) < o.seam_margin_cm) & (not has_loop)
         # geometry off the ICT surface across a joined opening (a cap over the eye, a bag behind the lips) is to
         # stretch between the sides, whichever side it is nearer
-        stretch = near & (closest_dist > OFF_SURFACE_CM) & (not has_loop)
+        off_face = closest_dist > off_surface_cm
+        if spanning is not None:
+            off_face = off_face | spanning
+        stretch = near & off_face & (not has_loop)
         out.append((o, side, seam, stretch))
     return out
 
@@ -137,29 +146,68 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
     """Closest points of q (V, 3) on the fitted face (S, 3) with triangles tf, that never cross an opening: a
     vertex on the upper side of the mouth (`opening_sides`) whose closest point lies on the lower side of the ICT
     mouth (`ict_opening_sides`) is moved to its closest point among the triangles off that side, and so on for
-    each side of each opening. Returns (tri (V,), bary (V, 3), labels (V,) the ICT region at each closest point,
-    and the masks (V,) of `opening_sides`: seam, stretch, and clear (clearly on one side, neither of the others))."""
+    each side of each opening. Near an opening, a vertex whose closest triangle faces away from it (the inner
+    surfaces of the lips or lids where they touch, a mouth corner folded in) takes its closest *compatible* point
+    instead (`closest_points_on_mesh` with normals). Returns (tri (V,), bary (V, 3), labels (V,) the ICT region at
+    each closest point, and the masks (V,) of `opening_sides`: seam, stretch, and trusted (clearly on one side and
+    off the seam, or on the fitted face within the fit's typical residual; never stretch))."""
     labels_ict = ict_region_labels()
     _, tri, bary, dist = closest_points_on_mesh(q, face, tf)
     nearest = tf[tri, np.argmax(bary, axis=1)]
     seam, stretch, clear = np.zeros(len(q), bool), np.zeros(len(q), bool), np.zeros(len(q), bool)
-    if faces is not None and len(faces):
-        ict_sides = ict_opening_sides()
-        for o, side, on_seam, off_face in opening_sides(q, faces, face, labels_ict[nearest], dist):
-            seam |= on_seam
-            stretch |= off_face
-            clear |= side != 0
-            ict_side = ict_sides[o.name]
-            for sign in (1, -1):
-                wrong = np.nonzero((side == sign) & (ict_side[nearest] == -sign))[0]
-                if not len(wrong):
-                    continue
+    if faces is None or not len(faces):
+        return tri, bary, labels_ict[nearest], seam, stretch, clear
+    normals = _outward_normals(q, faces, face, tf, tri)
+    face_normals = np.cross(face[tf[:, 1]] - face[tf[:, 0]], face[tf[:, 2]] - face[tf[:, 0]])
+    face_normals /= np.maximum(np.linalg.norm(face_normals, axis=1, keepdims=True), 1e-20)
+    facing_away = (face_normals[tri] * normals).sum(1) < MIN_NORMAL_DOT
+    slack_cm = float(np.clip(2.0 * np.median(dist), 0.01, 0.1))
+    ict_sides = ict_opening_sides()
+    loops = ict_opening_loops()
+    corner_normals = np.cross(face[tf[tri, 1]] - face[tf[tri, 0]], face[tf[tri, 2]] - face[tf[tri, 0]])
+    corner_normals /= np.maximum(np.linalg.norm(corner_normals, axis=1, keepdims=True), 1e-20)
+    spanning = beyond_border(q, face, tf, tri, bary, corner_normals)
+    for o, side, on_seam, off_face in opening_sides(q, faces, face, labels_ict[nearest], dist, spanning):
+        seam |= on_seam
+        stretch |= off_face
+        clear |= side != 0
+        centre = face[loops[o.name]].mean(0)
+        near = np.linalg.norm(q - centre, axis=1) < o.radius_cm + np.linalg.norm(face[loops[o.name]] - centre,
+                                                                                  axis=1).max()
+        ict_side = ict_sides[o.name]
+        for sign in (1, -1, 0):
+            if sign:
+                wrong_side = (side == sign) & (ict_side[nearest] == -sign)
+                redo = wrong_side | ((side == sign) & near & facing_away)
                 allowed = np.nonzero(~(ict_side[tf] == -sign).any(1))[0]
-                used, sub = np.unique(tf[allowed], return_inverse=True)   # candidates come from used vertices only
-                _, t2, b2, _ = closest_points_on_mesh(q[wrong], face[used], sub.reshape(-1, 3))
-                tri[wrong], bary[wrong] = allowed[t2], b2
-                nearest[wrong] = tf[tri[wrong], np.argmax(bary[wrong], axis=1)]
-    return tri, bary, labels_ict[nearest], seam, stretch, clear & ~seam & ~stretch
+            else:
+                wrong_side = np.zeros(len(q), bool)
+                redo = (side == 0) & near & facing_away & ~off_face
+                allowed = np.arange(len(tf))
+            redo = np.nonzero(redo)[0]
+            if not len(redo):
+                continue
+            used, sub = np.unique(tf[allowed], return_inverse=True)   # candidates come from used vertices only
+            _, t2, b2, d2 = closest_points_on_mesh(q[redo], face[used], sub.reshape(-1, 3), k_candidates=24,
+                                                   point_normals=normals[redo], min_normal_dot=MIN_NORMAL_DOT)
+            # a vertex moved for its normal alone takes the compatible point only about as near as the first (a
+            # surface folded against another); farther, it is its own normal that leans (beside a cap, a crease)
+            take = wrong_side[redo] | (d2 <= dist[redo] + slack_cm)
+            redo, t2, b2 = redo[take], t2[take], b2[take]
+            tri[redo], bary[redo] = allowed[t2], b2
+            nearest[redo] = tf[tri[redo], np.argmax(bary[redo], axis=1)]
+    # trusted: clearly on one side, or sitting on the fitted face as tightly as the fit allows
+    trusted = ((clear & ~seam) | (dist <= slack_cm)) & ~stretch
+    return tri, bary, labels_ict[nearest], seam, stretch, trusted
+
+
+def _outward_normals(q: np.ndarray, faces: np.ndarray, face: np.ndarray, tf: np.ndarray,
+                     tri: np.ndarray) -> np.ndarray:
+    """(V, 3) unit vertex normals of the target, turned to agree with the fitted face's on the whole (a mesh
+    wound inside out is not a reason to refuse its closest points)."""
+    normals = vertex_normals(q, faces)
+    face_normals = np.cross(face[tf[tri, 1]] - face[tf[tri, 0]], face[tf[tri, 2]] - face[tf[tri, 0]])
+    return normals if np.median((face_normals * normals).sum(1)) >= 0 else -normals
 
 
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
@@ -176,7 +224,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
     face = fit.face() if fit_identity else mean
     q = fit.to_model(v)
-    tri, bary, labels, seam, stretch, clear = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
+    tri, bary, labels, seam, stretch, trusted = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
     out = np.einsum("kvjc,vj->kvc", deltas[:, tf[tri]], bary.astype(np.float32))
     out = fit.vectors_from_model(out).astype(np.float32)
     assert out.shape[0] == N_EXPRESSION
@@ -186,8 +234,9 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         if rest[k] < -0.05:
             out[k] *= np.float32(1.0 - rest[k])
     if faces is not None and len(faces):
-        ambiguous = lip_ambiguity(q, face, tf, labels) | seam
-        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, ambiguous, keep=clear, stretch=stretch,
+        coin_toss = lip_ambiguity(q, face, tf, labels)
+        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam, keep=trusted & ~coin_toss,
+                              stretch=stretch,
                               vertices=v)
     return out
 
@@ -227,7 +276,7 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     points split the seam vertices between the sides and opening the mouth (closing the eye) tears spikes or
     crumples the surface. The basis on the seam and `rings` rings around it is replaced by the harmonic
     interpolation (graph Laplacian) of the basis around it, so the seam stretches smoothly instead. `keep`
-    (vertices clearly on one side of an opening) stay as they are; `stretch` (geometry off the face across a
+    (vertices whose transfer is trusted: clearly on one side of an opening, or on the fitted face) stay as they are; `stretch` (geometry off the face across a
     joined opening: a cap over an eye, a bag) is always filled. With the rest `vertices` (V, 3) the fill is
     harmonic for the cotangent Laplacian, else for the graph Laplacian. A mesh with a lip slit
     or eye holes has no such edges except at the corners, where the sides meet on ICT too."""
