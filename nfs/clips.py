@@ -190,12 +190,3 @@ def apply_gain(codes: np.ndarray, gain) -> np.ndarray:
     if not np.isfinite(gain).all():
         raise ValueError("gain must be finite")
     return np.clip(codes * gain, 0.0, WEIGHT_CEILING).astype(np.float32)
-
-
-def __getattr__(name: str):
-    """`load_builtin_clip` moved to `nfs.io` (issue 16); this alias serves nfs/eval/benchmark.py until it imports it
-    from there (then delete it)."""
-    if name == "load_builtin_clip":
-        from nfs.io.registry import load_builtin_clip
-        return load_builtin_clip
-    raise AttributeError(f"module 'nfs.clips' has no attribute {name!r}")

@@ -38,13 +38,13 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from nfs.clips import load_builtin_clip
 from nfs.data.artist import ArtistStyle, apply_style, feature_centres
 from nfs.data.subjects import HELD_OUT_SEED_BASE
 from nfs.data.warps import FeatureScaleWarp, plateau, push_through, wendland
 from nfs.geometry.remesh import decimate, jitter_on_surface, subdivide_midpoint
 from nfs.geometry.surface import SurfaceEmbedding, embed_mesh
 from nfs.ict import EXPRESSION_NAMES, FACE_VERTEX_COUNT, NARROW_FACE_VERTEX_COUNT, N_IDENTITY, ICTFaceModel, load_ict
+from nfs.io import load_builtin_clip
 from nfs.mesh.align import Alignment
 from nfs.regions import ict_region_labels
 

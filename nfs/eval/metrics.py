@@ -5,7 +5,9 @@ Displacements and positions are in ICT centimetres; every metric reports millime
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
+
+from nfs.geometry.fits import rigid_fits
+from nfs.geometry.normals import vertex_normals
 
 CM_TO_MM = 10.0
 
@@ -39,32 +41,12 @@ def amplitude_gain(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
     return float((p * g).sum() / den) if den > 0 else float("nan")
 
 
-def incidence(faces: np.ndarray, n_vertices: int) -> sp.csr_matrix:
-    """(V, F) vertex-face incidence: sums face values onto their corners."""
-    f = np.asarray(faces, np.int64)
-    rows = f.ravel()
-    cols = np.repeat(np.arange(len(f)), 3)
-    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, len(f)))
-
-
-def batch_vertex_normals(positions: np.ndarray, faces: np.ndarray, inc: sp.csr_matrix | None = None) -> np.ndarray:
-    """(T, V, 3) positions -> (T, V, 3) area-weighted unit vertex normals (zero where undefined)."""
-    p = np.asarray(positions, np.float64)
-    t, v, _ = p.shape
-    inc = incidence(faces, v) if inc is None else inc
-    a, b, c = p[:, faces[:, 0]], p[:, faces[:, 1]], p[:, faces[:, 2]]
-    fn = np.cross(b - a, c - a)                                   # (T, F, 3)
-    n = (inc @ fn.transpose(1, 0, 2).reshape(len(faces), -1)).reshape(v, t, 3).transpose(1, 0, 2)
-    norm = np.linalg.norm(n, axis=-1, keepdims=True)
-    return n / np.maximum(norm, 1e-20)
-
-
 def normal_angle_deg(pred_pos: np.ndarray, gt_pos: np.ndarray, faces: np.ndarray, mask: np.ndarray,
-                     inc: sp.csr_matrix | None = None, gt_normals: np.ndarray | None = None) -> float:
+                     gt_normals: np.ndarray | None = None) -> float:
     """Mean angle (degrees) between predicted and ground-truth vertex normals of deformed meshes (T, V, 3),
-    over frames and mask vertices."""
-    n_p = batch_vertex_normals(pred_pos, faces, inc)[:, mask]
-    n_g = (batch_vertex_normals(gt_pos, faces, inc) if gt_normals is None else gt_normals)[:, mask]
+    over frames and mask vertices; `gt_normals` (T, V, 3): the truth's, when already computed."""
+    n_p = vertex_normals(pred_pos, faces)[:, mask]
+    n_g = (vertex_normals(gt_pos, faces) if gt_normals is None else gt_normals)[:, mask]
     cos = np.clip((n_p * n_g).sum(-1), -1.0, 1.0)
     return float(np.degrees(np.arccos(cos)).mean())
 
@@ -112,16 +94,9 @@ def label_agreement(pred: np.ndarray, gt: np.ndarray) -> float:
 def rigid_residual_mm(rest: np.ndarray, moved: np.ndarray) -> float:
     """How far (T, N, 3) moved copies of rest points (N, 3) are from a rigid motion of them: mean distance (mm)
     after the best rotation + translation per frame (Kabsch)."""
-    c0 = rest.mean(0)
-    a = rest - c0
-    out = []
-    for m in moved:
-        c1 = m.mean(0)
-        u, _, vt = np.linalg.svd(a.T @ (m - c1))
-        d = np.sign(np.linalg.det(u @ vt))
-        r = (u @ np.diag([1.0, 1.0, d]) @ vt).T
-        out.append(np.linalg.norm(a @ r.T + c1 - m, axis=-1).mean())
-    return float(np.mean(out) * CM_TO_MM)
+    rot, shift = rigid_fits(rest, moved)
+    fitted = np.einsum("nj,tij->tni", np.asarray(rest, np.float64), rot) + shift[:, None]
+    return float(np.linalg.norm(fitted - moved, axis=-1).mean() * CM_TO_MM)
 
 
 def gap_ratio(pred_pos: np.ndarray, gt_pos: np.ndarray, pairs: np.ndarray) -> float:
