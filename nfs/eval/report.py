@@ -23,7 +23,7 @@ BASELINES = ("template_prior", "nearest_point", "deformation_transfer")
 METHOD_LABELS = {"model": "NFS model", "template_prior": "template prior alone", "nearest_point": "nearest point",
                  "deformation_transfer": "deformation transfer", "ict_rig": "ICT rig (by index)"}
 METRIC_FIELDS = ("mean_mm", "rms_mm", "p95_mm", "max_mm", "inner_mse_mm2", "gain", "normal_deg", "eyelid_mm",
-                 "lip_mm", "lip_ratio_jaw", "lid_gap_blink_mm", "flips",
+                 "lip_mm", "lip_ratio_jaw", "lid_gap_blink_mm", "flips", "flips_strict",
                  "jitter_mm", "gt_jitter_mm", "eyeball_mm", "eyeball_rigid_mm", "cycle_abs", "cycle_gt_abs",
                  "region_pct", "align_mm", "prepare_s", "frames_per_s")
 
@@ -156,10 +156,11 @@ def artist_table(summary: list[dict]) -> str:
     """Artist-modelled heads: lip gap at jawOpen = 1 as a ratio to the truth, lid gap error at eyeBlink = 1,
     the largest vertex error of any frame and triangles turned over, per category and method."""
     rows = [[r["category"], METHOD_LABELS[r["method"]], _fmt(r["lip_ratio_jaw"], 3), _fmt(r["lid_gap_blink_mm"], 2),
-             _fmt(r["max_mm"], 2), _fmt(r["flips"], 0), _fmt(r["inner_mse_mm2"])]
+             _fmt(r["max_mm"], 2), _fmt(r["flips"], 0), _fmt(r["flips_strict"], 0), _fmt(r["inner_mse_mm2"])]
             for r in summary if r["category"] in ARTIST_CATEGORIES and r["method"] != "ict_rig"]
     return markdown_table(["category", "method", "lip gap ratio @ jawOpen 1", "lid gap error mm @ eyeBlink 1",
-                           "max vertex error mm", "flipped triangles", "inner MSE mm^2"], rows)
+                           "max vertex error mm", "triangles turned over (truth within 75 deg)",
+                           "turned over, truth not turned over", "inner MSE mm^2"], rows)
 
 
 def quality_table(summary: list[dict]) -> str:

@@ -87,6 +87,7 @@ def method_metrics(pred: np.ndarray, ctx: _Context) -> dict:
     row["max_mm"] = float(M.vertex_errors_mm(pred, ctx.gt, t.face_mask).max()) if t.face_mask.any() else np.nan
     skin_faces = t.faces[t.skin_mask[t.faces].all(1)]
     row["flips"] = M.flipped_faces(ctx.v0, pos, ctx.gt_pos, skin_faces)
+    row["flips_strict"] = M.flipped_faces(ctx.v0, pos, ctx.gt_pos, skin_faces, truth_cos=0.0)
     row["jitter_mm"] = M.jitter_mm(pred, ctx.expressions.segments, t.face_mask)
     row["gt_jitter_mm"] = M.jitter_mm(ctx.gt, ctx.expressions.segments, t.face_mask)
     if ctx.eyeballs:
