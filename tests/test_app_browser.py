@@ -315,9 +315,6 @@ def test_refused_upload_names_what_is_loaded(page):
     assert b.eval(toast), "the error message vanished before it was dismissed"
 
 
-@pytest.mark.skip(reason="known regression from merging issue 17 into issue 18's page: the jawOpen slider edit is "
-                         "not reflected in #edit-status within 30 s (passes on issues 18 + 14 with the wrapped tabs; "
-                         "server log shows no error); to be fixed next session")
 def test_slider_edits_across_a_clip_change(page, clip_csv):
     """Edits belong to (target, clip): a new clip resets the sliders and offers the old edits, as the page
     says; carrying them over puts them in the next run, listed by name."""

@@ -3,8 +3,8 @@
 detector and landmark model and the landmark fit. Also: missing-face frames, a video with no face, image folders,
 the neutral frame option, the retargeted lip gap and the CLI.
 
-browInnerUp is held to a lower bar than the issue's 0.8: on these renders the landmark model moves the brow
-landmarks by only about half of the rendered raise, and less on the side turning away (README, "Video source")."""
+The weights are smoothed by the default 0.05 s (1.5 frames here): the landmark model's frame-to-frame jitter is
+about as large as its response to a rendered brow raise (without it browInnerUp correlates 0.72-0.74)."""
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +25,7 @@ DATA = REPO_ROOT / "tests" / "data" / "video"
 VIDEO = DATA / "face_expressions.mp4"
 TURNING = DATA / "face_turning.mp4"
 MIN_CORRELATION = {"jawOpen": 0.8, "eyeBlink_L": 0.8, "eyeBlink_R": 0.8, "mouthSmile_L": 0.8, "mouthSmile_R": 0.8,
-                   "browInnerUp": 0.65}
+                   "browInnerUp": 0.8}
 
 
 def column(codes: np.ndarray, name: str) -> np.ndarray:
@@ -120,7 +120,7 @@ def test_image_folder_and_neutral_override(frames, tmp_path):
     clip = load_clip(folder)
     assert clip.n_frames == 12 and clip.fps == pytest.approx(30.0)
     assert clip.frame_size == (640, 480)
-    fixed = load_video_clip(folder, FitConfig(neutral_frame=5))
+    fixed = load_video_clip(folder, FitConfig(neutral_frame=5, smoothing_sigma=0.0))
     assert fixed.fit.neutral_frame == 5
     assert fixed.codes[5].max() < 0.1 + 1e-6 or fixed.fit.residual_cm[5] < 1e-6
     with pytest.raises(ClipError, match="neutral frame 40 is outside the clip's 0..11"):
@@ -129,8 +129,8 @@ def test_image_folder_and_neutral_override(frames, tmp_path):
 
 def test_smoothing_reduces_frame_to_frame_jitter(frames, tmp_path):
     path = write_video(tmp_path / "part.mp4", frames[:30])
-    raw = load_video_clip(path)
-    smooth = load_video_clip(path, FitConfig(smoothing_sigma=1.5))
+    raw = load_video_clip(path, FitConfig(smoothing_sigma=0.0))
+    smooth = load_video_clip(path)                 # the default: 0.05 s, 1.5 frames at 30 fps
     jitter = lambda c: np.abs(np.diff(c, axis=0)).mean()  # noqa: E731
     assert jitter(smooth.codes) < 0.8 * jitter(raw.codes)
 

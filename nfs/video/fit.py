@@ -48,6 +48,9 @@ NEUTRAL_TOLERANCE = 0.25    # neutral frame: scores this far from the lowest tow
 RIGID_MOTION_CM = 0.1       # landmarks that expressions move by more than this count less in the rigid fit
 OUTLINE_WEIGHT = 0.1        # the face's outline is a silhouette: the model guesses it more than it sees it
 SPREAD_CM = 0.3             # landmarks the detector places less consistently than this count less
+LANDMARK_JITTER_S = 0.05    # default smoothing sigma, seconds: the landmark model's frame-to-frame jitter is
+                            # about as large as a brow raise's signal; 50 ms keeps a blink (~150-300 ms)
+DEFAULT_FPS = 30.0
 
 
 @dataclass
@@ -55,7 +58,8 @@ class FitConfig:
     """Options of the landmark fit."""
 
     neutral_frame: int | None = None    # None: `choose_neutral_frame`
-    smoothing_sigma: float = 0.0        # temporal Gaussian smoothing of the weights, frames (0: off)
+    smoothing_sigma: float | None = None  # temporal Gaussian smoothing of the weights, frames (0: off; None: the
+                                          # default, LANDMARK_JITTER_S at the video's frame rate)
     depth_weight: float = DEPTH_WEIGHT
     lid_weight: float = LID_WEIGHT
     lip_weight: float = LIP_WEIGHT
@@ -182,9 +186,11 @@ def fit_weights(disp: np.ndarray, cfg: FitConfig | None = None) -> np.ndarray:
     return weights
 
 
-def fit_landmarks(points_px: np.ndarray, valid: np.ndarray | None = None, cfg: FitConfig | None = None) -> LandmarkFit:
-    """ICT weights and head pose of every frame from (T, 468, 3) image landmarks. Frames with `valid` False (no
-    face) must already hold bridged landmarks (see `bridge_missing`); they are fitted like the others."""
+def fit_landmarks(points_px: np.ndarray, valid: np.ndarray | None = None, cfg: FitConfig | None = None,
+                  fps: float = DEFAULT_FPS) -> LandmarkFit:
+    """ICT weights and head pose of every frame from (T, 468, 3) image landmarks at `fps` frames/s. Frames with
+    `valid` False (no face) must already hold bridged landmarks (see `bridge_missing`); they are fitted like the
+    others."""
     cfg = cfg or FitConfig()
     corr = cm.load_correspondence()
     pts = to_model_frame(points_px)
@@ -196,8 +202,9 @@ def fit_landmarks(points_px: np.ndarray, valid: np.ndarray | None = None, cfg: F
         raise ValueError(f"neutral frame {neutral_idx} has no face")
     disp, (s0, r0, t0), (s, r, t) = _displacements(pts, neutral_idx, corr)
     weights = fit_weights(disp, cfg)
-    if cfg.smoothing_sigma > 0:
-        weights = np.clip(smooth_codes(weights, cfg.smoothing_sigma), 0.0, 1.0)
+    sigma = LANDMARK_JITTER_S * fps if cfg.smoothing_sigma is None else cfg.smoothing_sigma
+    if sigma > 0:
+        weights = np.clip(smooth_codes(weights, sigma), 0.0, 1.0)
     basis = corr.basis()
     resid = disp - (weights @ basis.reshape(len(basis), -1)).reshape(disp.shape)
     # head pose in the ICT frame, about the landmarks' centre c: frame t's pose is the inverse of its stabilising

@@ -122,7 +122,7 @@ def load_video_clip(path, fit: FitConfig | None = None, max_frames: int = MAX_FR
     points = bridge_missing(points, found)
     t1 = time.perf_counter()
     try:
-        result = fit_landmarks(points, found, fit)
+        result = fit_landmarks(points, found, fit, fps)
     except ValueError as e:
         raise ClipError(f"{what}: {e}") from None
     timings["fit"] = time.perf_counter() - t1
