@@ -260,11 +260,11 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ run
     def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress,
-            correction: bool = True, exports=FILE_EXPORTS, preview: str = "auto", fps: float | None = None
+            correction: bool = False, exports=FILE_EXPORTS, preview: str = "auto", fps: float | None = None
             ) -> RetargetResult:
         """Retarget the clip onto the target with the current edits; write the chosen exports to a new run dir.
-        `correction=False`: the template prior alone (the network's learned correction off). `exports`: file kinds
-        (obj_zip, glb, rig); `preview`: "auto" (the MP4 only for takes up to PREVIEW_DEFAULT_MAX_FRAMES frames),
+        `correction=True`: the network's learned correction on the template prior (default off: the prior
+        alone). `exports`: file kinds (obj_zip, glb, rig); `preview`: "auto" (the MP4 only for takes up to PREVIEW_DEFAULT_MAX_FRAMES frames),
         "always" or "never". `fps`: resample the clip (None or 0: its own rate)."""
         if self.target is None:
             raise ValueError("load a target mesh first")
@@ -338,8 +338,8 @@ class Session:
         lines = [f"**{r.target.name} ← {r.source.name}**: {r.source.n_frames} frames at {r.source.fps:g} fps, "
                  f"{r.target.n_vertices:,} vertices; smoothing {self.result_settings.get('smoothing', 0):g}, "
                  f"gain {self.result_settings.get('gain', 1):g}"
-                 + ("" if self.result_settings.get("correction", True) else "; network correction off "
-                    "(template prior alone)")]
+                 + ("; network correction on" if self.result_settings.get("correction", False) else
+                    "; template prior alone (network correction off)")]
         lines += r.summary()
         if self.result_offsets is not None:
             lines.append(f"slider edits included in the exports: {self.result_edits}")
@@ -475,7 +475,7 @@ class Session:
                                               "rig_error_mm": r.rig_error_mm,
                                               "glb_max_error_mm": None if r.glb is None else r.glb.max_error_mm,
                                               "fps": r.source.fps, "device": r.device, "notes": list(r.notes),
-                                              "correction": self.result_settings.get("correction", True)},
+                                              "correction": self.result_settings.get("correction", False)},
             "edits": self.edits.describe(),
             "edits_listing": self.edits.listing(),
             "edits_pair": self.pair_name(),

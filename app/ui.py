@@ -213,8 +213,9 @@ class App:
             with gr.Row():
                 w.smoothing = gr.Slider(0, 10, value=0, step=0.5, label="temporal smoothing σ (frames)")
                 w.gain = gr.Slider(0, 1.5, value=1.0, step=0.05, label="expression gain")
-            w.correction = gr.Checkbox(value=True, label="network correction (off: the fitted template prior "
-                                       "alone; see README, Results)", elem_id="correction")
+            w.correction = gr.Checkbox(value=False, label="network correction (off by default: the fitted "
+                                       "template prior alone is more accurate on every eval category; see "
+                                       "README, Results)", elem_id="correction")
             w.clip_info = gr.Markdown("*No clip loaded.*", elem_id="clip-info")
 
     def _edit_tab(self, w: "Widgets") -> None:
@@ -427,7 +428,7 @@ class App:
                 stages.stage_named(CLIP_STAGE)
                 s.set_clip(spec, key)
                 stages.set_stages(stages_of_run(s.export_kinds(exports, preview, fps)[0]))
-                s.run(float(sm), float(gn), stages, correction=corr is not False, exports=exports, preview=preview,
+                s.run(float(sm), float(gn), stages, correction=corr is True, exports=exports, preview=preview,
                       fps=fps)
             return (s, *self.results_outputs(s), viewer_html(s.viewer_url()), self.target_markdown(s),
                     self.clip_markdown(s), False)

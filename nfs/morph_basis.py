@@ -58,7 +58,7 @@ class MorphSequence:
 
     def __getitem__(self, index):
         w = self.weights[index]
-        flat = self.targets.reshape(len(self.targets), -1)
+        flat = self.targets.reshape(len(self.targets), self.neutral.size)   # also with no targets at all
         if np.ndim(w) == 1:
             return self.neutral + (w @ flat).reshape(self.neutral.shape)
         return self.neutral[None] + (w @ flat).reshape((len(w),) + self.neutral.shape)

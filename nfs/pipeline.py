@@ -555,7 +555,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              exports: tuple | None = None, smoothing_sigma: float = 0.0, gain=1.0,
              alignment: Alignment | None = None, code_offset: np.ndarray | None = None,
              progress: Progress = _no_progress, chunk_frames: int | None = None, video_size: int = 320,
-             correction: bool = True, fps: float | None = None, device: str | torch.device = "auto",
+             correction: bool = False, fps: float | None = None, device: str | torch.device = "auto",
              glb_tolerance_mm: float = GLB_TOLERANCE_MM, head_pose: bool = False,
              force: bool = False) -> RetargetResult:
     """Prepare the target, encode the clip, decode every frame once into a compact morph basis (`nfs.morph_basis`,
@@ -565,7 +565,9 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     OBJ zip and the preview are its frames, within the same bound.
 
     `fps` resamples the clip (default: its own rate). `code_offset` (53,) or (T, 53) at the clip's own rate is added
-    to the FACS weights (slider edits); `correction=False` decodes with the template prior alone; `head_pose` applies
+    to the FACS weights (slider edits); with a template-prior model (the shipped one) positions come from the prior
+    alone unless `correction=True` adds the network's learned correction (off by default: the prior alone is more accurate in every category of
+    `python -m nfs eval`; the network's regions and skinning weights are used either way); `head_pose` applies
     a video clip's head motion to each decoded chunk (`nfs.video.pose`); `force` prepares a target that does not
     look like a face. `device`: auto, cpu or cuda. `progress(fraction, "stage: detail")` with the stage names of
     `run_stages(exports)`, in that order."""
@@ -599,7 +601,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     spans["prepare"].report(progress, 0.0, "")
     target = prepare_target(target_mesh, model, alignment=alignment, force=force,
                             progress=spans["prepare"].sub(progress), device=dev)
-    if not correction:
+    if not correction and model.cfg.template_prior:   # without a template prior the network is the positions
         target = target.without_correction()
     timings["prepare"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -73,14 +73,14 @@ def test_upload_run_export(app, clip_csv, tmp_path):
     assert iio.imread(mp4, index=0).ndim == 3
 
     status = c.predict(api_name="/status")
-    assert status["result"]["frames"] == 8 and status["result"]["valid"] and status["result"]["correction"]
+    assert status["result"]["frames"] == 8 and status["result"]["valid"] and status["result"]["correction"] is False
     assert status["target"]["name"] == "face_crop_metres"
 
-    # the same run with the network's correction off: the template prior alone, its own rig, other positions
-    plain = c.predict("uploaded file", "smile", handle_file(str(clip_csv)), 0.5, 1.0, False, api_name="/run")
-    assert "network correction off" in plain[0], plain[0]
+    # the same run with the network's correction on (off by default): its own rig, other positions
+    plain = c.predict("uploaded file", "smile", handle_file(str(clip_csv)), 0.5, 1.0, True, api_name="/run")
+    assert "network correction on" in plain[0], plain[0]
     status = c.predict(api_name="/status")
-    assert status["result"]["valid"] and status["result"]["correction"] is False
+    assert status["result"]["valid"] and status["result"]["correction"] is True
     assert "editing frame 2" in c.predict("current frame", 2, '{"jawOpen": 0.5}', api_name="/edit")
     with zipfile.ZipFile(obj_zip) as a, zipfile.ZipFile(plain[1]) as b:
         first = sorted(n for n in a.namelist() if n.endswith(".obj"))[4]

@@ -84,7 +84,7 @@ class BenchmarkSize:
 
 
 SIZES = {
-    "full": BenchmarkSize("full", identities=5, identities_other=2),
+    "full": BenchmarkSize("full", identities=3, identities_other=1),
     "quick": BenchmarkSize("quick", identities=2, identities_other=1,
                            categories=("ict", "remesh_3k", "crop_face", "warp_wendland", "eyes"),
                            clips=("blinks", "talk", "smile"), clip_window=6, random_frames=4, cycle_frames=3),
@@ -452,8 +452,13 @@ def build_target(category: str, index: int, ict: ICTFaceModel | None = None) -> 
     raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
 
 
+def target_specs(size: BenchmarkSize, categories: tuple | None = None) -> list[tuple[str, int]]:
+    """(category, index) of every target of a benchmark size, in category order (`build_target` builds one)."""
+    cats = size.categories if categories is None else tuple(c for c in size.categories if c in categories)
+    return [(c, i) for c in cats for i in range(size.n_identities(c))]
+
+
 def build_targets(size: BenchmarkSize, categories: tuple | None = None) -> list[EvalTarget]:
     """All targets of a benchmark size, in category order."""
     ict = load_ict()
-    cats = size.categories if categories is None else tuple(c for c in size.categories if c in categories)
-    return [build_target(c, i, ict) for c in cats for i in range(size.n_identities(c))]
+    return [build_target(c, i, ict) for c, i in target_specs(size, categories)]

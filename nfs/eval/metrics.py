@@ -112,16 +112,18 @@ def gap_ratio(pred_pos: np.ndarray, gt_pos: np.ndarray, pairs: np.ndarray) -> fl
 TRUTH_FACING_COS = np.cos(np.radians(75.0))   # the truth keeps a triangle facing: within 75 degrees of its rest
 
 
-def flipped_faces(rest: np.ndarray, pred_pos: np.ndarray, gt_pos: np.ndarray, faces: np.ndarray,
-                  truth_cos: float = TRUTH_FACING_COS) -> int:
-    """Number of faces whose normal turns over (points against its rest normal) in some predicted frame while the
-    truth's same frame keeps it facing (its normal within arccos(truth_cos) of the rest normal: a triangle the
-    truth itself turns edge-on, such as a cap stretched across an opened mouth, is a tie, not a fold; with
-    truth_cos=0 any triangle the truth does not turn over counts). rest (V, 3), pred_pos / gt_pos (T, V, 3),
-    faces (F, 3)."""
+def facing_cos(rest: np.ndarray, pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(T, F) cosine between each triangle's normal in frames pos (T, V, 3) and at rest (V, 3)."""
     def unit_normals(x):
         n = np.cross(x[..., faces[:, 1], :] - x[..., faces[:, 0], :], x[..., faces[:, 2], :] - x[..., faces[:, 0], :])
         return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-30)
-    n0 = unit_normals(rest)
-    flipped = ((unit_normals(pred_pos) * n0).sum(-1) < 0) & ((unit_normals(gt_pos) * n0).sum(-1) > truth_cos)
-    return int(flipped.any(0).sum())
+    return (unit_normals(pos) * unit_normals(rest)).sum(-1)
+
+
+def turned_over(pred_cos: np.ndarray, truth_cos: np.ndarray, truth_facing: float = TRUTH_FACING_COS) -> int:
+    """Number of triangles whose normal turns over (points against its rest normal, `facing_cos` < 0) in some
+    predicted frame while the truth's same frame keeps it facing (cosine above truth_facing: a triangle the truth
+    itself turns edge-on, such as a cap stretched across an opened mouth, is a tie, not a fold; with
+    truth_facing=0 any triangle the truth does not turn over counts). pred_cos / truth_cos (T, F)."""
+    return int(((pred_cos < 0) & (truth_cos > truth_facing)).any(0).sum())
+

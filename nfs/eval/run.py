@@ -8,10 +8,13 @@ displacement is compared with the ground truth in the true ICT frame. `nfs.eval.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import multiprocessing
 import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from nfs.clips import Clip
 from nfs.eval import metrics as M
 from nfs.eval.baselines import DeformationTransfer, NearestPointTransfer, ict_rig_transfer
 from nfs.eval.benchmark import (EYELID_PAIRS, LIP_PAIRS, SIZES, BenchmarkSize, EvalTarget, ExpressionSet,
-                                build_expressions, build_targets, identity_alignment)
+                                build_expressions, build_target, identity_alignment, target_specs)
 from nfs.eval.report import METHODS, BenchmarkResult, HeatMap, print_report, write_outputs
 from nfs.geometry.normals import vertex_normals
 from nfs.ict import N_EXPRESSION, load_ict
@@ -55,6 +58,8 @@ class _Context:
     eyelid: np.ndarray
     lip: np.ndarray
     eyeballs: list            # index arrays of non-skin components (the two eyeballs)
+    skin_faces: np.ndarray    # (F, 3) triangles of the skin (with any added bag or cap)
+    truth_cos: np.ndarray     # (T, F) the truth's triangle normals against the rest's (`M.facing_cos`)
 
 
 def _context(target: EvalTarget, expr: ExpressionSet) -> _Context:
@@ -65,9 +70,10 @@ def _context(target: EvalTarget, expr: ExpressionSet) -> _Context:
     other = np.nonzero(~target.skin_mask)[0]
     if len(other):
         eyeballs = [other[v0[other, 0] > 0], other[v0[other, 0] <= 0]]
+    skin_faces = target.faces[target.skin_mask[target.faces].all(1)]
     return _Context(target, expr, v0, gt, gt_pos, vertex_normals(gt_pos, target.faces),
                     M.landmark_pairs(target.landmarks, EYELID_PAIRS), M.landmark_pairs(target.landmarks, LIP_PAIRS),
-                    eyeballs)
+                    eyeballs, skin_faces, M.facing_cos(v0, gt_pos, skin_faces))
 
 
 def method_metrics(pred: np.ndarray, ctx: _Context) -> dict:
@@ -85,9 +91,9 @@ def method_metrics(pred: np.ndarray, ctx: _Context) -> dict:
         row["lip_ratio_jaw"] = M.gap_ratio(pos[e.probe_jaw], ctx.gt_pos[e.probe_jaw], ctx.lip)
         row["lid_gap_blink_mm"] = M.gap_error_mm(pos[[e.probe_blink]], ctx.gt_pos[[e.probe_blink]], ctx.eyelid)
     row["max_mm"] = float(M.vertex_errors_mm(pred, ctx.gt, t.face_mask).max()) if t.face_mask.any() else np.nan
-    skin_faces = t.faces[t.skin_mask[t.faces].all(1)]
-    row["flips"] = M.flipped_faces(ctx.v0, pos, ctx.gt_pos, skin_faces)
-    row["flips_strict"] = M.flipped_faces(ctx.v0, pos, ctx.gt_pos, skin_faces, truth_cos=0.0)
+    pred_cos = M.facing_cos(ctx.v0, pos, ctx.skin_faces)
+    row["flips"] = M.turned_over(pred_cos, ctx.truth_cos)
+    row["flips_strict"] = M.turned_over(pred_cos, ctx.truth_cos, truth_facing=0.0)
     row["jitter_mm"] = M.jitter_mm(pred, ctx.expressions.segments, t.face_mask)
     row["gt_jitter_mm"] = M.jitter_mm(ctx.gt, ctx.expressions.segments, t.face_mask)
     if ctx.eyeballs:
@@ -185,13 +191,16 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
 # ------------------------------------------------------------------------------------------- the benchmark
 
 
-def run_benchmark(model, size: BenchmarkSize, categories: tuple | None = None, log=print) -> BenchmarkResult:
-    """Evaluate every target of a benchmark size; `log` gets one line per target."""
+def run_benchmark(model, size: BenchmarkSize, categories: tuple | None = None, log=print, workers: int = 1,
+                  model_dir: str | None = None) -> BenchmarkResult:
+    """Evaluate every target of a benchmark size; `log` gets one line per target. With workers > 1 the targets
+    are shared among that many processes, each loading the model from `model_dir` (None: the shipped one) with
+    the machine's cores split between them; the rows come back in target order either way."""
     with tempfile.TemporaryDirectory(prefix="nfs_eval_ops_") as cache:
         previous = os.environ.get("NFS_CACHE")
         os.environ["NFS_CACHE"] = cache      # a fresh operator cache: prepare times include the eigenbasis
         try:
-            return _run_benchmark(model, size, categories, log)
+            return _run_benchmark(model, size, categories, log, workers, model_dir)
         finally:
             if previous is None:
                 os.environ.pop("NFS_CACHE", None)
@@ -199,28 +208,82 @@ def run_benchmark(model, size: BenchmarkSize, categories: tuple | None = None, l
                 os.environ["NFS_CACHE"] = previous
 
 
-def _run_benchmark(model, size: BenchmarkSize, categories: tuple | None, log) -> BenchmarkResult:
+def _run_benchmark(model, size: BenchmarkSize, categories: tuple | None, log, workers: int,
+                   model_dir: str | None) -> BenchmarkResult:
     t_start, cpu_start = time.perf_counter(), time.process_time()
     expr = build_expressions(size)
-    targets = build_targets(size, categories)
+    specs = target_specs(size, categories)
     result = BenchmarkResult(size, expr)
-    seen = set()
-    for i, target in enumerate(targets):
-        t0 = time.perf_counter()
-        rows, heat, result.compute_dtype = evaluate_target(target, expr, model, size,
-                                                           heat=target.category not in seen)
-        seen.add(target.category)
-        result.rows += rows
-        if heat is not None:
-            result.heat.append(heat)
-        by = {r["method"]: r for r in rows}
-        log(f"[{i + 1}/{len(targets)}] {target.name:<22} V={target.n_vertices:6d}  mean mm: "
-            + "  ".join(f"{m} {by[m]['mean_mm']:.3f}" for m in METHODS if m in by)
-            + f"  | prepare {by['model']['prepare_s']:.1f} s, decode {by['model']['frames_per_s']:.1f} fr/s,"
-            f" {time.perf_counter() - t0:.1f} s")
+    first_of_category = [k == 0 or specs[k - 1][0] != c for k, (c, _) in enumerate(specs)]
+    if workers > 1 and len(specs) > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with _thread_limits(threads):           # numpy / scipy's BLAS read these when a worker starts
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_worker_start, initargs=(model_dir, size, threads))
+            pool.submit(int).result()           # the workers start now, under the limits
+        outcomes = (f.result() for f in [pool.submit(_worker_evaluate, c, i, h)
+                                         for (c, i), h in zip(specs, first_of_category)])
+    else:
+        pool = None
+        outcomes = (_timed_evaluation(build_target(c, i), expr, model, size, h)
+                    for (c, i), h in zip(specs, first_of_category))
+    try:
+        for k, (target_name, n_vertices, rows, heat, dtype, seconds) in enumerate(outcomes):
+            result.compute_dtype = dtype
+            result.rows += rows
+            if heat is not None:
+                result.heat.append(heat)
+            by = {r["method"]: r for r in rows}
+            log(f"[{k + 1}/{len(specs)}] {target_name:<22} V={n_vertices:6d}  mean mm: "
+                + "  ".join(f"{m} {by[m]['mean_mm']:.3f}" for m in METHODS if m in by)
+                + f"  | prepare {by['model']['prepare_s']:.1f} s, decode {by['model']['frames_per_s']:.1f} fr/s,"
+                f" {seconds:.1f} s")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     result.wall_s = time.perf_counter() - t_start
     result.cpu_s = time.process_time() - cpu_start
     return result
+
+
+def _timed_evaluation(target: EvalTarget, expr: ExpressionSet, model, size: BenchmarkSize, heat: bool):
+    t0 = time.perf_counter()
+    rows, heat_map, dtype = evaluate_target(target, expr, model, size, heat=heat)
+    return target.name, target.n_vertices, rows, heat_map, dtype, time.perf_counter() - t0
+
+
+_WORKER: dict = {}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _thread_limits(threads: int):
+    """The BLAS / OpenMP thread counts of processes started inside the block (the cores are shared out)."""
+    previous = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _worker_start(model_dir: str | None, size: BenchmarkSize, threads: int) -> None:
+    """A benchmark worker process: its share of the cores, the model and the expression frames, loaded once."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model, _ = load_shipped_model(model_dir)
+    model.eval()
+    _WORKER.update(model=model, size=size, expr=build_expressions(size))
+
+
+def _worker_evaluate(category: str, index: int, heat: bool):
+    w = _WORKER
+    return _timed_evaluation(build_target(category, index), w["expr"], w["model"], w["size"], heat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--identities", type=int, default=None, help="identities in the `ict` category")
     p.add_argument("--identities-other", type=int, default=None, help="identities in every other category")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes sharing the targets (default: 2, or 1 on a single core)")
     a = p.parse_args(argv)
     size = SIZES["quick" if a.quick else "full"]
     if a.identities is not None:
@@ -250,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     model, card = load_shipped_model(a.model)
     model.eval()
-    result = run_benchmark(model, size, cats, log=lambda m: print(m, flush=True))
+    result = run_benchmark(model, size, cats, log=lambda m: print(m, flush=True), workers=max(1, a.workers),
+                           model_dir=a.model)
     print_report(result)
     write_outputs(result, out, model_dir, card, figures=not a.no_figures)
     print(f"wrote {out}/results.md, results.csv, summary.csv" + ("" if a.no_figures else ", figures"))
