@@ -58,6 +58,18 @@ def truncate_clip(clip: Clip, max_frames: int) -> Clip:
     return dataclasses.replace(clip, frames=clip.frames[:max_frames], warnings=clip.warnings + [note])
 
 
+
+def check_upload(path: Path, extensions, max_mb: float, kind: str, error=ValueError) -> None:
+    """Refuse an uploaded file whose extension is not one of `extensions` or that is over max_mb, naming the
+    file, the formats that are accepted and the limit (raised as `error`)."""
+    if path.suffix.lower() not in extensions:
+        raise error(f"{path.name}: unsupported {kind} format {path.suffix or '(none)'}; use "
+                    f"{', '.join(e.lstrip('.').upper() for e in extensions)}")
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > max_mb:
+        raise error(f"{path.name}: {size_mb:.0f} MB is over the {max_mb:g} MB {'upload' if kind == 'mesh' else kind} "
+                    "limit")
+
 class Session:
     def __init__(self, sid: str, root: Path, model, pool: ViewerPool | None, max_frames: int = 0,
                  device: str = "auto"):
@@ -142,12 +154,7 @@ class Session:
         src = Path(path)
         if not src.is_file():
             raise MeshError(f"{src.name}: file not found")
-        if src.suffix.lower() not in MESH_EXTENSIONS:
-            raise MeshError(f"{src.name}: unsupported mesh format {src.suffix or '(none)'}; use "
-                            f"{', '.join(e.lstrip('.').upper() for e in MESH_EXTENSIONS)}")
-        size_mb = src.stat().st_size / 1e6
-        if size_mb > MAX_UPLOAD_MB:
-            raise MeshError(f"{src.name}: {size_mb:.0f} MB is over the {MAX_UPLOAD_MB} MB upload limit")
+        check_upload(src, MESH_EXTENSIONS, MAX_UPLOAD_MB, "mesh", MeshError)
         dest_dir = self.dir / "targets" / f"{time.time_ns()}"
         dest_dir.mkdir(parents=True)
         dest = dest_dir / src.name

@@ -26,18 +26,13 @@ def session_video_spec(session) -> tuple[None, str]:
 
 def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None):
     """Track and fit a video and make it the session's source. Returns the clip."""
-    from app.session import truncate_clip
+    from app.session import check_upload, truncate_clip
     from nfs.video.source import load_video_clip
 
     if not path:
         raise ValueError("no video received: upload one or record with the webcam")
     path = Path(path)
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(f"{path.name}: unsupported video format {path.suffix or '(none)'}; use "
-                         f"{', '.join(s.lstrip('.').upper() for s in VIDEO_SUFFIXES)}")
-    size_mb = path.stat().st_size / 1e6
-    if size_mb > MAX_VIDEO_MB:
-        raise ValueError(f"{path.name}: {size_mb:.0f} MB is over the {MAX_VIDEO_MB} MB video limit")
+    check_upload(path, VIDEO_SUFFIXES, MAX_VIDEO_MB, "video")
     neutral = None if neutral_frame is None or int(neutral_frame) < 0 else int(neutral_frame)
     clip = load_video_clip(path, FitConfig(neutral_frame=neutral), progress=progress)
     clip = truncate_clip(clip, session.max_frames)

@@ -232,17 +232,22 @@ def export_animated_glb(path, neutral, faces, frames, fps: float, uv=None, uv_fa
         samplers=[gl.AnimationSampler(input=t_in, output=t_out, interpolation="LINEAR")],
         channels=[gl.AnimationChannel(sampler=0, target=gl.AnimationChannelTarget(node=0, path="weights"))],
         extras=summary)]
-    tmp = new_partial(path)
-    try:
-        b.write_glb(tmp)
-        publish(tmp, path)
-    finally:
-        discard(tmp)
+    _write_glb(b, path)
     return info
 
 
 # ----------------------------------------------------------------------------------------------
 # rig GLB
+
+
+def _write_glb(builder: GlbBuilder, path) -> None:
+    """Write the builder's GLB under a partial name and publish it whole (no half-written file is ever seen)."""
+    tmp = new_partial(path)
+    try:
+        builder.write_glb(tmp)
+        publish(tmp, path)
+    finally:
+        discard(tmp)
 
 
 def rig_target_names(names: Sequence[str] = EXPRESSION_NAMES, merge_split_pairs: bool = False) -> list[str]:
@@ -296,12 +301,7 @@ def export_rig_glb(path, neutral, faces, shape_deltas, names: Sequence[str] = EX
         d = d if src is None else d[src]
         targets.append(gl.Attributes(POSITION=b.array(d, "VEC3", ARRAY_BUFFER, minmax=True)))
     finish_scene(g, gl.Primitive(attributes=attrs, indices=indices, targets=targets), target_names, name)
-    tmp = new_partial(path)
-    try:
-        b.write_glb(tmp)
-        publish(tmp, path)
-    finally:
-        discard(tmp)
+    _write_glb(b, path)
     return target_names
 
 

@@ -1,6 +1,6 @@
-"""A long take through the real app (`python app.py --max-frames 240`) and gradio_client: the run's progress
+"""A long take through the real app (`python app.py --max-frames 600`) and gradio_client: the run's progress
 messages, as a client receives them, move at least once a second through every stage, name the stage (k of n)
-and give an ETA. The target is a small decimated ICT head so that the 240 frames stay quick on 2 cores."""
+and give an ETA. The target is a small decimated ICT head so that the 600 frames stay quick on 2 cores."""
 from __future__ import annotations
 
 import os
@@ -21,7 +21,7 @@ from nfs.ict import load_ict  # noqa: E402
 from nfs.io import save_obj  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-N_FRAMES = 240
+N_FRAMES = 600
 MAX_GAP_S = 1.0
 POLL_S = 0.05
 
