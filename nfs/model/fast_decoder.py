@@ -48,6 +48,7 @@ class FoldedDecoder:
     prior: torch.Tensor | None    # (n_expression, V * 3) float32 template basis, cm
     n_expression: int
     dtype: torch.dtype
+    correction: bool = True       # False: the network's output is off and not computed (the prior alone)
 
     @property
     def n_vertices(self) -> int:
@@ -59,8 +60,10 @@ class FoldedDecoder:
         return self.code_matrix.shape[0]
 
     def without_correction(self) -> "FoldedDecoder":
-        """The same decoder with the network's output switched off: only the template prior remains."""
-        return replace(self, out_matrix=torch.zeros_like(self.out_matrix), out_bias=torch.zeros_like(self.out_bias))
+        """The same decoder with the network's output switched off: only the template prior remains (the network
+        is not evaluated at all, so decoding is one product of the codes with the prior's basis)."""
+        return replace(self, out_matrix=torch.zeros_like(self.out_matrix), out_bias=torch.zeros_like(self.out_bias),
+                       correction=False)
 
     @classmethod
     @torch.no_grad()
@@ -133,7 +136,9 @@ class FoldedDecoder:
         if batch_frames is None:
             batch_frames = 1 if self.device.type == "cpu" else 32
         out = torch.empty(z.shape[0], self.n_vertices, 3, device=self.device)
-        if batch_frames <= 1:
+        if not self.correction:
+            out.zero_()
+        elif batch_frames <= 1:
             # activations ping-pong between preallocated buffers: fresh multi-megabyte tensors per layer would be
             # mapped and page-faulted anew every time, which costs as much as the matrix products
             buffers = [torch.empty(self.n_vertices, self.static.shape[1], dtype=self.dtype, device=self.device)
