@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +63,7 @@ def test_helper(name: str):
     """A module of tests/ (the GLB reader, the validator runner), loaded by path: they are not part of nfs."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module          # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
@@ -85,6 +87,8 @@ def main() -> None:
     p.add_argument("--target", default=str(ROOT / "assets" / "targets" / "stylized_head.obj"))
     p.add_argument("--rows", type=int, default=4030)
     p.add_argument("--device", default="auto")
+    p.add_argument("--correction", action="store_true", help="decode with the network's correction (default: the "
+                   "template prior alone, as the pipeline does)")
     p.add_argument("--check-frames", type=int, default=120, help="frames decoded again to re-check the GLB")
     p.add_argument("--preview-frames", type=int, default=60, help="frames rendered to time the MP4 preview")
     p.add_argument("--out", default=None, help="output folder (default: a temporary one)")
@@ -110,7 +114,8 @@ def main() -> None:
     out = work / "out"
     t0 = time.perf_counter()
     result = retarget(a.target, clip, out, model=model, exports=("glb", "rig"), progress=StageClock(),
-                      device=a.device)
+                      device=a.device, correction=a.correction)
+    print(f"positions: {'template prior + network correction' if a.correction else 'template prior alone'}")
     wall = time.perf_counter() - t0 + t_load
     print(f"target {result.target.name}: {result.target.n_vertices:,} vertices; "
           "prepare: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.target.timings.items()))
