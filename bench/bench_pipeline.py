@@ -155,7 +155,7 @@ def cpu_figures(model, codes, a) -> None:
     dtype = inference_dtype("cpu")
     f32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     peak = f32 if dtype == torch.float32 else bf16
-    print(f"dense matmul peak: float32 {f32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s; inference dtype here: {dtype}")
+    print(f"dense matmul peak: float32 {f32:.0f} GFLOP/s, bfloat16 {bf16:.3g} GFLOP/s (emulated where the CPU lacks avx512_bf16); inference dtype here: {dtype}")
     v, f = head_with_vertices(10_000)
     target = prepare_cold(v, f, model, "cpu")
     print(f"prepare_target, {len(v):,} vertices: " + ", ".join(f"{k} {s:.2f} s" for k, s in target.timings.items())
