@@ -47,30 +47,13 @@ def test_fake_webcam_recording_runs_to_an_export(app, tmp_path):
                                                 f"--use-file-for-fake-video-capture={y4m}"])
     buttons = "[...document.querySelectorAll('#video-input button')]"
     try:
-        b.call("Page.navigate", url=app.url)
-        b.wait_for("!!document.querySelector('#run-btn')", 60, "the page")
-        # start the fake camera once from the page (Chromium grants it: --use-fake-ui-for-media-stream), so the
-        # component's own request finds it running
-        b.eval("navigator.mediaDevices.getUserMedia({video: true}).then(s => { window.cameraWidth = "
-               "s.getVideoTracks()[0].getSettings().width; }); 0")
-        assert b.wait_for("window.cameraWidth", 180, "the fake camera") == 640
-        b.eval("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Video')).click()")
-        b.wait_for("!!document.querySelector('#video-input button[aria-label=\"Capture from camera\"]')", 20,
-                   "the webcam source button")
-        b.eval("document.querySelector('#video-input button[aria-label=\"Capture from camera\"]').click()")
-        b.wait_for(f"{buttons}.some(x => x.innerText.includes('Access Webcam'))", 30, "the webcam access button")
-        b.eval(f"{buttons}.find(x => x.innerText.includes('Access Webcam')).click()")
-        b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Record')", 180, "the webcam to start")
-        b.wait_for("(v => v && v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5)"
-                   "(document.querySelector('#video-input video'))", 180, "the camera picture")
-        b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Record').click()")
-        b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Stop')", 20, "recording to start")
-        start = b.eval("document.querySelector('#video-input video').currentTime")
-        b.wait_for(f"document.querySelector('#video-input video').currentTime > {start} + 3", 120,
-                   "3 s of camera picture to be recorded")            # the fake camera plays the rendered face
-        b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Stop').click()")
-        info = b.wait_for("document.querySelector('#video-info').innerText.includes('frames at') && "
-                          "document.querySelector('#video-info').innerText", 300, "the recording to be fitted")
+        # Chromium's MediaRecorder on the fake camera now and then hands over a broken WebM (the app then says
+        # "not a readable video", as it should): record once more on a fresh page before giving up
+        for attempt in range(2):
+            info = _record_from_fake_camera(b, app.url, buttons)
+            if info is not None or attempt == 1:
+                break
+        assert info is not None, "both recordings were unreadable"
         # the target after the recording: its 3D view keeps a busy machine's browser from capturing frames
         b.eval("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Target')).click()")
         b.wait_for("!!document.querySelector('#demo-targets input[value=\"face_crop_metres\"]')", 20, "the demos")
@@ -87,3 +70,35 @@ def test_fake_webcam_recording_runs_to_an_export(app, tmp_path):
     assert "frames at" in info and "640×480" in info, info
     assert "face_crop_metres ←" in status
     assert glb.endswith(".glb")
+
+
+def _record_from_fake_camera(b, url: str, buttons: str) -> str | None:
+    """Open the page, record 3 s from the fake camera in the Video tab; the video info once the recording is
+    fitted, or None when the app refused the recording as unreadable."""
+    b.call("Page.navigate", url=url)
+    b.wait_for("!!document.querySelector('#run-btn')", 60, "the page")
+    # start the fake camera once from the page (Chromium grants it: --use-fake-ui-for-media-stream), so the
+    # component's own request finds it running
+    b.eval("navigator.mediaDevices.getUserMedia({video: true}).then(s => { window.cameraWidth = "
+           "s.getVideoTracks()[0].getSettings().width; }); 0")
+    assert b.wait_for("window.cameraWidth", 180, "the fake camera") == 640
+    b.eval("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Video')).click()")
+    b.wait_for("!!document.querySelector('#video-input button[aria-label=\"Capture from camera\"]')", 20,
+               "the webcam source button")
+    b.eval("document.querySelector('#video-input button[aria-label=\"Capture from camera\"]').click()")
+    b.wait_for(f"{buttons}.some(x => x.innerText.includes('Access Webcam'))", 30, "the webcam access button")
+    b.eval(f"{buttons}.find(x => x.innerText.includes('Access Webcam')).click()")
+    b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Record')", 180, "the webcam to start")
+    b.wait_for("(v => v && v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5)"
+               "(document.querySelector('#video-input video'))", 180, "the camera picture")
+    b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Record').click()")
+    b.wait_for(f"{buttons}.some(x => x.innerText.trim() == 'Stop')", 20, "recording to start")
+    start = b.eval("document.querySelector('#video-input video').currentTime")
+    b.wait_for(f"document.querySelector('#video-input video').currentTime > {start} + 3", 120,
+               "3 s of camera picture to be recorded")            # the fake camera plays the rendered face
+    b.eval(f"{buttons}.find(x => x.innerText.trim() == 'Stop').click()")
+    info = b.wait_for("(document.querySelector('#video-info').innerText.includes('frames at') && "
+                      "document.querySelector('#video-info').innerText) || "
+                      "(document.body.innerText.includes('not a readable video') && 'unreadable')", 300,
+                      "the recording to be fitted")
+    return None if info == "unreadable" else info
