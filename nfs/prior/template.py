@@ -157,15 +157,14 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
     seam, stretch, clear = np.zeros(len(q), bool), np.zeros(len(q), bool), np.zeros(len(q), bool)
     if faces is None or not len(faces):
         return tri, bary, labels_ict[nearest], seam, stretch, clear
-    normals = _outward_normals(q, faces, face, tf, tri)
     face_normals = np.cross(face[tf[:, 1]] - face[tf[:, 0]], face[tf[:, 2]] - face[tf[:, 0]])
     face_normals /= np.maximum(np.linalg.norm(face_normals, axis=1, keepdims=True), 1e-20)
-    facing_away = (face_normals[tri] * normals).sum(1) < MIN_NORMAL_DOT
+    corner_normals = face_normals[tri]                    # (V, 3) unit normal of each vertex's closest triangle
+    normals = _outward_normals(q, faces, corner_normals)
+    facing_away = (corner_normals * normals).sum(1) < MIN_NORMAL_DOT
     slack_cm = float(np.clip(2.0 * np.median(dist), 0.01, 0.1))
     ict_sides = ict_opening_sides()
     loops = ict_opening_loops()
-    corner_normals = np.cross(face[tf[tri, 1]] - face[tf[tri, 0]], face[tf[tri, 2]] - face[tf[tri, 0]])
-    corner_normals /= np.maximum(np.linalg.norm(corner_normals, axis=1, keepdims=True), 1e-20)
     spanning = beyond_border(q, face, tf, tri, bary, corner_normals)
     for o, side, on_seam, off_face in opening_sides(q, faces, face, labels_ict[nearest], dist, spanning):
         seam |= on_seam
@@ -201,13 +200,12 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
     return tri, bary, labels_ict[nearest], seam, stretch, trusted
 
 
-def _outward_normals(q: np.ndarray, faces: np.ndarray, face: np.ndarray, tf: np.ndarray,
-                     tri: np.ndarray) -> np.ndarray:
+def _outward_normals(q: np.ndarray, faces: np.ndarray, closest_normals: np.ndarray) -> np.ndarray:
     """(V, 3) unit vertex normals of the target, turned to agree with the fitted face's on the whole (a mesh
-    wound inside out is not a reason to refuse its closest points)."""
+    wound inside out is not a reason to refuse its closest points); closest_normals (V, 3): the fitted face's
+    normal at each vertex's closest point."""
     normals = vertex_normals(q, faces)
-    face_normals = np.cross(face[tf[tri, 1]] - face[tf[tri, 0]], face[tf[tri, 2]] - face[tf[tri, 0]])
-    return normals if np.median((face_normals * normals).sum(1)) >= 0 else -normals
+    return normals if np.median((closest_normals * normals).sum(1)) >= 0 else -normals
 
 
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
