@@ -101,7 +101,18 @@ class Browser:
             if value:
                 return value
             time.sleep(0.25)
-        raise TimeoutError(f"waited {timeout:.0f} s for {what or expression}")
+        raise TimeoutError(f"waited {timeout:.0f} s for {what or expression}; the page then showed: {self.state()}")
+
+    def state(self) -> str:
+        """What a person would look at when something hangs: the status boxes and any message on screen."""
+        try:
+            return str(self.eval("""JSON.stringify(Object.fromEntries(
+                ['#run-status', '#target-info', '#clip-info', '#edit-status', '#video-info']
+                    .map(s => [s, (document.querySelector(s) || {}).innerText || null])
+                    .concat([['toasts', [...document.querySelectorAll('[data-testid=toast-body]')]
+                        .map(t => t.innerText)]])))"""))[:3000]
+        except Exception as e:  # noqa: BLE001 - a diagnostic must not hide the timeout
+            return f"(unreadable: {e})"
 
     def set_file(self, selector: str, path: Path) -> None:
         root = self.call("DOM.getDocument", depth=-1, pierce=True)["root"]["nodeId"]
@@ -324,8 +335,17 @@ def test_slider_edits_across_a_clip_change(page, clip_csv):
                "the jaw sliders' accordion")
     b.eval("[...document.querySelectorAll('button')].find(e => e.innerText.trim().startsWith('jaw (')).click()")
     b.wait_for("!!document.querySelector('#slider-jawOpen input[type=number]')", 20, "the sliders")
+    edited = "document.querySelector('#edit-status').innerText.includes('jawOpen +0.40')"
     _set_slider(b, "jawOpen", 0.4)
-    b.wait_for("document.querySelector('#edit-status').innerText.includes('jawOpen +0.40')", 30, "the edit")
+    try:
+        b.wait_for(edited, 30, "the edit")
+    except TimeoutError as e:
+        # seen once in about ten CI runs: the typed value stayed in the box but no edit arrived; type it again as a
+        # person would, and say so (the app log goes into the report when the test fails)
+        print(f"typed slider value not taken up, typing it again: {e}")
+        _set_slider(b, "jawOpen", 0.0)
+        _set_slider(b, "jawOpen", 0.4)
+        b.wait_for(edited, 60, "the edit, typed a second time")
     assert "face_crop_metres × smile" in _text(b, "#edit-status")
 
     _tab(b, "Source")
