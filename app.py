@@ -44,10 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_model(args):
     if args.random_init:
-        from nfs.model.config import get_preset
-        from nfs.model.network import NFSNetwork
-        from nfs.regions import N_REGIONS
-        return NFSNetwork(get_preset("cpu", n_regions=N_REGIONS)).eval(), {}, "random init"
+        from nfs.pipeline import untrained_model
+        return untrained_model("cpu"), {}, "random init"
     from nfs.pipeline import SHIPPED_MODEL_DIR, load_shipped_model
     model, card = load_shipped_model(args.model)
     return model, card, str(args.model or SHIPPED_MODEL_DIR)
@@ -57,7 +55,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        from nfs import resolve_device
+        from nfs.pipeline import resolve_device
         resolve_device(args.device)
         model, card, model_dir = load_model(args)
     except (FileNotFoundError, ValueError) as e:
@@ -72,7 +70,7 @@ def main(argv=None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="nfs_app_"))
     public_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    from nfs.ict import EXPRESSION_NAMES
+    from nfs.pipeline import EXPRESSION_NAMES
     pool = ViewerPool(args.host, args.viewer_port, args.max_viewers, public_host=public_host, share=args.share,
                       default_code_dim=EXPRESSION_NAMES.index(DEFAULT_HEAT_DIM))
     registry = SessionRegistry(root, model, pool, max_frames=args.max_frames,

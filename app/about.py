@@ -6,7 +6,7 @@ import platform
 
 import numpy as np
 
-from nfs import REGION_NAMES, region_colors
+from nfs.pipeline import REGION_NAMES, region_colors
 
 from app.viewer import heat_colors
 
@@ -30,7 +30,7 @@ def device_lines(device: str = "auto") -> list[str]:
 
     import torch
 
-    from nfs import describe_device
+    from nfs.pipeline import describe_device
     lines = [f"device: {describe_device(device)} (`--device {device}`)"]
     if torch.cuda.is_available() and describe_device(device).startswith("CPU"):
         lines.append(f"a GPU is available ({torch.cuda.get_device_name(0)}): start with `--device auto` to use it")

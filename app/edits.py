@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from nfs import EXPRESSION_NAMES, N_EXPRESSION
+from nfs.pipeline import EXPRESSION_NAMES, N_EXPRESSION
 
 FRAME_EDIT_HALF_WIDTH_S = 0.25
 SLIDER_RANGE = (-1.0, 1.0)

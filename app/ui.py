@@ -18,9 +18,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from nfs import EXPRESSION_NAMES, ClipError
-from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, MeshError
-from nfs.pipeline import PREVIEW_DEFAULT_MAX_FRAMES, UP_AXES
+from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, ClipError, MeshError
+from nfs.pipeline import EXPRESSION_NAMES, PREVIEW_DEFAULT_MAX_FRAMES, UP_AXES
 
 from app import about, video_tab
 from app.demo_assets import DESCRIPTIONS, builtin_clips, demo_target_path, demo_targets

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from nfs.io.registry import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
-from nfs.video import FitConfig
+from nfs.io import VIDEO_EXTENSIONS as VIDEO_SUFFIXES, load_face_video
 
 VIDEO_KIND = "video (Video tab)"
 MAX_VIDEO_MB = 200
@@ -27,14 +26,13 @@ def session_video_spec(session) -> tuple[None, str]:
 def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None):
     """Track and fit a video and make it the session's source. Returns the clip."""
     from app.session import check_upload, truncate_clip
-    from nfs.video.source import load_video_clip
 
     if not path:
         raise ValueError("no video received: upload one or record with the webcam")
     path = Path(path)
     check_upload(path, VIDEO_SUFFIXES, MAX_VIDEO_MB, "video")
     neutral = None if neutral_frame is None or int(neutral_frame) < 0 else int(neutral_frame)
-    clip = load_video_clip(path, FitConfig(neutral_frame=neutral), progress=progress)
+    clip = load_face_video(path, neutral, progress=progress)
     clip = truncate_clip(clip, session.max_frames)
     key = f"video:{path}:{neutral}"
     with session.lock:

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import viser
 
-from nfs import EXPRESSION_NAMES, region_colors
+from nfs.pipeline import EXPRESSION_NAMES, region_colors
 
 CM = 0.01                      # drawn in metres
 GAP_CM = 6.0                   # between source and target

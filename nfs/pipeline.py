@@ -3,6 +3,10 @@
 prepare_target(mesh, model) -> PreparedTarget   (intake, cleaning, alignment, operators, render, encoders)
 encode_source(clip, model)  -> SourceCodes      (per-frame expression codes; ICT clips need no encoder)
 decode(target, codes) -> chunks of frames in the user's original vertex order, frame and units
+
+The app and the eval reach nfs only through the pipeline, `nfs.io` and `nfs.export`; the names they need from
+lower modules are re-exported here: the expression and region names (`EXPRESSION_NAMES`, `N_EXPRESSION`,
+`REGION_NAMES`, `region_colors`), `Clip`, `Alignment`, `render_shaded` and the device helpers.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import torch
 from nfs.clips import WEIGHT_CEILING, Clip, apply_gain, smooth_codes
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.operators import Operators, get_operators
-from nfs.ict import N_EXPRESSION
+from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.io.mesh import MeshError, RawMesh
 from nfs.io.obj import corner_uv_table
 from nfs.io.registry import load_mesh
@@ -33,13 +37,15 @@ from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import CleanMesh, clean_mesh
 from nfs.mesh.overrides import UP_AXES, compose_alignment  # noqa: F401 (UP_AXES: the choices of manual_alignment)
 from nfs.model.checkpoint import load_model, weights_hash
+from nfs.model.config import get_preset
 from nfs.mesh.head import find_head, split_head
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
 from nfs.model.precision import describe_device, inference_dtype, model_autocast, resolve_device  # noqa: F401
 from nfs.prior import fit_ict_weights, template_expression_basis
-from nfs.render import render_normal_depth
+from nfs.regions import N_REGIONS, REGION_NAMES, region_colors  # noqa: F401 (the names: re-exported)
+from nfs.render import render_normal_depth, render_shaded
 from nfs.resources import SHIPPED_MODEL_DIR
 
 if TYPE_CHECKING:
@@ -67,6 +73,12 @@ def load_shipped_model(directory: str | None = None) -> tuple[NFSNetwork, dict]:
         raise FileNotFoundError(f"no trained model at {path}: train one with `python -m nfs train` "
                                 "and copy runs/<name>/best there")
     return load_model(path)
+
+
+def untrained_model(preset: str = "cpu") -> NFSNetwork:
+    """A randomly initialised network of a preset (`nfs.model.config`), in eval mode: development without a
+    checkpoint (the app's --random-init)."""
+    return NFSNetwork(get_preset(preset, n_regions=N_REGIONS)).eval()
 
 
 _DEVICE_COPIES: "weakref.WeakKeyDictionary[NFSNetwork, dict]" = weakref.WeakKeyDictionary()
@@ -573,9 +585,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     `run_stages(exports)`, in that order."""
     from nfs.clips import resample_clip, resample_rows
     from nfs.export import ObjSequenceZipWriter, PreviewVideoWriter, export_animated_glb, export_rig_glb
-    from nfs.ict import EXPRESSION_NAMES
     from nfs.morph_basis import MorphBasisBuilder
-    from nfs.render import render_shaded
 
     dev = resolve_device(device)
     notes = []

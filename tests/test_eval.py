@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 
+from nfs.data.benchmark import (CATEGORIES, EVAL_SEED_BASE, SIZES, Benchmark, FeatureScaleWarp, WendlandWarp,
+                                build_expressions, build_target, feature_scale_warp, held_out_coeffs,
+                                random_wendland_warp)
 from nfs.data.subjects import HELD_OUT_SEED_BASE
 from nfs.eval import metrics as M
 from nfs.eval.baselines import DeformationTransfer, NearestPointTransfer, ict_rig_transfer
-from nfs.eval.benchmark import (CATEGORIES, EVAL_SEED_BASE, SIZES, FeatureScaleWarp, WendlandWarp, build_expressions,
-                                build_target, feature_scale_warp, held_out_coeffs, random_wendland_warp)
 from nfs.ict import load_ict
 from nfs.pipeline import SHIPPED_MODEL_DIR
 
@@ -128,10 +129,11 @@ def test_quick_eval_shipped_model_quality_on_held_out_identities(tmp_path):
     """The shipped model on held-out ICT identities beats nearest-point transfer from the mean face on the mean
     error and on the paper's protocol (mean squared error on the inner face), with full expression amplitude and
     regions >= 90% right; its template prior alone (fitted ICT face) reproduces ICT identities nearly exactly."""
-    from nfs.eval.run import run_benchmark, write_outputs
+    from nfs.eval.report import write_outputs
+    from nfs.eval.run import run_benchmark
     from nfs.pipeline import load_shipped_model
     model, card = load_shipped_model()
-    result = run_benchmark(model, SIZES["quick"], log=lambda m: None)
+    result = run_benchmark(model, Benchmark(SIZES["quick"]), log=lambda m: None)
     write_outputs(result, tmp_path, str(SHIPPED_MODEL_DIR), card)
     for name in ("results.md", "results.csv", "summary.csv", "error_heatmaps.png", "category_bars.png"):
         assert (tmp_path / name).stat().st_size > 0

@@ -48,7 +48,7 @@ def non_faces() -> dict:
 
 
 def faces(per_category: int) -> dict:
-    from nfs.eval.benchmark import CATEGORIES, build_target
+    from nfs.data.benchmark import CATEGORIES, build_target
     from nfs.ict import load_ict
     import importlib.util
 

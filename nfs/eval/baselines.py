@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
 from nfs.geometry.surface import closest_points_on_mesh
+from nfs.ict import load_ict
 
 # triangles around this many nearest source vertices are searched for a closest point: 8 (the library default)
 # misses a big eyelid triangle's own surface when the dense eyeball mesh is nearer than its corners
@@ -171,3 +172,14 @@ class DeformationTransfer:
 def ict_rig_transfer(weights: np.ndarray, expression_deltas: np.ndarray, ict_index: np.ndarray) -> np.ndarray:
     """(T, 53) weights -> (T, V, 3) ICT linear-rig displacement at ICT vertices `ict_index` (V,)."""
     return np.einsum("tk,kvc->tvc", np.asarray(weights, np.float32), expression_deltas[:, ict_index])
+
+
+def ict_source_face(with_eyes: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ICT generic (mean) face the baselines transfer from: (V, 3) float64 vertices (cm), (F, 3) faces and
+    (53, V, 3) expression deltas of the skin, or with `with_eyes` of skin + eyeballs (every ICT vertex, in order)."""
+    ict = load_ict()
+    if with_eyes:
+        v, f = ict.full_mesh()
+        return v.astype(np.float64), f, ict.expression_deltas
+    return (ict.neutral[: ict.skin_count].astype(np.float64), ict.region_faces("skin"),
+            ict.expression_deltas[:, : ict.skin_count])

@@ -32,7 +32,7 @@ def best_baseline(summary: list[dict], category: str) -> str:
 def error_heatmaps(heat: list, summary: list[dict], path: Path, n_targets: int = 3, size: int = 360) -> Path:
     """Rows: up to 3 targets (by HEAT_PREFERENCE); columns: model error, best-baseline error (mean over frames,
     mm, shared colour scale per row = 99th percentile of both), rendered with `render_shaded`."""
-    from nfs.render import render_shaded
+    from nfs.pipeline import render_shaded
     plt = _pyplot()
     by_cat = {h.category: h for h in heat}
     chosen = [by_cat[c] for c in HEAT_PREFERENCE if c in by_cat][:n_targets]

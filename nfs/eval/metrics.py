@@ -1,6 +1,7 @@
 """Error metrics of predicted expression displacements against ground truth (plain numpy).
 
-Displacements and positions are in ICT centimetres; every metric reports millimetres (x10) unless named.
+Displacements and positions are in ICT centimetres; every metric reports millimetres (x10) unless named. The
+geometry they measure with (`vertex_normals`, `facing_cos`, rigid fits) is the eval runner's too.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from nfs.geometry.fits import rigid_fits
 from nfs.geometry.normals import vertex_normals
 
 CM_TO_MM = 10.0
+# dlib-68 landmark pairs whose distance is a closure gap: upper/lower eyelid and inner upper/lower lip
+EYELID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
+LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 
 def vertex_errors_mm(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The eval's results and their report: per (target, method) metric rows, the per-category summary, the
-markdown tables, results.md / results.csv / summary.csv / run_info.json and figures (`nfs.eval.run` fills them)."""
+markdown tables, results.md / results.csv / summary.csv / run_info.json and figures (`nfs.eval.run` fills them).
+The benchmark is described from what the run was given (`BenchmarkResult.size`, a BenchmarkSize)."""
 from __future__ import annotations
 
 import csv
@@ -10,12 +11,12 @@ import platform
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from nfs.eval.baselines import DT_SCREEN
-from nfs.eval.benchmark import ARTIST_CATEGORIES, EVAL_SEED_BASE, BenchmarkSize, ExpressionSet
 
 METHODS = ("model", "template_prior", "nearest_point", "deformation_transfer", "ict_rig")
 # template_prior: the model with its learned correction switched off (only for models with a template prior)
@@ -41,8 +42,8 @@ class HeatMap:
 
 @dataclass
 class BenchmarkResult:
-    size: BenchmarkSize
-    expressions: ExpressionSet
+    size: Any                                         # the BenchmarkSize run
+    expressions: Any                                  # its ExpressionSet (the source frames)
     rows: list = field(default_factory=list)          # one dict per (target, method)
     heat: list = field(default_factory=list)          # HeatMap of the first target of each category
     wall_s: float = 0.0
@@ -152,12 +153,13 @@ def network_gain_table(summary: list[dict]) -> str:
                            "prior alone", "network gain %"], rows)
 
 
-def artist_table(summary: list[dict]) -> str:
-    """Artist-modelled heads: lip gap at jawOpen = 1 as a ratio to the truth, lid gap error at eyeBlink = 1,
-    the largest vertex error of any frame and triangles turned over, per category and method."""
+def artist_table(summary: list[dict], artist_categories: tuple) -> str:
+    """Artist-modelled heads (the rows of `artist_categories`): lip gap at jawOpen = 1 as a ratio to the truth,
+    lid gap error at eyeBlink = 1, the largest vertex error of any frame and triangles turned over, per category
+    and method."""
     rows = [[r["category"], METHOD_LABELS[r["method"]], _fmt(r["lip_ratio_jaw"], 3), _fmt(r["lid_gap_blink_mm"], 2),
              _fmt(r["max_mm"], 2), _fmt(r["flips"], 0), _fmt(r["flips_strict"], 0), _fmt(r["inner_mse_mm2"])]
-            for r in summary if r["category"] in ARTIST_CATEGORIES and r["method"] != "ict_rig"]
+            for r in summary if r["category"] in artist_categories and r["method"] != "ict_rig"]
     return markdown_table(["category", "method", "lip gap ratio @ jawOpen 1", "lid gap error mm @ eyeBlink 1",
                            "max vertex error mm", "triangles turned over (truth within 75 deg)",
                            "turned over, truth not turned over", "inner MSE mm^2"], rows)
@@ -239,7 +241,7 @@ def describe(result: BenchmarkResult) -> list[str]:
     return [
         f"- Benchmark `{s.name}`: {len(cats)} categories, {len({r['target'] for r in result.rows})} targets; "
         f"`ict` uses {s.identities} identities, every other category {s.identities_other}.",
-        f"- Identities: held-out ICT identity seeds {ids[0]:,}..{ids[-1]:,} (all >= {EVAL_SEED_BASE:,} > 1,000,000: "
+        f"- Identities: held-out ICT identity seeds {ids[0]:,}..{ids[-1]:,} (all >= {s.seed_base:,} > 1,000,000: "
         "training never draws seeds >= 1,000,000, and its validation uses the first ten of them).",
         f"- Frames per target: {e.n_frames} = {len(e.segments)} built-in clips x {s.clip_window} frames (stride "
         f"{s.clip_stride} around each clip's most active moment; {n_clip} frames, used for jitter) + "
@@ -314,7 +316,7 @@ def write_outputs(result: BenchmarkResult, out: Path, model_dir: str, card: dict
         "frame. Flipped triangles: skin triangles (added bags and caps included) whose normal turns over against "
         "the rest shape in some frame where the truth's does not.",
         "",
-        artist_table(summary),
+        artist_table(summary, result.size.artist_categories),
         "",
         "## Shape quality",
         "",
@@ -361,7 +363,7 @@ def print_report(result: BenchmarkResult) -> None:
     print("\nPosition error on the face region (mm)\n" + position_table(summary))
     print("\nInner-face mean squared error (mm^2; published ICT: NFR 1.99, NFS 0.62)\n" + protocol_table(summary))
     print("\nModel vs template prior alone\n" + network_gain_table(summary))
-    print("\nArtist-modelled heads\n" + artist_table(summary))
+    print("\nArtist-modelled heads\n" + artist_table(summary, result.size.artist_categories))
     print("\n" + quality_table(summary))
     print("\n" + model_table(summary))
     print(f"\n{len(result.rows)} rows in {result.wall_s:.0f} s wall ({result.cpu_s:.0f} s CPU) on {hardware(result.compute_dtype)}")

@@ -1,38 +1,30 @@
-"""`python -m nfs eval`: the model and the baselines on the held-out benchmark; writes assets/eval/.
+"""The eval runner: the model and the baselines on a benchmark (`python -m nfs eval` hands it one).
 
-For every target of `nfs.eval.benchmark` the model goes through the real pipeline (`prepare_target`, with an
+The benchmark is given (`nfs.data.benchmark.Benchmark`: its size, expression frames and targets with their ground
+truth), not imported. For every target the model goes through the real pipeline (`prepare_target`, with an
 identity alignment for ICT-frame targets or automatic alignment for `auto_align`; `encode_source` on a clip of
 ICT weights; `decode`), the baselines transfer the same frames from the ICT generic face, and every method's
 displacement is compared with the ground truth in the true ICT frame. `nfs.eval.report` writes the tables.
+Targets are `nfs.data.benchmark.EvalTarget`s, frames an `ExpressionSet`, sizes a `BenchmarkSize`.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import multiprocessing
 import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from nfs.clips import Clip
 from nfs.eval import metrics as M
-from nfs.eval.baselines import DeformationTransfer, NearestPointTransfer, ict_rig_transfer
-from nfs.eval.benchmark import (EYELID_PAIRS, LIP_PAIRS, SIZES, BenchmarkSize, EvalTarget, ExpressionSet,
-                                build_expressions, build_target, identity_alignment, target_specs)
-from nfs.eval.report import METHODS, BenchmarkResult, HeatMap, print_report, write_outputs
-from nfs.geometry.normals import vertex_normals
-from nfs.ict import N_EXPRESSION, load_ict
-from nfs.pipeline import (SHIPPED_MODEL_DIR, PreparedTarget, decode_all, encode_expression_frames, encode_source,
+from nfs.eval.baselines import DeformationTransfer, NearestPointTransfer, ict_rig_transfer, ict_source_face
+from nfs.eval.report import METHODS, BenchmarkResult, HeatMap
+from nfs.pipeline import (N_EXPRESSION, Clip, PreparedTarget, decode_all, encode_expression_frames, encode_source,
                           load_shipped_model, prepare_target)
-
-CHECKOUT = Path(__file__).resolve().parents[2]   # the source tree nfs runs from (outputs only; files via nfs.resources)
-DEFAULT_OUT = CHECKOUT / "assets" / "eval"
 
 
 # ------------------------------------------------------------------------------------------- one target
@@ -49,8 +41,8 @@ def expression_weights(model, prepared: PreparedTarget, frames: np.ndarray, chun
 class _Context:
     """What every method's metrics share on one target."""
 
-    target: EvalTarget
-    expressions: ExpressionSet
+    target: Any               # the EvalTarget
+    expressions: Any          # the ExpressionSet
     v0: np.ndarray            # (V, 3) ICT-frame neutral
     gt: np.ndarray            # (T, V, 3) ground-truth displacement
     gt_pos: np.ndarray
@@ -62,7 +54,7 @@ class _Context:
     truth_cos: np.ndarray     # (T, F) the truth's triangle normals against the rest's (`M.facing_cos`)
 
 
-def _context(target: EvalTarget, expr: ExpressionSet) -> _Context:
+def _context(target, expr) -> _Context:
     v0 = target.ict_vertices()
     gt = target.gt_displacement(expr.weights)
     gt_pos = v0[None] + gt
@@ -71,8 +63,8 @@ def _context(target: EvalTarget, expr: ExpressionSet) -> _Context:
     if len(other):
         eyeballs = [other[v0[other, 0] > 0], other[v0[other, 0] <= 0]]
     skin_faces = target.faces[target.skin_mask[target.faces].all(1)]
-    return _Context(target, expr, v0, gt, gt_pos, vertex_normals(gt_pos, target.faces),
-                    M.landmark_pairs(target.landmarks, EYELID_PAIRS), M.landmark_pairs(target.landmarks, LIP_PAIRS),
+    return _Context(target, expr, v0, gt, gt_pos, M.vertex_normals(gt_pos, target.faces),
+                    M.landmark_pairs(target.landmarks, M.EYELID_PAIRS), M.landmark_pairs(target.landmarks, M.LIP_PAIRS),
                     eyeballs, skin_faces, M.facing_cos(v0, gt_pos, skin_faces))
 
 
@@ -102,20 +94,10 @@ def method_metrics(pred: np.ndarray, ctx: _Context) -> dict:
     return row
 
 
-def _source_mesh(target: EvalTarget):
-    """The ICT generic (mean) face the baselines transfer from: skin, or skin + eyeballs."""
-    ict = load_ict()
-    if target.source_with_eyes:
-        v, f = ict.full_mesh()
-        return v.astype(np.float64), f, ict.expression_deltas
-    return (ict.neutral[: ict.skin_count].astype(np.float64), ict.region_faces("skin"),
-            ict.expression_deltas[:, : ict.skin_count])
-
-
-def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: BenchmarkSize,
-                    heat: bool = False) -> tuple[list[dict], HeatMap | None, str]:
-    """Rows (one per method) of metrics on one target, optionally its per-vertex error maps, and the type the
-    pipeline decoded it in ("float32", or "bfloat16" where this machine computes in it)."""
+def evaluate_target(target, expr, model, size, heat: bool = False) -> tuple[list[dict], HeatMap | None, str]:
+    """Rows (one per method) of metrics on one target (an EvalTarget, driven by the ExpressionSet `expr`; `size`
+    the BenchmarkSize), optionally its per-vertex error maps, and the type the pipeline decoded it in ("float32",
+    or "bfloat16" where this machine computes in it)."""
     ctx = _context(target, expr)
     weights = expr.weights
     n_frames = len(weights)
@@ -126,7 +108,7 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
     codes = encode_source(Clip("benchmark", 30.0, codes=weights), model).codes
     t0 = time.perf_counter()
     prepared = prepare_target((target.vertices, target.faces), model, use_cache=False, name=target.name,
-                              alignment=None if target.auto_align else identity_alignment())
+                              alignment=target.pipeline_alignment())
     prepare_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     user = decode_all(prepared, codes).astype(np.float64) - target.vertices[None]
@@ -155,7 +137,7 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
                      "prepare_s": prepare_s, "frames_per_s": n_frames / (time.perf_counter() - t0)})
 
     # baselines from the ICT generic face, on the target as the pipeline aligned it
-    sv, sf, deltas = _source_mesh(target)
+    sv, sf, deltas = ict_source_face(target.source_with_eyes)
     source_disp = np.einsum("tk,kvc->tvc", weights, deltas)
     aligned = est.apply(target.vertices)
 
@@ -177,8 +159,8 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
     for m, b, r in (("nearest_point", build_np, run_np), ("deformation_transfer", build_dt, run_dt)):
         rows.append({**base, "method": m, **method_metrics(preds[m], ctx), "prepare_s": b,
                      "frames_per_s": n_frames / max(r, 1e-9)})
-    if target.ict_index is not None:
-        preds["ict_rig"] = ict_rig_transfer(weights, load_ict().expression_deltas, target.ict_index)
+    if target.ict_index is not None:     # the source's deltas by index (the target's ICT vertices are the source's)
+        preds["ict_rig"] = ict_rig_transfer(weights, deltas, target.ict_index)
         rows.append({**base, "method": "ict_rig", **method_metrics(preds["ict_rig"], ctx)})
 
     heat_map = None
@@ -191,16 +173,16 @@ def evaluate_target(target: EvalTarget, expr: ExpressionSet, model, size: Benchm
 # ------------------------------------------------------------------------------------------- the benchmark
 
 
-def run_benchmark(model, size: BenchmarkSize, categories: tuple | None = None, log=print, workers: int = 1,
-                  model_dir: str | None = None) -> BenchmarkResult:
-    """Evaluate every target of a benchmark size; `log` gets one line per target. With workers > 1 the targets
-    are shared among that many processes, each loading the model from `model_dir` (None: the shipped one) with
-    the machine's cores split between them; the rows come back in target order either way."""
+def run_benchmark(model, benchmark, log=print, workers: int = 1, model_dir: str | None = None) -> BenchmarkResult:
+    """Evaluate every target of a benchmark (`nfs.data.benchmark.Benchmark`: size, expression frames, targets);
+    `log` gets one line per target. With workers > 1 the targets are shared among that many processes, each
+    loading the model from `model_dir` (None: the shipped one) and building its targets from `benchmark`, with the
+    machine's cores split between them; the rows come back in target order either way."""
     with tempfile.TemporaryDirectory(prefix="nfs_eval_ops_") as cache:
         previous = os.environ.get("NFS_CACHE")
         os.environ["NFS_CACHE"] = cache      # a fresh operator cache: prepare times include the eigenbasis
         try:
-            return _run_benchmark(model, size, categories, log, workers, model_dir)
+            return _run_benchmark(model, benchmark, log, workers, model_dir)
         finally:
             if previous is None:
                 os.environ.pop("NFS_CACHE", None)
@@ -208,24 +190,23 @@ def run_benchmark(model, size: BenchmarkSize, categories: tuple | None = None, l
                 os.environ["NFS_CACHE"] = previous
 
 
-def _run_benchmark(model, size: BenchmarkSize, categories: tuple | None, log, workers: int,
-                   model_dir: str | None) -> BenchmarkResult:
+def _run_benchmark(model, benchmark, log, workers: int, model_dir: str | None) -> BenchmarkResult:
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    expr = build_expressions(size)
-    specs = target_specs(size, categories)
+    size, expr = benchmark.size, benchmark.expressions()
+    specs = benchmark.specs()
     result = BenchmarkResult(size, expr)
     first_of_category = [k == 0 or specs[k - 1][0] != c for k, (c, _) in enumerate(specs)]
     if workers > 1 and len(specs) > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with _thread_limits(threads):           # numpy / scipy's BLAS read these when a worker starts
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_worker_start, initargs=(model_dir, size, threads))
+                                       initializer=_worker_start, initargs=(model_dir, benchmark, threads))
             pool.submit(int).result()           # the workers start now, under the limits
         outcomes = (f.result() for f in [pool.submit(_worker_evaluate, c, i, h)
                                          for (c, i), h in zip(specs, first_of_category)])
     else:
         pool = None
-        outcomes = (_timed_evaluation(build_target(c, i), expr, model, size, h)
+        outcomes = (_timed_evaluation(benchmark.target(c, i), expr, model, size, h)
                     for (c, i), h in zip(specs, first_of_category))
     try:
         for k, (target_name, n_vertices, rows, heat, dtype, seconds) in enumerate(outcomes):
@@ -246,7 +227,7 @@ def _run_benchmark(model, size: BenchmarkSize, categories: tuple | None, log, wo
     return result
 
 
-def _timed_evaluation(target: EvalTarget, expr: ExpressionSet, model, size: BenchmarkSize, heat: bool):
+def _timed_evaluation(target, expr, model, size, heat: bool):
     t0 = time.perf_counter()
     rows, heat_map, dtype = evaluate_target(target, expr, model, size, heat=heat)
     return target.name, target.n_vertices, rows, heat_map, dtype, time.perf_counter() - t0
@@ -271,53 +252,18 @@ def _thread_limits(threads: int):
                 os.environ[k] = v
 
 
-def _worker_start(model_dir: str | None, size: BenchmarkSize, threads: int) -> None:
+def _worker_start(model_dir: str | None, benchmark, threads: int) -> None:
     """A benchmark worker process: its share of the cores, the model and the expression frames, loaded once."""
     import torch
 
     torch.set_num_threads(threads)
     model, _ = load_shipped_model(model_dir)
     model.eval()
-    _WORKER.update(model=model, size=size, expr=build_expressions(size))
+    _WORKER.update(model=model, benchmark=benchmark, expr=benchmark.expressions())
 
 
 def _worker_evaluate(category: str, index: int, heat: bool):
     w = _WORKER
-    return _timed_evaluation(build_target(category, index), w["expr"], w["model"], w["size"], heat)
+    return _timed_evaluation(w["benchmark"].target(category, index), w["expr"], w["model"], w["benchmark"].size,
+                             heat)
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nfs eval", description="Evaluate a trained model and the "
-                                "nearest-point / deformation-transfer / ICT-rig baselines on held-out ICT identities "
-                                "(remeshed, cropped, stylized, multi-component, auto-aligned); writes tables and "
-                                "figures.")
-    p.add_argument("--model", default=None, help=f"model directory (default: {SHIPPED_MODEL_DIR})")
-    p.add_argument("--quick", action="store_true", help="the small CI subset (a few minutes)")
-    p.add_argument("--out", default=None, help=f"output folder (default: {DEFAULT_OUT}; with --quick a temp folder)")
-    p.add_argument("--categories", default=None, help="comma list of categories to run (default: all of the size)")
-    p.add_argument("--identities", type=int, default=None, help="identities in the `ict` category")
-    p.add_argument("--identities-other", type=int, default=None, help="identities in every other category")
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="processes sharing the targets (default: 2, or 1 on a single core)")
-    a = p.parse_args(argv)
-    size = SIZES["quick" if a.quick else "full"]
-    if a.identities is not None:
-        size = dataclasses.replace(size, identities=a.identities)
-    if a.identities_other is not None:
-        size = dataclasses.replace(size, identities_other=a.identities_other)
-    cats = tuple(c for c in a.categories.split(",") if c) if a.categories else None
-    out = Path(a.out) if a.out else (Path(tempfile.gettempdir()) / "nfs_eval_quick" if a.quick else DEFAULT_OUT)
-    model_dir = a.model or str(SHIPPED_MODEL_DIR)
-    try:  # name the model relative to the repository when it lives inside it
-        model_dir = str(Path(model_dir).resolve().relative_to(CHECKOUT))
-    except ValueError:
-        pass
-    model, card = load_shipped_model(a.model)
-    model.eval()
-    result = run_benchmark(model, size, cats, log=lambda m: print(m, flush=True), workers=max(1, a.workers),
-                           model_dir=a.model)
-    print_report(result)
-    write_outputs(result, out, model_dir, card, figures=not a.no_figures)
-    print(f"wrote {out}/results.md, results.csv, summary.csv" + ("" if a.no_figures else ", figures"))
-    return 0

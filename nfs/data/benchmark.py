@@ -1,5 +1,6 @@
-"""The evaluation benchmark: held-out ICT identities on many discretizations, crops and shapes, each with the
-exact ground-truth expression displacement at every one of its vertices.
+"""The evaluation benchmark's data: held-out ICT identities on many discretizations, crops and shapes, each with the
+exact ground-truth expression displacement at every one of its vertices, and the expression frames they are
+driven with. `Benchmark` hands them to the eval runner (`nfs.eval.run.run_benchmark`), which does not import them.
 
 Every target is built deterministically from an identity seed >= ``EVAL_SEED_BASE`` (itself above
 ``HELD_OUT_SEED_BASE``, which training never draws; the first held-out seeds are used by training's validation,
@@ -57,10 +58,6 @@ CATEGORIES = ("ict", "remesh_3k", "remesh_6k", "remesh_25k", "crop_face", "crop_
 # artist-modelled heads (`nfs.data.artist`): the slit categories, the joined ones, stylised proportions
 ARTIST_CATEGORIES = ("slit", "slit_bag", "joined_lips", "joined_lids", "stylised")
 
-# dlib-68 landmark pairs whose distance is a closure gap: upper/lower eyelid and inner upper/lower lip
-EYELID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
-LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
-
 
 # ----------------------------------------------------------------------------------------------- sizes
 
@@ -81,6 +78,16 @@ class BenchmarkSize:
 
     def n_identities(self, category: str) -> int:
         return self.identities if category == "ict" else self.identities_other
+
+    @property
+    def seed_base(self) -> int:
+        """The first identity seed of every category (`EVAL_SEED_BASE`), for the report."""
+        return EVAL_SEED_BASE
+
+    @property
+    def artist_categories(self) -> tuple:
+        """The categories of artist-modelled heads (`ARTIST_CATEGORIES`), for the report's artist table."""
+        return ARTIST_CATEGORIES
 
 
 SIZES = {
@@ -252,6 +259,11 @@ class EvalTarget:
     def gt_displacement(self, weights: np.ndarray) -> np.ndarray:
         """(T, 53) -> (T, V, 3) ground-truth displacement, ICT frame, cm."""
         return np.einsum("tk,kvc->tvc", np.asarray(weights, np.float32), self.basis)
+
+    def pipeline_alignment(self) -> Alignment | None:
+        """The alignment `prepare_target` is given: None for `auto_align` (it must find one), else the identity
+        (the mesh is in the ICT frame)."""
+        return None if self.auto_align else identity_alignment()
 
 
 def identity_alignment() -> Alignment:
@@ -462,3 +474,22 @@ def build_targets(size: BenchmarkSize, categories: tuple | None = None) -> list[
     """All targets of a benchmark size, in category order."""
     ict = load_ict()
     return [build_target(c, i, ict) for c, i in target_specs(size, categories)]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One run's benchmark, handed to `nfs.eval.run.run_benchmark`: its size, the categories run (None: all of the
+    size's), the expression frames and the targets, built one at a time in whichever process evaluates them."""
+
+    size: BenchmarkSize
+    categories: tuple | None = None
+
+    def expressions(self) -> ExpressionSet:
+        return build_expressions(self.size)
+
+    def specs(self) -> list[tuple[str, int]]:
+        """(category, index) of every target, in category order."""
+        return target_specs(self.size, self.categories)
+
+    def target(self, category: str, index: int) -> EvalTarget:
+        return build_target(category, index)
