@@ -46,12 +46,14 @@ class MorphSequence:
         return len(self.weights)
 
     @property
-    def n_targets(self) -> int:
-        return len(self.targets)
+    def shape(self) -> tuple[int, int, int]:
+        """(frames, vertices, 3), as the dense array of frames would be."""
+        return (self.n_frames,) + self.neutral.shape
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.n_frames,) + self.neutral.shape
+    def n_targets(self) -> int:
+        """Morph targets of the basis (baked rig shapes first, then the residual's components)."""
+        return len(self.targets)
 
     def __len__(self) -> int:
         return self.n_frames

@@ -33,16 +33,18 @@ from nfs.render import render_normal_depth
 
 @dataclass
 class LossWeights:
-    reconstruction: float = 10.0
-    normal: float = 1.0
-    jacobian: float = 1.0
-    expression_code: float = 1.0
-    free_code: float = 0.1
-    identity_code: float = 0.05
-    blendshape_prior: float = 1.0
-    blendshape_reconstruction: float = 5.0
-    region: float = 0.1
-    range: float = 1.0
+    """Weight of each term of the training loss (`Trainer.train_step`)."""
+
+    reconstruction: float = 10.0          # squared displacement error on the target, cm^2
+    normal: float = 1.0                   # vertex normals of the deformed target against the truth's
+    jacobian: float = 1.0                 # per-triangle deformation gradients against the truth's
+    expression_code: float = 1.0          # encoded expression code's ICT part against the true weights
+    free_code: float = 0.1                # the code's free (non-ICT) part kept small
+    identity_code: float = 0.05           # identity code against the ICT identity coefficients, where known
+    blendshape_prior: float = 1.0         # the code's ICT-weight error measured through the ICT face's Gram
+    blendshape_reconstruction: float = 5.0  # decoded displacements on the generic ICT head against its truth
+    region: float = 0.1                   # skinning regions against the ICT region labels (cross entropy)
+    range: float = 1.0                    # predicted ICT weights kept inside their range
     reconstruction_l1: float = 0.0  # mean per-vertex distance (smoothed): favours exact zeros where the prior is right
 
 
