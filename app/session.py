@@ -57,7 +57,6 @@ def truncate_clip(clip: Clip, max_frames: int) -> Clip:
     return dataclasses.replace(clip, frames=clip.frames[:max_frames], warnings=clip.warnings + [note])
 
 
-
 def check_upload(path: Path, extensions, max_mb: float, kind: str, error=ValueError) -> None:
     """Refuse an uploaded file whose extension is not one of `extensions` or that is over max_mb, naming the
     file, the formats that are accepted and the limit (raised as `error`)."""
@@ -68,6 +67,7 @@ def check_upload(path: Path, extensions, max_mb: float, kind: str, error=ValueEr
     if size_mb > max_mb:
         raise error(f"{path.name}: {size_mb:.0f} MB is over the {max_mb:g} MB {'upload' if kind == 'mesh' else kind} "
                     "limit")
+
 
 class Session:
     def __init__(self, sid: str, root: Path, model, pool: ViewerPool | None, max_frames: int = 0,
@@ -270,8 +270,8 @@ class Session:
             ) -> RetargetResult:
         """Retarget the clip onto the target with the current edits; write the chosen exports to a new run dir.
         `correction=True`: the network's learned correction on the template prior (default off: the prior
-        alone). `exports`: file kinds (obj_zip, glb, rig); `preview`: "auto" (the MP4 only for takes up to PREVIEW_DEFAULT_MAX_FRAMES frames),
-        "always" or "never". `fps`: resample the clip (None or 0: its own rate)."""
+        alone). `exports`: file kinds (obj_zip, glb, rig); `preview`: "auto" (the MP4 only for takes up to
+        PREVIEW_DEFAULT_MAX_FRAMES frames), "always" or "never". `fps`: resample the clip (None or 0: its own rate)."""
         if self.target is None:
             raise ValueError("load a target mesh first")
         if self.clip is None:

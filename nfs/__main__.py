@@ -218,8 +218,8 @@ def cmd_retarget(argv: list[str]) -> int:
     for warning in clip.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
-                 gain=a.gain, progress=_Bar(), correction=a.correction and not a.no_correction, fps=a.fps, device=a.device,
-                 glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force)
+                 gain=a.gain, progress=_Bar(), correction=a.correction and not a.no_correction, fps=a.fps,
+                 device=a.device, glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force)
     print("\n".join(r.target.summary()))
     print("\n".join(r.summary()))
     for kind, path in r.exports.items():

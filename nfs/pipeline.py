@@ -578,8 +578,9 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
 
     `fps` resamples the clip (default: its own rate). `code_offset` (53,) or (T, 53) at the clip's own rate is added
     to the FACS weights (slider edits); with a template-prior model (the shipped one) positions come from the prior
-    alone unless `correction=True` adds the network's learned correction (off by default: the prior alone is more accurate in every category of
-    `python -m nfs eval`; the network's regions and skinning weights are used either way); `head_pose` applies
+    alone unless `correction=True` adds the network's learned correction (off by default: the prior alone is more
+    accurate in every category of `python -m nfs eval`; the network's regions and skinning weights are used either
+    way); `head_pose` applies
     a video clip's head motion to each decoded chunk (`nfs.video.pose`); `force` prepares a target that does not
     look like a face. `device`: auto, cpu or cuda. `progress(fraction, "stage: detail")` with the stage names of
     `run_stages(exports)`, in that order."""

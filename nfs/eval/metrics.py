@@ -130,4 +130,3 @@ def turned_over(pred_cos: np.ndarray, truth_cos: np.ndarray, truth_facing: float
     itself turns edge-on, such as a cap stretched across an opened mouth, is a tie, not a fold; with
     truth_facing=0 any triangle the truth does not turn over counts). pred_cos / truth_cos (T, F)."""
     return int(((pred_cos < 0) & (truth_cos > truth_facing)).any(0).sum())
-

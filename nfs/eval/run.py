@@ -179,15 +179,8 @@ def run_benchmark(model, benchmark, log=print, workers: int = 1, model_dir: str 
     loading the model from `model_dir` (None: the shipped one) and building its targets from `benchmark`, with the
     machine's cores split between them; the rows come back in target order either way."""
     with tempfile.TemporaryDirectory(prefix="nfs_eval_ops_") as cache:
-        previous = os.environ.get("NFS_CACHE")
-        os.environ["NFS_CACHE"] = cache      # a fresh operator cache: prepare times include the eigenbasis
-        try:
+        with _environment(NFS_CACHE=cache):      # a fresh operator cache: prepare times include the eigenbasis
             return _run_benchmark(model, benchmark, log, workers, model_dir)
-        finally:
-            if previous is None:
-                os.environ.pop("NFS_CACHE", None)
-            else:
-                os.environ["NFS_CACHE"] = previous
 
 
 def _run_benchmark(model, benchmark, log, workers: int, model_dir: str | None) -> BenchmarkResult:
@@ -198,7 +191,8 @@ def _run_benchmark(model, benchmark, log, workers: int, model_dir: str | None) -
     first_of_category = [k == 0 or specs[k - 1][0] != c for k, (c, _) in enumerate(specs)]
     if workers > 1 and len(specs) > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with _thread_limits(threads):           # numpy / scipy's BLAS read these when a worker starts
+        # the BLAS / OpenMP thread counts of the workers (numpy / scipy read them when a process starts)
+        with _environment(**{k: str(threads) for k in THREAD_VARIABLES}):
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_worker_start, initargs=(model_dir, benchmark, threads))
             pool.submit(int).result()           # the workers start now, under the limits
@@ -238,10 +232,11 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 @contextlib.contextmanager
-def _thread_limits(threads: int):
-    """The BLAS / OpenMP thread counts of processes started inside the block (the cores are shared out)."""
-    previous = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
+def _environment(**values: str):
+    """Environment variables set to `values` inside the block (for this process and those it starts), restored
+    (or removed) after it."""
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:

@@ -63,8 +63,7 @@ class FoldedDecoder:
     def without_correction(self) -> "FoldedDecoder":
         """The same decoder with the network's output switched off: only the template prior remains (the network
         is not evaluated at all, so decoding is one product of the codes with the prior's basis)."""
-        return replace(self, out_matrix=torch.zeros_like(self.out_matrix), out_bias=torch.zeros_like(self.out_bias),
-                       correction=False)
+        return replace(self, correction=False)
 
     @classmethod
     @torch.no_grad()
