@@ -108,7 +108,7 @@ class Browser:
         try:
             return str(self.eval("""JSON.stringify(Object.fromEntries(
                 ['#run-status', '#target-info', '#clip-info', '#edit-status', '#video-info']
-                    .map(s => [s, (document.querySelector(s) || {}).innerText || null])
+                    .map(s => [s, document.querySelector(s) ? document.querySelector(s).innerText : 'missing'])
                     .concat([['toasts', [...document.querySelectorAll('[data-testid=toast-body]')]
                         .map(t => t.innerText)]])))"""))[:3000]
         except Exception as e:  # noqa: BLE001 - a diagnostic must not hide the timeout
