@@ -141,3 +141,52 @@ def test_joined_openings_stretch_without_turning_triangles_over(ict, style, shap
         truth_over = _turned_over(m.vertices, m.vertices + m.basis[k], m.faces)
         over = _turned_over(m.vertices, m.vertices + basis[k], m.faces) & ~truth_over
         assert over.sum() <= 1, (name, int(over.sum()))
+
+
+@pytest.mark.parametrize("style", [ArtistStyle(join_lips=True), ArtistStyle(join_lids=True),
+                                   ArtistStyle(rest_jaw=0.15, mouth_bag=True)],
+                         ids=["joined_lips", "joined_lids", "mouth_bag"])
+def test_radial_fill_recovers_how_a_cap_or_bag_hangs_from_its_rim(ict, style):
+    """A cap or bag built by `loop_fill` (rings shrunk towards the loop's centre): `radial_fill` finds from the
+    mesh alone which rim vertex each added vertex hangs from and how deep it is, so values carried radially are
+    the construction's own, also where the lips touch at rest (upper and lower rim vertices coincide)."""
+    from nfs.geometry.openings import carry_radially, radial_fill
+    v, f, _ = identity_mesh(ict, 1_000_002)
+    centres = feature_centres(v, ict.landmarks68)
+    m = apply_style(v, f, ict.expression_deltas[:, : len(v)], ict_region_labels(), centres, style)
+    added = np.arange(len(m.vertices)) >= m.n_original
+    fill = radial_fill(m.vertices, m.faces, added)
+    assert sum(len(comp) for comp, *_ in fill) == added.sum()
+    values = m.basis.copy()
+    values[:, added] = 0.0
+    carried = carry_radially(values, fill)
+    err = np.abs(carried[:, added] - m.basis[:, added]).max()
+    assert err < 1e-4, err
+
+
+def test_joined_lips_and_bag_keep_facing_in_dense_random_expressions(ict):
+    """Dense random expressions (up to 30 shapes at once, like the eval's): no triangle of a mouth cap or a mouth
+    bag that the truth keeps facing (within 75 degrees of its rest normal) turns over under the template prior,
+    save slivers whose corners all sit on the truth (within 0.1 mm: the truth turns them nearly edge-on too)."""
+    from nfs.data.subjects import sample_expressions
+    weights = sample_expressions(np.random.default_rng(5), 24)
+    for seed, style in ((1_000_003, ArtistStyle(join_lips=True)), (1_000_004, ArtistStyle(rest_jaw=0.1,
+                                                                                          mouth_bag=True))):
+        v, f, _ = identity_mesh(ict, seed)
+        m = apply_style(v, f, ict.expression_deltas[:, : len(v)], ict_region_labels(),
+                        feature_centres(v, ict.landmarks68), style)
+        basis = template_expression_basis(m.vertices, faces=m.faces)
+
+        def cosines(b):
+            rest = np.cross(m.vertices[m.faces[:, 1]] - m.vertices[m.faces[:, 0]],
+                            m.vertices[m.faces[:, 2]] - m.vertices[m.faces[:, 0]])
+            rest /= np.maximum(np.linalg.norm(rest, axis=1, keepdims=True), 1e-30)
+            x = m.vertices[None] + np.einsum("tk,kvc->tvc", weights, b)
+            n = np.cross(x[:, m.faces[:, 1]] - x[:, m.faces[:, 0]], x[:, m.faces[:, 2]] - x[:, m.faces[:, 0]])
+            return (n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-30) * rest).sum(-1)
+        truth, ours = cosines(m.basis), cosines(basis)
+        err_mm = np.linalg.norm(np.einsum("tk,kvc->tvc", weights, basis - m.basis), axis=-1) * 10
+        off_truth = (err_mm[:, m.faces] > 0.1).any(-1)                      # (T, F)
+        turned = ((ours < 0) & (truth > np.cos(np.radians(75.0))) & off_truth).any(0)
+        assert turned.sum() == 0, (style, int(turned.sum()))
+        assert err_mm.max() < 1.0, (style, float(err_mm.max()))

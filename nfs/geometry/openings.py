@@ -162,3 +162,91 @@ def sparse_adjacency(faces: np.ndarray, n: int) -> sp.csr_matrix:
     a = sp.coo_matrix((np.ones(2 * len(e)), (e.ravel(), e[:, ::-1].ravel())), shape=(n, n)).tocsr()
     a.data[:] = 1.0
     return a
+
+
+def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie_cm: float = 0.02,
+                max_component: int = 20000) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """How geometry spanning an opening (a cap, a mouth bag: `region`, (V,) bool) hangs from its rim: each vertex
+    as a blend of one rim vertex ("behind" it, seen from the rim's centre) and the mean of the rim, by depth.
+
+    For every connected component of the region that touches the rest of the mesh: its rim (the outside vertices
+    adjacent to it), and per component vertex the depth s in [0, 1] (hops from the rim over hops from the rim plus
+    hops to the component's deepest vertices) and the rim vertex it hangs from: the one nearest to where the vertex
+    would sit on the rim if the component's level (its vertices at the same hop count) were scaled back out to
+    it, about its centre; where two rim vertices are about as near (`tie_cm`: lips that touch at rest), the one
+    fewer hops away, so an upper-lip cap vertex never hangs from the lower lip. A component built by `loop_fill`
+    is reproduced exactly. Components larger than `max_component` are left out.
+
+    vertices (V, 3), faces (F, 3). Returns [(component (N,), rim (R,), hang (N,) index into rim, s (N,))]."""
+    from scipy.sparse.csgraph import connected_components, dijkstra
+
+    v = np.asarray(vertices, np.float64)
+    region = np.asarray(region, bool)
+    adj = sparse_adjacency(faces, len(v))
+    inside = np.nonzero(region)[0]
+    if not len(inside):
+        return []
+    touching = np.asarray(adj @ region.astype(np.float64)).ravel() > 0
+    rim_all = np.nonzero(~region & touching)[0]
+    _, label = connected_components(adj[inside][:, inside], directed=False)
+    out = []
+    for c in np.unique(label):
+        comp = inside[label == c]
+        rim = rim_all[np.asarray(adj[rim_all][:, comp].sum(1)).ravel() > 0]
+        if not len(rim) or len(comp) > max_component:
+            continue
+        nodes = np.concatenate([rim, comp])
+        graph = adj[nodes][:, nodes]
+        n_rim = len(rim)
+        from_rim = dijkstra(graph, indices=np.arange(n_rim), unweighted=True, min_only=True)[n_rim:]
+        deep = np.nonzero(from_rim == from_rim.max())[0] + n_rim
+        to_deep = dijkstra(graph, indices=deep, unweighted=True, min_only=True)[n_rim:]
+        s = from_rim / np.maximum(from_rim + to_deep, 1e-9)
+        centre = v[rim].mean(0)
+        hang = np.zeros(len(comp), np.int64)
+        for level in np.unique(from_rim):
+            at = np.nonzero(from_rim == level)[0]
+            shrink = max(1.0 - float(s[at].mean()), 1e-6) if level < from_rim.max() else 0.0
+            if shrink == 0.0:
+                continue                               # the deepest vertices hang from the rim's mean alone
+            on_rim = centre + (v[comp[at]] - v[comp[at]].mean(0)) / np.maximum(1.0 - s[at, None], 1e-6)
+            dist = np.linalg.norm(on_rim[:, None, :] - v[rim][None], axis=-1)         # (A, R)
+            near = dist <= dist.min(1, keepdims=True) + tie_cm
+            hops = np.full(dist.shape, np.inf)
+            ambiguous = np.nonzero(near.sum(1) > 1)[0]
+            for chunk in np.array_split(ambiguous, max(1, len(ambiguous) // 256)):
+                if len(chunk):
+                    hops[chunk] = dijkstra(graph, indices=n_rim + at[chunk], unweighted=True,
+                                           limit=float(level) + 2.0)[:, :n_rim]
+            hops[near.sum(1) == 1] = 0.0
+            score = np.where(near, np.minimum(hops, 1e6), 2e6)       # unreachable in a few hops: by distance
+            hang[at] = np.argmin(score + 1e-3 * dist, axis=1)
+        out.append((comp, rim, hang, s))
+    return out
+
+
+def carry_radially(values: np.ndarray, fill: list) -> np.ndarray:
+    """Per-vertex values (..., V, C) with each `radial_fill` component replaced by (1 - s) times the value of the
+    rim vertex it hangs from plus s times the rim's mean."""
+    out = np.array(values, copy=True)
+    for comp, rim, hang, s in fill:
+        mean = values[..., rim, :].mean(-2, keepdims=True)
+        out[..., comp, :] = ((1.0 - s)[:, None] * values[..., rim[hang], :] + s[:, None] * mean).astype(out.dtype)
+    return out
+
+
+def grow_within(faces: np.ndarray, seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """(V,) bool: the seeds and every `allowed` vertex connected to one through allowed vertices (seeds and
+    allowed: (V,) bool)."""
+    from scipy.sparse.csgraph import connected_components
+
+    seeds, allowed = np.asarray(seeds, bool), np.asarray(allowed, bool) | np.asarray(seeds, bool)
+    idx = np.nonzero(allowed)[0]
+    if not seeds.any() or not len(idx):
+        return seeds.copy()
+    adj = sparse_adjacency(faces, len(allowed))
+    _, label = connected_components(adj[idx][:, idx], directed=False)
+    keep = np.isin(label, np.unique(label[seeds[idx]]))
+    out = seeds.copy()
+    out[idx[keep]] = True
+    return out

@@ -18,7 +18,8 @@ import scipy.sparse.linalg as spla
 from scipy.spatial import cKDTree
 
 from nfs.geometry.normals import vertex_normals
-from nfs.geometry.openings import boundary_loops, geodesic_distances, loop_halves, sparse_adjacency
+from nfs.geometry.openings import (boundary_loops, carry_radially, geodesic_distances, grow_within, loop_halves,
+                                   radial_fill, sparse_adjacency)
 from nfs.geometry.surface import closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
@@ -38,8 +39,9 @@ class Opening:
     seam_margin_cm: float = 0.15
 
 
-OFF_SURFACE_CM = 0.15
-MIN_NORMAL_DOT = -0.3    # near an opening, a closest triangle whose normal is against the vertex's is not taken   # a vertex this far from the fitted face is geometry ICT does not have there
+OFF_SURFACE_CM = 0.15    # a vertex this far from the fitted face is geometry ICT does not have there
+STRETCH_REACH = 3.0      # geometry spanning a joined opening is followed this many opening radii (geodesic)
+MIN_NORMAL_DOT = -0.3    # near an opening, a closest triangle whose normal is against the vertex's is not taken
 
 OPENINGS = (Opening("mouth", "upper_lip", "lower_lip", 2.0, 0.4),
             Opening("eye_L", "upper_eyelid_L", "lower_eyelid_L", 1.0, 0.2),
@@ -129,6 +131,9 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray, close
         if spanning is not None:
             off_face = off_face | spanning
         stretch = near & off_face & (not has_loop)
+        if stretch.any():       # a bag deeper than the radius hangs from the opening as a whole
+            reach = np.minimum(d_up, d_low) < STRETCH_REACH * o.radius_cm
+            stretch = grow_within(faces, stretch, off_face & reach)
         out.append((o, side, seam, stretch))
     return out
 
@@ -307,6 +312,11 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     f_idx, h_idx = np.nonzero(free)[0], np.nonzero(~free)[0]
     l_ff = laplacian[f_idx][:, f_idx].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
     flat[f_idx] = spla.splu(l_ff).solve(-(laplacian[f_idx][:, h_idx] @ flat[h_idx]))
-    return flat.reshape(n, len(basis), 3).transpose(1, 0, 2).astype(np.float32)
+    out = flat.reshape(n, len(basis), 3).transpose(1, 0, 2).astype(np.float32)
+    if stretch is not None and stretch.any() and vertices is not None:
+        # geometry spanning the opening (a cap, a bag) hangs from its rim radially, as such geometry is built; a
+        # harmonic fill of a cap that is flat at rest (lips that touch) folds it when the mouth opens
+        out = carry_radially(out, radial_fill(vertices, faces, stretch))
+    return out
 
 
