@@ -23,6 +23,7 @@ from nfs.geometry.openings import (boundary_loops, carry_radially, geodesic_dist
 from nfs.geometry.surface import closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
+from nfs.prior.opening_warp import fit_opening_warp
 from nfs.regions import REGION_NAMES, ict_region_labels
 
 @dataclass(frozen=True)
@@ -214,21 +215,31 @@ def _outward_normals(q: np.ndarray, faces: np.ndarray, closest_normals: np.ndarr
 
 
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
-                              faces: np.ndarray | None = None) -> np.ndarray:
+                              faces: np.ndarray | None = None, warp_openings: bool = True) -> np.ndarray:
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
     (barycentric interpolation) on the ICT face fitted to the vertices (identity, rest pose and a refined rigid
     motion; with `fit_identity=False`: the mean face as the vertices are).
 
     With the target's `faces` (F, 3): closest points never cross the mouth or an eye (`side_aware_closest_points`),
-    seams where the target joins lips or lids are relaxed (`smooth_lip_seam`), and a target whose eyes are modelled
-    wider open than ICT's (rest eyeBlink < 0) gets blink shapes that still close them."""
+    seams where the target joins lips or lids are relaxed (`smooth_lip_seam`), a target whose eyes are modelled
+    wider open than ICT's (rest eyeBlink < 0) gets blink shapes that still close them, and with `warp_openings`
+    eyes or a mouth modelled bigger, smaller or moved against the fitted face (stylised proportions) are met by a
+    local warp of the fitted face whose Jacobian carries the deltas (`nfs.prior.opening_warp`)."""
     mean, tf, deltas, _ = skin_template()
     v = np.asarray(vertices_ict, np.float64)
     fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
     face = fit.face() if fit_identity else mean
     q = fit.to_model(v)
+    warp = None
+    if fit_identity and warp_openings and faces is not None and len(faces):
+        warp = fit_opening_warp(q, np.asarray(faces, np.int64), face, ict_opening_loops())
+    if warp is not None:
+        rest_face, face = face, warp.apply(face)
     tri, bary, labels, seam, stretch, trusted = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
     out = np.einsum("kvjc,vj->kvc", deltas[:, tf[tri]], bary.astype(np.float32))
+    if warp is not None:       # the deltas at the unwarped closest point, pushed through the warp there
+        jac = warp.jacobian(np.einsum("vjc,vj->vc", rest_face[tf[tri]], bary)).astype(np.float32)
+        out = np.einsum("vij,kvj->kvi", jac, out)
     out = fit.vectors_from_model(out).astype(np.float32)
     assert out.shape[0] == N_EXPRESSION
     rest = fit.expression_weights()
