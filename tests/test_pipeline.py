@@ -90,7 +90,9 @@ def test_retarget_remeshed_target_writes_and_reads_back_every_export(remeshed_he
     exact = decode_all(result.target, result.source.codes)       # the decoded frames themselves
     frames = np.asarray(result.frames())
     assert frames.shape == exact.shape == (10, len(user), 3) and np.isfinite(frames).all()
-    assert np.linalg.norm(frames - exact, axis=-1).max() <= result.sequence.max_error * 1.01 + 1e-6
+    # frames are rebuilt in float32 (neutral + weights @ targets): a few units in the last place of the coordinates
+    rounding = 4 * np.finfo(np.float32).eps * np.abs(exact).max()
+    assert np.linalg.norm(frames - exact, axis=-1).max() <= result.sequence.max_error * 1.01 + rounding
     motion = np.linalg.norm(exact - user[None], axis=-1).max()
     assert motion > 1e-3  # the network moved the mesh
     assert {"prepare", "encode", "decode", "rig", "glb", "preview"} <= set(result.timings)
