@@ -114,6 +114,7 @@ def gap_ratio(pred_pos: np.ndarray, gt_pos: np.ndarray, pairs: np.ndarray) -> fl
 
 
 TRUTH_FACING_COS = np.cos(np.radians(75.0))   # the truth keeps a triangle facing: within 75 degrees of its rest
+TRUTH_COLLAPSED = 0.1   # ... and at least this fraction of its rest area (a collapsed triangle has no direction)
 
 
 def facing_cos(rest: np.ndarray, pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -124,9 +125,25 @@ def facing_cos(rest: np.ndarray, pos: np.ndarray, faces: np.ndarray) -> np.ndarr
     return (unit_normals(pos) * unit_normals(rest)).sum(-1)
 
 
+def area_ratio(rest: np.ndarray, pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(T, F) each triangle's area in frames pos (T, V, 3) over its area at rest (V, 3)."""
+    def areas(x):
+        return np.linalg.norm(np.cross(x[..., faces[:, 1], :] - x[..., faces[:, 0], :],
+                                       x[..., faces[:, 2], :] - x[..., faces[:, 0], :]), axis=-1)
+    return areas(pos) / np.maximum(areas(rest), 1e-30)
+
+
+def truth_facing_cos(rest: np.ndarray, truth_pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """`facing_cos` of the truth, with -1 where the truth collapses a triangle (below TRUTH_COLLAPSED of its rest
+    area): a triangle squeezed to a line has no direction to keep, so turning it is a tie, not a fold."""
+    cos = facing_cos(rest, truth_pos, faces)
+    return np.where(area_ratio(rest, truth_pos, faces) < TRUTH_COLLAPSED, -1.0, cos)
+
+
 def turned_over(pred_cos: np.ndarray, truth_cos: np.ndarray, truth_facing: float = TRUTH_FACING_COS) -> int:
     """Number of triangles whose normal turns over (points against its rest normal, `facing_cos` < 0) in some
     predicted frame while the truth's same frame keeps it facing (cosine above truth_facing: a triangle the truth
-    itself turns edge-on, such as a cap stretched across an opened mouth, is a tie, not a fold; with
-    truth_facing=0 any triangle the truth does not turn over counts). pred_cos / truth_cos (T, F)."""
+    itself turns edge-on, such as a cap stretched across an opened mouth, or collapses (`truth_facing_cos`), is a
+    tie, not a fold; with truth_facing=0 any triangle the truth does not turn over counts). pred_cos / truth_cos
+    (T, F)."""
     return int(((pred_cos < 0) & (truth_cos > truth_facing)).any(0).sum())

@@ -314,7 +314,8 @@ def write_outputs(result: BenchmarkResult, out: Path, model_dir: str, card: dict
         "(1 = the mouth opens as far as the truth). Lid gap error: |predicted - true| eyelid gap at eyeBlink = 1 "
         "(dlib 37-41, 38-40, 43-47, 44-46). Max: the largest per-vertex error on the face region over every "
         "frame. Flipped triangles: skin triangles (added bags and caps included) whose normal turns over against "
-        "the rest shape in some frame where the truth's does not.",
+        "the rest shape in some frame where the truth's does not (a triangle the truth collapses below 10 % of its "
+        "rest area counts as turned by the truth: it has no direction left).",
         "",
         artist_table(summary, result.size.artist_categories),
         "",

@@ -51,7 +51,7 @@ class _Context:
     lip: np.ndarray
     eyeballs: list            # index arrays of non-skin components (the two eyeballs)
     skin_faces: np.ndarray    # (F, 3) triangles of the skin (with any added bag or cap)
-    truth_cos: np.ndarray     # (T, F) the truth's triangle normals against the rest's (`M.facing_cos`)
+    truth_cos: np.ndarray     # (T, F) the truth's triangle normals against the rest's (`M.truth_facing_cos`)
 
 
 def _context(target, expr) -> _Context:
@@ -65,7 +65,7 @@ def _context(target, expr) -> _Context:
     skin_faces = target.faces[target.skin_mask[target.faces].all(1)]
     return _Context(target, expr, v0, gt, gt_pos, M.vertex_normals(gt_pos, target.faces),
                     M.landmark_pairs(target.landmarks, M.EYELID_PAIRS), M.landmark_pairs(target.landmarks, M.LIP_PAIRS),
-                    eyeballs, skin_faces, M.facing_cos(v0, gt_pos, skin_faces))
+                    eyeballs, skin_faces, M.truth_facing_cos(v0, gt_pos, skin_faces))
 
 
 def method_metrics(pred: np.ndarray, ctx: _Context) -> dict:
