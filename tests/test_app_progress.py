@@ -76,8 +76,10 @@ def test_long_take_progress_moves_every_second(long_app, small_head):
     stage_of = [next((k for k, name in enumerate(RUN_STAGES) if f"· {name}" in m), None) for _, m, _ in seen]
     assert None not in stage_of, [m for (_, m, _), k in zip(seen, stage_of) if k is None][:3]
     assert stage_of == sorted(stage_of), "stages went backwards"
-    long_stages = {RUN_STAGES.index(n) for n in ("decoding frames", "writing the OBJ zip",
-                                                  "baking the 53-shape rig", "rendering the preview MP4")}
+    # decoding and the preview are 600 frames each and report frame by frame; the OBJ zip and the rig can be done
+    # between two polls on a fast machine (CI once saw no OBJ-zip message: it took less than a poll), and the gap
+    # check below covers them whether they are seen or not
+    long_stages = {RUN_STAGES.index(n) for n in ("decoding frames", "rendering the preview MP4")}
     assert long_stages <= set(stage_of), sorted(set(stage_of))
     assert all(f"stage {k + 1}/{len(RUN_STAGES)}" in m for (_, m, _), k in zip(seen, stage_of))
     assert any("left in this stage" in m for _, m, _ in seen) and any("whole run about" in m for _, m, _ in seen)
