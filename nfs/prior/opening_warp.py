@@ -1,8 +1,8 @@
-"""Stylised proportions at the openings: where a target's eyes or mouth are modelled bigger, smaller or moved
-against the ICT face fitted to it (an artist's big eyes, a wide mouth), the fitted face is warped locally about
-each opening so that its opening meets the target's, and the expression deltas are pushed through the warp's
-Jacobian, so a blink closes a bigger eye and a wider mouth opens wider. An opening the fitted face already matches
-(any ICT identity, a lip slit, lids apart: the fit's rest pose takes those) leaves the face as it is.
+"""Stylised proportions at the eyes: where a target's eyes are modelled bigger, smaller or moved against the ICT
+face fitted to it (an artist's big eyes), the fitted face is warped locally about each eye opening so that its
+opening meets the target's, and the expression deltas are pushed through the warp's Jacobian, so a blink closes a
+bigger eye. An opening the fitted face already matches (any ICT identity, lids apart: the fit's rest pose takes
+those) leaves the face as it is. The mouth could be met the same way, but is not (`WARPED_OPENINGS` says why).
 
 The fit itself cannot do this: its identity modes do not make one feature 1.5x bigger, and its robust weights let
 such a feature go rather than drag the face. So the openings' own boundary loops are matched corner to corner: the
