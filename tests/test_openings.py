@@ -169,6 +169,7 @@ def test_joined_lips_and_bag_keep_facing_in_dense_random_expressions(ict):
     bag that the truth keeps facing (within 75 degrees of its rest normal) turns over under the template prior,
     save slivers whose corners all sit on the truth (within 0.1 mm: the truth turns them nearly edge-on too)."""
     from nfs.data.subjects import sample_expressions
+    from nfs.eval.metrics import facing_cos
     weights = sample_expressions(np.random.default_rng(5), 24)
     for seed, style in ((1_000_003, ArtistStyle(join_lips=True)), (1_000_004, ArtistStyle(rest_jaw=0.1,
                                                                                           mouth_bag=True))):
@@ -176,15 +177,8 @@ def test_joined_lips_and_bag_keep_facing_in_dense_random_expressions(ict):
         m = apply_style(v, f, ict.expression_deltas[:, : len(v)], ict_region_labels(),
                         feature_centres(v, ict.landmarks68), style)
         basis = template_expression_basis(m.vertices, faces=m.faces)
-
-        def cosines(b):
-            rest = np.cross(m.vertices[m.faces[:, 1]] - m.vertices[m.faces[:, 0]],
-                            m.vertices[m.faces[:, 2]] - m.vertices[m.faces[:, 0]])
-            rest /= np.maximum(np.linalg.norm(rest, axis=1, keepdims=True), 1e-30)
-            x = m.vertices[None] + np.einsum("tk,kvc->tvc", weights, b)
-            n = np.cross(x[:, m.faces[:, 1]] - x[:, m.faces[:, 0]], x[:, m.faces[:, 2]] - x[:, m.faces[:, 0]])
-            return (n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-30) * rest).sum(-1)
-        truth, ours = cosines(m.basis), cosines(basis)
+        truth, ours = (facing_cos(m.vertices, m.vertices[None] + np.einsum("tk,kvc->tvc", weights, b), m.faces)
+                       for b in (m.basis, basis))
         err_mm = np.linalg.norm(np.einsum("tk,kvc->tvc", weights, basis - m.basis), axis=-1) * 10
         off_truth = (err_mm[:, m.faces] > 0.1).any(-1)                      # (T, F)
         turned = ((ours < 0) & (truth > np.cos(np.radians(75.0))) & off_truth).any(0)

@@ -117,27 +117,24 @@ TRUTH_FACING_COS = np.cos(np.radians(75.0))   # the truth keeps a triangle facin
 TRUTH_COLLAPSED = 0.1   # ... and at least this fraction of its rest area (a collapsed triangle has no direction)
 
 
+def _normals_and_areas(x: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit triangle normals (..., F, 3) and twice the triangle areas (..., F) of positions x (..., V, 3)."""
+    n = np.cross(x[..., faces[:, 1], :] - x[..., faces[:, 0], :], x[..., faces[:, 2], :] - x[..., faces[:, 0], :])
+    length = np.linalg.norm(n, axis=-1)
+    return n / np.maximum(length, 1e-30)[..., None], length
+
+
 def facing_cos(rest: np.ndarray, pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(T, F) cosine between each triangle's normal in frames pos (T, V, 3) and at rest (V, 3)."""
-    def unit_normals(x):
-        n = np.cross(x[..., faces[:, 1], :] - x[..., faces[:, 0], :], x[..., faces[:, 2], :] - x[..., faces[:, 0], :])
-        return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-30)
-    return (unit_normals(pos) * unit_normals(rest)).sum(-1)
-
-
-def area_ratio(rest: np.ndarray, pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(T, F) each triangle's area in frames pos (T, V, 3) over its area at rest (V, 3)."""
-    def areas(x):
-        return np.linalg.norm(np.cross(x[..., faces[:, 1], :] - x[..., faces[:, 0], :],
-                                       x[..., faces[:, 2], :] - x[..., faces[:, 0], :]), axis=-1)
-    return areas(pos) / np.maximum(areas(rest), 1e-30)
+    return (_normals_and_areas(pos, faces)[0] * _normals_and_areas(rest, faces)[0]).sum(-1)
 
 
 def truth_facing_cos(rest: np.ndarray, truth_pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """`facing_cos` of the truth, with -1 where the truth collapses a triangle (below TRUTH_COLLAPSED of its rest
     area): a triangle squeezed to a line has no direction to keep, so turning it is a tie, not a fold."""
-    cos = facing_cos(rest, truth_pos, faces)
-    return np.where(area_ratio(rest, truth_pos, faces) < TRUTH_COLLAPSED, -1.0, cos)
+    (n_rest, a_rest), (n_pos, a_pos) = _normals_and_areas(rest, faces), _normals_and_areas(truth_pos, faces)
+    collapsed = a_pos < TRUTH_COLLAPSED * np.maximum(a_rest, 1e-30)
+    return np.where(collapsed, -1.0, (n_pos * n_rest).sum(-1))
 
 
 def turned_over(pred_cos: np.ndarray, truth_cos: np.ndarray, truth_facing: float = TRUTH_FACING_COS) -> int:

@@ -204,11 +204,8 @@ def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie
         s = from_rim / np.maximum(from_rim + to_deep, 1e-9)
         centre = v[rim].mean(0)
         hang = np.zeros(len(comp), np.int64)
-        for level in np.unique(from_rim):
+        for level in np.unique(from_rim)[:-1]:          # the deepest vertices hang from the rim's mean alone
             at = np.nonzero(from_rim == level)[0]
-            shrink = max(1.0 - float(s[at].mean()), 1e-6) if level < from_rim.max() else 0.0
-            if shrink == 0.0:
-                continue                               # the deepest vertices hang from the rim's mean alone
             on_rim = centre + (v[comp[at]] - v[comp[at]].mean(0)) / np.maximum(1.0 - s[at, None], 1e-6)
             dist = np.linalg.norm(on_rim[:, None, :] - v[rim][None], axis=-1)         # (A, R)
             near = dist <= dist.min(1, keepdims=True) + tie_cm

@@ -7,9 +7,9 @@ normalisation is a per-(frame, channel) scale `s` and shift `t`, so each hidden 
 
 where `g` is the bare matrix product and `b` a per-channel constant carried from the previous layer. The factor
 `|s|` goes into the next layer's (C, C) matrix, `d` into its carried constant, so what is left per layer is one
-matrix product, the statistics (each channel's mean and variance over vertices, one pass) and one in-place `max`. Channels whose
-GroupNorm weight is negative have their sign flipped in the matrices once, so `|s|` is always the right factor;
-means are unflipped before they are combined over a group.
+matrix product, the statistics (each channel's mean and variance over vertices, one pass) and one in-place `max`.
+Channels whose GroupNorm weight is negative have their sign flipped in the matrices once, so `|s|` is always the
+right factor; means are unflipped before they are combined over a group.
 
 bfloat16 precision: each product is (nearly) centred over vertices, its centre moved into the carried constant, so
 the statistics, taken in bfloat16 with float accumulation, need no cancellation (some channels have a mean 30

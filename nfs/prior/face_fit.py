@@ -113,6 +113,7 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
     modes_vck = np.ascontiguousarray(identity.transpose(1, 2, 0))     # (S, 3, modes): gathered per closest point
     fit = FaceFit(np.zeros(n_modes), 1.0, np.eye(3), np.zeros(3))
     n_id = n_modes - (len(pose_deltas) if rest_pose else 0)
+    may_stop = max([3] + [until for until, _ in stages])    # convergence counts once every mode is free
     for it in range(iterations):
         face = mean + np.tensordot(fit.coeffs, identity, axes=1)
         q = fit.to_model(p)
@@ -160,7 +161,7 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
             fit.rotation = rot @ fit.rotation
             fit.translation = rot @ fit.translation + tau
         still = not rigid or (np.abs(x[n_modes:n_modes + 3]).max() < 1e-5 and np.abs(x[n_modes + 3:]).max() < 1e-4)
-        if it >= max([3] + [until for until, _ in stages]) and step < converged and still:
+        if it >= may_stop and step < converged and still:
             break
     fit.iterations = it + 1
     if rest_pose:

@@ -41,20 +41,20 @@ class OpeningWarp:
     shift: np.ndarray
 
     def _parts(self, x: np.ndarray):
-        d = x[:, None, :] - self.centers[None]                                       # (N, K, 3)
-        w = plateau(np.linalg.norm(d, axis=-1), self.inner[None], self.outer[None])  # (N, K)
-        grad = plateau_gradient(d, self.inner[None], self.outer[None])               # (N, K, 3)
-        return d, w, grad
+        """x (N, 3) -> offsets from the centres d (N, K, 3), weights w (N, K), each centre's motion (N, K, 3)."""
+        d = np.asarray(x, np.float64)[:, None, :] - self.centers[None]
+        w = plateau(np.linalg.norm(d, axis=-1), self.inner[None], self.outer[None])
+        return d, w, np.einsum("kij,nkj->nki", self.linear, d) + self.shift[None]
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """(N, 3) -> (N, 3) warped points, cm."""
-        d, w, _ = self._parts(np.asarray(x, np.float64))
-        return x + np.einsum("nk,nki->ni", w, np.einsum("kij,nkj->nki", self.linear, d) + self.shift[None])
+        _, w, moved = self._parts(x)
+        return x + np.einsum("nk,nki->ni", w, moved)
 
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         """(N, 3) -> (N, 3, 3): I + sum_k [w_k A_k + (A_k d_k + t_k) grad w_k^T]."""
-        d, w, grad = self._parts(np.asarray(x, np.float64))
-        moved = np.einsum("kij,nkj->nki", self.linear, d) + self.shift[None]          # (N, K, 3)
+        d, w, moved = self._parts(x)
+        grad = plateau_gradient(d, self.inner[None], self.outer[None])               # (N, K, 3)
         return (np.eye(3)[None] + np.einsum("nk,kij->nij", w, self.linear)
                 + np.einsum("nki,nkj->nij", moved, grad))
 

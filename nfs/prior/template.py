@@ -223,8 +223,8 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     With the target's `faces` (F, 3): closest points never cross the mouth or an eye (`side_aware_closest_points`),
     seams where the target joins lips or lids are relaxed (`smooth_lip_seam`), a target whose eyes are modelled
     wider open than ICT's (rest eyeBlink < 0) gets blink shapes that still close them, and with `warp_openings`
-    eyes or a mouth modelled bigger, smaller or moved against the fitted face (stylised proportions) are met by a
-    local warp of the fitted face whose Jacobian carries the deltas (`nfs.prior.opening_warp`)."""
+    eyes modelled bigger, smaller or moved against the fitted face (stylised proportions) are met by a local warp
+    of the fitted face whose Jacobian carries the deltas (`nfs.prior.opening_warp`)."""
     mean, tf, deltas, _ = skin_template()
     v = np.asarray(vertices_ict, np.float64)
     fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
