@@ -56,8 +56,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         from nfs.pipeline import resolve_device
-        resolve_device(args.device)
+        device = resolve_device(args.device)
         model, card, model_dir = load_model(args)
+        if device.type == "cpu":
+            # the decoder's compiled CPU kernel: built once per machine (~10 s), so no run waits for it later
+            from nfs.model.cpu_kernels import cpu_kernels_available, kernel_status
+            cpu_kernels_available()
+            logging.getLogger("nfs.app").info("decoder normalisation: %s", kernel_status())
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ import torch
 
 from nfs.geometry.remesh import decimate, subdivide_midpoint
 from nfs.ict import load_ict
+from nfs.model.cpu_kernels import cpu_kernels_available, kernel_status
 from nfs.model.precision import inference_dtype, model_autocast
 from nfs.pipeline import decode, decode_skin, load_shipped_model, prepare_target
 
@@ -138,6 +139,11 @@ def main() -> None:
     codes[:, :53] = rng.uniform(0, 1, (a.frames, 53)) * (rng.random((a.frames, 53)) < 0.2)
     print(f"hardware: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"CPU flags: {cpu_flags()}")
+    if a.device != "cuda":
+        # before any cold operator cache is set up, so prepare timings never include the one-off compile
+        t = time.perf_counter()
+        cpu_kernels_available()
+        print(f"decoder normalisation on the CPU: {kernel_status()} ({time.perf_counter() - t:.1f} s)")
     if a.device != "cuda":
         cpu_figures(model, codes, a)
     if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from nfs.model.cpu_kernels import cpu_kernels_available
 from nfs.model.network import POSITION_SCALE, NFSNetwork, TargetEncoding
 
 
@@ -50,6 +51,7 @@ class FoldedDecoder:
     dtype: torch.dtype
     correction: bool = True       # False: the network's output is off and not computed (the prior alone)
     weights_expression: torch.Tensor | None = None  # (V, n_expression) contiguous copy of the ICT-weight columns
+    fused: bool = False           # CPU: each layer's normalisation runs in the compiled kernel (cpu_kernels.py)
 
     @property
     def n_vertices(self) -> int:
@@ -84,7 +86,8 @@ class FoldedDecoder:
             prior = encoding.prior.float().reshape(encoding.prior.shape[0], -1).contiguous()
         static, weights = static[0], encoding.weights[0].float()
         static_mean, weights_mean = static.mean(0), weights.mean(0)
-        return cls(static=(static - static_mean).to(dtype).contiguous(), static_mean=static_mean,
+        fused = static.device.type == "cpu" and cpu_kernels_available()
+        return cls(fused=fused, static=(static - static_mean).to(dtype).contiguous(), static_mean=static_mean,
                    weights=(weights - weights_mean).to(dtype).contiguous(), weights_mean=weights_mean,
                    code_matrix=first[n_s:n_s + c].contiguous(), hidden=hidden,
                    out_matrix=model.decoder_out.weight.float().T.contiguous(),
@@ -162,8 +165,9 @@ class FoldedDecoder:
             # codes of ICT weights (Live Link, built-in clips) have only their first n_expression entries set: the
             # first product then needs only those columns of the skinning weights (a strided view, no copy)
             used = self.n_expression if not z[:, self.n_expression:].any() else z.shape[1]
+            frame = self._frame_fused if self.fused else self._frame
             for i in range(z.shape[0]):
-                out[i] = self._frame(z[i], buffers, used)
+                out[i] = frame(z[i], buffers, used)
         else:
             for s in range(0, z.shape[0], batch_frames):
                 out[s:s + batch_frames] = self._frames(z[s:s + batch_frames])
@@ -232,3 +236,32 @@ class FoldedDecoder:
             scale, d = self._normalise(g, carried, layer)
         out, carried = self._centred_product(g, scale, d, self.out_matrix)
         return out.float() + (carried + self.out_bias)
+
+    def _frame_fused(self, z: torch.Tensor, buffers: list, used: int | None = None) -> torch.Tensor:
+        """`_frame` with each layer's statistics, group arithmetic and clamp in one call of the compiled kernel
+        (`torch.ops.nfs_kernels.normalise_`), which also re-centres the clamped activations (bfloat16): each
+        layer is then one kernel call, one bare product and three small products."""
+        code_mat = z[:, None] * self.code_matrix                                      # (code, W)
+        carried = self.static_mean + self.weights_mean @ code_mat
+        g, spare = buffers
+        used = used or len(z)
+        weights = self.weights_expression if used == self.n_expression and self.weights_expression is not None \
+            else self.weights[:, :used]
+        torch.addmm(self.static, weights, code_mat[:used].to(self.dtype), out=g)
+        centre = self.dtype != torch.float32
+        normalise = torch.ops.nfs_kernels.normalise_
+        # scale_offset (2, W): the true activation is scale * (g + offset), g as the kernel left it
+        scale_offset = normalise(g, carried, self.signs[0], self.gamma_abs[0], self.beta[0], self.groups, self.eps,
+                                 centre)
+        for layer, matrix in enumerate(self.hidden, start=1):
+            scale, offset = scale_offset
+            carried = (scale * offset) @ matrix
+            torch.mm(g, (scale[:, None] * matrix).to(self.dtype), out=spare)
+            g, spare = spare, g
+            scale_offset = normalise(g, carried, self.signs[layer], self.gamma_abs[layer], self.beta[layer],
+                                     self.groups, self.eps, centre)
+        scale, offset = scale_offset
+        carried = (scale * offset) @ self.out_matrix + self.out_bias
+        # the 3-column output product runs 3-4x faster as (3, W) @ y^T than as y @ (W, 3) in the CPU BLAS
+        out = torch.mm((scale[:, None] * self.out_matrix).T.to(self.dtype).contiguous(), g.T).T
+        return out.float() + carried

@@ -55,5 +55,6 @@ def describe_device(device: torch.device | str) -> str:
     dtype = "bfloat16" if inference_dtype(dev) == torch.bfloat16 else "float32"
     if dev.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(dev)} ({dtype})"
+    from nfs.model.cpu_kernels import kernel_status
     why = "native bfloat16 matmul" if dtype == "bfloat16" else "no native bfloat16 on this CPU"
-    return f"CPU, {torch.get_num_threads()} threads ({dtype}: {why})"
+    return f"CPU, {torch.get_num_threads()} threads ({dtype}: {why}; decoder normalisation: {kernel_status()})"
