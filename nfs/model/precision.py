@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -18,8 +19,14 @@ def cpu_has_bf16() -> bool:
 
 
 def inference_dtype(device: torch.device | str = "cpu") -> torch.dtype:
-    """bfloat16 on GPUs and on CPUs with native bfloat16 matmul, float32 elsewhere."""
-    return torch.bfloat16 if torch.device(device).type == "cuda" or cpu_has_bf16() else torch.float32
+    """bfloat16 on GPUs and on CPUs with native bfloat16 matmul, float32 elsewhere. NFS_CPU_DTYPE=float32 keeps a
+    CPU with bfloat16 in float32 (the exact path, and what AVX2-only machines run)."""
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16
+    choice = os.environ.get("NFS_CPU_DTYPE", "auto").strip().lower() or "auto"
+    if choice not in ("auto", "float32"):
+        raise ValueError(f"NFS_CPU_DTYPE must be auto or float32, got {choice!r}")
+    return torch.bfloat16 if choice == "auto" and cpu_has_bf16() else torch.float32
 
 
 def model_autocast(device: torch.device | str = "cpu"):
@@ -56,5 +63,6 @@ def describe_device(device: torch.device | str) -> str:
     if dev.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(dev)} ({dtype})"
     from nfs.model.cpu_kernels import kernel_status
-    why = "native bfloat16 matmul" if dtype == "bfloat16" else "no native bfloat16 on this CPU"
+    why = ("native bfloat16 matmul" if dtype == "bfloat16" else "NFS_CPU_DTYPE=float32" if cpu_has_bf16()
+           else "no native bfloat16 on this CPU")
     return f"CPU, {torch.get_num_threads()} threads ({dtype}: {why}; decoder normalisation: {kernel_status()})"
