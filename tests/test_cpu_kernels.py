@@ -141,3 +141,17 @@ def test_without_a_compiler_the_decoder_falls_back_and_says_why(tmp_path):
     assert "decoder normalisation: unavailable" in out
     assert "FUSED False (2, 50, 3) True" in out
     assert not any(p.suffix == ".so" for p in tmp_path.rglob("*"))   # nothing half-built left behind
+
+
+def test_cpu_dtype_override(monkeypatch):
+    """NFS_CPU_DTYPE=float32 keeps the CPU in float32 whatever it has; GPUs stay bfloat16; a typo is an error."""
+    from nfs.model.precision import cpu_has_bf16, describe_device, inference_dtype
+    monkeypatch.delenv("NFS_CPU_DTYPE", raising=False)
+    assert inference_dtype("cpu") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    monkeypatch.setenv("NFS_CPU_DTYPE", "float32")
+    assert inference_dtype("cpu") == torch.float32
+    assert inference_dtype("cuda") == torch.bfloat16
+    assert "(float32:" in describe_device("cpu")
+    monkeypatch.setenv("NFS_CPU_DTYPE", "fp16")
+    with pytest.raises(ValueError, match="NFS_CPU_DTYPE must be auto or float32"):
+        inference_dtype("cpu")
