@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         model, card, model_dir = load_model(args)
         if device.type == "cpu":
             # the decoder's compiled CPU kernel: built once per machine (~10 s), so no run waits for it later
-            from nfs.model.cpu_kernels import cpu_kernels_available, kernel_status
+            from nfs.pipeline import cpu_kernels_available, kernel_status
             cpu_kernels_available()
             logging.getLogger("nfs.app").info("decoder normalisation: %s", kernel_status())
     except (FileNotFoundError, ValueError) as e:

@@ -43,6 +43,7 @@ from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
 from nfs.model.precision import describe_device, inference_dtype, model_autocast, resolve_device  # noqa: F401
+from nfs.model.cpu_kernels import cpu_kernels_available, kernel_status  # noqa: F401  (the app warms the kernel)
 from nfs.prior import fit_ict_weights, template_expression_basis
 from nfs.regions import N_REGIONS, REGION_NAMES, region_colors  # noqa: F401 (the names: re-exported)
 from nfs.render import render_normal_depth, render_shaded
