@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -102,6 +103,7 @@ def cpu_kernels_available() -> bool:
         name = _library_name(cxx)
         target = next((d / name for d in kernel_dirs() if (d / name).exists()), None)
         built_now = target is None
+        started = time.perf_counter()
         if built_now:
             for folder in kernel_dirs():
                 target = folder / name
@@ -117,11 +119,12 @@ def cpu_kernels_available() -> bool:
     except Exception as exc:  # noqa: BLE001: any failure leaves the eager path, with the reason on record
         _status = f"unavailable: {type(exc).__name__}: {exc}".strip()[:1000]
         return False
-    _status = f"fused CPU kernel {'built' if built_now else 'loaded'} ({target.name})"
+    how = f"built on this machine in {time.perf_counter() - started:.1f} s" if built_now else "cached build"
+    _status = f"compiled CPU kernel ({how}: {target})"
     return True
 
 
 def kernel_status() -> str:
-    """One line: whether the fused CPU kernel is in use, or why not ("not loaded yet" before the first decoder
+    """One line: whether the compiled CPU kernel is in use, or why not ("not loaded yet" before the first decoder
     is built or `cpu_kernels_available()` is called; asking does not build it)."""
     return _status
