@@ -184,7 +184,7 @@ def run_benchmark(model, benchmark, log=print, workers: int = 1, model_dir: str 
 
 
 def _run_benchmark(model, benchmark, log, workers: int, model_dir: str | None) -> BenchmarkResult:
-    t_start, cpu_start = time.perf_counter(), time.process_time()
+    t_start, cpu_start = time.perf_counter(), _cpu_seconds()
     size, expr = benchmark.size, benchmark.expressions()
     specs = benchmark.specs()
     result = BenchmarkResult(size, expr)
@@ -217,8 +217,14 @@ def _run_benchmark(model, benchmark, log, workers: int, model_dir: str | None) -
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     result.wall_s = time.perf_counter() - t_start
-    result.cpu_s = time.process_time() - cpu_start
+    result.cpu_s = _cpu_seconds() - cpu_start        # after the pool's shutdown: its workers are reaped
     return result
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its child processes that have ended (the workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _timed_evaluation(target, expr, model, size, heat: bool):
