@@ -83,11 +83,14 @@ def _face_template() -> _FaceTemplate:
 
 def _farthest_first(points: np.ndarray) -> np.ndarray:
     """An order of the points (N,) in which every prefix is spread out (farthest-point sampling)."""
-    order = np.zeros(len(points), np.int64)
-    dist = np.linalg.norm(points - points[0], axis=1)
-    for i in range(1, len(points)):
+    p = np.ascontiguousarray(points, dtype=np.float64)
+    order = np.zeros(len(p), np.int64)
+    diff = p - p[0]
+    dist = np.einsum("ij,ij->i", diff, diff)         # squared distances: the same order, 2x faster than norms
+    for i in range(1, len(p)):
         order[i] = int(np.argmax(dist))
-        dist = np.minimum(dist, np.linalg.norm(points - points[order[i]], axis=1))
+        np.subtract(p, p[order[i]], out=diff)
+        np.minimum(dist, np.einsum("ij,ij->i", diff, diff), out=dist)
     return order
 
 
