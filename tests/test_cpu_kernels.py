@@ -155,3 +155,26 @@ def test_cpu_dtype_override(monkeypatch):
     monkeypatch.setenv("NFS_CPU_DTYPE", "fp16")
     with pytest.raises(ValueError, match="NFS_CPU_DTYPE must be auto or float32"):
         inference_dtype("cpu")
+
+
+@needs_compiler
+def test_fresh_build_from_several_threads_builds_once(tmp_path):
+    """An empty kernel cache and three threads asking at once (an app decoding for several sessions): one build,
+    one library in the cache, every thread gets the kernel."""
+    script = (
+        "import threading\n"
+        "from nfs.model.cpu_kernels import cpu_kernels_available, kernel_status\n"
+        "results = []\n"
+        "threads = [threading.Thread(target=lambda: results.append(cpu_kernels_available())) for _ in range(3)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "print('RESULTS', results)\n"
+        "print('STATUS', kernel_status())\n")
+    env = dict(os.environ, NFS_KERNEL_CACHE=str(tmp_path / "k"))
+    env.pop("NFS_CPU_KERNELS", None)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RESULTS [True, True, True]" in run.stdout
+    assert "STATUS compiled CPU kernel (built on this machine in" in run.stdout
+    built = sorted(p.name for p in (tmp_path / "k").iterdir())
+    assert len(built) == 1 and built[0].startswith("nfs_kernels_") and built[0].endswith(".so"), built

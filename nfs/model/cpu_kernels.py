@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ SOURCE = Path(__file__).with_name("csrc") / "folded_decoder.cpp"
 BUILD_TIMEOUT_S = 300
 
 _status = "not loaded yet"
+_LOCK = threading.Lock()
 
 
 def kernel_dirs() -> list[Path]:
@@ -88,9 +91,15 @@ def _build(cxx: str, target: Path) -> None:
         os.replace(built, target)
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_kernels_available() -> bool:
-    """Build (first time on this machine, ~10-20 s) and load the kernel; False where that is impossible."""
+    """Build (first time on this machine, ~10-20 s) and load the kernel; False where that is impossible. Decided
+    once per process; callers on several threads wait for the one that builds."""
+    with _LOCK:
+        return _load_once()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_once() -> bool:
     global _status
     if os.environ.get("NFS_CPU_KERNELS", "1").strip() in ("0", "false", "no", "off"):
         _status = "off (NFS_CPU_KERNELS=0)"
@@ -105,6 +114,7 @@ def cpu_kernels_available() -> bool:
         built_now = target is None
         started = time.perf_counter()
         if built_now:
+            logging.getLogger(__name__).info("building the decoder's CPU kernel (once on this machine, ~10 s)")
             for folder in kernel_dirs():
                 target = folder / name
                 try:
