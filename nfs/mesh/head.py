@@ -68,7 +68,7 @@ def _face_template() -> _FaceTemplate:
     vertices = vertices.astype(np.float64)
     face_faces = model.region_faces("narrow_face")
     points, normals = sample_surface(vertices, face_faces, 4000, seed=5)
-    order = _farthest_first(points)                  # any prefix of the samples spreads over the whole face
+    order = _farthest_first(points, SCORE_POINTS)    # the prefixes the search uses spread over the whole face
     points, normals = points[order], normals[order]
     centroid, rms, _ = surface_moments(vertices, face_faces)
     near_axis = np.linalg.norm(points[:, :2] - centroid[:2], axis=1) < 2.0
@@ -81,17 +81,21 @@ def _face_template() -> _FaceTemplate:
     return _FaceTemplate(points, normals, rms, centroid, anchor, (lo, hi), neck.mean(0) + NECK_MARGIN_CM * down, down)
 
 
-def _farthest_first(points: np.ndarray) -> np.ndarray:
-    """An order of the points (N,) in which every prefix is spread out (farthest-point sampling)."""
+def _farthest_first(points: np.ndarray, count: int | None = None) -> np.ndarray:
+    """An order of the points (N,) whose first `count` (default all) are farthest-point samples, so that every
+    prefix up to `count` is spread out; the rest follow in their own order (the search only ever takes prefixes
+    up to SCORE_POINTS, or all of the points)."""
     p = np.ascontiguousarray(points, dtype=np.float64)
-    order = np.zeros(len(p), np.int64)
+    count = len(p) if count is None else min(int(count), len(p))
+    order = np.zeros(count, np.int64)
     diff = p - p[0]
     dist = np.einsum("ij,ij->i", diff, diff)         # squared distances: the same order, 2x faster than norms
-    for i in range(1, len(p)):
+    for i in range(1, count):
         order[i] = int(np.argmax(dist))
         np.subtract(p, p[order[i]], out=diff)
         np.minimum(dist, np.einsum("ij,ij->i", diff, diff), out=dist)
-    return order
+    rest = np.setdiff1d(np.arange(len(p)), order, assume_unique=False)
+    return np.concatenate([order, rest])
 
 
 def _neck_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
