@@ -22,7 +22,7 @@ import torch
 from nfs.geometry.remesh import decimate, subdivide_midpoint
 from nfs.ict import load_ict
 from nfs.model.cpu_kernels import cpu_kernels_available, kernel_status
-from nfs.model.precision import inference_dtype, model_autocast
+from nfs.model.precision import cpu_flags, inference_dtype, model_autocast
 from nfs.pipeline import decode, decode_skin, load_shipped_model, prepare_target
 
 
@@ -139,13 +139,12 @@ def main() -> None:
     codes = np.zeros((a.frames, model.cfg.code_dim), np.float32)
     codes[:, :53] = rng.uniform(0, 1, (a.frames, 53)) * (rng.random((a.frames, 53)) < 0.2)
     print(f"hardware: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"CPU flags: {cpu_flags()}")
+          f"CPU flags: {shown_cpu_flags()}")
     if a.device != "cuda":
         # before any cold operator cache is set up, so prepare timings never include the one-off compile
         t = time.perf_counter()
         cpu_kernels_available()
         print(f"decoder normalisation on the CPU: {kernel_status()} ({time.perf_counter() - t:.1f} s)")
-    if a.device != "cuda":
         cpu_figures(model, codes, a)
     if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()):
         gpu_figures(model, codes, a.quick)
@@ -153,10 +152,10 @@ def main() -> None:
         print("\nno CUDA GPU visible to torch: no GPU figures")
 
 
-def cpu_flags() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
+def shown_cpu_flags() -> str:
+    """The flags that decide the kernels and the number type, as the benchmark prints them."""
+    flags = cpu_flags()
+    if not flags:
         return "unknown"
     return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "none"
 
@@ -206,7 +205,6 @@ def cpu_figures(model, codes, a) -> None:
           f"{min(peaks):.0f}-{peak:.0f}); per-round ratios min / median / max {ratios[0]:.0f} / "
           f"{ratios[len(ratios) // 2]:.0f} / {ratios[-1]:.0f}%; {100 * achieved / f32:.0f}% of float32, "
           f"{100 * achieved / bf16:.0f}% of bfloat16")
-    print(f"decoder normalisation: {kernel_status()}")
     if eager is not None:
         paired = sorted(k / e for k, e in zip(rates, eager_rates))
         print(f"the same decoder without the kernel (eager torch), in the same rounds: {max(eager_rates):.0f} GFLOP/s "

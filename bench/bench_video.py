@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nfs.model.precision import cpu_flags
 from nfs.video.fit import FitConfig, fit_landmarks
 from nfs.video.landmarks import FaceTracker
 from nfs.video.reader import read_frames
@@ -26,12 +27,11 @@ from nfs.video.synthetic import write_video
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "video" / "face_expressions.mp4"
 
 
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+def shown_cpu_flags() -> str:
+    flags = cpu_flags()
+    if not flags:
         return "unknown"
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f" {f}" in text) or "none of avx2/avx512"
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags) or "none of avx2/avx512"
 
 
 def main() -> int:
@@ -43,7 +43,7 @@ def main() -> int:
     base = list(frames)
     looped = [base[i % len(base)] for i in range(a.frames)]
     h, w = looped[0].shape[:2]
-    print(f"cpus {os.cpu_count()}, flags: {cpu_flags()}; {len(looped)} frames of {w}x{h}, LiteRT threads {a.threads}")
+    print(f"cpus {os.cpu_count()}, flags: {shown_cpu_flags()}; {len(looped)} frames of {w}x{h}, LiteRT threads {a.threads}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.mp4"
         write_video(path, looped, fps)

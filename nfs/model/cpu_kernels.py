@@ -14,6 +14,7 @@ import functools
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from nfs.model.precision import cpu_flags
 
 SOURCE = Path(__file__).with_name("csrc") / "folded_decoder.cpp"
 BUILD_TIMEOUT_S = 300
@@ -41,17 +44,6 @@ def kernel_dirs() -> list[Path]:
 
 def _compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.machine()
 
 
 def _compile_command(cxx: str, source: Path, target: Path) -> list[str]:
@@ -73,7 +65,8 @@ def _march() -> str:
 
 def _library_name(cxx: str) -> str:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), torch.__version__.encode(), cxx.encode(), _cpu_flags().encode(),
+    flags = " ".join(sorted(cpu_flags())) or platform.machine()
+    for part in (SOURCE.read_bytes(), torch.__version__.encode(), cxx.encode(), flags.encode(),
                  sys.version.encode(), _march().encode()):
         key.update(part)
     return f"nfs_kernels_{key.hexdigest()[:16]}.so"

@@ -9,13 +9,20 @@ import torch
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bfloat16 matmul (avx512_bf16 or AMX); read once per process."""
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read); read once per process."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bfloat16 matmul (avx512_bf16 or AMX)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def inference_dtype(device: torch.device | str = "cpu") -> torch.dtype:

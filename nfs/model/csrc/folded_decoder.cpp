@@ -52,9 +52,9 @@ struct F32 {
   static inline float store(float f) { return f; }
 };
 
-// column sums and sums of squares of rows x[0:rows] (rows x w), added into S and Q
+// column sums and sums of squares of rows x[0:rows] (rows x w), added into S and Q; any width and type
 template <class Ops>
-void block_sums(const typename Ops::T* x, int64_t rows, int64_t w, double* S, double* Q) {
+void block_sums_plain(const typename Ops::T* x, int64_t rows, int64_t w, double* S, double* Q) {
   int64_t j0 = 0;
   for (; j0 + kChunk <= w; j0 += kChunk) {
     float s[kChunk] = {}, q[kChunk] = {};
@@ -85,45 +85,21 @@ void block_sums(const typename Ops::T* x, int64_t rows, int64_t w, double* S, do
 
 #if defined(__AVX512F__)
 // 32 bfloat16 values as two float vectors without shuffles: each 32-bit lane holds columns 2i (low half) and
-// 2i+1 (high half), so `even` = lane << 16 and `odd` = lane & 0xFFFF0000. Per-column vectors are kept split the
-// same way (`split_columns`).
+// 2i+1 (high half), so `even` = lane << 16 and `odd` = lane & 0xFFFF0000 (for sums, where column order is undone
+// once at the end)
 inline void bf16_split(__m512i x, __m512& even, __m512& odd) {
   even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
   odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(int(0xFFFF0000u))));
 }
-inline __m512i round_bf16_bits(__m512 f) {  // float bits rounded to nearest even in the high 16 bits
-  const __m512i u = _mm512_castps_si512(f);
-  const __m512i odd_bit = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  return _mm512_add_epi32(u, _mm512_add_epi32(odd_bit, _mm512_set1_epi32(0x7FFF)));
-}
-inline __m512i bf16_join(__m512 even, __m512 odd) {
-  return _mm512_or_si512(_mm512_srli_epi32(round_bf16_bits(even), 16),
-                         _mm512_and_si512(round_bf16_bits(odd), _mm512_set1_epi32(int(0xFFFF0000u))));
+
+// 32 bfloat16 values as two float vectors in column order: columns 0-15 and 16-31 (two zero-extensions)
+inline void bf16_widen(__m512i x, __m512& first, __m512& second) {
+  first = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(x)), 16));
+  second = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(x, 1)), 16));
 }
 
-// per-column values (w, w a multiple of 32) rearranged chunk by chunk as [16 even columns, 16 odd columns]
-inline std::vector<float> split_columns(const float* values, int64_t w) {
-  std::vector<float> out(w);
-  for (int64_t j0 = 0; j0 < w; j0 += 32)
-    for (int i = 0; i < 16; ++i) {
-      out[j0 + i] = values[j0 + 2 * i];
-      out[j0 + 16 + i] = values[j0 + 2 * i + 1];
-    }
-  return out;
-}
-
-// block_sums for bfloat16 with w a multiple of 32: 32 columns per sweep, two rows per step
-template <>
-void block_sums<Bf16>(const uint16_t* x, int64_t rows, int64_t w, double* S, double* Q) {
-  if (w % 32 != 0) {
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < w; ++j) {
-        const float v = Bf16::load(x[r * w + j]);
-        S[j] += v;
-        Q[j] += double(v) * v;
-      }
-    return;
-  }
+// block_sums_plain for bfloat16 with w a multiple of 32: 32 columns per sweep, two rows per step
+void block_sums_bf16_avx512(const uint16_t* x, int64_t rows, int64_t w, double* S, double* Q) {
   for (int64_t j0 = 0; j0 < w; j0 += 32) {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, q0 = s0, q1 = s0, s2 = s0, s3 = s0, q2 = s0, q3 = s0;
     __m512 a0, a1, b0, b1;
@@ -154,52 +130,40 @@ void block_sums<Bf16>(const uint16_t* x, int64_t rows, int64_t w, double* S, dou
     }
   }
 }
+#endif
+
+template <class Ops>
+void block_sums(const typename Ops::T* x, int64_t rows, int64_t w, double* S, double* Q) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<Ops, Bf16>) {
+    if (w % 32 == 0) return block_sums_bf16_avx512(x, rows, w, S, Q);
+  }
+#endif
+  block_sums_plain<Ops>(x, rows, w, S, Q);
+}
 
 #if defined(__AVX512BF16__)
-// rows of x <- bf16(max(x, lo) - e), w a multiple of 32: widened in column order (two zero-extensions), rounded
-// back by the CPU's own float -> bfloat16 instruction
+// rows of x <- bf16(max(x, lo) - e), w a multiple of 32, rounded back by the CPU's own float -> bfloat16
+// instruction (a CPU without it computes in float32, so bfloat16 is not decoded there but through the plain loop)
 inline void clamp_shift_rows_bf16(uint16_t* x, int64_t rows, int64_t w, const float* lo, const float* e) {
   for (int64_t r = 0; r < rows; ++r) {
     uint16_t* p = x + r * w;
     for (int64_t j = 0; j < w; j += 32) {
-      const __m512i a = _mm512_loadu_si512(p + j);
-      __m512 v0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(a)), 16));
-      __m512 v1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(a, 1)), 16));
+      __m512 v0, v1;
+      bf16_widen(_mm512_loadu_si512(p + j), v0, v1);
       v0 = _mm512_sub_ps(_mm512_max_ps(v0, _mm512_loadu_ps(lo + j)), _mm512_loadu_ps(e + j));
       v1 = _mm512_sub_ps(_mm512_max_ps(v1, _mm512_loadu_ps(lo + j + 16)), _mm512_loadu_ps(e + j + 16));
       _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
     }
   }
 }
-constexpr bool kSplitClampColumns = false;
-#else
-// rows of x <- bf16(max(x, lo) - e), w a multiple of 32, lo and e from split_columns
-inline void clamp_shift_rows_bf16(uint16_t* x, int64_t rows, int64_t w, const float* lo, const float* e) {
-  for (int64_t r = 0; r < rows; ++r) {
-    uint16_t* p = x + r * w;
-    for (int64_t j = 0; j < w; j += 32) {
-      __m512 even, odd;
-      bf16_split(_mm512_loadu_si512(p + j), even, odd);
-      even = _mm512_sub_ps(_mm512_max_ps(even, _mm512_loadu_ps(lo + j)), _mm512_loadu_ps(e + j));
-      odd = _mm512_sub_ps(_mm512_max_ps(odd, _mm512_loadu_ps(lo + j + 16)), _mm512_loadu_ps(e + j + 16));
-      _mm512_storeu_si512(p + j, bf16_join(even, odd));
-    }
-  }
-}
-constexpr bool kSplitClampColumns = true;
-#endif
 #endif
 
 template <class Ops>
 void clamp_shift_rows(typename Ops::T* x, int64_t rows, int64_t w, const float* lo, const float* e) {
-#if defined(__AVX512F__)
+#if defined(__AVX512BF16__)
   if constexpr (std::is_same_v<Ops, Bf16>) {
-    if (w % 32 == 0) {
-      if constexpr (!kSplitClampColumns) return clamp_shift_rows_bf16(x, rows, w, lo, e);
-      // (split once per block; a few hundred floats)
-      const std::vector<float> lo_split = split_columns(lo, w), e_split = split_columns(e, w);
-      return clamp_shift_rows_bf16(x, rows, w, lo_split.data(), e_split.data());
-    }
+    if (w % 32 == 0) return clamp_shift_rows_bf16(x, rows, w, lo, e);
   }
 #endif
   for (int64_t r = 0; r < rows; ++r) {
@@ -215,10 +179,8 @@ inline void add_clamped_row(const typename Ops::T* row, int64_t w, const float* 
   if constexpr (std::is_same_v<Ops, Bf16>) {
     if (w % 32 == 0) {
       for (int64_t j = 0; j < w; j += 32) {
-        const __m512i a = _mm512_loadu_si512(row + j);
-        const __m512 v0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(a)), 16));
-        const __m512 v1 =
-            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(a, 1)), 16));
+        __m512 v0, v1;
+        bf16_widen(_mm512_loadu_si512(row + j), v0, v1);
         _mm512_storeu_ps(acc + j, _mm512_add_ps(_mm512_loadu_ps(acc + j), _mm512_max_ps(v0, _mm512_loadu_ps(lo + j))));
         _mm512_storeu_ps(acc + j + 16,
                          _mm512_add_ps(_mm512_loadu_ps(acc + j + 16), _mm512_max_ps(v1, _mm512_loadu_ps(lo + j + 16))));
@@ -247,11 +209,11 @@ at::Tensor normalise_impl(at::Tensor& g, const float* carried, const float* sign
       block_sums<Ops>(x + r0 * w, r1 - r0, w, S, S + w);
     }
   });
-  std::vector<double> mean_g(w, 0.0), sq_g(w, 0.0);
+  std::vector<double> sum_g(w, 0.0), sumsq_g(w, 0.0);
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t j = 0; j < w; ++j) {
-      mean_g[j] += partial[b * 2 * w + j];
-      sq_g[j] += partial[b * 2 * w + w + j];
+      sum_g[j] += partial[b * 2 * w + j];
+      sumsq_g[j] += partial[b * 2 * w + w + j];
     }
 
   // 2. statistics of g + carried, combined over groups; the factor |s| and threshold lo = -d per channel
@@ -260,13 +222,12 @@ at::Tensor normalise_impl(at::Tensor& g, const float* carried, const float* sign
   float* offset_out = scale_out + w;
   const int64_t per_group = w / groups;
   std::vector<float> lo(w), e(w, 0.f);
-  std::vector<T> lo_stored(w);
   for (int64_t k = 0; k < groups; ++k) {
     double m = 0.0, s2 = 0.0;
     for (int64_t j = k * per_group; j < (k + 1) * per_group; ++j) {
-      const double mg = mean_g[j] / double(v), c = carried[j];
+      const double mg = sum_g[j] / double(v), c = carried[j];
       m += (mg + c) * signs[j];
-      s2 += sq_g[j] / double(v) + 2.0 * c * mg + c * c;
+      s2 += sumsq_g[j] / double(v) + 2.0 * c * mg + c * c;
     }
     m /= double(per_group);
     s2 /= double(per_group);
@@ -276,8 +237,7 @@ at::Tensor normalise_impl(at::Tensor& g, const float* carried, const float* sign
       const double shift = beta[j] - m * gain * signs[j];
       const double scale = std::max(gain, 1e-12);
       const double d = carried[j] + shift / scale;
-      lo_stored[j] = Ops::store(float(-d));
-      lo[j] = Ops::load(lo_stored[j]);  // the threshold as stored: clamped entries are exactly zero downstream
+      lo[j] = Ops::load(Ops::store(float(-d)));  // the threshold as stored: clamped entries are exactly 0 downstream
       scale_out[j] = float(scale);
     }
   }
