@@ -1,6 +1,7 @@
 """Alignment confidence of faces and non-faces, to place the refusal threshold (nfs.pipeline.MIN_FACE_CONFIDENCE).
 
-Faces: the demo targets, a few targets of every evaluation category, heads on bodies (tools/synthetic_bodies.py).
+Faces: the demo targets, a few targets of every evaluation category, heads on bodies
+(tests/data_makers/synthetic_bodies.py).
 Non-faces: a cube, a sphere, a flat disk, a single triangle, a tetrahedron, a torus, a cylinder, a plane grid, a
 random triangle soup. Each goes through the same intake as the product (clean_mesh + find_head) in a random
 orientation and unit. Prints one line per mesh and the gap between the lowest face and the highest non-face.
@@ -50,11 +51,8 @@ def non_faces() -> dict:
 def faces(per_category: int) -> dict:
     from nfs.data.benchmark import CATEGORIES, build_target
     from nfs.ict import load_ict
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("synthetic_bodies", Path(__file__).with_name("synthetic_bodies.py"))
-    bodies = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bodies)
+    sys.path.insert(0, str(REPO_ROOT / "tests"))          # the test-data makers, shared with the tests
+    from data_makers import synthetic_bodies as bodies
     full_body, head_on_shoulders, head_with_separate_torso = (bodies.full_body, bodies.head_on_shoulders,
                                                               bodies.head_with_separate_torso)
 
