@@ -170,3 +170,77 @@ def test_slider_edits_across_a_clip_change(app, app_page, clip_csv):
     b.wait_for("document.querySelector('#run-status').innerText.includes('face_crop_metres ← smile_jaw:')", 240,
                "the run")
     assert "slider edits included in the exports: whole clip: jawOpen +0.40" in b.text("#run-status")
+
+
+# ------------------------------------------------------------------------------------------------ frame rate
+VIEWER_TIMING = """(() => {
+    const all = [...document.querySelectorAll('*')];
+    const after = (label, selector) => {
+        const i = all.findIndex(e => e.childElementCount === 0 && e.textContent.trim() === label);
+        return i < 0 ? null : all.slice(i).find(e => e.matches(selector));
+    };
+    const frame = after('Frame', '[role=slider]'), fps = after('FPS', 'input');
+    return frame && fps ? [Number(frame.getAttribute('aria-valuemax')) + 1, Number(fps.value)] : null;
+})()"""
+
+
+def viewer_timing(b, expected_frames: int | None = None, timeout: float = 60.0) -> tuple[int, float]:
+    """(frames, fps) of the embedded viewer's playback controls (its Frame slider and FPS box), once it shows
+    `expected_frames` frames (or anything, when None) or `timeout` s have passed."""
+    frame = next(f for f in b.page.frames if f != b.page.main_frame)
+    deadline, shown = time.time() + timeout, None
+    while time.time() < deadline:
+        shown = frame.evaluate(VIEWER_TIMING)
+        if shown and (expected_frames is None or shown[0] == expected_frames):
+            break
+        time.sleep(0.5)
+    assert shown, "the viewer's Frame slider and FPS box were not found"
+    return int(shown[0]), float(shown[1])
+
+
+def test_resampled_run_viewer_and_files_agree(app, app_page, tmp_path):
+    """A 30 fps take run at 24 fps: the viewer plays the files' frames at their rate (its frame count and fps
+    equal the exported GLB animation's), and a new clip sets the frame-rate field back to the clip's own rate."""
+    import urllib.request
+
+    from glb_reader import read_glb_mesh
+
+    take = write_expression_csv(tmp_path / "take_30fps.csv", n_frames=12)      # 12 frames at 30 fps, 0.367 s
+    b = app_page
+    b.open(app.url)
+    b.pick_demo_target("face_crop_metres")
+    b.tab("Source")
+    b.wait_for("!!document.querySelector('#clip-upload input[type=file]')", 20, "the clip upload field")
+    b.set_file("#clip-upload input[type=file]", take)
+    b.wait_for("document.querySelector('#clip-info').innerText.includes('take_30fps')", 60, "the take")
+    assert viewer_timing(b, 12) == (12, 30.0)
+    b.page.eval_on_selector("#fps-pick input", """el => {
+        const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+        el.focus(); set.call(el, '24');
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+        el.dispatchEvent(new Event('change', {bubbles: true}));
+        el.blur(); }""")
+    b.click("#run-btn")
+    status = b.wait_for("document.querySelector('#run-status').innerText.includes('←') && "
+                        "document.querySelector('#run-status').innerText", 240, "the run")
+    assert "9 frames at 24 fps" in status, status          # (12 - 1) / 30 s at 24 fps: 9 frames
+    glb_url = b.wait_for("(document.querySelector('#file-glb a') || {}).href", 30, "the GLB download link")
+    glb_path = tmp_path / "run.glb"
+    with urllib.request.urlopen(glb_url, timeout=30) as r:
+        glb_path.write_bytes(r.read())
+    times = read_glb_mesh(glb_path).animation["times"]
+    glb_frames, glb_fps = len(times), (len(times) - 1) / float(times[-1])
+    frames, fps = viewer_timing(b, glb_frames)
+    assert (frames, fps) == (glb_frames, round(glb_fps)) == (9, 24), (frames, fps, glb_frames, glb_fps)
+
+    b.tab("Source")
+    b.eval("(x => x && x.click())(document.querySelector('#clip-upload button[aria-label=Clear]'))")
+    b.wait_for("!!document.querySelector('#clip-upload input[type=file]')", 20, "an empty clip box")
+    b.set_file("#clip-upload input[type=file]", write_expression_csv(tmp_path / "next_take.csv", n_frames=10))
+    b.wait_for("document.querySelector('#clip-info').innerText.includes('next_take')", 60, "the next clip")
+    try:
+        b.wait_for("Number(document.querySelector('#fps-pick input').value) === 0", 30, "the frame-rate field at 0")
+    except TimeoutError:
+        pass                                                   # the assertion below says what it holds
+    assert b.eval("document.querySelector('#fps-pick input').value") == "0"   # the next clip at its own rate
+    assert viewer_timing(b, 10) == (10, 30.0)
