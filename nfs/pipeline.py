@@ -29,6 +29,7 @@ from nfs.arkit import ARKIT_NAMES, ict_to_arkit_shapes, ict_to_arkit_weights
 from nfs.clips import WEIGHT_CEILING, Clip, apply_gain, smooth_codes
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.operators import Operators, get_operators
+from nfs.geometry.proxy import SurfaceProxy, make_proxy
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.io.mesh import MeshError, RawMesh
 from nfs.io.obj import corner_uv_table
@@ -41,8 +42,9 @@ from nfs.model.checkpoint import load_model, weights_hash
 from nfs.model.config import get_preset
 from nfs.mesh.head import find_head, split_head
 from nfs.model.diffusion_net import operators_to_torch
-from nfs.model.fast_decoder import FoldedDecoder
+from nfs.model.fast_decoder import FoldedDecoder, LazyFoldedDecoder  # noqa: F401
 from nfs.model.network import NFSNetwork, TargetEncoding
+from nfs.model.proxy_encoding import carry_encoding
 from nfs.model.precision import describe_device, inference_dtype, model_autocast, resolve_device  # noqa: F401
 from nfs.model.cpu_kernels import cpu_kernels_available, kernel_status  # noqa: F401  (the app warms the kernel)
 from nfs.prior import fit_ict_weights, template_expression_basis
@@ -111,11 +113,12 @@ class PreparedTarget:
     ops: Operators
     image: np.ndarray            # (4, 256, 256)
     encoding: TargetEncoding     # torch tensors, no grad
-    decoder: FoldedDecoder       # the decoder folded for this target (fast per-frame decoding)
+    decoder: LazyFoldedDecoder   # the decoder folded for this target when the correction is first used
     region_labels: np.ndarray    # (S,) argmax of the skinning encoder's logits
     skinning_weights: np.ndarray  # (S, code_dim)
     binding: SecondaryBinding
     timings: dict = field(default_factory=dict)
+    proxy: SurfaceProxy | None = None  # a dense skin's decimated stand-in: `ops` and `image` are the proxy's
 
     @property
     def n_vertices(self) -> int:
@@ -244,11 +247,14 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     timings["align"] = time.perf_counter() - t
     progress(0.4, "computing operators")
     t = time.perf_counter()
-    ops = get_operators(v_ict, skin_f, model.cfg.k_eig)
+    # a dense mesh's network inputs are computed on a decimated proxy and carried back to every vertex
+    proxy = make_proxy(v_ict, skin_f)
+    net_v, net_f = (v_ict, skin_f) if proxy is None else (proxy.vertices.astype(np.float32), proxy.faces)
+    ops = get_operators(net_v, net_f, model.cfg.k_eig)
     timings["operators"] = time.perf_counter() - t
     progress(0.7, "rendering and encoding")
     t = time.perf_counter()
-    image = render_normal_depth(v_ict, skin_f, size=model.cfg.image_size)
+    image = render_normal_depth(net_v, net_f, size=model.cfg.image_size)
     timings["render"] = time.perf_counter() - t
     t = time.perf_counter()
     prior = (torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)) if model.cfg.template_prior
@@ -258,16 +264,19 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     model = model_on(model.eval(), dev)
     with model_autocast(dev):
         ot = operators_to_torch(ops, model.cfg.k_eig).to(dev)
-        enc = model.encode_target(torch.from_numpy(v_ict)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
-                                  None if prior is None else prior.to(dev))
-    decoder = FoldedDecoder.build(model, enc, inference_dtype(dev))
+        enc = model.encode_target(torch.from_numpy(net_v)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
+                                  None if prior is None or proxy is not None else prior.to(dev),
+                                  require_prior=proxy is None)
+    if proxy is not None:
+        enc = carry_encoding(enc, proxy, v_ict, skin_f, None if prior is None else prior.to(dev))
+    decoder = LazyFoldedDecoder(model, enc, inference_dtype(dev))
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
     binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale)
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
-        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder,
+        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder, proxy=proxy,
         region_labels=enc.logits[0].float().argmax(-1).cpu().numpy(),
         skinning_weights=enc.weights[0].float().cpu().numpy(),
         binding=binding, timings=timings)

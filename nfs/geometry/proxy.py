@@ -46,6 +46,14 @@ class SurfaceProxy:
         return out
 
 
+    def dense_nearest(self, dense_vertices: np.ndarray) -> np.ndarray:
+        """(P,) the dense vertex nearest to each proxy vertex (to read dense per-vertex values, e.g. deformed
+        copies of the dense mesh, on the proxy)."""
+        from scipy.spatial import cKDTree
+
+        return cKDTree(np.asarray(dense_vertices, np.float64)).query(self.vertices)[1]
+
+
 def decimate(vertices: np.ndarray, faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
     """Quadric-error decimation (fast_simplification) to about `n_vertices`; unreferenced vertices dropped.
     Returns vertices (P, 3) float64 and faces (Fp, 3) int64."""
@@ -64,10 +72,12 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, n_vertices: int) -> tuple[
     return pv[used], remap[pf]
 
 
-def make_proxy(vertices: np.ndarray, faces: np.ndarray, n_vertices: int = PROXY_VERTICES,
-               above: int = PROXY_ABOVE) -> SurfaceProxy | None:
-    """A proxy of about `n_vertices` for a mesh of more than `above` vertices (None for a smaller mesh: it is its
-    own proxy)."""
+def make_proxy(vertices: np.ndarray, faces: np.ndarray, n_vertices: int | None = None,
+               above: int | None = None) -> SurfaceProxy | None:
+    """A proxy of about `n_vertices` (default PROXY_VERTICES) for a mesh of more than `above` (default
+    PROXY_ABOVE) vertices; None for a smaller mesh: it is its own proxy."""
+    n_vertices = PROXY_VERTICES if n_vertices is None else n_vertices
+    above = PROXY_ABOVE if above is None else above
     if len(vertices) <= above:
         return None
     pv, pf = decimate(vertices, faces, n_vertices)

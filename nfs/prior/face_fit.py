@@ -66,8 +66,13 @@ class FaceFit:
         return self.scale * points @ self.rotation.T + self.translation
 
     def vectors_from_model(self, vectors: np.ndarray) -> np.ndarray:
-        """(..., 3) displacements in the model frame -> the points' frame."""
-        return vectors @ self.rotation / self.scale
+        """(..., 3) displacements in the model frame -> the points' frame (float32 stays float32; one product of
+        the (N, 3) rows, not a stack of small ones)."""
+        vectors = np.asarray(vectors)
+        dtype = np.float32 if vectors.dtype == np.float32 else np.float64
+        flat = np.ascontiguousarray(vectors, dtype).reshape(-1, 3)
+        out = flat @ (self.rotation / self.scale).astype(dtype)
+        return out.reshape(vectors.shape)
 
     def face(self) -> np.ndarray:
         """(S, 3) the fitted ICT skin, cm: mean + identity modes + the rest pose."""
