@@ -240,7 +240,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     if warp is not None:       # the deltas at the unwarped closest point, pushed through the warp there
         jac = warp.jacobian(np.einsum("vjc,vj->vc", rest_face[tf[tri]], bary)).astype(np.float32)
         out = np.einsum("vij,kvj->kvi", jac, out)
-    out = fit.vectors_from_model(out).astype(np.float32, copy=False)
+    out = fit.vectors_from_model(out, out=out).astype(np.float32, copy=False)
     assert out.shape[0] == N_EXPRESSION
     rest = fit.expression_weights()
     for name in ("eyeBlink_L", "eyeBlink_R"):
@@ -251,7 +251,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         coin_toss = lip_ambiguity(q, face, tf, labels)
         out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam, keep=trusted & ~coin_toss,
                               stretch=stretch,
-                              vertices=v)
+                              vertices=v, in_place=True)
     return out
 
 
@@ -300,7 +300,7 @@ def _robust_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
 
 def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, ambiguous: np.ndarray | None = None,
                     rings: int = 2, keep: np.ndarray | None = None, stretch: np.ndarray | None = None,
-                    vertices: np.ndarray | None = None) -> np.ndarray:
+                    vertices: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
     """Where the target mesh joins the two sides of an opening (an edge between a vertex carried from the upper
     lip and one from the lower lip, or from the upper and lower lid: a mouth or eye modelled closed), closest
     points split the seam vertices between the sides and opening the mouth (closing the eye) tears spikes or
@@ -342,7 +342,7 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     cols = np.nonzero(np.diff(l_fh.indptr))[0]
     held = basis[:, h_idx[cols]].transpose(1, 0, 2).reshape(len(cols), -1).astype(np.float64)
     solved = spla.splu(l_ff).solve(-(l_fh[:, cols] @ held))
-    out = np.array(basis, np.float32, copy=True)
+    out = basis if in_place and basis.dtype == np.float32 else np.array(basis, np.float32, copy=True)
     out[:, f_idx] = solved.reshape(len(f_idx), len(basis), 3).transpose(1, 0, 2)
     if stretch is not None and stretch.any() and vertices is not None:
         # geometry spanning the opening (a cap, a bag) hangs from its rim radially, as such geometry is built; a
