@@ -21,12 +21,12 @@ import pytest
 from nfs import REPO_ROOT
 from nfs.batch import run_batch
 from nfs.batch.outputs import RECORD_NAME, read_record
-from tests.glb_reader import read_glb_mesh, read_rig_glb
+from tests.glb_reader import read_glb_frames, read_glb_mesh, read_rig_glb
 
 ray = pytest.importorskip("ray")
 
 TARGETS = REPO_ROOT / "assets" / "targets"
-CLIPS = ("smile", "blinks", "jaw_open_full")
+CLIPS = ("smile", "blinks")
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +38,18 @@ def ray_instance():
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
-    """2 real targets x 3 clips of 3 frames (a glob), a mesh file that is not a mesh, an unknown clip, a bad
+    """2 real targets x 3 clips of 3 frames (a glob; two clips with the same content), a mesh file that is not a mesh, an unknown clip, a bad
     option value. The second target's row asks for the animated GLB only."""
     from nfs.io import load_clip
     from nfs.io.codes_csv import save_codes_csv
     root = tmp_path_factory.mktemp("batch_inputs")
     (root / "takes").mkdir()
     for name in CLIPS:
-        save_codes_csv(root / "takes" / f"{name}_take.csv", load_clip(name).codes[::12][:3])
+        codes = load_clip(name).codes
+        peak = int(np.argmax(codes.sum(1)))       # three frames about the clip's strongest expression
+        save_codes_csv(root / "takes" / f"{name}_take.csv", codes[max(peak - 4, 0):][:12:4])
+    # the same take under another name: loaded once, its outputs named after their own file
+    shutil.copy(root / "takes" / "blinks_take.csv", root / "takes" / "blinks_again_take.csv")
     (root / "broken.obj").write_text("v 1 2\nnot a mesh\n")
     path = root / "manifest.csv"
     path.write_text("target,clip,exports,gain\n"
@@ -102,7 +106,9 @@ def test_local_engine_runs_every_good_pair_and_fails_bad_rows_alone(local_run):
         want = {f"{stem[0]}_{stem[1]}.glb"} | ({f"{stem[0]}_rig.glb"} if stem[0] == "face_crop_metres" else set())
         assert set(names) == want        # the row's exports cell overrides the batch's
         anim = read_glb_mesh(folder / f"{stem[0]}_{stem[1]}.glb")
-        assert anim.positions.shape[0] > 1000 and np.isfinite(anim.positions).all()
+        assert len(anim.animation["times"]) == 3 and anim.neutral.shape[0] > 1000
+        frames = read_glb_frames(folder / f"{stem[0]}_{stem[1]}.glb", range(3))
+        assert np.isfinite(frames).all() and np.abs(frames - anim.neutral).max() > 0   # the face moves
         record = read_record(folder)
         assert record["inputs"]["options"].get("gain") == (1.2 if stem[0] == "ict_remeshed" else None)
     rig = read_rig_glb(local_run.out / "face_crop_metres" / "smile_take" / "face_crop_metres_rig.glb")
@@ -121,6 +127,7 @@ def test_each_target_is_prepared_once_and_shared(local_run, ray_run):
         prepared = [t for t in result.targets.values() if t["ok"]]
         assert len(prepared) == 2 and sorted(t["pairs"] for t in prepared) == [3, 3]
         assert 0 < result.prepare_share < 1
+        assert len(result.clips) == 2                    # three clip files, two contents
 
 
 def test_ray_engine_gives_the_same_outputs_byte_for_byte(local_run, ray_run):
@@ -137,7 +144,7 @@ def test_second_run_skips_every_finished_pair(local_run, manifest):
     before = {p: p.stat().st_mtime_ns for p in local_run.out.rglob("*") if p.is_file() and p.suffix == ".glb"}
     again = run_batch(manifest, local_run.out, engine="local", workers=2, exports="rig,glb", device="cpu")
     assert again.count("skipped") == 6 and again.count("failed") == 3 and again.count("ok") == 0
-    assert not again.targets            # nothing prepared
+    assert [t["path"] for t in again.targets.values()] == [str(manifest.parent / "broken.obj")]   # failed: tried again
     assert {p: p.stat().st_mtime_ns for p in before} == before
     rows = _report(local_run.out)
     assert sorted(r["status"] for r in rows) == ["failed"] * 3 + ["skipped"] * 6

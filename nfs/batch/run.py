@@ -286,8 +286,9 @@ class _Scheduler:
         return ClipJob(clip, self.threads, data)
 
     def _pair_job(self, pair: Pair, result: PairResult, t: _Input, c: _Input) -> Job:
-        spec = PairJob(str(self.out.resolve()), pair.out_rel, pair.out_rel.split("/")[0],
-                       pair.inputs_record(self.model_id), retarget_keywords(pair.options), self.model_dir,
+        builtin = pair.clip_input.sha.startswith("builtin:")
+        spec = PairJob(str(self.out.resolve()), pair.out_rel, Path(pair.target).stem,
+                       pair.clip if builtin else Path(pair.clip).stem, pair.inputs_record(self.model_id), retarget_keywords(pair.options), self.model_dir,
                        self.device, self.threads, self.driver_writes, self.kill_marker)
         result.status, result.prepared_target = "running", t.summary.get("id", "")
         return Job("pair", (t.handle, c.handle, spec), tag=(pair, result, t, c))

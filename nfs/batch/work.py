@@ -46,7 +46,8 @@ class ClipJob:
 class PairJob:
     out: str                      # the batch's output folder (as the workers see it)
     out_rel: str                  # <target stem>/<clip stem>
-    target_stem: str
+    target_name: str              # the names the outputs carry (as `nfs retarget` would name them)
+    clip_name: str
     inputs: dict                  # what the outputs are made from (the completion record's `inputs`)
     keywords: dict = field(default_factory=dict)   # `retarget` options
     model_dir: str | None = None
@@ -140,7 +141,9 @@ def retarget_pair_job(prepared, clip, job: PairJob):
     try:
         _setup(job.threads)
         work = Path(tempfile.mkdtemp(prefix="nfs-pair-")) if job.driver_writes else new_partial_dir(final)
-        prepared = dataclasses.replace(prepared, name=job.target_stem)
+        # a target or clip shared by content with another file keeps this pair's own name
+        prepared = dataclasses.replace(prepared, name=job.target_name)
+        clip = dataclasses.replace(clip, name=job.clip_name)
         result = retarget(prepared, clip, work, model=_model(job.model_dir), device=job.device, **job.keywords)
         notes = list(getattr(clip, "warnings", []) or []) + list(result.notes)
         _kill_once(job.kill_marker)
