@@ -66,7 +66,7 @@ class RowOption:
 
 
 ROW_OPTIONS = {o.column: o for o in (
-    RowOption("exports", "exports", parse_exports, "exports to write: glb,rig,obj_zip,mp4, all or auto"),
+    RowOption("exports", "exports", parse_exports, "exports to write: glb,rig,obj_zip,mp4,avatar, all or auto"),
     RowOption("fps", "fps", _number(float, 1.0, 1000.0), "resample the clip to this frame rate"),
     RowOption("gain", "gain", _number(float, 0.0, MAX_GAIN), "expression gain on the 53 FACS weights"),
     RowOption("smooth", "smoothing_sigma", _number(float, 0.0, MAX_SMOOTH_FRAMES),
@@ -76,6 +76,9 @@ ROW_OPTIONS = {o.column: o for o in (
     RowOption("correction", "correction", _flag, "add the network's learned correction"),
     RowOption("head_pose", "head_pose", _flag, "video clips: the target follows the head's motion"),
     RowOption("force", "force", _flag, "go on with a target that does not look like a face"),
+    RowOption("visemes", "visemes", _flag, "avatar export: also the 15 Oculus visemes as ARKit mixes"),
+    RowOption("keep_existing_targets", "keep_existing_targets", _flag,
+              "avatar export: keep the avatar's own morph targets of the same names"),
     RowOption("neutral_frame", "", _number(int, 0, 10**7), "video clips: the frame showing the relaxed face"),
 )}
 PREPARE_OPTIONS = ("force",)           # options that change the prepared target (part of its key)
