@@ -28,6 +28,7 @@ _PUBLIC = {
     "nfs.regions": ("REGION_NAMES", "region_colors"),             # the skinning regions and their display colours
     "nfs.export": ("export_obj_sequence_zip", "export_animated_glb", "export_rig_glb", "export_preview_video"),
     "nfs.resources": ("SHIPPED_MODEL_DIR",),
+    "nfs.batch": ("run_batch",),                                  # many targets x clips (docs/batch.md)
 }
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = sorted(_HOME)
