@@ -205,7 +205,7 @@ def _add_targets(w: "_Writer", doc: GltfDocument, m: int, parts: list, shapes: n
         if part is not None and (prim.get("extensions") or {}).get(DRACO):
             w.decode_draco(m, p)
         n_vertices = w.vertex_count(prim)
-        inverse = None if part is None else np.linalg.inv(part.linear)
+        inverse = None if part is None else _inverse(part.linear)
         for k, t in slot.items():
             if part is None:
                 local = None
@@ -225,6 +225,9 @@ def _add_targets(w: "_Writer", doc: GltfDocument, m: int, parts: list, shapes: n
         prim["targets"] = targets
         if isinstance(prim.get("extras"), dict) and "targetNames" in prim["extras"]:
             prim["extras"]["targetNames"] = list(final_names)
+    for node in w.g.get("nodes") or []:            # a node's own default weights cover every target too
+        if node.get("mesh") == m and isinstance(node.get("weights"), list):
+            node["weights"] = (list(node["weights"]) + [0.0] * len(final_names))[: len(final_names)]
     defaults = list(mesh.get("weights") or [0.0] * old_count)[:old_count]
     defaults += [0.0] * (old_count - len(defaults)) + [0.0] * (len(final_names) - old_count)
     mesh["weights"] = defaults
@@ -233,6 +236,15 @@ def _add_targets(w: "_Writer", doc: GltfDocument, m: int, parts: list, shapes: n
     mesh["extras"] = extras
     return {"count": len(final_names), "columns": columns, "defaults": np.asarray(defaults, np.float32),
             "old_count": old_count}
+
+
+def _inverse(linear: np.ndarray) -> np.ndarray:
+    """Inverse of a (3, 3) or (n, 3, 3) bind-space map; a degenerate one (a joint scaled to 0) by its
+    pseudo-inverse, so its vertices get the part of the delta they can show."""
+    try:
+        return np.linalg.inv(linear)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(linear)
 
 
 # ----------------------------------------------------------------------------------------------- animation
