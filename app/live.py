@@ -60,6 +60,7 @@ class LiveChain:
         self.no_face = 0
         self.frames = 0
         self._rig = None
+        self.target_motion = 0.0                            # cm: the farthest target vertex from its rest, no pose
         from nfs.ict import load_ict
         ict = load_ict()
         n = ict.skin_count
@@ -111,8 +112,9 @@ class LiveChain:
             self.source_vertices = (src.astype(np.float64) - pivot) @ self.rotation.T + pivot
             if self._rig is not None:
                 neutral, deltas, align = self._rig
-                v = neutral + (self.weights @ deltas).reshape(neutral.shape)
-                v = align.apply(v.astype(np.float64))
+                move = (self.weights @ deltas).reshape(neutral.shape)
+                v = align.apply((neutral + move).astype(np.float64))
+                self.target_motion = float(np.linalg.norm(move, axis=1).max()) * align.scale   # ICT cm
                 self.target_vertices = (v - pivot) @ self.rotation.T + pivot
             t2 = time.perf_counter()
         if draw is not None:

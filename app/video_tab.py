@@ -208,7 +208,7 @@ def live_stats_markdown(session) -> str:
     yaw, pitch, _ = yaw_pitch_roll(chain.rotation[None])[0]
     now = (f" · now: jawOpen {w[EXPRESSION_NAMES.index('jawOpen')]:.2f}, eyeBlink "
            f"{w[EXPRESSION_NAMES.index('eyeBlink_L')]:.2f}/{w[EXPRESSION_NAMES.index('eyeBlink_R')]:.2f}, "
-           f"head yaw {yaw:.0f}°, pitch {pitch:.0f}°")
+           f"head yaw {yaw:.0f}°, pitch {pitch:.0f}°, target moved {10 * chain.target_motion:.1f} mm")
     return (f"Live: {st.frames} frames, **{st.fps:.1f} frames/s** drawn, {st.latency_ms:.0f} ms from a frame's "
             f"arrival to the viewer (reading {st.read_ms:.0f} ms, rig {st.rig_ms:.1f} ms, drawing {st.draw_ms:.1f} ms)"
             f"{'' if not st.no_face else f' · no face in {st.no_face} frames'}{now}{rec}")
