@@ -125,7 +125,7 @@ class _Bar:
             sys.stderr.write("\n")
 
 
-UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, centimetres, millimetres or none) "
+UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF/VRM in any unit (metres, centimetres, millimetres or none) "
               "and any orientation; they are aligned automatically to the ICT frame and results are written back "
               "in the mesh's own frame, units and vertex order. Clips: a built-in name (see `python -m nfs clips`), "
               "a CSV of the 53 ICT weights (frame + named columns), an iPhone Live Link Face CSV, a folder/zip of "
