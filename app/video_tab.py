@@ -10,7 +10,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from nfs.io import VIDEO_EXTENSIONS as VIDEO_SUFFIXES, load_face_video
+from nfs.io import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
+from nfs.pipeline import load_face_video
 
 VIDEO_KIND = "video (Video tab)"
 MAX_VIDEO_MB = 200
