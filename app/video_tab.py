@@ -1,5 +1,5 @@
-"""The Video source tab: upload a face video or record one with the webcam; it is tracked (MediaPipe landmarks)
-and fitted to ICT weights with progress, and becomes the session's source clip ("video" in the Source tab).
+"""The Video source tab: upload a face video or record one with the webcam; it is read by MediaPipe's Face
+Landmarker v2 (52 ARKit scores, mapped to ICT weights, and the head pose) with progress, and becomes the session's source clip ("video" in the Source tab).
 
 Frames without a face are reported by number and bridged; a video without any face is a clear error. The viewer
 draws the tracked landmarks beside the source and target heads.
@@ -47,8 +47,8 @@ def video_report(clip) -> str:
     fit = clip.fit
     lines = [f"**{clip.name}** — {clip.n_frames} frames at {clip.fps:g} fps ({clip.duration_s:.1f} s), "
              f"{clip.frame_size[0]}×{clip.frame_size[1]}",
-             f"neutral frame: {fit.neutral_frame}; tracked in {clip.timings.get('track', 0):.1f} s, fitted in "
-             f"{clip.timings.get('fit', 0):.1f} s; landmark fit residual {10 * fit.residual_cm.mean():.1f} mm mean"]
+             f"neutral frame: {fit.neutral_frame}; read in {clip.timings.get('track', 0):.1f} s "
+             f"(Face Landmarker v2: 478 landmarks, 52 ARKit scores, head pose)"]
     lines += [f"⚠ **{w}**" for w in clip.warnings]
     return "\n".join(f"- {line}" for line in lines)
 
@@ -57,8 +57,8 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
     """The Video tab's components and events (inside the page's Blocks and tab group)."""
     with gr.Tab("2b · Video"):
         gr.Markdown("Drive the face from a plain video: your face, frontal, filling a good part of the frame. "
-                    "Upload a video (MP4, WebM, MOV) or record one with the webcam; it is tracked and fitted to the "
-                    "53 ICT expressions, then **Retarget & export** uses it (source: *video*).")
+                    "Upload a video (MP4, WebM, MOV) or record one with the webcam; its 52 ARKit blendshape scores "
+                    "(MediaPipe Face Landmarker) become the 53 ICT expressions, then **Retarget & export** uses it (source: *video*).")
         # audio is kept as it came (dropping it would need a system ffmpeg; the reader ignores it anyway), and with
         # an upload source too Gradio does not mirror recordings: the face keeps its own left and right
         video = gr.Video(sources=["upload", "webcam"], label="face video", elem_id="video-input")

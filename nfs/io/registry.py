@@ -105,4 +105,3 @@ def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
         return load_mesh_sequence(path, max_frames=max_frames)
     raise ClipError(f"{path.name}: unsupported clip format {suffix or '(none)'}; use a built-in name, .csv, "
                     ".zip, .npz, a folder of OBJ frames, a face video (" + ", ".join(VIDEO_EXTENSIONS) + ") or a folder of images")
-

@@ -29,11 +29,11 @@ from nfs.render import render_normal_depth
 
 def load_face_video(path: str | Path, neutral_frame: int | None = None, max_frames: int = MAX_FRAMES,
                     progress: Callable[[float, str], None] | None = None) -> Clip:
-    """A face video or a folder of images as a clip: MediaPipe landmarks fitted to the 53 ICT weights, a
+    """A face video or a folder of images as a clip: MediaPipe's face model read as the 53 ICT weights, a
     `nfs.video.VideoClip` at the video's frame rate. neutral_frame: the frame (from 0) of the relaxed face (None:
     chosen automatically); `progress(fraction, message)` while tracking. nfs.video loads on first use."""
-    from nfs.video import FitConfig, load_video_clip
-    return load_video_clip(path, FitConfig(neutral_frame=neutral_frame), max_frames=max_frames, progress=progress)
+    from nfs.video import Calibration, load_video_clip
+    return load_video_clip(path, Calibration(neutral_frame=neutral_frame), max_frames=max_frames, progress=progress)
 
 
 def is_face_video(spec) -> bool:
