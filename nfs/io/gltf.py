@@ -36,7 +36,9 @@ def load_gltf(source: bytes | str | Path, filename: str, max_vertices: int | Non
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
     check_not_empty(data, filename)
     doc = read_document(source, filename)
-    return finish_mesh(document_mesh(doc, max_vertices), filename, max_vertices)
+    mesh = finish_mesh(document_mesh(doc, max_vertices), filename, max_vertices)
+    mesh.original = Path(source) if isinstance(source, (str, Path)) else source
+    return mesh
 
 
 def document_mesh(doc: GltfDocument, max_vertices: int | None = DEFAULT_MAX_VERTICES) -> RawMesh:

@@ -57,6 +57,8 @@ class RawMesh:
     corner_uv: (F, 3, 2) texture coordinates per triangle corner (OBJ with vt), else None.
     parts: geometries of a multi-mesh file (one part for single-mesh formats).
     notes: anything the loader changed or ignored, in words.
+    original: the file as read (its bytes, or the path of a .gltf whose files lie beside it) for exports that
+        write the user's own file back (glTF / VRM only; None otherwise).
     """
 
     vertices: np.ndarray
@@ -67,6 +69,12 @@ class RawMesh:
     parts: list[MeshPart] = field(default_factory=list)
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    original: bytes | Path | None = field(default=None, repr=False)
+
+    @property
+    def is_gltf(self) -> bool:
+        """Read from a glTF / GLB / VRM file that can be written back whole."""
+        return self.original is not None and Path(self.source).suffix.lower() in (".glb", ".gltf", ".vrm")
 
     @property
     def n_vertices(self) -> int:

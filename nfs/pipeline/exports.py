@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from nfs.clips import Clip
-from nfs.ict import EXPRESSION_NAMES
+from nfs.arkit import ARKIT_NAMES, ict_to_arkit_shapes, ict_to_arkit_weights
 from nfs.io.mesh import RawMesh
 from nfs.io.obj import corner_uv_table
 from nfs.pipeline.decoding import linear_rig_error_mm, rig_shapes
@@ -20,6 +20,7 @@ from nfs.progress import Progress
 from nfs.render import render_shaded
 
 if TYPE_CHECKING:
+    from nfs.avatar_export import AvatarExportInfo
     from nfs.export import GlbInfo
     from nfs.morph_basis import MorphSequence
 
@@ -30,9 +31,11 @@ GLB_TOLERANCE_MM = 0.1   # default bound on the animated GLB's error against the
 RIG_CHECK_FRAMES = 60    # frames (a spread over the clip) the baked rig is compared to the network on
 
 
-def default_exports(n_frames: int) -> tuple[str, ...]:
-    """Every export, less the MP4 preview for takes longer than PREVIEW_DEFAULT_MAX_FRAMES."""
-    return tuple(k for k in EXPORT_KINDS if k != "mp4" or n_frames <= PREVIEW_DEFAULT_MAX_FRAMES)
+def default_exports(n_frames: int, gltf_target: bool = False) -> tuple[str, ...]:
+    """Every export, less the MP4 preview for takes longer than PREVIEW_DEFAULT_MAX_FRAMES, and the avatar export
+    only for a glTF / VRM target (`gltf_target`)."""
+    return tuple(k for k in EXPORT_KINDS if (k != "mp4" or n_frames <= PREVIEW_DEFAULT_MAX_FRAMES)
+                 and (k != "avatar" or gltf_target))
 
 
 def preview_note(n_frames: int) -> str:
@@ -120,20 +123,44 @@ def write_glb(run: DecodedRun, out: Path, progress: Progress, span: Span) -> tup
 
 def write_rig(run: DecodedRun, out: Path, progress: Progress,
               span: Span) -> tuple[Path, tuple[np.ndarray, np.ndarray], float]:
-    """The network baked into a 53-shape rig GLB; (path, (neutral, deltas), mean error in mm of the rig against
-    the decoded frames kept in `run.rig_frames`)."""
+    """The network baked into a rig GLB with the 52 ARKit shapes; (path, (neutral, ICT deltas (53, V_in, 3)), mean
+    error in mm of the rig against the decoded frames kept in `run.rig_frames`)."""
     from nfs.export import export_rig_glb
     target = run.target
     uv, uv_faces = uv_for_export(target.raw)
     neutral, deltas = rig_shapes(target, lambda f, m: span.report(progress, 0.6 * f, m))
     span.report(progress, 0.6, "writing the rig GLB")
     path = out / f"{target.name}_rig.glb"
-    export_rig_glb(path, neutral, target.raw.faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+    export_rig_glb(path, neutral, target.raw.faces, ict_to_arkit_shapes(deltas), ARKIT_NAMES, uv=uv,
+                   uv_faces=uv_faces)
     span.report(progress, 0.9, "measuring the rig against the network")
     idx = rig_check_frames(run.n_frames)
     error = linear_rig_error_mm(target, neutral, deltas, run.source.weights[idx],
                                 np.stack([run.rig_frames[int(i)] for i in idx]))
     return path, (neutral, deltas), error
+
+
+def write_avatar(run: DecodedRun, out: Path, progress: Progress, span: Span, ict_shapes: np.ndarray, *,
+                 visemes: bool = False, keep_existing: bool = False) -> tuple[Path, "AvatarExportInfo"]:
+    """The target's own glTF / VRM file back with the 52 ARKit targets made from the baked rig (`ict_shapes`
+    (53, V_in, 3), `rig_shapes`) and the source's weights as an animation; tongueOut from a part named like a
+    tongue (else zero, and said so in the info's notes). `visemes`: the 15 Oculus visemes too;
+    `keep_existing`: targets of those names already in the file are kept instead of replaced."""
+    from nfs.avatar_export import export_avatar, tongue_out_shape
+    target, source = run.target, run.source
+    span.report(progress, 0.6, "writing the avatar")
+    raw = target.raw
+    path = out / f"{run.stem}_avatar{'.vrm' if raw.source.lower().endswith('.vrm') else '.glb'}"
+    shapes = ict_to_arkit_shapes(ict_shapes)
+    forward = target.alignment.rotation.T @ np.array([0.0, 0.0, 1.0])     # the face's direction, user frame
+    tongue, moved = tongue_out_shape(raw, forward)
+    shapes[ARKIT_NAMES.index("tongueOut")] = tongue
+    notes = [] if moved else ["tongueOut is present and empty: the avatar has no part named as a tongue"]
+    info = export_avatar(path, raw.original, raw.source, raw, shapes, ict_to_arkit_weights(source.weights),
+                         source.fps, visemes=visemes, keep_existing=keep_existing, clip_name=source.name,
+                         notes=notes)
+    span.report(progress, 1.0, "written")
+    return path, info
 
 
 def write_preview(run: DecodedRun, out: Path, progress: Progress, span: Span, video_size: int = 320) -> Path:

@@ -15,12 +15,12 @@ from nfs.ict import N_EXPRESSION
 from nfs.mesh.align import Alignment
 from nfs.model.network import NFSNetwork
 from nfs.model.precision import resolve_device
-from nfs.pipeline.decoding import decode
+from nfs.pipeline.decoding import decode, rig_shapes
 from nfs.pipeline.exports import (GLB_TOLERANCE_MM, DecodedRun, default_exports, preview_note, rig_check_frames,
-                                  write_glb, write_obj_zip, write_preview, write_rig)
+                                  write_avatar, write_glb, write_obj_zip, write_preview, write_rig)
 from nfs.pipeline.sources import SourceCodes, encode_source, head_pose_rows
 from nfs.pipeline.stages import EXPORT_KINDS, Span, stage_spans
-from nfs.pipeline.target import PreparedTarget, prepare_target
+from nfs.pipeline.target import PreparedTarget, as_raw_mesh, prepare_target
 from nfs.progress import Progress, no_progress
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              progress: Progress = no_progress, chunk_frames: int | None = None, video_size: int = 320,
              correction: bool = False, fps: float | None = None, device: str | torch.device = "auto",
              glb_tolerance_mm: float = GLB_TOLERANCE_MM, head_pose: bool = False,
-             force: bool = False) -> RetargetResult:
+             force: bool = False, visemes: bool = False, keep_existing_targets: bool = False) -> RetargetResult:
     """Prepare the target, encode the clip, decode every frame once into a compact morph basis (`nfs.morph_basis`,
     within `glb_tolerance_mm` of every decoded frame, held in memory: nothing but the exports is written to
     `out_dir`), then stream the chosen exports from it chunk by chunk (`exports`: a subset of EXPORT_KINDS; None:
@@ -121,7 +121,10 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     accurate in every category of `python -m nfs eval`; the network's regions and skinning weights are used either
     way); `head_pose` applies a video clip's head motion to each decoded chunk (`nfs.video.pose`); `force`
     prepares a target that does not look like a face. `device`: auto, cpu or cuda. `progress(fraction,
-    "stage: detail")` with the stage names of `run_stages(exports)`, in that order."""
+    "stage: detail")` with the stage names of `run_stages(exports)`, in that order. The avatar export
+    (`nfs.avatar_export`; the default for a glTF / VRM target) writes the input file back whole with the 52 ARKit
+    targets (`visemes`: and the 15 Oculus visemes; `keep_existing_targets`: targets of those names already in the
+    file are kept instead of replaced) and the clip as an animation of their weights."""
     from nfs.clips import resample_clip
 
     dev = resolve_device(device)
@@ -130,14 +133,19 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     clip = resample_clip(clip, fps)
     if clip.fps != src_fps:
         notes.append(f"clip resampled from {src_fps:g} to {clip.fps:g} fps ({clip.n_frames} frames)")
+    target_mesh = as_raw_mesh(target_mesh)
+    gltf_target = target_mesh.is_gltf
     if exports is None:
-        exports = default_exports(clip.n_frames)
+        exports = default_exports(clip.n_frames, gltf_target)
         if preview_note(clip.n_frames):
             notes.append(preview_note(clip.n_frames))
     exports = tuple(dict.fromkeys(exports))
     unknown = set(exports) - set(EXPORT_KINDS)
     if unknown:
         raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {', '.join(EXPORT_KINDS)}")
+    if "avatar" in exports and not gltf_target:
+        raise ValueError("the avatar export writes a glTF / GLB / VRM target back; this target is not one "
+                         "(choose the rig or animated GLB instead)")
     if not (np.isfinite(glb_tolerance_mm) and glb_tolerance_mm > 0):
         raise ValueError(f"the GLB tolerance must be positive, got {glb_tolerance_mm}")
     out = Path(out_dir)
@@ -178,6 +186,15 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
         t = time.perf_counter()
         paths["rig"], rig, rig_error = write_rig(run, out, progress, spans["rig"])
         timings["rig"] = time.perf_counter() - t
+    if "avatar" in exports:
+        t = time.perf_counter()
+        span = spans["avatar"]
+        if rig is None:
+            rig = rig_shapes(target, lambda f, m: span.report(progress, 0.6 * f, m))
+        paths["avatar"], info = write_avatar(run, out, progress, span, rig[1], visemes=visemes,
+                                             keep_existing=keep_existing_targets)
+        notes += info.notes
+        timings["avatar"] = time.perf_counter() - t
     if "mp4" in exports:
         t = time.perf_counter()
         paths["mp4"] = write_preview(run, out, progress, spans["mp4"], video_size)

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 from nfs.progress import Progress
 
-EXPORT_KINDS = ("obj_zip", "glb", "rig", "mp4")   # the optional stages: one per export
+EXPORT_KINDS = ("obj_zip", "glb", "rig", "mp4", "avatar")   # the optional stages, one per export (avatar: the input
+# glTF / VRM back, with ARKit targets)
 STAGE_NAMES = {"prepare": "preparing the target", "encode": "encoding the clip", "decode": "decoding frames",
                "obj_zip": "writing the OBJ zip", "glb": "writing the animated GLB",
-               "rig": "baking the 53-shape rig", "mp4": "rendering the preview MP4"}
+               "rig": "baking the 52-shape ARKit rig", "avatar": "writing the avatar", "mp4": "rendering the preview MP4"}
 STAGE_WEIGHTS = {"prepare": 0.25, "encode": 0.05, "decode": 0.15, "obj_zip": 0.15, "glb": 0.1, "rig": 0.05,
-                 "mp4": 0.25}
+                 "avatar": 0.05, "mp4": 0.25}
 ALWAYS = ("prepare", "encode", "decode")
 
 
