@@ -314,3 +314,22 @@ def test_face_turned_away_or_upside_down_is_reported(frames, tmp_path):
     assert "6-7" in said and "bridged" in said, said
     assert "upside down in" in said and "13-15" in said, said
     assert np.isfinite(clip.codes).all()
+
+
+def test_browser_recording_gets_its_frame_rate_and_duration(tmp_path):
+    """A WebM written to a pipe, as a browser's MediaRecorder writes it, states no duration: the reader measures
+    its frame rate, and the remuxed copy the player gets back states its length."""
+    import subprocess
+
+    import imageio_ffmpeg
+    from nfs.video.reader import lacks_duration, measured_fps, remux_with_duration
+    rec = tmp_path / "recording.webm"
+    with open(rec, "wb") as out:
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(VIDEO), "-frames:v", "24",
+                        "-r", "24", "-c:v", "libvpx", "-b:v", "1M", "-f", "webm", "pipe:1"], stdout=out, check=True)
+    assert lacks_duration(rec) and measured_fps(rec) == 24.0
+    fixed = remux_with_duration(rec, tmp_path / "recording_timed.webm")
+    assert fixed is not None and not lacks_duration(fixed)
+    assert not list(tmp_path.glob("*.part*"))                      # no half-written file left behind
+    assert remux_with_duration(tmp_path / "missing.webm", tmp_path / "out.webm") is None
+    assert not (tmp_path / "out.webm").exists()

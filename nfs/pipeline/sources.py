@@ -27,13 +27,42 @@ from nfs.render import render_normal_depth
 
 # ----------------------------------------------------------------------------------------------- loading clips
 
+def video_calibration(neutral_frame: int | None = None, subtract_neutral: bool = True, dead_zone: float = 0.0,
+                      gains: dict | None = None):
+    """How a face video's scores become weights (`nfs.video.Calibration`): the relaxed face's frame (None: chosen
+    automatically), whether its scores are taken off, a dead zone and per-shape gains {ARKit or ICT name: gain};
+    unknown gain names are refused here, before any video is read."""
+    from nfs.video import Calibration
+    from nfs.video.calibrate import gain_vector
+    calibration = Calibration(neutral_frame=neutral_frame, subtract_neutral=bool(subtract_neutral),
+                              dead_zone=float(dead_zone), gains=dict(gains or {}))
+    gain_vector(calibration.gains)
+    return calibration
+
+
 def load_face_video(path: str | Path, neutral_frame: int | None = None, max_frames: int = MAX_FRAMES,
-                    progress: Callable[[float, str], None] | None = None) -> Clip:
+                    progress: Callable[[float, str], None] | None = None, calibration=None) -> Clip:
     """A face video or a folder of images as a clip: MediaPipe's face model read as the 53 ICT weights, a
     `nfs.video.VideoClip` at the video's frame rate. neutral_frame: the frame (from 0) of the relaxed face (None:
-    chosen automatically); `progress(fraction, message)` while tracking. nfs.video loads on first use."""
-    from nfs.video import Calibration, load_video_clip
-    return load_video_clip(path, Calibration(neutral_frame=neutral_frame), max_frames=max_frames, progress=progress)
+    chosen automatically), or a whole `calibration` (`video_calibration`); `progress(fraction, message)` while
+    tracking. nfs.video loads on first use."""
+    from nfs.video import load_video_clip
+    if calibration is None:
+        calibration = video_calibration(neutral_frame)
+    return load_video_clip(path, calibration, max_frames=max_frames, progress=progress)
+
+
+def video_lacks_duration(path) -> bool:
+    """True for a video file whose container states no duration (a browser recording)."""
+    from nfs.video.reader import lacks_duration
+    return lacks_duration(path)
+
+
+def remux_video_with_duration(path, out) -> Path | None:
+    """The video's streams copied into `out` (same container, no re-encoding), which then states its duration;
+    None when ffmpeg refuses."""
+    from nfs.video.reader import remux_with_duration
+    return remux_with_duration(path, out)
 
 
 def is_face_video(spec) -> bool:
