@@ -18,7 +18,8 @@ from nfs.model.cpu_kernels import cpu_kernels_available, kernel_status   # the a
 from nfs.model.precision import describe_device, inference_dtype, model_autocast, resolve_device
 from nfs.pipeline.decoding import decode, decode_all, decode_skin, linear_rig_error_mm, rig_shapes
 from nfs.pipeline.exports import (GLB_TOLERANCE_MM, PREVIEW_DEFAULT_MAX_FRAMES, DecodedRun, default_exports,
-                                  preview_note, uv_for_export, write_avatar, write_glb, write_obj_zip, write_preview, write_rig)
+                                  preview_note, uv_for_export, write_avatar, write_avatar_export,
+                                  write_glb, write_obj_zip, write_preview, write_rig)
 from nfs.pipeline.models import load_shipped_model, model_on, untrained_model
 from nfs.pipeline.run import RetargetResult, add_code_offset, decode_run, retarget
 from nfs.pipeline.sources import (SourceCodes, encode_expression_frames, encode_source, head_pose_rows,
@@ -37,7 +38,7 @@ __all__ = [
     "describe_device", "inference_dtype", "model_autocast", "resolve_device",
     "decode", "decode_all", "decode_skin", "linear_rig_error_mm", "rig_shapes",
     "GLB_TOLERANCE_MM", "PREVIEW_DEFAULT_MAX_FRAMES", "DecodedRun", "default_exports", "preview_note",
-    "uv_for_export", "write_avatar", "write_glb", "write_obj_zip", "write_preview", "write_rig",
+    "uv_for_export", "write_avatar", "write_avatar_export", "write_glb", "write_obj_zip", "write_preview", "write_rig",
     "load_shipped_model", "model_on", "untrained_model",
     "RetargetResult", "add_code_offset", "decode_run", "retarget",
     "SourceCodes", "encode_expression_frames", "encode_source", "head_pose_rows", "is_face_video", "load_clip",

@@ -140,25 +140,31 @@ def write_rig(run: DecodedRun, out: Path, progress: Progress,
     return path, (neutral, deltas), error
 
 
-def write_avatar(run: DecodedRun, out: Path, progress: Progress, span: Span, ict_shapes: np.ndarray, *,
-                 visemes: bool = False, keep_existing: bool = False) -> tuple[Path, "AvatarExportInfo"]:
+def write_avatar(path, target: PreparedTarget, ict_shapes: np.ndarray, source: SourceCodes, *,
+                 visemes: bool = False, keep_existing: bool = False) -> "AvatarExportInfo":
     """The target's own glTF / VRM file back with the 52 ARKit targets made from the baked rig (`ict_shapes`
     (53, V_in, 3), `rig_shapes`) and the source's weights as an animation; tongueOut from a part named like a
-    tongue (else zero, and said so in the info's notes). `visemes`: the 15 Oculus visemes too;
-    `keep_existing`: targets of those names already in the file are kept instead of replaced."""
+    tongue (else zero, and said so in the info's notes). `visemes`: the 15 Oculus visemes too; `keep_existing`:
+    targets of those names already in the file are kept instead of replaced."""
     from nfs.avatar_export import export_avatar, tongue_out_shape
-    target, source = run.target, run.source
-    span.report(progress, 0.6, "writing the avatar")
     raw = target.raw
-    path = out / f"{run.stem}_avatar{'.vrm' if raw.source.lower().endswith('.vrm') else '.glb'}"
     shapes = ict_to_arkit_shapes(ict_shapes)
     forward = target.alignment.rotation.T @ np.array([0.0, 0.0, 1.0])     # the face's direction, user frame
     tongue, moved = tongue_out_shape(raw, forward)
     shapes[ARKIT_NAMES.index("tongueOut")] = tongue
     notes = [] if moved else ["tongueOut is present and empty: the avatar has no part named as a tongue"]
-    info = export_avatar(path, raw.original, raw.source, raw, shapes, ict_to_arkit_weights(source.weights),
+    return export_avatar(path, raw.original, raw.source, raw, shapes, ict_to_arkit_weights(source.weights),
                          source.fps, visemes=visemes, keep_existing=keep_existing, clip_name=source.name,
                          notes=notes)
+
+
+def write_avatar_export(run: DecodedRun, out: Path, progress: Progress, span: Span, ict_shapes: np.ndarray, *,
+                        visemes: bool = False, keep_existing: bool = False) -> tuple[Path, "AvatarExportInfo"]:
+    """The avatar export stage (`write_avatar`), named after the run (.vrm for a VRM target)."""
+    span.report(progress, 0.6, "writing the avatar")
+    suffix = ".vrm" if run.target.raw.source.lower().endswith(".vrm") else ".glb"
+    path = out / f"{run.stem}_avatar{suffix}"
+    info = write_avatar(path, run.target, ict_shapes, run.source, visemes=visemes, keep_existing=keep_existing)
     span.report(progress, 1.0, "written")
     return path, info
 

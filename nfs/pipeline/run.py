@@ -17,7 +17,7 @@ from nfs.model.network import NFSNetwork
 from nfs.model.precision import resolve_device
 from nfs.pipeline.decoding import decode, rig_shapes
 from nfs.pipeline.exports import (GLB_TOLERANCE_MM, DecodedRun, default_exports, preview_note, rig_check_frames,
-                                  write_avatar, write_glb, write_obj_zip, write_preview, write_rig)
+                                  write_avatar_export, write_glb, write_obj_zip, write_preview, write_rig)
 from nfs.pipeline.sources import SourceCodes, encode_source, head_pose_rows
 from nfs.pipeline.stages import EXPORT_KINDS, Span, stage_spans
 from nfs.pipeline.target import PreparedTarget, as_raw_mesh, prepare_target
@@ -195,8 +195,8 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
         span = spans["avatar"]
         if rig is None:
             rig = rig_shapes(target, lambda f, m: span.report(progress, 0.6 * f, m))
-        paths["avatar"], info = write_avatar(run, out, progress, span, rig[1], visemes=visemes,
-                                             keep_existing=keep_existing_targets)
+        paths["avatar"], info = write_avatar_export(run, out, progress, span, rig[1], visemes=visemes,
+                                                    keep_existing=keep_existing_targets)
         notes += info.notes
         timings["avatar"] = time.perf_counter() - t
     if "mp4" in exports:
