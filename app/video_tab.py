@@ -49,27 +49,24 @@ def parse_gains(text: str | None) -> dict:
 
 
 def calibration_from_fields(neutral_frame, subtract=True, dead_zone=0.0, gains_text=""):
-    from nfs.video import Calibration
+    from nfs.pipeline import video_calibration
     neutral = None if neutral_frame is None or int(neutral_frame) < 0 else int(neutral_frame)
-    cal = Calibration(neutral_frame=neutral, subtract_neutral=bool(subtract), dead_zone=float(dead_zone or 0.0),
-                      gains=parse_gains(gains_text))
-    from nfs.video.calibrate import gain_vector
-    gain_vector(cal.gains)                           # unknown names are refused before the video is read
-    return cal
+    # unknown gain names are refused before the video is read
+    return video_calibration(neutral, bool(subtract), float(dead_zone or 0.0), parse_gains(gains_text))
 
 
 def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None, subtract=True,
                             dead_zone=0.0, gains_text=""):
     """Read a video and make it the session's source. Returns the clip."""
     from app.session import check_upload, truncate_clip
-    from nfs.video import load_video_clip
+    from nfs.pipeline import load_face_video
 
     if not path:
         raise ValueError("no video received: upload one or record with the webcam")
     path = Path(path)
     check_upload(path, VIDEO_SUFFIXES, MAX_VIDEO_MB, "video")
     cal = calibration_from_fields(neutral_frame, subtract, dead_zone, gains_text)
-    clip = load_video_clip(path, cal, progress=progress)
+    clip = load_face_video(path, progress=progress, calibration=cal)
     clip = truncate_clip(clip, session.max_frames)
     key = f"video:{path}:{cal}"
     with session.lock:
@@ -146,15 +143,15 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
         @guarded
         def on_video(st, path, neutral_frame, pose, sub, dz, gain_text, request: gr.Request,
                      progress=gr.Progress()):
-            from nfs.video.reader import lacks_duration, remux_with_duration
+            from nfs.pipeline import remux_video_with_duration, video_lacks_duration
             s = app.session(st, request)
             clip = load_video_into_session(s, path, neutral_frame, bool(pose), lambda f, m: progress(f, desc=m),
                                            sub, dz, gain_text)
             for w in clip.warnings:
                 gr.Warning(w)
             shown = gr.skip()
-            if path and lacks_duration(path):          # a browser recording: give the player its length
-                fixed = remux_with_duration(path, Path(path).with_name(Path(path).stem + "_timed.webm"))
+            if path and video_lacks_duration(path):          # a browser recording: give the player its length
+                fixed = remux_video_with_duration(path, Path(path).with_name(Path(path).stem + "_timed.webm"))
                 if fixed is not None:
                     s.video_display_path = str(fixed)
                     shown = str(fixed)
