@@ -20,8 +20,8 @@ _PUBLIC = {
     "nfs.pipeline": ("prepare_target", "encode_source", "decode", "decode_all", "decode_skin", "rig_shapes",
                      "retarget", "load_shipped_model", "PreparedTarget", "SourceCodes", "RetargetResult",
                      "EXPORT_KINDS", "manual_alignment", "UP_AXES", "template_skin", "default_exports",
-                     "PREVIEW_DEFAULT_MAX_FRAMES", "resolve_device", "describe_device", "write_avatar"),
-    "nfs.io": ("load_mesh", "load_mesh_bytes", "load_clip", "list_builtin_clips", "save_obj", "save_ply",
+                     "PREVIEW_DEFAULT_MAX_FRAMES", "resolve_device", "describe_device", "write_avatar", "load_clip"),
+    "nfs.io": ("load_mesh", "load_mesh_bytes", "list_builtin_clips", "save_obj", "save_ply",
                "MeshError", "RawMesh", "MESH_EXTENSIONS", "CLIP_EXTENSIONS"),
     "nfs.clips": ("Clip", "ClipError", "smooth_codes", "apply_gain", "resample_clip", "WEIGHT_CEILING"),
     "nfs.ict": ("EXPRESSION_NAMES", "N_EXPRESSION"),              # the names of the 53 expression weights
