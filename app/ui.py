@@ -214,7 +214,7 @@ class App:
                 w.gain = gr.Slider(0, 1.5, value=1.0, step=0.05, label="expression gain")
             w.correction = gr.Checkbox(value=False, label="network correction (off by default: the fitted "
                                        "template prior alone is more accurate on every eval category; see "
-                                       "README, Results)", elem_id="correction")
+                                       "docs/results.md)", elem_id="correction")
             w.clip_info = gr.Markdown("*No clip loaded.*", elem_id="clip-info")
 
     def _edit_tab(self, w: "Widgets") -> None:

@@ -18,7 +18,8 @@ from glb_reader import read_glb_frames, read_rig_glb
 from nfs.clips import Clip
 from nfs.io import load_clip
 from nfs.geometry.remesh import decimate
-from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES, load_ict
+from nfs.arkit import ARKIT_NAMES
+from nfs.ict import EXPRESSION_NAMES, load_ict
 from nfs.io import save_obj
 from nfs.model.checkpoint import save_model
 from nfs.model.config import get_preset

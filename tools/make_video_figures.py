@@ -1,4 +1,4 @@
-"""README figures of the video source: a strip of input frames beside the retargeted stylized head, and the
+"""Figures of the video source (docs/video.md): a strip of input frames beside the retargeted stylized head, and the
 recovered weight curves against the rendered truth (tests/data/video/face_expressions.mp4).
 
     PYTHONPATH=. python tools/make_video_figures.py     # writes assets/video/strip.png and curves.png, prints r

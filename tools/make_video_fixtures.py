@@ -25,7 +25,7 @@ SEED = 1
 
 def head_motion(n_frames: int) -> np.ndarray:
     """(T, 5) yaw, pitch, roll (degrees), shift x, y (cm): a slow turn and nod that starts from rest, as much as a
-    person facing a webcam moves (larger turns cost the brows and blinks accuracy: see the README)."""
+    person facing a webcam moves (larger turns cost the brows and blinks accuracy: see docs/video.md)."""
     t = np.arange(n_frames) / n_frames
     ramp = np.clip(t * 4, 0, 1)
     return np.stack([6 * np.sin(2 * np.pi * t) * ramp, 3 * np.sin(4 * np.pi * t + 0.5) * ramp,
