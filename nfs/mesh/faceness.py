@@ -155,3 +155,14 @@ def check_render(image: np.ndarray) -> FaceCheck:
 def check_face_render(vertices_ict: np.ndarray, faces: np.ndarray) -> FaceCheck:
     """Face check of a mesh already in the ICT frame (cm): render, detect, compare with the ICT face."""
     return check_render(render_candidate(vertices_ict, faces))
+
+
+FIT_WEIGHT = 0.5                 # a geometric fit alone (no face seen) counts for at most half its confidence
+
+
+def face_confidence(check: FaceCheck, fit_confidence: float) -> float:
+    """The confidence that an aligned candidate is a face: the face check's score, or half the geometric fit's
+    confidence (`nfs.mesh.align.alignment_confidence`) when that is higher (a face the detector does not read,
+    e.g. a very stylised one, that fits ICT's shape well)."""
+    fit = float(fit_confidence) if np.isfinite(fit_confidence) else 0.0
+    return float(max(check.score, FIT_WEIGHT * fit))
