@@ -30,7 +30,8 @@ _BODIES = None
 def _bodies():
     global _BODIES
     if _BODIES is None:
-        spec = importlib.util.spec_from_file_location("synthetic_bodies", Path(__file__).with_name("synthetic_bodies.py"))
+        path = Path(__file__).with_name("synthetic_bodies.py")
+        spec = importlib.util.spec_from_file_location("synthetic_bodies", path)
         _BODIES = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(_BODIES)
     return _BODIES

@@ -35,8 +35,8 @@ class SecondaryBinding:
     rigid fit of the chin skin (the jaw), upper teeth and eyeballs with the skin no expression moves (the
     skull), lashes, brows and other small parts lying on moving skin with that skin, and anything else (hair
     cards, hats, glasses, an outfit) not at all; vertices of a mouth bag touching the lips stay attached to them.
-    Without an alignment every component follows the rigid fit of the skin around it. So teeth and eyes never deform, and the lower teeth drop as far as the chin. Vertices removed by cleaning
-    stay put. `matrix` (V_in, S) maps per-skin-vertex values (labels, weights, displacements) to every original
+    Without an alignment every component follows the rigid fit of the skin around it. So teeth and eyes never
+    deform, and the lower teeth drop as far as the chin. Vertices removed by cleaning stay put. `matrix` (V_in, S) maps per-skin-vertex values (labels, weights, displacements) to every original
     vertex by inverse-distance blending."""
 
     matrix: sp.csr_matrix                    # (V_in, S) display mapping

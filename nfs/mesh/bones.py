@@ -40,9 +40,11 @@ TOUCH_FRACTION = 0.3            # ...when a non-rigid component (a mouth bag) to
 EYE_RADIUS_CM = (0.7, 2.0)      # an eyeball: a sphere of this radius...
 EYE_CENTRE_CM = 1.5             # ...centred this close to an ICT eyeball centre...
 EYE_SPHERE_RMS = 0.12           # ...with radial residuals below this fraction of its radius
-HUG_CM = 0.5                    # a part lies on the skin: half its vertices are this close to it...
+HUG_CM = 0.3                    # a part lies on the skin: HUG_SHARE of its vertices are this close to it (the
+HUG_SHARE = 0.3                 # root of a row of lashes, a brow, an eye occlusion shell; hair cards float off it)
 HUG_EXTENT_CM = 8.0             # ...it is no larger than this (a brow, a row of lashes)...
 HUG_MOVING_SHARE = 0.5          # ...and at least this share of the skin under it is skin that expressions move
+MOVING_CM = 0.3                 # by this much or more (lids, brows, lips, cheeks, chin)
 
 
 @functools.lru_cache(maxsize=1)
@@ -147,9 +149,18 @@ def component_weights(points_ict: np.ndarray, skin_ict: np.ndarray, skin_edge_cm
 def lies_on_moving_skin(points_ict: np.ndarray, skin_below: np.ndarray, dist_cm: np.ndarray) -> bool:
     """A small part lying on skin that expressions move (lashes, brows, an eye occlusion shell): points (n, 3) in
     the ICT frame, the nearest user skin point of each (n, 3) and the distance to it (n,) cm."""
-    if np.median(dist_cm) > HUG_CM or np.ptp(points_ict, axis=0).max() > HUG_EXTENT_CM:
+    if np.quantile(dist_cm, HUG_SHARE) > HUG_CM or np.ptp(points_ict, axis=0).max() > HUG_EXTENT_CM:
         return False
-    ict_skin, _, skull, _ = ict_bone_skin()
+    ict_skin, _, _, _ = ict_bone_skin()
     d, nn = cKDTree(ict_skin).query(skin_below)
     matched = d < ANCHOR_MATCH_CM
-    return bool(matched.any() and (~skull[nn[matched]]).mean() >= HUG_MOVING_SHARE)
+    return bool(matched.any() and (ict_skin_motion()[nn[matched]] >= MOVING_CM).mean() >= HUG_MOVING_SHARE)
+
+
+@functools.lru_cache(maxsize=1)
+def ict_skin_motion() -> np.ndarray:
+    """(S,) the largest displacement (cm) of each ICT skin vertex over the 53 expressions."""
+    from nfs.ict import load_ict
+
+    ict = load_ict()
+    return np.linalg.norm(ict.expression_deltas[:, :ict.skin_count], axis=-1).max(0)

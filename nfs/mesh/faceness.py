@@ -8,10 +8,11 @@ landmarks. Where a face really is where the alignment says, the landmarks land w
 face project (`nfs.video.correspondence`): a 2D similarity from those projections to the detected landmarks is then
 close to the identity (no turn, scale near 1, little shift). The face score is
 
-    detector score (0..1) x agreement (0..1),  agreement = exp(-(turn / 25 deg)^2 - (log scale / 0.3)^2
-                                                              - (shift / 0.6 eye distances)^2)
+    detector score x landmark model's face score x agreement (each 0..1),
+    agreement = exp(-(turn / 25 deg)^2 - (log scale / 0.3)^2 - (shift / 0.6 eye distances)^2)
 
-A cube, a sphere or a hand gives the detector nothing (score 0); a real head, with hair cards, a hat, glasses, a
+A cube, a sphere or a hand gives the detector nothing (score 0); a torus seen face-on may pass the detector but
+not the landmark model (its face score drops to a few per cent); a real head, with hair cards, a hat, glasses, a
 closed mouth bag or stylised proportions, scores 0.6-0.95. The detected turn says how to turn the alignment when it
 put the face upside down or sideways (`FaceCheck.turn`).
 """
@@ -42,11 +43,12 @@ _lock = threading.Lock()
 class FaceCheck:
     """What the face detector saw in the render of an aligned candidate.
 
-    score: detector score x agreement, in [0, 1]; detector: the detector's score (0 when it found nothing);
-    presence: the landmark model's face score; agreement: how well the landmarks sit where the ICT face's do;
-    turn_deg: the image turn (counter-clockwise, degrees) under which the face was found upright-ish (0, 90,
-    180, 270) plus the residual in-plane turn of the landmarks, i.e. how far the alignment's face is turned about
-    the view axis; scale: landmark spread over the ICT face's; shift: landmark offset in eye distances."""
+    score: detector score x presence x agreement, in [0, 1]; detector: the detector's score (0 when it found
+    nothing); presence: the landmark model's face score; agreement: how well the landmarks sit where the ICT face's do;
+    turn_deg: the in-plane angle (degrees) from where the ICT face's landmarks project to where the face's were
+    found, i.e. the turn about the ICT forward axis (+Z) that puts the seen face upright (`turn`); scale: landmark
+    spread over the ICT face's; shift: landmark offset in eye distances.
+    """
 
     score: float
     detector: float = 0.0
@@ -133,9 +135,9 @@ def check_render(image: np.ndarray) -> FaceCheck:
     # the landmarks back in the unturned image: PIL turned the image counter-clockwise about its centre
     t = np.radians(turn)
     c = np.array([size / 2, size / 2])
-    rel = points - c                                          # image y is down: a CCW turn is (x, y) -> R(-t)
-    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-    points = rel @ rot + c
+    # on screen (y down) a counter-clockwise turn takes p to c + M (p - c), M = [[cos, sin], [-sin, cos]]; undo it
+    turn_back = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+    points = (points - c) @ turn_back + c
     expected = _expected() * (size / RENDER_SIZE)
     idx = np.array(COMPARED)
     a, b = _similarity_2d(expected[idx], points[idx])
@@ -147,9 +149,8 @@ def check_render(image: np.ndarray) -> FaceCheck:
     shift = float(abs(moved - (centre[0] + 1j * centre[1])) / eyes)
     agreement = float(np.exp(-(angle / TURN_TOLERANCE_DEG) ** 2 - (np.log(max(scale, 1e-6)) / SCALE_TOLERANCE) ** 2
                              - (shift / SHIFT_TOLERANCE) ** 2))
-    # a clockwise turn of the seen face on screen is a counter-clockwise turn about +Z in the ICT frame (y up):
-    # undoing it turns the ICT frame by +angle... expressed as the turn that puts the face upright
-    return FaceCheck(float(detector * agreement), float(detector), float(presence), agreement, angle, scale, shift)
+    return FaceCheck(float(detector * presence * agreement), float(detector), float(presence), agreement, angle, scale,
+                     shift)
 
 
 def check_face_render(vertices_ict: np.ndarray, faces: np.ndarray) -> FaceCheck:
