@@ -31,7 +31,8 @@ Progress = Callable[[float, str], None]
 MAX_UPLOAD_MB = 50
 LOW_CONFIDENCE = 0.3
 WEIGHT_MAX = 1.5          # retarget clips edited weights to [0, 1.5]
-FILE_EXPORTS = ("obj_zip", "glb", "rig")   # what a run writes besides the MP4 preview (chosen in the UI)
+FILE_EXPORTS = ("obj_zip", "glb", "rig", "avatar")   # what a run writes besides the MP4 preview (chosen in the UI;
+# avatar: the uploaded glTF / VRM back whole with the ARKit targets and the clip, only for such uploads)
 PREVIEW_CHOICES = ("auto", "always", "never")
 CLIP_STAGE = "loading the clip"
 LIVE_RIG_STAGE = "baking the live-edit rig"
@@ -325,6 +326,8 @@ class Session:
             n = int(np.floor((n - 1) / self.clip.fps * float(fps) + 1e-6)) + 1
         want_mp4 = preview == "always" or (preview == "auto" and not preview_note(n))
         notes = [preview_note(n)] if preview == "auto" and preview_note(n) else []
+        if self.target is None or not self.target.raw.is_gltf:     # the avatar file is a glTF / VRM upload's own
+            exports = [k for k in exports if k != "avatar"]
         return tuple(exports) + (("mp4",) if want_mp4 else ()), notes
 
     def result_valid(self) -> bool:

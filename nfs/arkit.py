@@ -82,3 +82,46 @@ def match_arkit_names(names) -> tuple[dict[str, str], list[str]]:
         else:
             matched[n] = hit
     return matched, unmatched
+
+
+def ict_to_arkit_shapes(ict_shapes: np.ndarray) -> np.ndarray:
+    """(53, V, 3) ICT shape deltas -> (52, V, 3) ARKit shape deltas: each ARKit shape is the sum of its ICT shapes
+    (browInnerUp = browInnerUp_L + browInnerUp_R, cheekPuff likewise, as ARKit drives both halves with one weight;
+    tongueOut, which ICT lacks, is zero)."""
+    return np.einsum("ak,k...->a...", _matrix(), np.asarray(ict_shapes, np.float32)).astype(np.float32)
+
+
+# The 15 Oculus visemes under the names Ready Player Me avatars carry, each a mix of ARKit shapes (a mouth pose
+# for the sound, chosen here by what the lips, jaw and tongue do for it); viseme_sil is the rest pose.
+VISEME_NAMES = ("viseme_sil", "viseme_PP", "viseme_FF", "viseme_TH", "viseme_DD", "viseme_kk", "viseme_CH",
+                "viseme_SS", "viseme_nn", "viseme_RR", "viseme_aa", "viseme_E", "viseme_I", "viseme_O", "viseme_U")
+_BOTH = ("mouthPress", "mouthStretch", "mouthSmile", "mouthUpperUp", "mouthLowerDown", "mouthFrown")
+VISEME_MIXES = {
+    "viseme_sil": {},
+    "viseme_PP": {"mouthPress": 0.6, "mouthRollLower": 0.25, "mouthRollUpper": 0.25, "mouthClose": 0.1},
+    "viseme_FF": {"mouthRollLower": 0.55, "mouthUpperUp": 0.2, "jawOpen": 0.08},
+    "viseme_TH": {"jawOpen": 0.15, "tongueOut": 0.45, "mouthStretch": 0.1},
+    "viseme_DD": {"jawOpen": 0.2, "mouthStretch": 0.2, "mouthLowerDown": 0.1},
+    "viseme_kk": {"jawOpen": 0.25, "mouthStretch": 0.15},
+    "viseme_CH": {"jawOpen": 0.12, "mouthFunnel": 0.45, "mouthPucker": 0.25, "mouthUpperUp": 0.1},
+    "viseme_SS": {"jawOpen": 0.05, "mouthStretch": 0.35, "mouthSmile": 0.15},
+    "viseme_nn": {"jawOpen": 0.15, "mouthStretch": 0.1, "mouthLowerDown": 0.1},
+    "viseme_RR": {"jawOpen": 0.1, "mouthFunnel": 0.3, "mouthPucker": 0.25},
+    "viseme_aa": {"jawOpen": 0.6, "mouthLowerDown": 0.2, "mouthUpperUp": 0.1},
+    "viseme_E": {"jawOpen": 0.3, "mouthStretch": 0.3, "mouthSmile": 0.2},
+    "viseme_I": {"jawOpen": 0.2, "mouthSmile": 0.35, "mouthStretch": 0.25},
+    "viseme_O": {"jawOpen": 0.35, "mouthFunnel": 0.5, "mouthPucker": 0.2},
+    "viseme_U": {"jawOpen": 0.15, "mouthPucker": 0.7, "mouthFunnel": 0.2},
+}
+
+
+def viseme_matrix() -> np.ndarray:
+    """(15, 52) weights W with viseme shapes = W @ ARKit shapes (VISEME_NAMES order, ARKIT_NAMES columns; a mix
+    naming a paired shape without its side drives both sides)."""
+    w = np.zeros((len(VISEME_NAMES), len(ARKIT_NAMES)), np.float32)
+    for i, name in enumerate(VISEME_NAMES):
+        for shape, weight in VISEME_MIXES[name].items():
+            sides = [shape + "Left", shape + "Right"] if shape in _BOTH else [shape]
+            for s in sides:
+                w[i, ARKIT_NAMES.index(s)] = weight
+    return w

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from nfs.arkit import ARKIT_NAMES, ict_to_arkit_shapes, ict_to_arkit_weights
 from nfs.clips import WEIGHT_CEILING, Clip, apply_gain, smooth_codes
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.operators import Operators, get_operators
@@ -409,16 +410,18 @@ def rig_shapes(target: PreparedTarget, progress: Progress = _no_progress) -> tup
 # --------------------------------------------------------------------------------------------------------------
 # one call from a mesh and a clip to files: used by the app, the CLI and the tests
 
-EXPORT_KINDS = ("obj_zip", "glb", "rig", "mp4")
+EXPORT_KINDS = ("obj_zip", "glb", "rig", "mp4", "avatar")   # avatar: the input glTF / VRM back, with ARKit targets
 # The MP4 preview is drawn by the CPU software renderer (about 10-20 frames/s at 2 x 320 px on 2 cores), so by
 # default it is only written for takes up to this many frames; asking for "mp4" explicitly writes it at any length.
 PREVIEW_DEFAULT_MAX_FRAMES = 600
 GLB_TOLERANCE_MM = 0.1   # default bound on the animated GLB's error against the decoded frames
 
 
-def default_exports(n_frames: int) -> tuple[str, ...]:
-    """Every export, less the MP4 preview for takes longer than PREVIEW_DEFAULT_MAX_FRAMES."""
-    return tuple(k for k in EXPORT_KINDS if k != "mp4" or n_frames <= PREVIEW_DEFAULT_MAX_FRAMES)
+def default_exports(n_frames: int, gltf_target: bool = False) -> tuple[str, ...]:
+    """Every export, less the MP4 preview for takes longer than PREVIEW_DEFAULT_MAX_FRAMES, and the avatar export
+    only for a glTF / VRM target (`gltf_target`)."""
+    return tuple(k for k in EXPORT_KINDS if (k != "mp4" or n_frames <= PREVIEW_DEFAULT_MAX_FRAMES)
+                 and (k != "avatar" or gltf_target))
 
 
 def preview_note(n_frames: int) -> str:
@@ -528,9 +531,9 @@ def source_preview_frames(source: SourceCodes, clip: Clip | None) -> Callable[[i
 # over its own span of the fraction; every loop reports at least once per chunk (<= 8 frames) or frame.
 STAGE_NAMES = {"prepare": "preparing the target", "encode": "encoding the clip", "decode": "decoding frames",
                "obj_zip": "writing the OBJ zip", "glb": "writing the animated GLB",
-               "rig": "baking the 53-shape rig", "mp4": "rendering the preview MP4"}
+               "rig": "baking the 52-shape ARKit rig", "avatar": "writing the avatar", "mp4": "rendering the preview MP4"}
 _STAGE_WEIGHTS = {"prepare": 0.25, "encode": 0.05, "decode": 0.15, "obj_zip": 0.15, "glb": 0.1, "rig": 0.05,
-                  "mp4": 0.25}
+                  "avatar": 0.05, "mp4": 0.25}
 
 
 @dataclass
@@ -570,7 +573,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              progress: Progress = _no_progress, chunk_frames: int | None = None, video_size: int = 320,
              correction: bool = False, fps: float | None = None, device: str | torch.device = "auto",
              glb_tolerance_mm: float = GLB_TOLERANCE_MM, head_pose: bool = False,
-             force: bool = False) -> RetargetResult:
+             force: bool = False, visemes: bool = False, keep_existing_targets: bool = False) -> RetargetResult:
     """Prepare the target, encode the clip, decode every frame once into a compact morph basis (`nfs.morph_basis`,
     within `glb_tolerance_mm` of every decoded frame, held in memory: nothing but the exports is written to
     `out_dir`), then stream the chosen exports from it chunk by chunk (`exports`: a subset of EXPORT_KINDS; None:
@@ -584,7 +587,10 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     way); `head_pose` applies
     a video clip's head motion to each decoded chunk (`nfs.video.pose`); `force` prepares a target that does not
     look like a face. `device`: auto, cpu or cuda. `progress(fraction, "stage: detail")` with the stage names of
-    `run_stages(exports)`, in that order."""
+    `run_stages(exports)`, in that order. The avatar export (`nfs.avatar_export`; the default for a glTF / VRM
+    target) writes the input file back whole with the 52 ARKit targets (`visemes`: and the 15 Oculus visemes;
+    `keep_existing_targets`: targets of those names already in the file are kept instead of replaced) and the clip
+    as an animation of their weights."""
     from nfs.clips import resample_clip, resample_rows
     from nfs.export import ObjSequenceZipWriter, PreviewVideoWriter, export_animated_glb, export_rig_glb
     from nfs.morph_basis import MorphBasisBuilder
@@ -595,14 +601,19 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     clip = resample_clip(clip, fps)
     if clip.fps != src_fps:
         notes.append(f"clip resampled from {src_fps:g} to {clip.fps:g} fps ({clip.n_frames} frames)")
+    target_mesh = as_raw_mesh(target_mesh)
+    gltf_target = target_mesh.is_gltf
     if exports is None:
-        exports = default_exports(clip.n_frames)
+        exports = default_exports(clip.n_frames, gltf_target)
         if preview_note(clip.n_frames):
             notes.append(preview_note(clip.n_frames))
     exports = tuple(dict.fromkeys(exports))
     unknown = set(exports) - set(EXPORT_KINDS)
     if unknown:
         raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {', '.join(EXPORT_KINDS)}")
+    if "avatar" in exports and not gltf_target:
+        raise ValueError("the avatar export writes a glTF / GLB / VRM target back; this target is not one "
+                         "(choose the rig or animated GLB instead)")
     if not (np.isfinite(glb_tolerance_mm) and glb_tolerance_mm > 0):
         raise ValueError(f"the GLB tolerance must be positive, got {glb_tolerance_mm}")
     out = Path(out_dir)
@@ -686,12 +697,26 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
         neutral_rig, deltas = rig_shapes(target, lambda f, m: spans["rig"].report(progress, 0.6 * f, m))
         spans["rig"].report(progress, 0.6, "writing the rig GLB")
         paths["rig"] = out / f"{target.name}_rig.glb"
-        export_rig_glb(paths["rig"], neutral_rig, faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+        export_rig_glb(paths["rig"], neutral_rig, faces, ict_to_arkit_shapes(deltas), ARKIT_NAMES, uv=uv,
+                       uv_faces=uv_faces)
         spans["rig"].report(progress, 0.9, "measuring the rig against the network")
         rig_error = linear_rig_error_mm(target, neutral_rig, deltas, source.weights[rig_idx],
                                         np.stack([rig_frames[int(i)] for i in rig_idx]))
         rig = (neutral_rig, deltas)
         timings["rig"] = time.perf_counter() - t
+    if "avatar" in exports:
+        t = time.perf_counter()
+        span = spans["avatar"]
+        if rig is None:
+            rig = rig_shapes(target, lambda f, m: span.report(progress, 0.6 * f, m))
+        span.report(progress, 0.6, "writing the avatar")
+        suffix = ".vrm" if target.raw.source.lower().endswith(".vrm") else ".glb"
+        paths["avatar"] = out / f"{stem}_avatar{suffix}"
+        info = write_avatar(paths["avatar"], target, rig[1], source, visemes=visemes,
+                            keep_existing=keep_existing_targets)
+        notes += info.notes
+        span.report(progress, 1.0, "written")
+        timings["avatar"] = time.perf_counter() - t
     if "mp4" in exports:
         t = time.perf_counter()
         src_frame = source_preview_frames(source, clip)
@@ -710,6 +735,23 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     progress(1.0, "done")
     return RetargetResult(target, source, sequence, paths, rig_error, timings, glb=glb, notes=notes,
                           device=str(dev), rig=rig)
+
+
+def write_avatar(path, target: PreparedTarget, ict_shapes: np.ndarray, source: SourceCodes, *,
+                 visemes: bool = False, keep_existing: bool = False):
+    """The target's own glTF / VRM file back with the 52 ARKit targets made from the baked rig (`ict_shapes`
+    (53, V_in, 3)) and the source's weights as an animation; tongueOut from a part named like a tongue (else
+    zero, and said so). Returns `nfs.avatar_export.AvatarExportInfo`."""
+    from nfs.avatar_export import export_avatar, tongue_out_shape
+    shapes = ict_to_arkit_shapes(ict_shapes)
+    forward = target.alignment.rotation.T @ np.array([0.0, 0.0, 1.0])     # the face's direction, user frame
+    tongue, moved = tongue_out_shape(target.raw, forward)
+    shapes[ARKIT_NAMES.index("tongueOut")] = tongue
+    notes = [] if moved else ["tongueOut is present and empty: the avatar has no part named as a tongue"]
+    raw = target.raw
+    return export_avatar(path, raw.original, raw.source, raw, shapes, ict_to_arkit_weights(source.weights),
+                         source.fps, visemes=visemes, keep_existing=keep_existing, clip_name=source.name,
+                         notes=notes)
 
 
 def head_pose_rows(clip: Clip, src_fps: float) -> tuple[np.ndarray, np.ndarray] | None:

@@ -605,8 +605,12 @@ def gltf_transform(command: str, src: str | Path, dst: str | Path, *flags: str) 
 
 
 def read_glb(path: str | Path) -> tuple[dict, bytes]:
+    """A GLB file's JSON (dict) and BIN chunk."""
+    return read_glb_bytes(Path(path).read_bytes())
+
+
+def read_glb_bytes(data: bytes) -> tuple[dict, bytes]:
     """A GLB's JSON (dict) and BIN chunk."""
-    data = Path(path).read_bytes()
     length = struct.unpack_from("<I", data, 12)[0]
     gltf = json.loads(data[20: 20 + length])
     at = 20 + length

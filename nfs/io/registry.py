@@ -112,5 +112,5 @@ def load_face_video(path: str | Path, neutral_frame: int | None = None, max_fram
     """A face video or a folder of images as a clip: MediaPipe landmarks fitted to the 53 ICT weights, a
     `nfs.video.VideoClip` at the video's frame rate. neutral_frame: the frame (from 0) of the relaxed face (None:
     chosen automatically); `progress(fraction, message)` while tracking. nfs.video loads on first use."""
-    from nfs.video import FitConfig, load_video_clip
-    return load_video_clip(path, FitConfig(neutral_frame=neutral_frame), max_frames=max_frames, progress=progress)
+    from nfs.video import Calibration, load_video_clip
+    return load_video_clip(path, Calibration(neutral_frame=neutral_frame), max_frames=max_frames, progress=progress)
