@@ -8,7 +8,7 @@ lumpy blob. Each goes through the same intake as the product (clean_mesh + find_
 unit. Prints one line per mesh (the face confidence, the geometric fit's confidence and the face check's score,
 see nfs.mesh.faceness) and the gap between the lowest face and the highest non-face.
 
-    python tools/calibrate_face_threshold.py [--per-category 2]
+    python tools/calibrate_face_threshold.py [--per-category 2] [--only NAME ...]
 """
 from __future__ import annotations
 
@@ -106,11 +106,14 @@ def confidence(vertices, faces, seed: int):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-category", type=int, default=2)
+    p.add_argument("--only", nargs="*", default=(), help="only the meshes whose name contains one of these")
     a = p.parse_args(argv)
     rows = {"face": [], "non-face": []}
     for kind, meshes in (("non-face", {k: (lambda m=m: m) for k, m in non_faces().items()}),
                          ("face", faces(a.per_category))):
         for i, (name, make) in enumerate(meshes.items()):
+            if a.only and not any(o in name for o in a.only):
+                continue
             try:
                 a, seconds = confidence(*make(), seed=i)
                 c, fit, face = a.confidence, a.fit_confidence, a.face_score

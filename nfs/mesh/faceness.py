@@ -76,9 +76,16 @@ def _models():
 
 
 def detect_face(image: Image.Image) -> tuple[object, float] | None:
-    """The most confident face's landmark region and detector score, or None (the video source's detector)."""
+    """The most confident face's landmark region and detector score, or None (the video source's detector, which
+    lists every face found; a detector giving one (region, score) pair or None works too)."""
     detector, _ = _models()
-    return detector.detect(image)
+    found = detector.detect(image)
+    if found is None or isinstance(found, tuple):
+        return found
+    if not found:
+        return None
+    best = max(found, key=lambda d: d.score)
+    return best.region, float(best.score)
 
 
 def face_landmarks(image: Image.Image, region) -> tuple[np.ndarray, float]:
