@@ -40,6 +40,7 @@ from nfs.mesh.overrides import UP_AXES, compose_alignment  # noqa: F401 (UP_AXES
 from nfs.model.checkpoint import load_model, weights_hash
 from nfs.model.config import get_preset
 from nfs.mesh.head import find_head, split_head
+from nfs.mesh.parts import part_hints
 from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import FoldedDecoder
 from nfs.model.network import NFSNetwork, TargetEncoding
@@ -263,7 +264,8 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     decoder = FoldedDecoder.build(model, enc, inference_dtype(dev))
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
-    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale)
+    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale,
+                                     hints=part_hints(raw.parts, len(raw.vertices)))
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,

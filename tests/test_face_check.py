@@ -5,7 +5,6 @@ glasses, body and outfit still)."""
 from __future__ import annotations
 
 import collections
-import re
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import clean_mesh
 from nfs.mesh.faceness import check_face_render
 from nfs.mesh.head import find_head
+from nfs.mesh.parts import part_hints
 from nfs.pipeline import MIN_FACE_CONFIDENCE
 from nfs.render import VIEW_CENTER
 
@@ -119,7 +119,8 @@ def avatar(tmp_path_factory):
 
 def test_avatar_head_aligns_like_the_head_alone(avatar):
     raw, alignment, clean = avatar
-    head_parts = [p for p in raw.parts if p.name.startswith(("Wolf3D_Head", "Wolf3D_Teeth", "Wolf3D_Tongue", "Eye"))]
+    head_parts = [p for p in raw.parts if p.mesh_name in ("Wolf3D_Head", "Wolf3D_Teeth", "Wolf3D_Tongue", "EyeLeft",
+                                                          "EyeRight")]
     assert len(head_parts) == 6
     keep = np.zeros(len(raw.vertices), bool)
     for p in head_parts:
@@ -137,22 +138,49 @@ def test_avatar_head_aligns_like_the_head_alone(avatar):
 
 
 def test_avatar_parts_move_with_the_face_or_stay_still(avatar):
+    """By geometry alone (no names) and with the file's names as hints: the face mesh is the skin, teeth follow
+    jaw and skull, eyes the skull, the tongue the mouth; hair, glasses, body and outfit stay still."""
     raw, alignment, clean = avatar
     part_of = np.zeros(len(raw.vertices), np.int64)
     for k, p in enumerate(raw.parts):
         part_of[p.vertex_offset:p.vertex_offset + p.vertex_count] = k
-    skin = collections.Counter(raw.parts[k].name for k in part_of[clean.original_index[clean.skin_vertices]])
+    skin = collections.Counter(raw.parts[k].mesh_name for k in part_of[clean.original_index[clean.skin_vertices]])
     assert set(skin) == {"Wolf3D_Head"}, skin                     # the face mesh, nothing else, is the skin
-    binding = SecondaryBinding.build(clean, alignment)
-    roles = collections.defaultdict(set)
-    for c in binding.components:
-        part = raw.parts[np.bincount(part_of[c.original]).argmax()].name
-        roles[re.sub(r"_[0-9a-f]{6}$", "", part)].add(c.role)          # the reader tells primitives apart
-    assert roles["EyeLeft"] == roles["EyeRight"] == {"eye"}, roles
-    assert roles["Wolf3D_Teeth"] == {"jaw", "skull"}, roles        # lower row with the jaw, upper with the skull
-    assert roles["Wolf3D_Tongue"] <= {"mouth", "jaw"}, roles
-    for still in ("Wolf3D_Hair", "Wolf3D_Glasses"):
-        assert roles[still] == {"still"}, roles
-    body = collections.Counter(raw.parts[k].name for k in part_of[clean.original_index[clean.body_vertices]])
-    assert set(roles["Wolf3D_Body"]) | set(roles["Wolf3D_Outfit_Top"]) <= {"still"}, roles
-    assert body or roles["Wolf3D_Body"], body
+    for hints in (None, part_hints(raw.parts, len(raw.vertices))):
+        binding = SecondaryBinding.build(clean, alignment, hints=hints)
+        roles = collections.defaultdict(set)
+        for c in binding.components:
+            roles[raw.parts[np.bincount(part_of[c.original]).argmax()].mesh_name].add(c.role)
+        assert roles["EyeLeft"] == roles["EyeRight"] == {"eye"}, roles
+        assert roles["Wolf3D_Teeth"] == {"jaw", "skull"}, roles        # lower row with the jaw, upper with the skull
+        assert roles["Wolf3D_Tongue"] <= {"mouth", "jaw"} and roles["Wolf3D_Tongue"], roles
+        for still in ("Wolf3D_Hair", "Wolf3D_Glasses", "Wolf3D_Body", "Wolf3D_Outfit_Top"):
+            assert roles[still] <= {"still"}, roles
+        assert roles["Wolf3D_Hair"] and roles["Wolf3D_Glasses"], roles
+
+
+def test_names_are_hints():
+    """Part names (mesh, node, material) hint at eyes and at parts that stay still; geometry decides the rest."""
+    from nfs.ict import load_ict
+    from nfs.mesh import bones
+    from nfs.mesh.parts import EYE_HINT, NO_HINT, STILL_HINT, name_hint
+
+    assert name_hint("EyeLeft") == name_hint("N00_000_00_EyeIris_00_EYE") == name_hint("", "Face", "Wolf3D_Eye") \
+        == EYE_HINT
+    assert name_hint("Wolf3D_Hair") == name_hint("Glasses") == name_hint("Wolf3D_Outfit_Top") == STILL_HINT
+    assert name_hint("FaceEyelash") == name_hint("Wolf3D_Head") == name_hint("Wolf3D_Teeth") == name_hint("") == NO_HINT
+    ict = load_ict()
+    skin = ict.neutral[:ict.skin_count].astype(np.float64)
+    edge = 0.5
+    # a flat eye white behind the left lids (no sphere, as VRoid models it): an eye only when named so
+    centre = skin[ict.landmarks68[42:48]].mean(0) - np.array([0.0, 0.0, 0.6])
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    disc = centre + np.stack([1.3 * np.cos(angles), 0.8 * np.sin(angles), np.zeros_like(angles)], 1)
+    disc = np.concatenate([disc, centre[None]])
+    assert bones.component_weights(disc, skin, edge, hint=EYE_HINT)[1] == "eye"
+    assert bones.component_weights(disc, skin, edge, hint=NO_HINT)[1] != "eye"
+    # a brow card lying on the brow skin follows it; named hair it stays still
+    brow = skin[(skin[:, 1] > 5.0) & (skin[:, 1] < 6.0) & (skin[:, 0] > 1.5) & (skin[:, 0] < 5.5) & (skin[:, 2] > 8.0)]
+    card = brow + np.array([0.0, 0.0, 0.1])
+    assert bones.component_weights(card, skin, edge)[1] == "skin"
+    assert bones.component_weights(card, skin, edge, hint=STILL_HINT)[1] == "still"

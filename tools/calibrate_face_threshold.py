@@ -115,8 +115,8 @@ def main(argv=None) -> int:
             if a.only and not any(o in name for o in a.only):
                 continue
             try:
-                a, seconds = confidence(*make(), seed=i)
-                c, fit, face = a.confidence, a.fit_confidence, a.face_score
+                found, seconds = confidence(*make(), seed=i)
+                c, fit, face = found.confidence, found.fit_confidence, found.face_score
             except ValueError as e:  # refused by cleaning (e.g. no usable triangles): confidence 0
                 c, fit, face, seconds = 0.0, 0.0, 0.0, 0.0
                 name += f" (refused: {str(e)[:50]})"

@@ -25,6 +25,8 @@ import functools
 import numpy as np
 from scipy.spatial import cKDTree
 
+from nfs.mesh.parts import EYE_HINT, NO_HINT, STILL_HINT
+
 SKIN, LOCAL, JAW, SKULL = range(4)
 JAW_REGIONS = ("chin",)
 SKULL_MAX_MOTION_CM = 0.02      # ICT skin that no expression moves more than this
@@ -115,10 +117,13 @@ def inside_mouth(points_ict: np.ndarray, skin_ict: np.ndarray) -> bool:
 
 
 def component_weights(points_ict: np.ndarray, skin_ict: np.ndarray, skin_edge_cm: float,
-                      have_jaw: bool = True) -> tuple[np.ndarray, str]:
+                      have_jaw: bool = True, hint: int = NO_HINT) -> tuple[np.ndarray, str]:
     """(n, 4) weights over SKIN, LOCAL, JAW, SKULL for one component's vertices (n, 3, ICT frame), and its
     role: "jaw", "skull", "mouth" (blended per vertex), "eye", "skin" (lies on moving skin: follows it) or
-    "still" (all weights zero: hair, hat, glasses, anything else)."""
+    "still" (all weights zero: hair, hat, glasses, anything else). `hint`: what the part's names say
+    (`nfs.mesh.parts.name_hint`): an eye part is an eye even when it is no sphere (a VRoid eye white), a hair,
+    hat, glasses, body or clothes part stays still even when it lies on moving skin; inside the mouth the
+    geometry decides."""
     n = len(points_ict)
     w = np.zeros((n, 4))
     dist, nearest = cKDTree(skin_ict).query(points_ict)
@@ -131,10 +136,10 @@ def component_weights(points_ict: np.ndarray, skin_ict: np.ndarray, skin_edge_cm
             role = "mouth"
             w[:, JAW] = _smoothstep((OCCLUSAL_Y_CM + BLEND_BAND_CM - y) / (2 * BLEND_BAND_CM))
             w[:, SKULL] = 1.0 - w[:, JAW]
-    elif is_eyeball(points_ict):
+    elif hint == EYE_HINT or (hint != STILL_HINT and is_eyeball(points_ict)):
         role = "eye"
         w[:, SKULL] = 1.0
-    elif lies_on_moving_skin(points_ict, skin_ict[nearest], dist):
+    elif hint != STILL_HINT and lies_on_moving_skin(points_ict, skin_ict[nearest], dist):
         role = "skin"
         w[:, SKIN] = 1.0
     else:

@@ -143,3 +143,42 @@ def head_around_eyes(clean: CleanMesh, pair: EyePair) -> tuple[np.ndarray, np.nd
     faces = faces[piece[faces[:, 0]] == piece[nearest]]
     used, compact = np.unique(faces, return_inverse=True)
     return clean.vertices[used], compact.reshape(-1, 3)
+
+
+# ----------------------------------------------------------------------------- names as hints
+
+NO_HINT, EYE_HINT, STILL_HINT = 0, 1, 2
+EYE_WORDS = {"eye", "eyes", "eyeball", "eyeballs", "eyeleft", "eyeright", "iris", "sclera", "cornea", "pupil"}
+STILL_WORDS = {"hair", "hairs", "hat", "cap", "helmet", "hood", "glass", "glasses", "eyewear", "spectacles", "body",
+               "outfit", "top", "tops", "bottom", "bottoms", "footwear", "shoe", "shoes", "cloth", "clothes",
+               "shirt", "jacket", "pants", "skirt", "dress", "accessory", "accessories", "earring", "necklace"}
+
+
+def name_words(name: str) -> list[str]:
+    """Lower-case words of a mesh, node or material name: split at non-letters and camel case
+    ("Wolf3D_Hair" -> wolf, d, hair; "N00_000_00_EyeIris_00_EYE" -> n, eye, iris, eye)."""
+    import re
+
+    return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", name)]
+
+
+def name_hint(*names: str) -> int:
+    """What a part's names suggest: EYE_HINT (an eyeball, iris, eye white), STILL_HINT (hair, a hat, glasses,
+    a body, clothes) or NO_HINT. Eye words win (a VRoid face mesh's eye primitives are named by material)."""
+    words = {w for n in names if n for w in name_words(n)}
+    if words & EYE_WORDS:
+        return EYE_HINT
+    if words & STILL_WORDS:
+        return STILL_HINT
+    return NO_HINT
+
+
+def part_hints(parts, n_vertices: int) -> np.ndarray:
+    """(n_vertices,) int8 name hint of every input vertex from the file's parts (`nfs.io.mesh.MeshPart`: its
+    material, mesh and node names); NO_HINT where a file gives no names."""
+    out = np.zeros(n_vertices, np.int8)
+    for p in parts or ():
+        hint = name_hint(getattr(p, "material_name", ""), getattr(p, "mesh_name", ""), getattr(p, "node_name", ""),
+                         p.name if len(parts) > 1 else "")
+        out[p.vertex_offset:p.vertex_offset + p.vertex_count] = hint
+    return out
