@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from nfs.io import MESH_EXTENSIONS, MeshError, load_clip
+from nfs.io.gltf_colors import face_colors
 from nfs.pipeline import (EXPORT_KINDS, EXPRESSION_NAMES, N_EXPRESSION, Clip, PreparedTarget, RetargetResult,
                           SourceCodes, StageProgress, content_key, manual_alignment, prepare_target, preview_note,
                           retarget, rig_shapes, run_stages, source_preview_frames, template_skin)
@@ -173,6 +174,7 @@ class Session:
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise
+        self._face_colors(prepared)                # textures decoded now: what cannot be shown is in the notes
         with self.lock:
             old_pair = self.pair
             self.target = prepared
@@ -508,6 +510,15 @@ class Session:
         return SourceView(title=f"source: {clip.name}", faces=np.asarray(faces),
                           frame=lambda i: np.asarray(frames(i)[0], np.float64))
 
+    def _face_colors(self, t: PreparedTarget) -> np.ndarray | None:
+        """A glTF / VRM target's per-triangle base colours (textures decoded once per upload); textures shown as
+        flat colours are added to the upload's notes."""
+        if getattr(self, "_colors_of", (None,))[0] is not t.raw:
+            colors, notes = face_colors(t.raw)
+            t.raw.notes.extend(n for n in notes if n not in t.raw.notes)
+            self._colors_of = (t.raw, colors)
+        return self._colors_of[1]
+
     def _target_view(self) -> TargetView | None:
         t = self.target
         if t is None:
@@ -544,7 +555,7 @@ class Session:
         names = list(EXPRESSION_NAMES) + [f"free_{j}" for j in range(weights.shape[1] - N_EXPRESSION)]
         return TargetView(title=f"target: {t.name}" + ("" if valid else " (aligned, not run)"), faces=t.raw.faces,
                           frame=frame, labels=t.region_labels_original(),
-                          weights=lambda k: np.asarray(m @ weights[:, k]).ravel(),
+                          weights=lambda k: np.asarray(m @ weights[:, k]).ravel(), colors=self._face_colors(t),
                           code_names=names)
 
     def peak_frame(self) -> int:

@@ -1,4 +1,4 @@
-"""Command line: `python -m nfs {train,eval,retarget,prepare,export,clips} ...`."""
+"""Command line: `python -m nfs {train,eval,retarget,prepare,export,clips,batch} ...`."""
 from __future__ import annotations
 
 import argparse
@@ -313,8 +313,13 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_batch(argv: list[str]) -> int:
+    from nfs.batch.cli import cmd_batch as run
+    return run(argv, _Parser, number)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "retarget": cmd_retarget, "prepare": cmd_prepare,
-            "export": cmd_export, "clips": cmd_clips}
+            "export": cmd_export, "clips": cmd_clips, "batch": cmd_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -576,7 +576,8 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              correction: bool = False, fps: float | None = None, device: str | torch.device = "auto",
              glb_tolerance_mm: float = GLB_TOLERANCE_MM, head_pose: bool = False,
              force: bool = False, visemes: bool = False, keep_existing_targets: bool = False) -> RetargetResult:
-    """Prepare the target, encode the clip, decode every frame once into a compact morph basis (`nfs.morph_basis`,
+    """Prepare the target (or take `target_mesh` as it is when it is a `PreparedTarget`), encode the clip, decode
+    every frame once into a compact morph basis (`nfs.morph_basis`,
     within `glb_tolerance_mm` of every decoded frame, held in memory: nothing but the exports is written to
     `out_dir`), then stream the chosen exports from it chunk by chunk (`exports`: a subset of EXPORT_KINDS; None:
     `default_exports`, which leaves the MP4 preview out of long takes). The animated GLB is the basis itself; the
@@ -603,7 +604,8 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     clip = resample_clip(clip, fps)
     if clip.fps != src_fps:
         notes.append(f"clip resampled from {src_fps:g} to {clip.fps:g} fps ({clip.n_frames} frames)")
-    target_mesh = as_raw_mesh(target_mesh)
+    prepared = target_mesh if isinstance(target_mesh, PreparedTarget) else None   # (a batch shares one per target)
+    target_mesh = prepared.raw if prepared is not None else as_raw_mesh(target_mesh)
     gltf_target = target_mesh.is_gltf
     if exports is None:
         exports = default_exports(clip.n_frames, gltf_target)
@@ -624,8 +626,11 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     timings = {}
     t = time.perf_counter()
     spans["prepare"].report(progress, 0.0, "")
-    target = prepare_target(target_mesh, model, alignment=alignment, force=force,
-                            progress=spans["prepare"].sub(progress), device=dev)
+    if prepared is not None:
+        target = prepared
+    else:
+        target = prepare_target(target_mesh, model, alignment=alignment, force=force,
+                                progress=spans["prepare"].sub(progress), device=dev)
     if not correction and model.cfg.template_prior:   # without a template prior the network is the positions
         target = target.without_correction()
     timings["prepare"] = time.perf_counter() - t
