@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 # below this face confidence (`nfs.mesh.faceness`: MediaPipe's face detector and landmarks on a render of the aligned
 # head, or half the geometric fit's confidence when that is higher) a target is refused as not a face unless forced.
-# tools/calibrate_face_threshold.py: docs/avatars.md lists the faces' and non-faces' confidences.
+# tools/calibrate_face_threshold.py; docs/face_check.md lists the faces' and non-faces' confidences.
 MIN_FACE_CONFIDENCE = 0.35
 SEAM_CM = 3.0  # a body cut below the neck follows the head's displacement over this distance from the cut
 Progress = Callable[[float, str], None]

@@ -367,10 +367,9 @@ def _checked(clean: CleanMesh, alignment: Alignment, head: CleanMesh) -> tuple[A
         start = dataclasses.replace(alignment, rotation=turn @ alignment.rotation,
                                     translation=turn @ (alignment.translation - face.centroid) + face.centroid)
         turned = refine_alignment(head.skin_points, head.skin_faces, start)
-        head = split_head(clean, turned)
         again = _with_check(turned, check_face_render(turned.apply(clean.vertices), clean.faces))
         if again.confidence > out.confidence:
-            return again, head
+            return again, split_head(clean, turned)
     return out, head
 
 
