@@ -13,6 +13,7 @@ from scipy.spatial.transform import Rotation
 from fixtures import load_tool
 
 import avatar_factory
+from nfs import REPO_ROOT
 from nfs.io import load_mesh
 from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import clean_mesh
@@ -98,6 +99,17 @@ def test_heads_with_hair_hat_or_glasses_are_accepted(name):
     assert len(clean.skin_vertices) >= 11_000                     # the ICT skin, not hair, hat or glasses
     roles = SecondaryBinding.build(clean, alignment).roles()
     assert roles.get("eye") == 4 and set(roles) <= {"eye", "still"}, roles   # sclerae and irises; the rest still
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "assets" / "targets").glob("*.obj")), ids=lambda p: p.stem)
+def test_demo_targets_are_accepted(path):
+    """The demo heads (a remeshed identity, a face crop in metres, the stylised head, a head with teeth) are faces
+    with room above the threshold."""
+    raw = load_mesh(path)
+    alignment, _ = find_head(clean_mesh(raw.vertices, raw.faces))
+    print(f"\n{path.stem}: confidence {alignment.confidence:.3f} (fit {alignment.fit_confidence:.3f}, face "
+          f"{alignment.face_score:.3f})")
+    assert alignment.confidence >= MIN_FACE_CONFIDENCE + 0.2, alignment
 
 
 @pytest.mark.parametrize("name", ["sphere", "hand"])
