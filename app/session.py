@@ -18,11 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from nfs.io import MESH_EXTENSIONS, MeshError, load_clip
+from nfs.io import MESH_EXTENSIONS, MeshError
 from nfs.io.gltf_colors import face_colors
 from nfs.pipeline import (EXPORT_KINDS, EXPRESSION_NAMES, N_EXPRESSION, Clip, PreparedTarget, RetargetResult,
-                          SourceCodes, StageProgress, content_key, manual_alignment, prepare_target, preview_note,
-                          retarget, rig_shapes, run_stages, source_preview_frames, template_skin)
+                          SourceCodes, StageProgress, content_key, load_clip, manual_alignment, prepare_target,
+                          preview_note, retarget, rig_shapes, run_stages, source_preview_frames, template_skin)
 
 from app.edits import SCOPES, Edits
 from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool

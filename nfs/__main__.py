@@ -125,7 +125,7 @@ class _Bar:
             sys.stderr.write("\n")
 
 
-UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, centimetres, millimetres or none) "
+UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF/VRM in any unit (metres, centimetres, millimetres or none) "
               "and any orientation; they are aligned automatically to the ICT frame and results are written back "
               "in the mesh's own frame, units and vertex order. Clips: a built-in name (see `python -m nfs clips`), "
               "a CSV of the 53 ICT weights (frame + named columns), an iPhone Live Link Face CSV, a folder/zip of "
@@ -220,8 +220,8 @@ def cmd_retarget(argv: list[str]) -> int:
     if exports is not None and a.exports.strip().lower() == "all" and not target.is_gltf:
         exports = tuple(k for k in exports if k != "avatar")
     resolve_device(a.device)     # a clear error before any work when CUDA is asked for and absent
-    from nfs.video.cli import load_clip_with_video_options
-    clip = load_clip_with_video_options(a.clip, a.neutral_frame, progress=_Bar())
+    from nfs.pipeline import load_clip
+    clip = load_clip(a.clip, neutral_frame=a.neutral_frame, progress=_Bar())
     for warning in clip.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,

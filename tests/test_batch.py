@@ -4,7 +4,8 @@ run on the local process pool and on a local Ray instance (2 CPUs, started once 
 What is checked: both engines give byte-identical outputs; bad rows fail alone with their message; each target is
 prepared once (one preparation id per target, made inside the worker that prepared it); a second run skips every
 finished pair; a worker killed during a pair (the NFS_BATCH_KILL_ONCE hook) leaves every pair done, identical and
-nothing partial, on both engines; the command line runs the same and exits 1 when a pair failed.
+nothing partial, on both engines (on Ray with the driver sending the inputs and writing the outputs, as
+without a shared disk); the command line runs the same and exits 1 when a pair failed.
 """
 from __future__ import annotations
 
@@ -171,7 +172,9 @@ def test_a_killed_worker_is_retried_and_leaves_nothing_partial(engine, local_run
         shutil.rmtree(out / "face_crop_metres" / clip)
     marker = tmp_path / "killed_once"
     monkeypatch.setenv("NFS_BATCH_KILL_ONCE", str(marker))
-    result = run_batch(manifest, out, engine=engine, workers=2, exports="rig,glb", device="cpu")
+    # on Ray, as on a cluster without a shared disk: the driver sends the inputs and writes the returned files
+    storage = "shared" if engine == "local" else "driver"
+    result = run_batch(manifest, out, engine=engine, workers=2, exports="rig,glb", device="cpu", storage=storage)
     assert marker.exists()                           # a worker did kill itself mid-pair
     assert result.count("ok") == 2 and result.count("skipped") == 4, [(p.status, p.error) for p in result.pairs]
     if engine == "local":
@@ -195,3 +198,48 @@ def test_command_line_runs_the_batch_and_reports(manifest, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "nfs", "batch", str(small), "--out", str(out), "--engine", "spark"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_manifest_rows_globs_duplicates_and_bad_columns(tmp_path):
+    from nfs.batch.manifest import read_manifest
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        shutil.copy(TARGETS / "face_crop_metres.obj", tmp_path / d / "head.obj")
+    (tmp_path / "m.csv").write_text("Target,Clip,GLB-Tolerance-mm\n# a comment line\n"
+                                    "a/head.obj,smile,0.05\nb/*.obj,smile,\na/head.obj,blinks,-1\n\n")
+    pairs = read_manifest(tmp_path / "m.csv", {"exports": ("glb",)})
+    assert [(p.row, p.out_rel, bool(p.error)) for p in pairs] == [
+        (3, "head/smile", False), (4, "head/smile", True), (5, "", True)]
+    assert pairs[0].options == {"exports": ("glb",), "glb_tolerance_mm": 0.05}
+    assert "same output folder head/smile/ as row 3" in pairs[1].error
+    assert "column glb_tolerance_mm" in pairs[2].error and "(0, 100]" in pairs[2].error
+    assert pairs[0].target_input.sha == pairs[1].target_input.sha      # same content, one preparation
+    (tmp_path / "bad.csv").write_text("target,clip,speed\nx.obj,smile,2\n")
+    with pytest.raises(ValueError, match="unknown manifest column 'speed'"):
+        read_manifest(tmp_path / "bad.csv")
+    (tmp_path / "nohead.csv").write_text("mesh,take\nx.obj,smile\n")
+    with pytest.raises(ValueError, match="target and clip"):
+        read_manifest(tmp_path / "nohead.csv")
+
+
+def test_pair_folder_is_committed_whole_and_recognised_only_for_its_inputs(tmp_path):
+    from nfs.batch.outputs import commit, finished_files, new_partial_dir, remove_partials, write_record
+    final = tmp_path / "out" / "head" / "smile"
+    partial = new_partial_dir(final)
+    (partial / "head_smile.glb").write_bytes(b"glb" * 10)
+    assert not final.exists() and finished_files(final, {"a": 1}) is None
+    write_record(partial, {"a": 1})
+    commit(partial, final)
+    assert finished_files(final, {"a": 1}) == ["head_smile.glb"]
+    assert finished_files(final, {"a": 2}) is None                   # other inputs: not finished
+    (final / "head_smile.glb").write_bytes(b"cut")                   # a file changed size: not finished
+    assert finished_files(final, {"a": 1}) is None
+    again = new_partial_dir(final)
+    (again / "head_smile.glb").write_bytes(b"new")
+    write_record(again, {"a": 2})
+    commit(again, final)                                             # replaces the old folder
+    assert finished_files(final, {"a": 2}) == ["head_smile.glb"] and (final / "head_smile.glb").read_bytes() == b"new"
+    left = new_partial_dir(final)                                    # as a killed worker leaves it
+    assert remove_partials(tmp_path / "out") == 1 and not left.exists()
+    assert sorted(p.name for p in final.parent.iterdir()) == ["smile"]

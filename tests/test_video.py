@@ -13,7 +13,8 @@ import pytest
 
 from nfs import REPO_ROOT
 from nfs.clips import ClipError
-from nfs.io import load_clip, load_codes_csv
+from nfs.io import load_codes_csv
+from nfs.pipeline import load_clip
 from nfs.ict import EXPRESSION_NAMES
 from nfs.video import Calibration, load_video_clip
 from nfs.video.reader import read_frames

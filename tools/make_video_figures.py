@@ -13,8 +13,8 @@ import numpy as np
 
 from nfs import REPO_ROOT
 from nfs.ict import EXPRESSION_NAMES
-from nfs.io import load_clip, load_codes_csv
-from nfs.pipeline import load_shipped_model, prepare_target, retarget
+from nfs.io import load_codes_csv
+from nfs.pipeline import load_clip, load_shipped_model, prepare_target, retarget
 from nfs.render import render_shaded
 from nfs.video.reader import read_frames
 

@@ -110,9 +110,13 @@ def read_manifest(manifest: str | Path, defaults: dict | None = None) -> list[Pa
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(f"no manifest file {manifest}")
+    rows, numbers = [], []          # the rows that are not blank or comments, and their line numbers
     with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
-    rows = [r for r in rows if any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+        reader = csv.reader(fh)
+        for row in reader:
+            if any(c.strip() for c in row) and not row[0].lstrip().startswith("#"):
+                rows.append(row)
+                numbers.append(reader.line_num)
     if not rows:
         raise ValueError(f"{manifest.name}: empty manifest (expected a header row with target,clip)")
     header = [h.strip().lower() for h in rows[0]]
@@ -123,7 +127,7 @@ def read_manifest(manifest: str | Path, defaults: dict | None = None) -> list[Pa
     builtin = list_builtin_clips()
     hashes = _Hashes()
     pairs: list[Pair] = []
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in zip(numbers[1:], rows[1:]):
         cells = dict(zip((h.replace("-", "_").replace(" ", "_") for h in header), (c.strip() for c in row)))
         target_cell, clip_cell = cells.get("target", ""), cells.get("clip", "")
         try:

@@ -250,6 +250,7 @@ class _Scheduler:
         self.inputs_of = {pair.target_input.key: pair.target_input for pair, _ in pending}
         self.clip_inputs = {pair.clip_input.key: pair.clip_input for pair, _ in pending}
         self.in_flight: list[Job] = []
+        self.pair_seconds: list[float] = []
 
     # ------------------------------------------------------------------ choosing the next job
     def _open_targets(self) -> list[_Input]:
@@ -296,8 +297,6 @@ class _Scheduler:
     # ------------------------------------------------------------------ the loop
     def run(self, engine, state: BatchState, results: list[PairResult], progress, started: float) -> None:
         last_report = 0.0
-        first_work = time.perf_counter()
-        ran = 0
         while True:
             while len(self.in_flight) < engine.slots:
                 job = self._next_job(engine.slots)
@@ -308,13 +307,12 @@ class _Scheduler:
                 break
             for job in engine.wait(0.5):
                 self.in_flight.remove(job)
-                ran += self._finish(job, engine, state)
+                self._finish(job, engine, state)
             state.running = sum(j.kind == "pair" for j in self.in_flight)
             state.targets_prepared = sum(t.ready for t in self.targets.values())
             now = time.perf_counter()
             state.elapsed = now - started
-            left = len(self.pending) + state.running
-            state.eta = (now - first_work) / ran * left if ran else None
+            state.eta = self._time_left(engine.slots)
             if progress:
                 progress(state)
             if now - last_report > 2.0:
@@ -325,6 +323,18 @@ class _Scheduler:
             result.error = result.error or "not run"
             state.failed += 1
         self.pending.clear()
+
+    def _time_left(self, slots: int) -> float | None:
+        """Seconds left: the work still to do (targets to prepare at the mean preparation time, pairs at the mean
+        pair time) spread over the worker slots; None until a pair has finished."""
+        if not self.pair_seconds:
+            return None
+        prep = [t.summary["seconds"] for t in self.targets.values() if t.ready]
+        to_prepare = sum(1 for t in self.targets.values() if t.summary is None and t.waiting > 0)
+        pairs_left = len(self.pending) + sum(j.kind == "pair" for j in self.in_flight)
+        work = to_prepare * (sum(prep) / len(prep) if prep else 0.0) + pairs_left * (
+            sum(self.pair_seconds) / len(self.pair_seconds))
+        return work / max(1, min(slots, pairs_left + to_prepare))
 
     def _finish(self, job: Job, engine, state: BatchState) -> int:
         summary = job.summary or {"ok": False, "error": "no result"}
@@ -339,6 +349,7 @@ class _Scheduler:
         pair, result, t, c = job.tag
         result.attempts = job.attempts
         result.seconds = float(summary.get("seconds", 0.0))
+        self.pair_seconds.append(result.seconds)
         result.notes = list(summary.get("notes", []))
         if summary.get("ok"):
             try:

@@ -102,7 +102,7 @@ def prepare_target_job(job: TargetJob):
 
 def load_clip_job(job: ClipJob):
     """(summary, Clip or None): the clip loaded once (a face video tracked and fitted once) for all its pairs."""
-    from nfs.video.cli import load_clip_with_video_options
+    from nfs.pipeline import load_clip
     t = time.perf_counter()
     path = None
     try:
@@ -111,7 +111,7 @@ def load_clip_job(job: ClipJob):
         if job.data is not None:
             path = _local_copy(job.data, spec)
             spec = str(path)
-        clip = load_clip_with_video_options(spec, job.clip.neutral_frame)
+        clip = load_clip(spec, neutral_frame=job.clip.neutral_frame)
     except Exception as e:  # noqa: BLE001
         return {"ok": False, "error": error_message(e), "seconds": time.perf_counter() - t}, None
     finally:
