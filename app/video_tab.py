@@ -5,11 +5,12 @@ Landmarker v2 (52 ARKit scores, mapped to ICT weights, and the head pose) with p
 Beside the video, a plot of the main shapes over time with the chosen frame marked. Frames without a usable face
 are reported by number and bridged; a video without any face is a clear error. A browser recording (no duration in
 its file) is given back to the player remuxed with its duration, and its frame rate is measured. The live webcam
-(`app/live.py`) drives the target as it happens.
+(`app/live.py`, in an accordion of this tab) drives the target as it happens and records takes.
 """
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -179,3 +180,104 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
         video.change(on_change, inputs, outputs, api_name="set_video", concurrency_id="heavy")
         use_btn.click(on_video, inputs, outputs, api_visibility="private", concurrency_id="heavy")
         frame_no.release(on_frame, [state, frame_no], [plot], api_name="video_frame_plot")
+        build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no)
+
+
+def live_chain(session):
+    """The session's live chain, made on first use (its models load once per session)."""
+    from app.live import LiveChain
+    with session.lock:
+        chain = getattr(session, "live_chain", None)
+        if chain is None:
+            chain = session.live_chain = LiveChain()
+        return chain
+
+
+def live_stats_markdown(session) -> str:
+    chain = getattr(session, "live_chain", None)
+    if chain is None:
+        return "*Live: not started.*"
+    st = chain.stats()
+    rec = f" · recording: {len(chain.take)} frames" if chain.recording else ""
+    from nfs.pipeline import EXPRESSION_NAMES
+    from nfs.video.pose import yaw_pitch_roll
+    w = chain.weights
+    yaw, pitch, _ = yaw_pitch_roll(chain.rotation[None])[0]
+    now = (f" · now: jawOpen {w[EXPRESSION_NAMES.index('jawOpen')]:.2f}, eyeBlink "
+           f"{w[EXPRESSION_NAMES.index('eyeBlink_L')]:.2f}/{w[EXPRESSION_NAMES.index('eyeBlink_R')]:.2f}, "
+           f"head yaw {yaw:.0f}°, pitch {pitch:.0f}°, target moved {10 * chain.target_motion:.1f} mm")
+    return (f"Live: {st.frames} frames, **{st.fps:.1f} frames/s** drawn, {st.latency_ms:.0f} ms from a frame's "
+            f"arrival to the viewer (reading {st.read_ms:.0f} ms, rig {st.rig_ms:.1f} ms, drawing {st.draw_ms:.1f} ms)"
+            f"{'' if not st.no_face else f' · no face in {st.no_face} frames'}{now}{rec}")
+
+
+def build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no) -> None:
+    """Live webcam puppeteering (app/live.py): the target follows the face in the viewer as it happens."""
+    from app.live import STREAM_EVERY_S, live_content
+
+    with gr.Accordion("Live webcam: the target follows your face as it happens", open=False):
+        gr.Markdown("Start the webcam below; the viewer shows the ICT face and your target driven by your face. "
+                    "The first frame with a face is the neutral: **Set neutral** again while you relax. "
+                    "**Record** keeps the live readings; **Stop and use the take** turns them into the video clip "
+                    "(sliders and exports as usual).")
+        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="live webcam",
+                       webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-cam")
+        with gr.Row():
+            neutral_btn = gr.Button("Set neutral", elem_id="live-neutral")
+            record_btn = gr.Button("Record", elem_id="live-record")
+            stop_btn = gr.Button("Stop and use the take", elem_id="live-stop")
+        stats = gr.Markdown("*Live: not started.*", elem_id="live-stats")
+        timer = gr.Timer(1.0)
+
+        @guarded
+        def on_frame(st, frame, request: gr.Request):
+            if frame is None:
+                return
+            s = app.session(st, request)
+            chain = live_chain(s)
+            viewer = s.viewer
+            key = (s.target.key if s.target is not None else None)
+            if getattr(chain, "shown_for", "unset") != key or getattr(chain, "viewer", None) is not viewer:
+                if s.target is not None:
+                    neutral, deltas = s.ensure_rig()
+                    chain.set_target(neutral, deltas, s.target.alignment)
+                else:
+                    chain.set_target(None, None, None)
+                chain.shown_for, chain.viewer = key, viewer
+                if viewer is not None:
+                    viewer.show(live_content(chain, s.target.name if s.target is not None else None,
+                                             s.target.raw.faces if s.target is not None else None))
+            chain.process(np.asarray(frame)[..., :3], draw=viewer.refresh if viewer is not None else None)
+
+        @guarded
+        def on_neutral(st, request: gr.Request):
+            live_chain(app.session(st, request)).reset_neutral()
+            return "*Neutral: the next frame with a face.*"
+
+        @guarded
+        def on_record(st, request: gr.Request):
+            s = app.session(st, request)
+            live_chain(s).start_recording()
+            return live_stats_markdown(s)
+
+        @guarded
+        def on_stop(st, request: gr.Request):
+            s = app.session(st, request)
+            clip = live_chain(s).stop_recording()
+            key = f"live:{time.time():.3f}"
+            with s.lock:
+                s.video_clip, s.video_key = clip, key
+            s.use_clip(clip, key)
+            start = int(clip.fit.neutral_frame)
+            return (s, video_report(clip), app.clip_markdown(s), VIDEO_KIND, weights_plot(clip, start),
+                    gr.update(maximum=max(clip.n_frames - 1, 1), value=start))
+
+        def on_tick(st, request: gr.Request):
+            return live_stats_markdown(app.session(st, request))
+
+        cam.stream(on_frame, [state, cam], [], stream_every=STREAM_EVERY_S, concurrency_limit=1,
+                   show_progress="hidden", api_name="live_frame")
+        neutral_btn.click(on_neutral, [state], [stats], api_name="live_neutral")
+        record_btn.click(on_record, [state], [stats], api_name="live_record")
+        stop_btn.click(on_stop, [state], [state, info, clip_info, clip_kind, plot, frame_no], api_name="live_stop")
+        timer.tick(on_tick, [state], [stats], show_progress="hidden")
