@@ -4,7 +4,8 @@ run on the local process pool and on a local Ray instance (2 CPUs, started once 
 What is checked: both engines give byte-identical outputs; bad rows fail alone with their message; each target is
 prepared once (one preparation id per target, made inside the worker that prepared it); a second run skips every
 finished pair; a worker killed during a pair (the NFS_BATCH_KILL_ONCE hook) leaves every pair done, identical and
-nothing partial, on both engines; the command line runs the same and exits 1 when a pair failed.
+nothing partial, on both engines (on Ray with the driver sending the inputs and writing the outputs, as
+without a shared disk); the command line runs the same and exits 1 when a pair failed.
 """
 from __future__ import annotations
 
@@ -171,7 +172,9 @@ def test_a_killed_worker_is_retried_and_leaves_nothing_partial(engine, local_run
         shutil.rmtree(out / "face_crop_metres" / clip)
     marker = tmp_path / "killed_once"
     monkeypatch.setenv("NFS_BATCH_KILL_ONCE", str(marker))
-    result = run_batch(manifest, out, engine=engine, workers=2, exports="rig,glb", device="cpu")
+    # on Ray, as on a cluster without a shared disk: the driver sends the inputs and writes the returned files
+    storage = "shared" if engine == "local" else "driver"
+    result = run_batch(manifest, out, engine=engine, workers=2, exports="rig,glb", device="cpu", storage=storage)
     assert marker.exists()                           # a worker did kill itself mid-pair
     assert result.count("ok") == 2 and result.count("skipped") == 4, [(p.status, p.error) for p in result.pairs]
     if engine == "local":
