@@ -141,7 +141,7 @@ def _model_arg(p):
 
 def _force_arg(p):
     p.add_argument("--force", action="store_true", help="go on with a target that does not look like a face "
-                   "(alignment confidence below the threshold)")
+                   "(face confidence below the threshold)")
 
 
 def _load_model(path):

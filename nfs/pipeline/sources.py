@@ -65,6 +65,12 @@ def remux_video_with_duration(path, out) -> Path | None:
     return remux_with_duration(path, out)
 
 
+def live_chain(threads: int = 2):
+    """A live camera -> weights -> rig chain (`nfs.video.live.LiveChain`); nfs.video loads on first use."""
+    from nfs.video.live import LiveChain
+    return LiveChain(threads=threads)
+
+
 def is_face_video(spec) -> bool:
     """True when `spec` names an existing face video file or a folder of images (not OBJ frames)."""
     path = Path(str(spec))
