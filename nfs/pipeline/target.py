@@ -20,6 +20,7 @@ from nfs.mesh.align import Alignment
 from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import CleanMesh, clean_mesh
 from nfs.mesh.head import find_head, split_head
+from nfs.mesh.parts import part_hints
 from nfs.mesh.overrides import compose_alignment
 from nfs.model.checkpoint import weights_hash
 from nfs.model.diffusion_net import operators_to_torch
@@ -32,11 +33,10 @@ from nfs.prior import template_expression_basis
 from nfs.progress import Progress, no_progress
 from nfs.render import render_normal_depth
 
-# below this alignment confidence a target is refused as not a face unless forced. tools/calibrate_face_threshold.py
-# (one of each): non-faces 0.05-0.24 (cube, sphere, disk, triangle, tetrahedron, torus, cylinder, plane, soup);
-# demo targets 0.39-0.65, evaluation categories 0.53-0.72 except `exaggerated` identities (0.17, refused unless
-# forced), heads on bodies 0.54
-MIN_FACE_CONFIDENCE = 0.3
+# below this face confidence (`nfs.mesh.faceness`: MediaPipe's face detector and landmarks on a render of the aligned
+# head, or half the geometric fit's confidence when that is higher) a target is refused as not a face unless forced.
+# tools/calibrate_face_threshold.py; docs/face_check.md lists the faces' and non-faces' confidences.
+MIN_FACE_CONFIDENCE = 0.35
 SEAM_CM = 3.0  # a body cut below the neck follows the head's displacement over this distance from the cut
 
 
@@ -82,7 +82,8 @@ class PreparedTarget:
         a = self.alignment
         lines = list(self.clean.report.summary())
         lines.append(f"alignment: scale {a.scale:.4g} cm per unit, residual {a.residual_cm:.2f} cm, confidence "
-                     f"{a.confidence:.2f}")
+                     f"{a.confidence:.2f}" + (f" (face check {a.face_score:.2f}, fit {a.fit_confidence:.2f})"
+                                              if np.isfinite(a.face_score) else ""))
         if np.isfinite(a.coverage) and np.isfinite(a.face_coverage):
             kind = ("partial face" if a.face_coverage < 0.9 else "face only" if a.coverage < 0.6
                     else "head" if a.coverage < 0.9 else "whole head")
@@ -104,10 +105,10 @@ class NotAFaceError(MeshError):
 
 
 def check_face(alignment: Alignment, source: str = "", threshold: float = MIN_FACE_CONFIDENCE) -> None:
-    """Refuse a target whose automatic alignment confidence is below `threshold`, with a one-line message."""
+    """Refuse a target whose face confidence is below `threshold`, with a one-line message."""
     if alignment.confidence < threshold:
         name = f"{Path(source).name}: " if source else ""
-        raise NotAFaceError(f"{name}this does not look like a face (alignment confidence {alignment.confidence:.2f}, "
+        raise NotAFaceError(f"{name}this does not look like a face (face confidence {alignment.confidence:.2f}, "
                             f"below {threshold:.2f}); check the file, or force it (--force, or 'use anyway' in "
                             "the app)")
 
@@ -160,7 +161,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     the folded decoder run (bfloat16 on GPUs and on CPUs with native bfloat16, float32 elsewhere).
 
     The head is found on any mesh (`nfs.mesh.head.find_head`): only it goes through the network; a body below
-    the neck stays still. A target whose automatic alignment confidence is below MIN_FACE_CONFIDENCE raises
+    the neck stays still. A target whose face confidence (`nfs.mesh.faceness`) is below MIN_FACE_CONFIDENCE raises
     `NotAFaceError` unless `force`; a given `alignment` (fixed by hand) is never refused."""
     dev = resolve_device(device)
     timings = {}
@@ -214,7 +215,8 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     decoder = LazyFoldedDecoder(model, enc, inference_dtype(dev))
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
-    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale)
+    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale,
+                                     hints=part_hints(raw.parts, len(raw.vertices)))
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
