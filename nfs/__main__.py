@@ -1,4 +1,4 @@
-"""Command line: `python -m nfs {train,eval,retarget,prepare,export,clips} ...`."""
+"""Command line: `python -m nfs {train,eval,retarget,prepare,export,clips,batch} ...`."""
 from __future__ import annotations
 
 import argparse
@@ -125,7 +125,7 @@ class _Bar:
             sys.stderr.write("\n")
 
 
-UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, centimetres, millimetres or none) "
+UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF/VRM in any unit (metres, centimetres, millimetres or none) "
               "and any orientation; they are aligned automatically to the ICT frame and results are written back "
               "in the mesh's own frame, units and vertex order. Clips: a built-in name (see `python -m nfs clips`), "
               "a CSV of the 53 ICT weights (frame + named columns), an iPhone Live Link Face CSV, a folder/zip of "
@@ -141,7 +141,7 @@ def _model_arg(p):
 
 def _force_arg(p):
     p.add_argument("--force", action="store_true", help="go on with a target that does not look like a face "
-                   "(alignment confidence below the threshold)")
+                   "(face confidence below the threshold)")
 
 
 def _load_model(path):
@@ -188,7 +188,12 @@ def cmd_retarget(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--exports", default="auto",
                    help=f"comma list of {','.join(EXPORT_KINDS)}, or 'all', or 'auto' (default: all but the mp4 "
-                        f"preview for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames)")
+                        f"preview for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames; avatar, the input glTF / VRM "
+                        "back whole with 52 ARKit targets and the clip's animation, only for glTF / VRM targets)")
+    p.add_argument("--visemes", action="store_true",
+                   help="avatar export: also add the 15 Oculus visemes (viseme_sil ... viseme_U) as ARKit mixes")
+    p.add_argument("--keep-existing-targets", action="store_true",
+                   help="avatar export: keep the file's own targets of ARKit / viseme names (default: replace them)")
     p.add_argument("--fps", type=number(float, 1.0, 1000.0, what="frames per second"), default=None,
                    help="resample the clip to this frame rate (1 to 1000; default: keep the source's own rate)")
     p.add_argument("--glb-tolerance-mm", type=number(float, 0.0, 100.0, low_open=True, what="mm"), default=0.1,
@@ -205,6 +210,13 @@ def cmd_retarget(argv: list[str]) -> int:
     p.add_argument("--neutral-frame", type=int, default=None,
                    help="video clips: the frame (from 0) showing the relaxed face (default: chosen automatically)")
     p.add_argument("--head-pose", action="store_true", help="video clips: the target also follows the head's motion")
+    p.add_argument("--keep-neutral", action="store_true",
+                   help="video clips: do not take the neutral frame's scores off every frame")
+    p.add_argument("--dead-zone", type=float, default=0.0,
+                   help="video clips: scores below this (0..0.9, after the neutral) read 0")
+    p.add_argument("--shape-gains", default="",
+                   help='video clips: per-shape gains, ARKit or ICT names or a stem for both sides, e.g. '
+                        '"eyeBlink=1.3,jawOpen=1.2"')
     _force_arg(p)
     _model_arg(p)
     a = p.parse_args(argv)
@@ -212,14 +224,22 @@ def cmd_retarget(argv: list[str]) -> int:
     from nfs.pipeline import as_raw_mesh
     from nfs.model.precision import resolve_device
     target = as_raw_mesh(a.target)  # bad input is reported before the model loads
+    if exports is not None and a.exports.strip().lower() == "all" and not target.is_gltf:
+        exports = tuple(k for k in exports if k != "avatar")
     resolve_device(a.device)     # a clear error before any work when CUDA is asked for and absent
-    from nfs.video.cli import load_clip_with_video_options
-    clip = load_clip_with_video_options(a.clip, a.neutral_frame, progress=_Bar())
+    from nfs.pipeline import is_face_video, load_clip, video_calibration
+    calibration = None
+    if is_face_video(a.clip):
+        calibration = video_calibration(a.neutral_frame, not a.keep_neutral, a.dead_zone, a.shape_gains)
+    elif a.keep_neutral or a.dead_zone or a.shape_gains:
+        raise ValueError(f"{a.clip}: --keep-neutral, --dead-zone and --shape-gains apply to video clips only")
+    clip = load_clip(a.clip, neutral_frame=a.neutral_frame, progress=_Bar(), calibration=calibration)
     for warning in clip.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
                  gain=a.gain, progress=_Bar(), correction=a.correction and not a.no_correction, fps=a.fps,
-                 device=a.device, glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force)
+                 device=a.device, glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force,
+                 visemes=a.visemes, keep_existing_targets=a.keep_existing_targets)
     print("\n".join(r.target.summary()))
     print("\n".join(r.summary()))
     for kind, path in r.exports.items():
@@ -242,14 +262,15 @@ def parse_exports(text: str, kinds: tuple) -> tuple | None:
 
 
 def cmd_export(argv: list[str]) -> int:
+    from nfs.arkit import ARKIT_NAMES, ict_to_arkit_shapes
     from nfs.export import export_rig_glb
-    from nfs.ict import EXPRESSION_NAMES
     from nfs.pipeline import rig_shapes, uv_for_export
-    a, prepared = _prepared_target("export", "Bake a target mesh into an ARKit-style 53-shape blendshape rig (GLB).",
-                                   argv, {"--rig": "output .glb path"})
+    a, prepared = _prepared_target("export", "Bake a target mesh into a blendshape rig (GLB) with the 52 ARKit "
+                                   "shapes.", argv, {"--rig": "output .glb path"})
     neutral, deltas = rig_shapes(prepared)
     uv, uv_faces = uv_for_export(prepared.raw)
-    export_rig_glb(a.rig, neutral, prepared.raw.faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+    export_rig_glb(a.rig, neutral, prepared.raw.faces, ict_to_arkit_shapes(deltas), ARKIT_NAMES, uv=uv,
+                   uv_faces=uv_faces)
     print(f"rig: {a.rig}")
     return 0
 
@@ -304,8 +325,13 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_batch(argv: list[str]) -> int:
+    from nfs.batch.cli import cmd_batch as run
+    return run(argv, _Parser, number)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "retarget": cmd_retarget, "prepare": cmd_prepare,
-            "export": cmd_export, "clips": cmd_clips}
+            "export": cmd_export, "clips": cmd_clips, "batch": cmd_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

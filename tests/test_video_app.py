@@ -5,6 +5,7 @@ the run to an export (Playwright, the system Chromium). Clips are cut to 12 fram
 (--max-frames)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from nfs.video.reader import read_frames
 from nfs.video.synthetic import BACKGROUND_RGB, write_video, write_y4m
 
 from app_page import AppPage
+from conftest import CHROMIUM, HAVE_CHROMIUM
 
 VIDEO = REPO_ROOT / "tests" / "data" / "video" / "face_expressions.mp4"
 
@@ -23,9 +25,17 @@ def test_video_upload_runs_to_exports_and_no_face_is_an_error(app, tmp_path):
     from gradio_client import Client, handle_file
     c = Client(app.url, verbose=False)
     c.predict("face_crop_metres", api_name="/load_demo_target")
-    report, info, kind = c.predict(handle_file(str(VIDEO)), -1, False, api_name="/set_video")
+    report, info, kind, plot, frame, shown = c.predict(handle_file(str(VIDEO)), -1, False, True, 0.0, "",
+                                                        api_name="/set_video")
     assert "12 frames at 30 fps" in report and "neutral frame" in report and "640×480" in report
     assert "face_expressions" in info and kind == "video (Video tab)"
+    frame = frame["value"] if isinstance(frame, dict) else frame          # the slider's update: its value
+    assert plot is not None and 0 <= frame <= 11                # the weights plot, the neutral frame marked
+    assert c.predict(5, api_name="/video_frame_plot") is not None
+    with pytest.raises(Exception, match="cannot read the gain 'eyeBlink'"):
+        c.predict(handle_file(str(VIDEO)), -1, False, True, 0.0, "eyeBlink", api_name="/set_video")
+    with pytest.raises(Exception, match="unknown blendshape names in the gains: mouthWide"):
+        c.predict(handle_file(str(VIDEO)), -1, False, True, 0.0, "mouthWide=2", api_name="/set_video")
     out = c.predict(kind, "smile", None, 0.0, 1.0, api_name="/run")
     assert "← face_expressions" in out[0]
     for f in out[1:5]:
@@ -34,7 +44,7 @@ def test_video_upload_runs_to_exports_and_no_face_is_an_error(app, tmp_path):
     blank[:] = BACKGROUND_RGB
     empty = write_video(tmp_path / "nobody.mp4", [blank] * 6)
     with pytest.raises(Exception, match="nobody.mp4: no face found in any of its 6 frames"):
-        c.predict(handle_file(str(empty)), -1, False, api_name="/set_video")
+        c.predict(handle_file(str(empty)), -1, False, True, 0.0, "", api_name="/set_video")
     status = c.predict(api_name="/status")
     assert status["clip"]["name"] == "face_expressions"       # the failed upload left the session as it was
 
@@ -115,3 +125,77 @@ def _record_from_fake_camera(b, url: str, buttons: str) -> str | None:
                       "(document.body.innerText.includes('not a readable video') && 'unreadable')", 300,
                       "the recording to be fitted")
     return None if info == "unreadable" else info
+
+
+def _playwright_missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the python package playwright is not installed"
+    return None if HAVE_CHROMIUM else f"no Chromium at {CHROMIUM}"
+
+
+def _live_numbers(text: str) -> dict:
+    """The numbers of the live stats line (app/video_tab.py's live_stats_markdown)."""
+    import re
+    out = {}
+    for key, pattern in (("frames", r"Live: (\d+) frames"), ("fps", r"([\d.]+) frames/s"),
+                         ("latency", r"([\d.]+) ms from"), ("jaw", r"jawOpen ([\d.]+)"),
+                         ("moved", r"target moved ([\d.]+) mm")):
+        m = re.search(pattern, text.replace("*", ""))
+        if m:
+            out[key] = float(m.group(1))
+    return out
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_playwright_missing() is not None, reason=str(_playwright_missing()))
+def test_live_webcam_drives_the_target_and_records_a_take(app, tmp_path):
+    """Playwright on Chromium's fake camera (a .y4m of the rendered face, the jaw opening and closing): live mode
+    streams frames to the server, the target's rig follows the face (its farthest vertex moves by millimetres and
+    back), and a recorded take becomes the video clip."""
+    from playwright.sync_api import sync_playwright
+    frames, _, _ = read_frames(VIDEO, 1000)
+    y4m = write_y4m(tmp_path / "camera.y4m", [f.copy() for f in frames])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app.url)
+            page.wait_for_selector("#run-btn", timeout=120_000)
+            tab = "name => [...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes(name)).click()"
+            page.evaluate(tab, "Target")
+            page.locator('#demo-targets input[value="face_crop_metres"]').click()
+            page.wait_for_function("document.querySelector('#target-info').innerText.includes('face_crop_metres')",
+                                   timeout=300_000)
+            live = page.get_by_text("Live webcam: the target follows")
+            for _ in range(10):                 # the app may still move to another tab after the target loaded
+                page.evaluate(tab, "Video")
+                time.sleep(1.0)
+                if live.is_visible():
+                    break
+            live.click()
+            page.locator("#live-cam button", has_text="Click to Access Webcam").click()
+            page.locator('#live-cam button[aria-label="capture photo"]').click(timeout=60_000)   # start streaming
+            seen, start = [], time.time()
+            while time.time() - start < 40 and not (len(seen) > 12 and seen[-1].get("frames", 0) >= 40):
+                time.sleep(1.0)
+                seen.append(_live_numbers(page.inner_text("#live-stats")))
+            last = seen[-1]
+            print(f"live, seen by the server: {last}")
+            assert last.get("frames", 0) >= 20, seen
+            moved = [s["moved"] for s in seen if "moved" in s]
+            jaw = [s["jaw"] for s in seen if "jaw" in s]
+            assert moved and max(moved) - min(moved) > 1.0, seen                   # mm: the target moves and rests
+            assert jaw and max(jaw) - min(jaw) > 0.2, seen
+            page.click("#live-record")
+            time.sleep(4)
+            page.click("#live-stop")
+            page.wait_for_function("document.querySelector('#video-info').innerText.includes('webcam_take')",
+                                   timeout=60_000)
+            info = page.inner_text("#video-info")
+        finally:
+            browser.close()
+    assert "frames at" in info, info
