@@ -9,7 +9,6 @@ its file) is given back to the player remuxed with its duration, and its frame r
 """
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -35,25 +34,11 @@ def session_video_spec(session) -> tuple[None, str]:
     return None, session.video_key
 
 
-def parse_gains(text: str | None) -> dict:
-    """'eyeBlink=1.3, jawOpen 1.2' -> {'eyeBlink': 1.3, 'jawOpen': 1.2}; a malformed entry is a ValueError."""
-    gains = {}
-    for part in re.split(r"[,;\n]+", text or ""):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"([A-Za-z_][\w.-]*)\s*[=:\s]\s*([0-9]*\.?[0-9]+)", part)
-        if m is None:
-            raise ValueError(f"cannot read the gain {part!r}: write name=value, e.g. eyeBlink=1.3")
-        gains[m.group(1)] = float(m.group(2))
-    return gains
-
-
 def calibration_from_fields(neutral_frame, subtract=True, dead_zone=0.0, gains_text=""):
     from nfs.pipeline import video_calibration
     neutral = None if neutral_frame is None or int(neutral_frame) < 0 else int(neutral_frame)
     # unknown gain names are refused before the video is read
-    return video_calibration(neutral, bool(subtract), float(dead_zone or 0.0), parse_gains(gains_text))
+    return video_calibration(neutral, bool(subtract), float(dead_zone or 0.0), gains_text or "")
 
 
 def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None, subtract=True,
