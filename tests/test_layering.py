@@ -3,7 +3,8 @@
 - `nfs/model` imports nothing from `nfs/data` or `nfs/eval`;
 - `nfs/eval` imports only the pipeline, its metrics and its baselines (and its own modules, which obey the same
   rule); the metrics and baselines themselves may measure with `nfs/geometry` and the ICT model;
-- `app/` and `app.py` import only the pipeline, I/O (`nfs/io`) and the exports (`nfs/export.py`);
+- `app/` and `app.py` import only the pipeline, I/O (`nfs/io`), the exports (`nfs/export.py`) and the run options
+  (`nfs/options.py`);
 - and nothing in `nfs/` imports the UI (gradio, viser, `app/`).
 """
 from __future__ import annotations
@@ -79,8 +80,8 @@ def forbidden(rel: str, module: str) -> str | None:
         if _ours(module) and not (_within(module, ("nfs.pipeline",)) or module.startswith("nfs.eval.")):
             return "nfs/eval imports only nfs.pipeline, nfs.eval.metrics, nfs.eval.baselines and its own modules"
     elif rel.startswith("app/") or rel == "app.py":
-        if _ours(module) and not _within(module, ("nfs.pipeline", "nfs.io", "nfs.export", "app")):
-            return "app/ imports only nfs.pipeline, nfs.io and nfs.export"
+        if _ours(module) and not _within(module, ("nfs.pipeline", "nfs.io", "nfs.export", "nfs.options", "app")):
+            return "app/ imports only nfs.pipeline, nfs.io, nfs.export and nfs.options"
     return None
 
 
@@ -133,7 +134,7 @@ def test_the_rules(rel, module, allowed):
 def test_a_forbidden_import_is_named_with_its_file_and_line():
     source = "import numpy\nfrom nfs.io import load_clip\n\ndef f():\n    from nfs.ict import N_EXPRESSION\n"
     assert violations(REPO / "app" / "bad.py", source) == [
-        "app/bad.py:5 imports nfs.ict (app/ imports only nfs.pipeline, nfs.io and nfs.export)"]
+        "app/bad.py:5 imports nfs.ict (app/ imports only nfs.pipeline, nfs.io, nfs.export and nfs.options)"]
 
 
 def test_layering_holds():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from nfs.options import DEVICES  # noqa: F401  (auto, cpu, cuda: the device option's choices)
+
 
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset:
@@ -42,7 +44,6 @@ def model_autocast(device: torch.device | str = "cpu"):
     return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=inference_dtype(dev) == torch.bfloat16)
 
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
