@@ -228,7 +228,9 @@ class Session:
         if len(t.clean.other_components) == 0:
             lines.append("components: 1 (skin only)")
         else:
-            lines.append(f"components: skin + {len(t.clean.other_components)} others (they follow the skin)")
+            roles = ", ".join(f"{n} {r}" for r, n in sorted(t.binding.roles().items()))
+            lines.append(f"components: skin + {len(t.clean.other_components)} others ({roles}: jaw and skull ones "
+                         "move rigidly, skin ones follow the skin, still ones stay put)")
         if self.override != {"up": "auto", "flip": False, "scale": 1.0}:
             o = self.override
             lines.append(f"manual alignment: up {o['up']}, flip {'yes' if o['flip'] else 'no'}, "
@@ -237,7 +239,7 @@ class Session:
                      else "preparation: computed")
         warnings = []
         if t.alignment.confidence < LOW_CONFIDENCE:
-            warnings.append(f"low alignment confidence ({t.alignment.confidence:.2f}): check the mesh against "
+            warnings.append(f"low face confidence ({t.alignment.confidence:.2f}): check the mesh against "
                             "the blue ICT template in the viewer and use the manual alignment override")
         return lines, warnings
 

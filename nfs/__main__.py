@@ -96,7 +96,7 @@ def _Bar():
     return ConsoleBar()
 
 
-UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, centimetres, millimetres or none) "
+UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF/VRM in any unit (metres, centimetres, millimetres or none) "
               "and any orientation; they are aligned automatically to the ICT frame and results are written back "
               "in the mesh's own frame, units and vertex order. Clips: a built-in name (see `python -m nfs clips`), "
               "a CSV of the 53 ICT weights (frame + named columns), an iPhone Live Link Face CSV, a folder/zip of "
@@ -175,7 +175,14 @@ def cmd_retarget(argv: list[str]) -> int:
     if options.exports is not None and a.exports.strip().lower() == "all" and not target.is_gltf:
         options = dataclasses.replace(options, exports=tuple(k for k in options.exports if k != "avatar"))
     device = resolve_device(options.device)   # once; a clear error before any work when CUDA is absent
-    clip = load_clip(a.clip, neutral_frame=options.neutral_frame, progress=_Bar())
+    from nfs.pipeline import is_face_video, video_calibration
+    calibration = None
+    if is_face_video(a.clip):
+        calibration = video_calibration(options.neutral_frame, not options.keep_neutral, options.dead_zone,
+                                        options.shape_gains)
+    elif options.keep_neutral or options.dead_zone or options.shape_gains:
+        raise ValueError(f"{a.clip}: --keep-neutral, --dead-zone and --shape-gains apply to video clips only")
+    clip = load_clip(a.clip, neutral_frame=options.neutral_frame, progress=_Bar(), calibration=calibration)
     for warning in clip.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     r = retarget(target, clip, a.out, model=_load_model(a.model), progress=_Bar(),

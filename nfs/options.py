@@ -57,6 +57,14 @@ class RetargetOptions:
     neutral_frame: int | None = field(default=None, metadata=_option(
         "neutral frame", "video clips: the frame (from 0) showing the relaxed face", unit="frames", minimum=0,
         maximum=10**6, step=1))
+    keep_neutral: bool = field(default=False, metadata=_option(
+        "keep the neutral", "video clips: do not take the neutral frame's scores off every frame"))
+    dead_zone: float = field(default=0.0, metadata=_option(
+        "dead zone", "video clips: scores below this (after the neutral) read 0", unit="score", minimum=0.0,
+        maximum=0.9, step=0.01, zero_means="off"))
+    shape_gains: str = field(default="", metadata=_option(
+        "per-shape gains", 'video clips: per-shape gains, ARKit or ICT names or a stem for both sides, e.g. '
+        '"eyeBlink=1.3,jawOpen=1.2"'))
     visemes: bool = field(default=False, metadata=_option(
         "add visemes", "avatar export: also add the 15 Oculus visemes (viseme_sil ... viseme_U) as ARKit mixes"))
     keep_existing_targets: bool = field(default=False, metadata=_option(
@@ -91,7 +99,7 @@ class OptionSpec:
 
     name: str                 # the RetargetOptions field
     flag: str                 # the command-line flag
-    kind: str                 # "bool", "int", "float", "choice", "choices" (several of)
+    kind: str                 # "bool", "int", "float", "text", "choice", "choices" (several of)
     default: object
     label: str                # the app's label
     help: str
@@ -105,6 +113,8 @@ class OptionSpec:
 
     def bounds_text(self) -> str:
         """'0 to 20 frames; 0: off' / 'one of auto, cpu, cuda'."""
+        if self.kind == "text":
+            return ""
         if self.kind in ("choice", "choices"):
             return ("one of " if self.kind == "choice" else "any of ") + ", ".join(self.choices)
         if self.minimum is None:
@@ -125,6 +135,10 @@ class OptionSpec:
             return value
         if self.kind == "choices":
             return check_exports(value) if self.name == "exports" else value
+        if self.kind == "text":
+            if not isinstance(value, str):
+                raise OptionError(f"{self.flag}: expected text, got {value!r}")
+            return value
         if value is None and self.default is None:
             return None
         try:
@@ -152,6 +166,8 @@ def _kind(f: dataclasses.Field) -> str:
     default = f.default
     if isinstance(default, bool):
         return "bool"
+    if isinstance(default, str):
+        return "text"
     if f.name == "neutral_frame" or isinstance(default, int):
         return "int"
     return "float"
@@ -219,6 +235,8 @@ def add_arguments(parser: argparse.ArgumentParser, names=None) -> None:
         elif spec.kind == "choice":
             parser.add_argument(spec.flag, default=spec.default, choices=list(spec.choices),
                                 help=f"{spec.help} (default: {spec.default})")
+        elif spec.kind == "text":
+            parser.add_argument(spec.flag, default=spec.default, help=spec.help)
         elif spec.kind == "choices":
             parser.add_argument(spec.flag, default="auto", metavar="LIST",
                                 help=f"comma list of {','.join(spec.choices)}, or 'all', or 'auto' (default: auto: "

@@ -117,3 +117,76 @@ def _record_from_fake_camera(b, url: str, buttons: str) -> str | None:
                       "(document.body.innerText.includes('not a readable video') && 'unreadable')", 300,
                       "the recording to be fitted")
     return None if info == "unreadable" else info
+
+
+def _playwright_missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the python package playwright is not installed"
+    return None if CHROMIUM else "no Chromium at /usr/bin/chromium"
+
+
+def _live_numbers(text: str) -> dict:
+    """The numbers of the live stats line (app/video_tab.py's live_stats_markdown)."""
+    import re
+    out = {}
+    for key, pattern in (("frames", r"Live: (\d+) frames"), ("fps", r"([\d.]+) frames/s"),
+                         ("latency", r"([\d.]+) ms from"), ("jaw", r"jawOpen ([\d.]+)"),
+                         ("moved", r"target moved ([\d.]+) mm")):
+        m = re.search(pattern, text.replace("*", ""))
+        if m:
+            out[key] = float(m.group(1))
+    return out
+
+
+@pytest.mark.skipif(_playwright_missing() is not None, reason=str(_playwright_missing()))
+def test_live_webcam_drives_the_target_and_records_a_take(app, tmp_path):
+    """Playwright on Chromium's fake camera (a .y4m of the rendered face, the jaw opening and closing): live mode
+    streams frames to the server, the target's rig follows the face (its farthest vertex moves by millimetres and
+    back), and a recorded take becomes the video clip."""
+    from playwright.sync_api import sync_playwright
+    frames, _, _ = read_frames(VIDEO, 1000)
+    y4m = write_y4m(tmp_path / "camera.y4m", [f.copy() for f in frames])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app.url)
+            page.wait_for_selector("#run-btn", timeout=120_000)
+            tab = "name => [...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes(name)).click()"
+            page.evaluate(tab, "Target")
+            page.locator('#demo-targets input[value="face_crop_metres"]').click()
+            page.wait_for_function("document.querySelector('#target-info').innerText.includes('face_crop_metres')",
+                                   timeout=300_000)
+            live = page.get_by_text("Live webcam: the target follows")
+            for _ in range(10):                 # the app may still move to another tab after the target loaded
+                page.evaluate(tab, "Video")
+                time.sleep(1.0)
+                if live.is_visible():
+                    break
+            live.click()
+            page.locator("#live-cam button", has_text="Click to Access Webcam").click()
+            page.locator('#live-cam button[aria-label="capture photo"]').click(timeout=60_000)   # start streaming
+            seen, start = [], time.time()
+            while time.time() - start < 40 and not (len(seen) > 12 and seen[-1].get("frames", 0) >= 40):
+                time.sleep(1.0)
+                seen.append(_live_numbers(page.inner_text("#live-stats")))
+            last = seen[-1]
+            print(f"live, seen by the server: {last}")
+            assert last.get("frames", 0) >= 20, seen
+            moved = [s["moved"] for s in seen if "moved" in s]
+            jaw = [s["jaw"] for s in seen if "jaw" in s]
+            assert moved and max(moved) - min(moved) > 1.0, seen                   # mm: the target moves and rests
+            assert jaw and max(jaw) - min(jaw) > 0.2, seen
+            page.click("#live-record")
+            time.sleep(4)
+            page.click("#live-stop")
+            page.wait_for_function("document.querySelector('#video-info').innerText.includes('webcam_take')",
+                                   timeout=60_000)
+            info = page.inner_text("#video-info")
+        finally:
+            browser.close()
+    assert "frames at" in info, info

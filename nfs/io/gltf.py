@@ -48,7 +48,8 @@ def document_mesh(doc: GltfDocument, max_vertices: int | None = DEFAULT_MAX_VERT
     materials = doc.json.get("materials") or []
     order = doc.scene_nodes()
     with_mesh = [i for i in order if isinstance(nodes[i].get("mesh"), int) and 0 <= nodes[i]["mesh"] < len(meshes)]
-    with_mesh.sort(key=lambda i: (nodes[i]["mesh"], order.index(i)))
+    rank = {node: k for k, node in enumerate(order)}
+    with_mesh.sort(key=lambda i: (nodes[i]["mesh"], rank[i]))
     # the vertex limit before anything is decoded
     total = 0
     for i in with_mesh:

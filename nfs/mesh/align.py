@@ -58,6 +58,8 @@ class Alignment:
     coverage: fraction of the ICT skin area the aligned target passes within 1 cm of.
     orientation_margin: score of the best clearly different orientation over the winner's (>1; capped at 99).
     face_coverage: the same as coverage for the ICT narrow face region (eyes, nose, mouth, cheeks).
+    fit_confidence: the geometric confidence above, kept when `confidence` is replaced by the face check's
+    (`nfs.mesh.faceness.face_confidence`); face_score: that check's score (nan when it did not run).
     """
 
     scale: float
@@ -70,6 +72,8 @@ class Alignment:
     coverage: float = float("nan")
     orientation_margin: float = float("nan")
     face_coverage: float = float("nan")
+    fit_confidence: float = float("nan")
+    face_score: float = float("nan")
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         """(..., 3) user points -> ICT frame."""
@@ -95,6 +99,7 @@ class Alignment:
             "confidence": float(self.confidence), "is_partial": bool(self.is_partial),
             "candidates_tried": int(self.candidates_tried), "coverage": float(self.coverage),
             "orientation_margin": float(self.orientation_margin), "face_coverage": float(self.face_coverage),
+            "fit_confidence": float(self.fit_confidence), "face_score": float(self.face_score),
         }
 
     @classmethod
@@ -106,6 +111,8 @@ class Alignment:
             candidates_tried=int(d["candidates_tried"]), coverage=float(d.get("coverage", float("nan"))),
             orientation_margin=float(d.get("orientation_margin", float("nan"))),
             face_coverage=float(d.get("face_coverage", float("nan"))),
+            fit_confidence=float(d.get("fit_confidence", float("nan"))),
+            face_score=float(d.get("face_score", float("nan"))),
         )
 
 

@@ -25,8 +25,11 @@ from scipy.spatial import cKDTree
 
 from nfs.geometry.rotations import rotation_from_vector as _rotation_from_vector
 from nfs.geometry.surface import sample_surface
-from nfs.mesh.align import Alignment, _Candidates, _plane_step, _Surface, _template, align_to_ict, surface_moments
+from nfs.mesh.align import (Alignment, _Candidates, _plane_step, _Surface, _template, align_to_ict, refine_alignment,
+                            surface_moments)
 from nfs.mesh.clean import CleanMesh, _components, _triangle_areas
+from nfs.mesh.faceness import FaceCheck, check_face_render, face_confidence
+from nfs.mesh.parts import eye_pair, head_around_eyes
 
 SEARCH_BELOW = 0.35          # the face is searched for over the whole mesh when no alignment is this confident
 FACE_LEVELS = 0.6 / np.sqrt(2.0) ** np.arange(7)   # template face RMS radius / target RMS radius tried
@@ -45,6 +48,7 @@ COVERED_CM = 1.0
 HEAD_RADIUS_CM = 30.0        # the part around a located face aligned as a head: this far from the face centre
 NECK_MARGIN_CM = 0.5         # the cut plane lies this far below the ICT neck boundary
 MIN_BODY_FRACTION = 0.25     # cut only when the part below the neck has at least this share of the head's area
+TURN_BACK_DEGREES = 45.0     # a face seen turned more than this in the render of an alignment is turned back
 
 
 @dataclass
@@ -320,23 +324,59 @@ def split_head(clean: CleanMesh, alignment: Alignment) -> CleanMesh:
 
 
 def find_head(clean: CleanMesh) -> tuple[Alignment, CleanMesh]:
-    """The alignment of a cleaned mesh and the mesh with its head as the skin. The largest component is aligned
-    first; when that looks like a face with a body below the neck, the head is cut off and aligned on its own;
-    when nothing is confident the face is searched for over every component (`locate_face`), and the head it
-    lands on is cut and aligned. The most confident result wins."""
-    first = align_to_ict(clean.skin_points, clean.skin_faces)
-    results = [(first, clean)]
+    """The alignment of a cleaned mesh and the mesh with its head as the skin. When separate eyeballs mark the
+    face (`nfs.mesh.parts`), the skin wrapping them is cut around them and aligned. Otherwise, or when that is
+    not confident, the largest component is aligned; when that looks like a face with a body below the neck, the
+    head is cut off and aligned on its own; when still nothing is confident the face is searched for over every
+    component (`locate_face`), and the head it lands on is cut and aligned. Every result is checked by the face
+    detector on a render of it (`nfs.mesh.faceness`): its `confidence` is the face confidence, a face found
+    turned is turned back, and the most confident result wins."""
+    results = []
+    pair = eye_pair(clean)                               # separate eyeballs mark the face
+    around = None if pair is None else head_around_eyes(clean, pair)
+    if around is not None:
+        found = align_to_ict(*around)
+        head = split_head(clean, found)
+        results.append(_checked(clean, refine_alignment(head.skin_points, head.skin_faces, found), head))
+        if results[0][0].confidence >= SEARCH_BELOW:
+            return results[0]
+    first, _ = _checked(clean, align_to_ict(clean.skin_points, clean.skin_faces), clean)
+    results.append((first, clean))
     if first.confidence >= SEARCH_BELOW:                 # a face: is there a body below its neck?
         head = split_head(clean, first)
         if head is clean:
-            return first, clean
-        results.append(_align_head(clean, head))
+            return max(results, key=lambda r: r[0].confidence)
+        results.append(_checked(clean, *_align_head(clean, head)))
     if max(a.confidence for a, _ in results) < SEARCH_BELOW:
         located = locate_face(clean.vertices, clean.faces)
         around = _around_face(clean, located)          # the search finds where the face is; its orientation
         if around is not None:                         # comes from the whole-head alignment of that part
-            results.append(_align_head(clean, split_head(clean, align_to_ict(*around))))
+            results.append(_checked(clean, *_align_head(clean, split_head(clean, align_to_ict(*around)))))
     return max(results, key=lambda r: r[0].confidence)
+
+
+def _checked(clean: CleanMesh, alignment: Alignment, head: CleanMesh) -> tuple[Alignment, CleanMesh]:
+    """The alignment with its face check: the whole mesh rendered under it, `confidence` replaced by the face
+    confidence (the geometric one kept as `fit_confidence`). A face seen turned in the image (upside down,
+    sideways) is turned back about the view axis, refined and checked again; the better of the two is kept."""
+    check = check_face_render(alignment.apply(clean.vertices), clean.faces)
+    out = _with_check(alignment, check)
+    if check.detector > 0 and abs(check.turn_deg) > TURN_BACK_DEGREES:
+        face = _face_template()
+        turn = check.turn
+        start = dataclasses.replace(alignment, rotation=turn @ alignment.rotation,
+                                    translation=turn @ (alignment.translation - face.centroid) + face.centroid)
+        turned = refine_alignment(head.skin_points, head.skin_faces, start)
+        again = _with_check(turned, check_face_render(turned.apply(clean.vertices), clean.faces))
+        if again.confidence > out.confidence:
+            return again, split_head(clean, turned)
+    return out, head
+
+
+def _with_check(alignment: Alignment, check: FaceCheck) -> Alignment:
+    fit = alignment.confidence if np.isnan(alignment.fit_confidence) else alignment.fit_confidence
+    return dataclasses.replace(alignment, confidence=face_confidence(check, fit), fit_confidence=fit,
+                               face_score=check.score)
 
 
 def _around_face(clean: CleanMesh, located: Alignment) -> tuple[np.ndarray, np.ndarray] | None:

@@ -23,7 +23,7 @@ from nfs.pipeline.exports import (GLB_TOLERANCE_MM, PREVIEW_DEFAULT_MAX_FRAMES, 
 from nfs.pipeline.models import load_shipped_model, model_on, untrained_model
 from nfs.pipeline.run import RetargetResult, add_code_offset, decode_run, retarget
 from nfs.pipeline.sources import (SourceCodes, encode_expression_frames, encode_source, head_pose_rows,
-                                  is_face_video, load_clip, load_face_video, remux_video_with_duration,
+                                  is_face_video, live_chain, load_clip, load_face_video, remux_video_with_duration,
                                   source_preview_frames, video_calibration, video_lacks_duration)
 from nfs.options import EXPORT_KINDS, OptionError, RetargetOptions, option_specs
 from nfs.pipeline.stages import STAGE_NAMES, run_stages, stage_spans
@@ -43,6 +43,7 @@ __all__ = [
     "load_shipped_model", "model_on", "untrained_model",
     "RetargetResult", "add_code_offset", "decode_run", "retarget",
     "SourceCodes", "encode_expression_frames", "encode_source", "head_pose_rows", "is_face_video", "load_clip",
+    "live_chain",
     "load_face_video", "source_preview_frames", "video_calibration", "video_lacks_duration",
     "remux_video_with_duration",
     "EXPORT_KINDS", "OptionError", "RetargetOptions", "option_specs", "STAGE_NAMES", "run_stages", "stage_spans",
