@@ -62,6 +62,10 @@ def test_fake_webcam_recording_runs_to_an_export(app, tmp_path):
             if info is not None or attempt == 1:
                 break
         assert info is not None, "both recordings were unreadable"
+        # the recording comes back to the player remuxed with its duration: a finite length, not "Infinity:NaN:NaN"
+        duration = b.wait_for("(v => v && isFinite(v.duration) && v.duration > 0 && v.duration)"
+                              "(document.querySelector('#video-input video'))", 60, "the player to know the length")
+        assert 1.0 < duration < 30.0, duration
         # the target after the recording: its 3D view keeps a busy machine's browser from capturing frames
         b.eval("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Target')).click()")
         b.wait_for("!!document.querySelector('#demo-targets input[value=\"face_crop_metres\"]')", 20, "the demos")
