@@ -5,11 +5,10 @@ Landmarker v2 (52 ARKit scores, mapped to ICT weights, and the head pose) with p
 Beside the video, a plot of the main shapes over time with the chosen frame marked. Frames without a usable face
 are reported by number and bridged; a video without any face is a clear error. A browser recording (no duration in
 its file) is given back to the player remuxed with its duration, and its frame rate is measured. The live webcam
-(`app/live.py`, in an accordion of this tab) drives the target as it happens and records takes.
+(`nfs.video.live`, in an accordion of this tab) drives the target as it happens and records takes.
 """
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from nfs.io import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
 
 VIDEO_KIND = "video (Video tab)"
 MAX_VIDEO_MB = 200
+STREAM_EVERY_S = 1 / 30          # how often the browser sends a live webcam frame
 PLOTTED = (("jawOpen", ("jawOpen",)), ("eyeBlink_L", ("eyeBlink_L",)), ("eyeBlink_R", ("eyeBlink_R",)),
            ("mouthSmile_L", ("mouthSmile_L",)), ("mouthSmile_R", ("mouthSmile_R",)),
            ("browInnerUp", ("browInnerUp_L", "browInnerUp_R")), ("browDown", ("browDown_L", "browDown_R")),
@@ -34,25 +34,11 @@ def session_video_spec(session) -> tuple[None, str]:
     return None, session.video_key
 
 
-def parse_gains(text: str | None) -> dict:
-    """'eyeBlink=1.3, jawOpen 1.2' -> {'eyeBlink': 1.3, 'jawOpen': 1.2}; a malformed entry is a ValueError."""
-    gains = {}
-    for part in re.split(r"[,;\n]+", text or ""):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"([A-Za-z_][\w.-]*)\s*[=:\s]\s*([0-9]*\.?[0-9]+)", part)
-        if m is None:
-            raise ValueError(f"cannot read the gain {part!r}: write name=value, e.g. eyeBlink=1.3")
-        gains[m.group(1)] = float(m.group(2))
-    return gains
-
-
 def calibration_from_fields(neutral_frame, subtract=True, dead_zone=0.0, gains_text=""):
     from nfs.pipeline import video_calibration
     neutral = None if neutral_frame is None or int(neutral_frame) < 0 else int(neutral_frame)
     # unknown gain names are refused before the video is read
-    return video_calibration(neutral, bool(subtract), float(dead_zone or 0.0), parse_gains(gains_text))
+    return video_calibration(neutral, bool(subtract), float(dead_zone or 0.0), gains_text or "")
 
 
 def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None, subtract=True,
@@ -184,13 +170,29 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
 
 
 def live_chain(session):
-    """The session's live chain, made on first use (its models load once per session)."""
-    from app.live import LiveChain
+    """The session's live chain (`nfs.video.live.LiveChain`), made on first use (its models load once per session)."""
+    from nfs.pipeline import live_chain as make_chain
     with session.lock:
         chain = getattr(session, "live_chain", None)
         if chain is None:
-            chain = session.live_chain = LiveChain()
+            chain = session.live_chain = make_chain()
         return chain
+
+
+def live_content(chain, target_title: str | None, target_faces: np.ndarray | None):
+    """A one-frame ViewContent whose frame functions return the chain's latest vertices."""
+    from app.viewer import SourceView, TargetView, ViewContent
+    from nfs.pipeline import template_skin
+    neutral, faces = template_skin()
+    source = SourceView(title="live: webcam (ICT face)", faces=np.asarray(faces),
+                        frame=lambda i: chain.source_vertices if chain.source_vertices is not None else neutral)
+    target = None
+    if target_faces is not None:
+        target = TargetView(title=f"live: {target_title}", faces=target_faces,
+                            frame=lambda i: chain.target_vertices if chain.target_vertices is not None
+                            else chain._rig[2].apply(chain._rig[0].astype(np.float64)))
+    return ViewContent(n_frames=1, fps=30.0, source=source, target=target, caption="live webcam")
+
 
 
 def live_stats_markdown(session) -> str:
@@ -198,22 +200,17 @@ def live_stats_markdown(session) -> str:
     if chain is None:
         return "*Live: not started.*"
     st = chain.stats()
-    rec = f" · recording: {len(chain.take)} frames" if chain.recording else ""
-    from nfs.pipeline import EXPRESSION_NAMES
-    from nfs.video.pose import yaw_pitch_roll
-    w = chain.weights
-    yaw, pitch, _ = yaw_pitch_roll(chain.rotation[None])[0]
-    now = (f" · now: jawOpen {w[EXPRESSION_NAMES.index('jawOpen')]:.2f}, eyeBlink "
-           f"{w[EXPRESSION_NAMES.index('eyeBlink_L')]:.2f}/{w[EXPRESSION_NAMES.index('eyeBlink_R')]:.2f}, "
-           f"head yaw {yaw:.0f}°, pitch {pitch:.0f}°, target moved {10 * chain.target_motion:.1f} mm")
+    rec = f" · recording: {st.take_frames} frames" if st.recording else ""
+    yaw, pitch = st.head_yaw_pitch
+    now = (f" · now: jawOpen {st.jaw_open:.2f}, eyeBlink {st.blinks[0]:.2f}/{st.blinks[1]:.2f}, "
+           f"head yaw {yaw:.0f}°, pitch {pitch:.0f}°, target moved {st.target_moved_mm:.1f} mm")
     return (f"Live: {st.frames} frames, **{st.fps:.1f} frames/s** drawn, {st.latency_ms:.0f} ms from a frame's "
             f"arrival to the viewer (reading {st.read_ms:.0f} ms, rig {st.rig_ms:.1f} ms, drawing {st.draw_ms:.1f} ms)"
             f"{'' if not st.no_face else f' · no face in {st.no_face} frames'}{now}{rec}")
 
 
 def build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no) -> None:
-    """Live webcam puppeteering (app/live.py): the target follows the face in the viewer as it happens."""
-    from app.live import STREAM_EVERY_S, live_content
+    """Live webcam puppeteering (`nfs.video.live`): the target follows the face in the viewer as it happens."""
 
     with gr.Accordion("Live webcam: the target follows your face as it happens", open=False):
         gr.Markdown("Start the webcam below; the viewer shows the ICT face and your target driven by your face. "

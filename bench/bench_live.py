@@ -1,5 +1,5 @@
 """Live webcam puppeteering speed on this machine: frames/s from camera frame to viewer and the latency through the
-chain (app/live.py: Face Landmarker v2 -> calibration -> the target's baked rig -> head pose -> viser viewer update),
+chain (nfs/video/live.py: Face Landmarker v2 -> calibration -> the target's baked rig -> head pose -> viser viewer update),
 with timestamps at each step. Frames come from the rendered face video (tests/data/video/face_expressions.mp4) paced
 as a 30 frames/s camera; the target is assets/targets/stylized_head.obj prepared with the shipped model; the viewer is
 a real viser server (app/viewer.py) with a browser-less scene.
@@ -29,7 +29,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="LiteRT threads per model")
     p.add_argument("--fps", type=float, default=30.0, help="the simulated camera's frame rate")
     a = p.parse_args()
-    from app.live import LiveChain, live_content
+    from app.video_tab import live_content
+    from nfs.video.live import LiveChain
     from app.viewer import Viewer
     from nfs.pipeline import load_shipped_model, prepare_target, rig_shapes
     from nfs.video.reader import read_frames

@@ -210,6 +210,13 @@ def cmd_retarget(argv: list[str]) -> int:
     p.add_argument("--neutral-frame", type=int, default=None,
                    help="video clips: the frame (from 0) showing the relaxed face (default: chosen automatically)")
     p.add_argument("--head-pose", action="store_true", help="video clips: the target also follows the head's motion")
+    p.add_argument("--keep-neutral", action="store_true",
+                   help="video clips: do not take the neutral frame's scores off every frame")
+    p.add_argument("--dead-zone", type=float, default=0.0,
+                   help="video clips: scores below this (0..0.9, after the neutral) read 0")
+    p.add_argument("--shape-gains", default="",
+                   help='video clips: per-shape gains, ARKit or ICT names or a stem for both sides, e.g. '
+                        '"eyeBlink=1.3,jawOpen=1.2"')
     _force_arg(p)
     _model_arg(p)
     a = p.parse_args(argv)
@@ -220,8 +227,13 @@ def cmd_retarget(argv: list[str]) -> int:
     if exports is not None and a.exports.strip().lower() == "all" and not target.is_gltf:
         exports = tuple(k for k in exports if k != "avatar")
     resolve_device(a.device)     # a clear error before any work when CUDA is asked for and absent
-    from nfs.pipeline import load_clip
-    clip = load_clip(a.clip, neutral_frame=a.neutral_frame, progress=_Bar())
+    from nfs.pipeline import is_face_video, load_clip, video_calibration
+    calibration = None
+    if is_face_video(a.clip):
+        calibration = video_calibration(a.neutral_frame, not a.keep_neutral, a.dead_zone, a.shape_gains)
+    elif a.keep_neutral or a.dead_zone or a.shape_gains:
+        raise ValueError(f"{a.clip}: --keep-neutral, --dead-zone and --shape-gains apply to video clips only")
+    clip = load_clip(a.clip, neutral_frame=a.neutral_frame, progress=_Bar(), calibration=calibration)
     for warning in clip.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,

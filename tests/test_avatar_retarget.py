@@ -88,7 +88,9 @@ def test_a_compressed_vrm_retargets_and_stays_a_vrm(tmp_path):
     assert any("meshopt" in n for n in r.notes)
     g, _ = af.read_glb(r.exports["avatar"])
     g_in, _ = af.read_glb(vrm)
-    assert g["extensions"]["VRMC_vrm"] == g_in["extensions"]["VRMC_vrm"]
+    vrm, vrm_in = g["extensions"]["VRMC_vrm"], g_in["extensions"]["VRMC_vrm"]
+    assert vrm["expressions"]["preset"] == vrm_in["expressions"]["preset"] and vrm["humanoid"] == vrm_in["humanoid"]
+    assert set(ARKIT_NAMES) <= set(vrm["expressions"]["custom"])                   # perfect sync
     assert {i["mimeType"] for i in g["images"]} == {"image/webp"} and "KHR_mesh_quantization" in g["extensionsUsed"]
     head = next(m for m in g["meshes"] if m["name"] == "Wolf3D_Head")
     assert set(ARKIT_NAMES) <= set(head["extras"]["targetNames"])

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from fixtures import load_tool
 
 import avatar_factory
 from nfs import REPO_ROOT
@@ -23,7 +22,8 @@ from nfs.mesh.parts import part_hints
 from nfs.pipeline import MIN_FACE_CONFIDENCE
 from nfs.render import VIEW_CENTER
 
-corpus = load_tool("face_corpus")
+from data_makers import face_corpus as corpus  # noqa: E402
+
 HEADS = corpus.faces_corpus()
 NON_FACES = corpus.non_faces_corpus()
 

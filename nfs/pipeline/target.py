@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from nfs.geometry.operators import Operators, get_operators
+from nfs.geometry.proxy import SurfaceProxy, make_proxy
 from nfs.io.mesh import MeshError, RawMesh
 from nfs.io.registry import load_mesh
 from nfs.mesh.align import Alignment
@@ -23,7 +24,8 @@ from nfs.mesh.parts import part_hints
 from nfs.mesh.overrides import compose_alignment
 from nfs.model.checkpoint import weights_hash
 from nfs.model.diffusion_net import operators_to_torch
-from nfs.model.fast_decoder import FoldedDecoder
+from nfs.model.fast_decoder import LazyFoldedDecoder
+from nfs.model.proxy_encoding import carry_encoding
 from nfs.model.network import NFSNetwork, TargetEncoding
 from nfs.model.precision import inference_dtype, model_autocast, resolve_device
 from nfs.pipeline.models import model_on
@@ -52,11 +54,12 @@ class PreparedTarget:
     ops: Operators
     image: np.ndarray            # (4, 256, 256)
     encoding: TargetEncoding     # torch tensors, no grad
-    decoder: FoldedDecoder       # the decoder folded for this target (fast per-frame decoding)
+    decoder: LazyFoldedDecoder   # the decoder folded for this target when the correction is first used
     region_labels: np.ndarray    # (S,) argmax of the skinning encoder's logits
     skinning_weights: np.ndarray  # (S, code_dim)
     binding: SecondaryBinding
     timings: dict = field(default_factory=dict)
+    proxy: SurfaceProxy | None = None  # a dense skin's decimated stand-in: `ops` and `image` are the proxy's
 
     @property
     def n_vertices(self) -> int:
@@ -187,11 +190,14 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     timings["align"] = time.perf_counter() - t
     progress(0.4, "computing operators")
     t = time.perf_counter()
-    ops = get_operators(v_ict, skin_f, model.cfg.k_eig)
+    # a dense mesh's network inputs are computed on a decimated proxy and carried back to every vertex
+    proxy = make_proxy(v_ict, skin_f)
+    net_v, net_f = (v_ict, skin_f) if proxy is None else (proxy.vertices.astype(np.float32), proxy.faces)
+    ops = get_operators(net_v, net_f, model.cfg.k_eig)
     timings["operators"] = time.perf_counter() - t
     progress(0.7, "rendering and encoding")
     t = time.perf_counter()
-    image = render_normal_depth(v_ict, skin_f, size=model.cfg.image_size)
+    image = render_normal_depth(net_v, net_f, size=model.cfg.image_size)
     timings["render"] = time.perf_counter() - t
     t = time.perf_counter()
     prior = (torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)) if model.cfg.template_prior
@@ -201,9 +207,12 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     model = model_on(model.eval(), dev)
     with model_autocast(dev):
         ot = operators_to_torch(ops, model.cfg.k_eig).to(dev)
-        enc = model.encode_target(torch.from_numpy(v_ict)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
-                                  None if prior is None else prior.to(dev))
-    decoder = FoldedDecoder.build(model, enc, inference_dtype(dev))
+        enc = model.encode_target(torch.from_numpy(net_v)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
+                                  None if prior is None or proxy is not None else prior.to(dev),
+                                  require_prior=proxy is None)
+    if proxy is not None:
+        enc = carry_encoding(enc, proxy, v_ict, skin_f, None if prior is None else prior.to(dev))
+    decoder = LazyFoldedDecoder(model, enc, inference_dtype(dev))
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
     binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale,
@@ -211,7 +220,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
-        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder,
+        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder, proxy=proxy,
         region_labels=enc.logits[0].float().argmax(-1).cpu().numpy(),
         skinning_weights=enc.weights[0].float().cpu().numpy(),
         binding=binding, timings=timings)

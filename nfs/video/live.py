@@ -1,11 +1,11 @@
-"""Live webcam puppeteering: each webcam frame streamed from the browser is read by the Face Landmarker, calibrated
-to the person, evaluated on the target's baked linear rig and drawn in the session's viewer at once, the ICT face
-beside it; the head turns with the person's. A record button keeps the frames' readings and, on stop, turns the
-take into the session's video clip (at its measured frame rate), ready for the sliders and exports.
+"""Live puppeteering from a camera: each frame is read by the Face Landmarker, calibrated to the person, evaluated
+on the target's baked linear rig (and on the ICT face), turned with the person's head, and handed to a drawing
+callback at once. Recording keeps the frames' readings; on stop the take becomes a `VideoClip` at its measured frame
+rate, ready for the sliders and exports. The app's Video tab streams the browser's webcam into it and draws in its
+viewer; bench/bench_live.py times it.
 
-`LiveChain` is the chain without any UI (bench/bench_live.py times it); `build` adds the controls to the Video tab.
-Timestamps through the chain: the frame's arrival at the server (or the caller's capture time), after reading,
-after the rig, after the viewer update; `stats()` gives frames/s and the latencies.
+Timestamps through the chain: the frame's capture (the caller's, or its arrival), after reading, after the rig,
+after the drawing callback; `stats()` gives frames/s and the latencies.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STREAM_EVERY_S = 1 / 30          # how often the browser sends a webcam frame
 MAX_TAKE_FRAMES = 30 * 60 * 5    # a recorded take keeps at most 5 minutes at 30 frames/s
 
 
@@ -29,6 +28,12 @@ class LiveStats:
     rig_ms: float = 0.0                # calibration + rig + head pose
     draw_ms: float = 0.0               # viewer update
     no_face: int = 0
+    jaw_open: float = 0.0              # the latest frame's jawOpen weight
+    blinks: tuple = (0.0, 0.0)         # the latest eyeBlink_L, eyeBlink_R
+    head_yaw_pitch: tuple = (0.0, 0.0) # degrees, from the neutral
+    target_moved_mm: float = 0.0       # the farthest target vertex from its rest (no head pose), mm at ICT size
+    take_frames: int = 0
+    recording: bool = False
 
 
 @dataclass
@@ -127,7 +132,16 @@ class LiveChain:
     def stats(self) -> LiveStats:
         with self._lock:
             t = np.array(self._times) if self._times else np.zeros((0, 4))
-            out = LiveStats(frames=self.frames, no_face=self.no_face)
+            from nfs.ict import EXPRESSION_NAMES
+            from nfs.video.pose import yaw_pitch_roll
+            w = self.weights
+            yaw, pitch, _ = yaw_pitch_roll(self.rotation[None])[0]
+            out = LiveStats(frames=self.frames, no_face=self.no_face,
+                            jaw_open=float(w[EXPRESSION_NAMES.index("jawOpen")]),
+                            blinks=(float(w[EXPRESSION_NAMES.index("eyeBlink_L")]),
+                                    float(w[EXPRESSION_NAMES.index("eyeBlink_R")])),
+                            head_yaw_pitch=(float(yaw), float(pitch)), target_moved_mm=10 * self.target_motion,
+                            take_frames=len(self.take), recording=self.recording)
         if len(t) >= 2:
             out.fps = (len(t) - 1) / max(t[-1, 3] - t[0, 3], 1e-9)
         if len(t):
@@ -164,18 +178,3 @@ class LiveChain:
         weights, fit, found, notes = read_tracks(tracks, fps, cal, name)
         return VideoClip(name=name, fps=fps, codes=weights, warnings=notes, landmarks=bridge_missing(points, found),
                          found=found, frame_size=size, fit=fit, source_path="")
-
-
-def live_content(chain: LiveChain, target_title: str | None, target_faces: np.ndarray | None):
-    """A one-frame ViewContent whose frame functions return the chain's latest vertices."""
-    from app.viewer import SourceView, TargetView, ViewContent
-    from nfs.pipeline import template_skin
-    neutral, faces = template_skin()
-    source = SourceView(title="live: webcam (ICT face)", faces=np.asarray(faces),
-                        frame=lambda i: chain.source_vertices if chain.source_vertices is not None else neutral)
-    target = None
-    if target_faces is not None:
-        target = TargetView(title=f"live: {target_title}", faces=target_faces,
-                            frame=lambda i: chain.target_vertices if chain.target_vertices is not None
-                            else chain._rig[2].apply(chain._rig[0].astype(np.float64)))
-    return ViewContent(n_frames=1, fps=30.0, source=source, target=target, caption="live webcam")
