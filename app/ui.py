@@ -176,6 +176,7 @@ class App:
             self._target_events(w)
             self._source_events(w)
             self._run_events(w)
+            self._fps_field_events(w)
             self._edit_events(w)
             self._display_events(w)
             self._api_endpoints()
@@ -294,7 +295,7 @@ class App:
 
     def edit_outputs(self, s: Session, scope: str) -> tuple:
         """(edit status, carry-over button, 53 slider values) of the loaded pair."""
-        values = s.edits.values(scope if scope in SCOPES else SCOPES[0], s.current_frame())
+        values = s.edits.values(scope if scope in SCOPES else SCOPES[0], s.clip_frame(s.current_frame()))
         return (s.edit_report(), gr.update(visible=s.carry_offer is not None),
                 *[float(x) for x in values])
 
@@ -418,6 +419,20 @@ class App:
                                                  [w.state, w.clip_info, w.clip_kind], api_name="set_clip_file",
                                                  concurrency_id=HEAVY, show_progress_on=[w.clip_info]))
 
+    def _fps_field_events(self, w: "Widgets") -> None:
+        """The frame-rate field belongs to a clip: any new clip (built-in, file, video) sets it back to 0 (the
+        clip's own rate), so a rate chosen for one take is never applied silently to the next."""
+        @guarded
+        def on_clip_shown(st, fps, request: gr.Request):
+            s = self.session(st, request)
+            if s.fps_field_clip_key == s.clip_key:
+                return fps
+            s.fps_field_clip_key = s.clip_key
+            return 0
+
+        w.clip_info.change(on_clip_shown, [w.state, w.fps_pick], [w.fps_pick], api_visibility="private",
+                           concurrency_limit=None, show_progress="hidden")
+
     def _run_events(self, w: "Widgets") -> None:
         @guarded
         def on_run(st, kind, builtin, file, sm, gn, corr=False, files_wanted=FILE_EXPORTS, preview="auto", fps=0,
@@ -469,7 +484,7 @@ class App:
             if v is not None:
                 v.play(False)
             frame = s.current_frame()
-            values = s.edits.values(sc, frame)
+            values = s.edits.values(sc, s.clip_frame(frame))
             return (self.edit_markdown(s, sc, frame), *[float(x) for x in values])
 
         for trigger in (w.scope.change, w.grab_btn.click):

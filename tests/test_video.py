@@ -1,5 +1,5 @@
 """The video source on honest input: face videos rendered from the ICT model with known weights, head motion and eye
-turns (tests/data/video, made by tools/make_video_fixtures.py with the project's renderer), run through Face
+turns (tests/data/video, made by tests/data_makers/video_fixtures.py with the project's renderer), run through Face
 Landmarker v2 (detector, 478 landmarks, blendshape model, transformation matrix). Also: one-sided blinks and smiles,
 brows down, gaze, calibration, missing-face frames, two faces, a face turned away or upside down, a video with no
 face, image folders, the neutral frame option, the retargeted lip gap and the CLI."""

@@ -323,16 +323,17 @@ def split_head(clean: CleanMesh, alignment: Alignment) -> CleanMesh:
                                body_vertices=body_vertices, report=report)
 
 
-def find_head(clean: CleanMesh) -> tuple[Alignment, CleanMesh]:
+def find_head(clean: CleanMesh, hints: np.ndarray | None = None) -> tuple[Alignment, CleanMesh]:
     """The alignment of a cleaned mesh and the mesh with its head as the skin. When separate eyeballs mark the
     face (`nfs.mesh.parts`), the skin wrapping them is cut around them and aligned. Otherwise, or when that is
     not confident, the largest component is aligned; when that looks like a face with a body below the neck, the
     head is cut off and aligned on its own; when still nothing is confident the face is searched for over every
     component (`locate_face`), and the head it lands on is cut and aligned. Every result is checked by the face
     detector on a render of it (`nfs.mesh.faceness`): its `confidence` is the face confidence, a face found
-    turned is turned back, and the most confident result wins."""
+    turned is turned back, and the most confident result wins. `hints`: the file's part names as hints of each
+    input vertex (`nfs.mesh.parts.part_hints`): parts named as eyes mark the eyes even when they are no spheres."""
     results = []
-    pair = eye_pair(clean)                               # separate eyeballs mark the face
+    pair = eye_pair(clean, hints)                        # separate eyeballs mark the face
     around = None if pair is None else head_around_eyes(clean, pair)
     if around is not None:
         found = align_to_ict(*around)

@@ -62,13 +62,16 @@ def sphere_fit(points: np.ndarray) -> tuple[np.ndarray, float, float]:
     return centre + shift, radius, rms
 
 
-def eye_pair(clean: CleanMesh) -> EyePair | None:
+def eye_pair(clean: CleanMesh, hints: np.ndarray | None = None) -> EyePair | None:
     """The pair of separate sphere-like components (eyeballs, or sclera and iris shells sharing a centre) of equal
-    size at an eye distance, whose surroundings hold a skin that wraps both; None when there is no such pair."""
+    size at an eye distance, whose surroundings hold a skin that wraps both; None when there is no such pair.
+    `hints` (V_in,): name hints of the input vertices (`part_hints`); components named as eyes count as eyes even
+    when they are no spheres (a VRoid eye white): their centroid and half their extent stand for centre and
+    radius."""
     labels, n = face_components(len(clean.vertices), clean.faces)
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n + 1))
-    spheres = []                                   # (label, centre, radius)
+    spheres, named = [], []                        # (label, centre, radius, members)
     for label in range(n):
         members = order[bounds[label]:bounds[label + 1]]
         if len(members) < MIN_EYE_VERTICES:
@@ -78,10 +81,18 @@ def eye_pair(clean: CleanMesh) -> EyePair | None:
         # a whole ball or a cap (an iris, a cornea): round, and no larger than its sphere
         if radius > 0 and rms < SPHERE_RMS * radius and extent <= 2.2 * radius:
             spheres.append((label, centre, radius, members))
+        if hints is not None and np.bincount(hints[clean.original_index[members]]).argmax() == EYE_HINT:
+            named.append((label, clean.vertices[members].mean(0), 0.5 * extent, members))
+    return _best_pair(clean, labels, spheres) or _best_pair(clean, labels, named)
+
+
+def _best_pair(clean: CleanMesh, labels: np.ndarray, spheres: list) -> EyePair | None:
+    """Among candidate eyes (label, centre, radius, members): the pair of equal size at an eye distance wrapped by
+    one skin; the biggest such pair (a head's eyes, not a toy's)."""
     if len(spheres) < 2:
         return None
     # spheres sharing a centre (sclera + iris + cornea) are one eye: keep the largest of each cluster
-    spheres.sort(key=lambda s: -s[2])
+    spheres = sorted(spheres, key=lambda s: -s[2])
     eyes = []
     for s in spheres:
         if all(np.linalg.norm(s[1] - e[1]) > 0.5 * e[2] for e in eyes):
@@ -97,12 +108,11 @@ def eye_pair(clean: CleanMesh) -> EyePair | None:
             if not EYE_DISTANCE_RADII[0] <= d <= EYE_DISTANCE_RADII[1]:
                 continue
             pair = EyePair((a[3], b[3]), np.stack([a[1], b[1]]), float(r))
-            wrap = _wrapping_skin(clean, pair, labels, exclude={a[0], b[0]})
-            if wrap is None:
+            if _wrapping_skin(clean, pair, labels, exclude={a[0], b[0]}) is None:
                 continue
-            if best is None or r > best[0].radius:          # several pairs: the biggest eyes (a head's, not a toy's)
-                best = (pair, wrap)
-    return None if best is None else best[0]
+            if best is None or r > best.radius:
+                best = pair
+    return best
 
 
 def _wrapping_skin(clean: CleanMesh, pair: EyePair, labels: np.ndarray, exclude: set) -> int | None:

@@ -8,9 +8,9 @@
 
 The app and the eval reach nfs only through the pipeline, `nfs.io` and `nfs.export`; the names they need from
 lower modules are re-exported here: the expression and region names (`EXPRESSION_NAMES`, `N_EXPRESSION`,
-`REGION_NAMES`, `region_colors`), `Clip`, `Alignment`, `render_shaded` and the device helpers.
+`REGION_NAMES`, `region_colors`), `Clip` and `resample_rows`, `Alignment`, `render_shaded` and the device helpers.
 """
-from nfs.clips import Clip
+from nfs.clips import Clip, resample_rows
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.mesh.align import Alignment
 from nfs.mesh.overrides import UP_AXES                 # the choices of manual_alignment
@@ -35,7 +35,7 @@ from nfs.render import render_normal_depth, render_shaded
 from nfs.resources import SHIPPED_MODEL_DIR
 
 __all__ = [
-    "Clip", "EXPRESSION_NAMES", "N_EXPRESSION", "Alignment", "UP_AXES", "cpu_kernels_available", "kernel_status",
+    "Clip", "resample_rows", "EXPRESSION_NAMES", "N_EXPRESSION", "Alignment", "UP_AXES", "cpu_kernels_available", "kernel_status",
     "describe_device", "inference_dtype", "model_autocast", "resolve_device",
     "decode", "decode_all", "decode_skin", "linear_rig_error_mm", "rig_shapes",
     "GLB_TOLERANCE_MM", "PREVIEW_DEFAULT_MAX_FRAMES", "DecodedRun", "default_exports", "preview_note",
