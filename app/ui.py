@@ -302,8 +302,8 @@ class App:
     # ------------------------------------------------------------------------------------------ events
     def _page_events(self, demo: gr.Blocks, w: "Widgets") -> None:
         @guarded
-        def on_load(st, clip_name, request: gr.Request):
-            s = self.session(st, request)
+        def on_load(session_state, clip_name, request: gr.Request):
+            s = self.session(session_state, request)
             if s.clip is None and clip_name:
                 s.set_clip(clip_name, f"builtin:{clip_name}")
             return s, viewer_html(s.viewer_url()), self.session_markdown(s), self.clip_markdown(s)
@@ -319,9 +319,9 @@ class App:
     def _after_change(self, w: "Widgets", event) -> None:
         """Chained after a new target or clip: stale results withdrawn, the new pair's sliders shown."""
         @guarded
-        def refresh(st, sc, request: gr.Request):
-            s = self.session(st, request)
-            return (*self.results_outputs(s), *self.edit_outputs(s, sc))
+        def refresh(session_state, scope, request: gr.Request):
+            s = self.session(session_state, request)
+            return (*self.results_outputs(s), *self.edit_outputs(s, scope))
 
         event.success(refresh, [w.state, w.scope], [w.run_status, *w.files, w.edit_status, w.carry_btn,
                                                     *w.slider_list],
@@ -330,8 +330,8 @@ class App:
     def _target_events(self, w: "Widgets") -> None:
         target_outputs = [w.state, w.target_info, w.viewer, w.up_axis, w.flip, w.scale, w.show_template]
 
-        def load(st, path, request, progress, name: str, force: bool = False) -> tuple:
-            s = self.session(st, request)
+        def load(session_state, path, request, progress, name: str, force: bool = False) -> tuple:
+            s = self.session(session_state, request)
             s.last_refusal = ""
             try:
                 s.load_target(path, lambda f, m: progress(f, desc=m), force=force)
@@ -342,19 +342,19 @@ class App:
             return s, self.target_markdown(s), viewer_html(s.viewer_url()), "auto", False, 1.0, True
 
         @guarded
-        def on_upload(st, path, force=False, request: gr.Request = None, progress=gr.Progress()):
+        def on_upload(session_state, path, force=False, request: gr.Request = None, progress=gr.Progress()):
             if not path:
                 raise ValueError("no file received")
-            return load(st, path, request, progress, Path(path).name, bool(force))
+            return load(session_state, path, request, progress, Path(path).name, bool(force))
 
         upload = w.target_file.upload(on_upload, [w.state, w.target_file, w.force_face], target_outputs, api_name="upload_target",
                                       concurrency_id=HEAVY, show_progress_on=[w.target_info])
         self._after_change(w, upload)
 
         @guarded
-        def on_refused(st, request: gr.Request):
+        def on_refused(session_state, request: gr.Request):
             """A refused upload: the file box is emptied and the summary names what is really loaded."""
-            s = self.session(st, request)
+            s = self.session(session_state, request)
             why = s.last_refusal or "the file was refused (see the message)"
             return None, (f"⚠ **Not loaded:** {html.escape(why)}\n\n" + self.target_markdown(s, loaded_prefix=True))
 
@@ -362,19 +362,19 @@ class App:
                        concurrency_limit=None, show_progress="hidden")
 
         @guarded
-        def on_demo(st, name, request: gr.Request, progress=gr.Progress()):
+        def on_demo(session_state, name, request: gr.Request, progress=gr.Progress()):
             if not name:
                 raise ValueError("choose a demo target")
-            return load(st, demo_target_path(name), request, progress, name)
+            return load(session_state, demo_target_path(name), request, progress, name)
 
         demo = w.demo_pick.input(on_demo, [w.state, w.demo_pick], target_outputs, api_name="load_demo_target",
                                  concurrency_id=HEAVY, show_progress_on=[w.target_info])
         self._after_change(w, demo)
 
         @guarded
-        def on_align(st, up, flp, sc, request: gr.Request, progress=gr.Progress()):
-            s = self.session(st, request)
-            s.override_alignment(up, bool(flp), float(sc if sc is not None else 1.0),
+        def on_align(session_state, up_axis, flip, scale, request: gr.Request, progress=gr.Progress()):
+            s = self.session(session_state, request)
+            s.override_alignment(up_axis, bool(flip), float(scale if scale is not None else 1.0),
                                  lambda f, m: progress(f, desc=m))
             self._warn_low_confidence(s)
             return s, self.target_markdown(s)
@@ -386,8 +386,8 @@ class App:
 
     def _source_events(self, w: "Widgets") -> None:
         @guarded
-        def on_clip(st, kind, builtin, file, request: gr.Request):
-            s = self.session(st, request)
+        def on_clip(session_state, kind, builtin, file, request: gr.Request):
+            s = self.session(session_state, request)
             spec, key = self._clip_spec(kind, builtin, file, s)
             s.set_clip(spec, key)
             return s, self.clip_markdown(s)
@@ -397,8 +397,8 @@ class App:
                                                 show_progress_on=[w.clip_info]))
 
         @guarded
-        def on_builtin_clip(st, builtin, request: gr.Request):
-            s = self.session(st, request)
+        def on_builtin_clip(session_state, builtin, request: gr.Request):
+            s = self.session(session_state, request)
             spec, key = self._clip_spec(CLIP_KINDS[0], builtin, None)
             s.set_clip(spec, key)
             return s, self.clip_markdown(s), CLIP_KINDS[0]
@@ -408,8 +408,8 @@ class App:
                                                 show_progress_on=[w.clip_info]))
 
         @guarded
-        def on_clip_file(st, file, request: gr.Request, progress=gr.Progress()):
-            s = self.session(st, request)
+        def on_clip_file(session_state, file, request: gr.Request, progress=gr.Progress()):
+            s = self.session(session_state, request)
             progress(0.1, desc="reading the clip")
             spec, key = self._clip_spec(CLIP_KINDS[1], None, file)
             s.set_clip(spec, key)
@@ -423,8 +423,8 @@ class App:
         """The frame-rate field belongs to a clip: any new clip (built-in, file, video) sets it back to 0 (the
         clip's own rate), so a rate chosen for one take is never applied silently to the next."""
         @guarded
-        def on_clip_shown(st, fps, request: gr.Request):
-            s = self.session(st, request)
+        def on_clip_shown(session_state, fps, request: gr.Request):
+            s = self.session(session_state, request)
             if s.fps_field_clip_key == s.clip_key:
                 return fps
             s.fps_field_clip_key = s.clip_key
@@ -435,18 +435,18 @@ class App:
 
     def _run_events(self, w: "Widgets") -> None:
         @guarded
-        def on_run(st, kind, builtin, file, sm, gn, corr=False, files_wanted=FILE_EXPORTS, preview="auto", fps=0,
-                   tolerance=option_specs()["glb_tolerance_mm"].default, request: gr.Request = None,
-                   progress=gr.Progress()):
-            s = self.session(st, request)
+        def on_run(session_state, kind, builtin, file, smoothing, gain, correction=False, files_wanted=FILE_EXPORTS,
+                   preview="auto", fps=0, tolerance=option_specs()["glb_tolerance_mm"].default,
+                   request: gr.Request = None, progress=gr.Progress()):
+            s = self.session(session_state, request)
             spec, key = self._clip_spec(kind, builtin, file, s)
             exports, preview, fps = tuple(files_wanted or ()), preview or "auto", float(fps or 0) or None
             with StageProgress(lambda f, m: progress(f, desc=m), stages_of_run(FILE_EXPORTS + ("mp4",))) as stages:
                 stages.stage_named(CLIP_STAGE)
                 s.set_clip(spec, key)
                 stages.set_stages(stages_of_run(s.export_kinds(exports, preview, fps)[0]))
-                s.run(float(sm), float(gn), stages, correction=corr is True, exports=exports, preview=preview,
-                      fps=fps, glb_tolerance_mm=float(tolerance))
+                s.run(float(smoothing), float(gain), stages, correction=correction is True, exports=exports,
+                      preview=preview, fps=fps, glb_tolerance_mm=float(tolerance))
             return (s, *self.results_outputs(s), viewer_html(s.viewer_url()), self.target_markdown(s),
                     self.clip_markdown(s), False)
 
@@ -457,43 +457,43 @@ class App:
                               api_name="run", concurrency_id=HEAVY, show_progress_on=[w.run_status])
 
         @guarded
-        def after_run(st, sc, request: gr.Request):
-            s = self.session(st, request)
-            return self.edit_outputs(s, sc)[:2]
+        def after_run(session_state, scope, request: gr.Request):
+            s = self.session(session_state, request)
+            return self.edit_outputs(s, scope)[:2]
 
         run.success(after_run, [w.state, w.scope], [w.edit_status, w.carry_btn], api_visibility="private",
                     concurrency_limit=None, show_progress="hidden")
 
     def _edit_events(self, w: "Widgets") -> None:
         @guarded
-        def on_slider(st, sc, *values):
-            if not isinstance(st, Session) or st.closed:
+        def on_slider(session, scope, *values):
+            if not isinstance(session, Session) or session.closed:
                 raise ValueError("this page's session has ended: reload the page")
-            st.touch()
-            frame = st.apply_edit(sc, np.asarray(values, np.float32))
-            return self.edit_markdown(st, sc, frame), gr.update(visible=st.carry_offer is not None)
+            session.touch()
+            frame = session.apply_edit(scope, np.asarray(values, np.float32))
+            return self.edit_markdown(session, scope, frame), gr.update(visible=session.carry_offer is not None)
 
         gr.on([sl.release for sl in w.slider_list] + [sl.input for sl in w.slider_list], on_slider,
               [w.state, w.scope, *w.slider_list], [w.edit_status, w.carry_btn], trigger_mode="always_last",
               concurrency_limit=None, show_progress="minimal", api_visibility="private")
 
         @guarded
-        def on_grab(st, sc, request: gr.Request):
-            s = self.session(st, request)
+        def on_grab(session_state, scope, request: gr.Request):
+            s = self.session(session_state, request)
             v = s.viewer
             if v is not None:
                 v.play(False)
             frame = s.current_frame()
-            values = s.edits.values(sc, s.clip_frame(frame))
-            return (self.edit_markdown(s, sc, frame), *[float(x) for x in values])
+            values = s.edits.values(scope, s.clip_frame(frame))
+            return (self.edit_markdown(s, scope, frame), *[float(x) for x in values])
 
         for trigger in (w.scope.change, w.grab_btn.click):
             trigger(on_grab, [w.state, w.scope], [w.edit_status, *w.slider_list], concurrency_limit=None,
                     api_visibility="private")
 
         @guarded
-        def on_reset(st, request: gr.Request):
-            s = self.session(st, request)
+        def on_reset(session_state, request: gr.Request):
+            s = self.session(session_state, request)
             s.reset_edits()
             return (self.edit_markdown(s, SCOPES[0], s.current_frame()), *[0.0] * len(w.slider_list))
 
@@ -501,10 +501,10 @@ class App:
                           api_name="reset_edits")
 
         @guarded
-        def on_carry(st, sc, request: gr.Request):
-            s = self.session(st, request)
+        def on_carry(session_state, scope, request: gr.Request):
+            s = self.session(session_state, request)
             note = s.carry_over()
-            out = self.edit_outputs(s, sc)
+            out = self.edit_outputs(s, scope)
             return (f"{out[0]}  \n{note}", *out[1:])
 
         w.carry_btn.click(on_carry, [w.state, w.scope], [w.edit_status, w.carry_btn, *w.slider_list],
@@ -512,12 +512,13 @@ class App:
 
     def _display_events(self, w: "Widgets") -> None:
         @guarded
-        def on_display(st, md, dim, tmpl, request: gr.Request):
-            s = self.session(st, request)
+        def on_display(session_state, mode, dim, show_template, request: gr.Request):
+            s = self.session(session_state, request)
             v = s.viewer
             if v is not None:
-                v.set_display(mode=md, code_dim=int(dim if dim is not None else 0), show_template=bool(tmpl))
-            if md == MODES[2]:
+                v.set_display(mode=mode, code_dim=int(dim if dim is not None else 0),
+                              show_template=bool(show_template))
+            if mode == MODES[2]:
                 names = self.code_names()
                 name = names[int(dim)] if dim is not None and 0 <= int(dim) < len(names) else ""
                 return about.heat_legend_html(name, v.heat_peak if v is not None else None)
