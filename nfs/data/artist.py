@@ -19,6 +19,7 @@ from nfs.ict import EXPRESSION_NAMES
 JAW = EXPRESSION_NAMES.index("jawOpen")
 BLINKS = (EXPRESSION_NAMES.index("eyeBlink_L"), EXPRESSION_NAMES.index("eyeBlink_R"))
 MOUTH_BAG_DEPTH_CM = 2.5
+EYE_SOCKET_DEPTH_CM = 1.2
 
 
 @dataclass
@@ -30,7 +31,9 @@ class ArtistStyle:
     mouth_bag: bool = False          # a bag behind the mouth opening, attached to the inner lips
     join_lips: bool = False          # the mouth opening capped: one surface, lips joined
     join_lids: bool = False          # the eye openings capped: closed eyes modelled as skin
+    eye_sockets: bool = False        # a closed socket behind each eye hole (a game head's eyeballs sit in it)
     feature_scales: tuple = ()       # (eyes, mouth, nose) scale factors about their centres, e.g. 0.7-1.6
+    flatten: float = 1.0             # depth (z) of the whole head scaled by this about the face's front (anime: < 1)
 
     @property
     def is_plain(self) -> bool:
@@ -115,6 +118,10 @@ def apply_style(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray, labe
         warp = feature_warp(centres, style.feature_scales)
         b = push_through(warp.jacobian(v), b)
         v = warp.apply(v)
+    if style.flatten != 1.0:        # a linear map: its Jacobian carries every delta alike
+        front = float(v[:, 2].max())
+        v[:, 2] = front + style.flatten * (v[:, 2] - front)
+        b[..., 2] *= np.float32(style.flatten)
     new_v, new_f, new_b, new_l = [v], [f], [b], [np.asarray(labels)]
     count = len(v)
 
@@ -137,5 +144,9 @@ def apply_style(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray, labe
         for name in ("eye_L", "eye_R"):
             if name in loops:
                 add(loops[name], 3, np.array([0.0, 0.0, 0.25]), True)
+    elif style.eye_sockets:
+        for name in ("eye_L", "eye_R"):
+            if name in loops:
+                add(loops[name], 3, np.array([0.0, 0.0, -EYE_SOCKET_DEPTH_CM]), True)
     return StyledMesh(np.concatenate(new_v).astype(np.float32), np.concatenate(new_f),
                       np.concatenate(new_b, axis=1).astype(np.float32), np.concatenate(new_l), len(v))
