@@ -28,8 +28,9 @@ Categories
   stylised         eyes, mouth and nose scaled 0.7-1.6 about their centres (local plateau warps)
   closed_scan      a scan's closed mouth: lips joined by a cap, the whole head re-tessellated at ~7k vertices with
                    jitter, so the lip contact line is triangulated at scan density, not along ICT's lip edges
-  game_head        a Ready Player Me-style head: lips touching over a closed mouth bag, closed eye sockets behind
-                   the eye holes, re-tessellated at ~5k vertices, separate eyeballs and two rows of teeth
+  game_head        a Ready Player Me-style head: the skin re-tessellated at ~5k vertices, its lips touching over a
+                   closed mouth bag with a cavity, closed eye sockets behind the eye holes (both extruded from
+                   the low-poly mesh's own loops), separate eyeballs and two rows of teeth
   anime            anime proportions: eyes 1.8x, mouth 0.5x, nose 0.4x about their centres, the face flattened
                    to 0.75 of its depth
 On artist heads the added geometry (bag, caps) is not scored for position (it is not ICT's face) but counts for
@@ -389,7 +390,7 @@ def artist_style(category: str, rng: np.random.Generator) -> ArtistStyle:
     if category == "closed_scan":
         return ArtistStyle(join_lips=True)
     if category == "game_head":
-        return ArtistStyle(mouth_bag=True, eye_sockets=True)
+        return ArtistStyle(mouth_bag=True, bag_cavity_cm=1.5, eye_sockets=True)
     if category == "anime":
         return ArtistStyle(feature_scales=ANIME_SCALES, flatten=ANIME_FLATTEN)
     if category in ("slit", "slit_bag"):
@@ -409,8 +410,13 @@ def styled_target(ict: ICTFaceModel, name: str, category: str, seed: int, coeffs
     """The ICT skin of an identity modelled as `style` says; added vertices (bag, caps) are off every mask but
     the skin's."""
     t = subset_target(ict, name, category, seed, coeffs, np.arange(ict.skin_count), ict.region_faces("skin"))
-    styled = apply_style(t.vertices, t.faces, t.basis, t.labels, feature_centres(t.vertices, ict.landmarks68),
-                         style)
+    return restyled(t, style, feature_centres(t.vertices, ict.landmarks68))
+
+
+def restyled(t: EvalTarget, style: ArtistStyle, centres: dict) -> EvalTarget:
+    """A skin target modelled as `style` says (`apply_style`; `centres` from `feature_centres` of its identity),
+    in place; added vertices (bag, caps, sockets) are off every mask but the skin's."""
+    styled = apply_style(t.vertices, t.faces, t.basis, t.labels, centres, style)
     extra = len(styled.vertices) - styled.n_original
     off = np.zeros(extra, bool)
     t.vertices, t.faces, t.basis = styled.vertices.astype(np.float64), styled.faces, styled.basis
@@ -553,12 +559,15 @@ def build_target(category: str, index: int, ict: ICTFaceModel | None = None) -> 
         t.vertices = t.to_ict.inverse(t.vertices)
         t.auto_align = True
         return t
+    if category == "game_head":      # a low-poly skin, then the bag and sockets extruded from its own loops
+        t = subset_target(ict, name, category, seed, coeffs, np.arange(ict.skin_count), skin_faces)
+        centres = feature_centres(t.vertices, ict.landmarks68)
+        t = remeshed_styled_target(ict, t, GAME_HEAD_VERTICES, rng, jitter=0.1)
+        return game_head_target(ict, restyled(t, artist_style(category, rng), centres))
     if category in ARTIST_CATEGORIES:
         t = styled_target(ict, name, category, seed, coeffs, artist_style(category, rng))
         if category == "closed_scan":
             return remeshed_styled_target(ict, t, CLOSED_SCAN_VERTICES, rng)
-        if category == "game_head":
-            return game_head_target(ict, remeshed_styled_target(ict, t, GAME_HEAD_VERTICES, rng, jitter=0.1))
         return t
     raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
 
