@@ -18,10 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from nfs.io import MESH_EXTENSIONS, MeshError, load_clip
+from nfs.io import MESH_EXTENSIONS, MeshError
+from nfs.io.gltf_colors import face_colors
 from nfs.pipeline import (EXPORT_KINDS, EXPRESSION_NAMES, N_EXPRESSION, Clip, PreparedTarget, RetargetResult,
-                          SourceCodes, StageProgress, content_key, manual_alignment, prepare_target, preview_note,
-                          retarget, rig_shapes, run_stages, source_preview_frames, template_skin)
+                          SourceCodes, StageProgress, content_key, load_clip, manual_alignment, prepare_target,
+                          preview_note, retarget, rig_shapes, run_stages, source_preview_frames, template_skin)
 
 from app.edits import SCOPES, Edits
 from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool
@@ -31,7 +32,8 @@ Progress = Callable[[float, str], None]
 MAX_UPLOAD_MB = 50
 LOW_CONFIDENCE = 0.3
 WEIGHT_MAX = 1.5          # retarget clips edited weights to [0, 1.5]
-FILE_EXPORTS = ("obj_zip", "glb", "rig")   # what a run writes besides the MP4 preview (chosen in the UI)
+FILE_EXPORTS = ("obj_zip", "glb", "rig", "avatar")   # what a run writes besides the MP4 preview (chosen in the UI;
+# avatar: the uploaded glTF / VRM back whole with the ARKit targets and the clip, only for such uploads)
 PREVIEW_CHOICES = ("auto", "always", "never")
 CLIP_STAGE = "loading the clip"
 LIVE_RIG_STAGE = "baking the live-edit rig"
@@ -172,6 +174,7 @@ class Session:
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise
+        self._face_colors(prepared)                # textures decoded now: what cannot be shown is in the notes
         with self.lock:
             old_pair = self.pair
             self.target = prepared
@@ -325,6 +328,8 @@ class Session:
             n = int(np.floor((n - 1) / self.clip.fps * float(fps) + 1e-6)) + 1
         want_mp4 = preview == "always" or (preview == "auto" and not preview_note(n))
         notes = [preview_note(n)] if preview == "auto" and preview_note(n) else []
+        if self.target is None or not self.target.raw.is_gltf:     # the avatar file is a glTF / VRM upload's own
+            exports = [k for k in exports if k != "avatar"]
         return tuple(exports) + (("mp4",) if want_mp4 else ()), notes
 
     def result_valid(self) -> bool:
@@ -503,6 +508,15 @@ class Session:
         return SourceView(title=f"source: {clip.name}", faces=np.asarray(faces),
                           frame=lambda i: np.asarray(frames(i)[0], np.float64))
 
+    def _face_colors(self, t: PreparedTarget) -> np.ndarray | None:
+        """A glTF / VRM target's per-triangle base colours (textures decoded once per upload); textures shown as
+        flat colours are added to the upload's notes."""
+        if getattr(self, "_colors_of", (None,))[0] is not t.raw:
+            colors, notes = face_colors(t.raw)
+            t.raw.notes.extend(n for n in notes if n not in t.raw.notes)
+            self._colors_of = (t.raw, colors)
+        return self._colors_of[1]
+
     def _target_view(self) -> TargetView | None:
         t = self.target
         if t is None:
@@ -539,7 +553,7 @@ class Session:
         names = list(EXPRESSION_NAMES) + [f"free_{j}" for j in range(weights.shape[1] - N_EXPRESSION)]
         return TargetView(title=f"target: {t.name}" + ("" if valid else " (aligned, not run)"), faces=t.raw.faces,
                           frame=frame, labels=t.region_labels_original(),
-                          weights=lambda k: np.asarray(m @ weights[:, k]).ravel(),
+                          weights=lambda k: np.asarray(m @ weights[:, k]).ravel(), colors=self._face_colors(t),
                           code_names=names)
 
     def peak_frame(self) -> int:

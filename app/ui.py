@@ -214,7 +214,7 @@ class App:
                 w.gain = gr.Slider(0, 1.5, value=1.0, step=0.05, label="expression gain")
             w.correction = gr.Checkbox(value=False, label="network correction (off by default: the fitted "
                                        "template prior alone is more accurate on every eval category; see "
-                                       "README, Results)", elem_id="correction")
+                                       "docs/results.md)", elem_id="correction")
             w.clip_info = gr.Markdown("*No clip loaded.*", elem_id="clip-info")
 
     def _edit_tab(self, w: "Widgets") -> None:
@@ -254,7 +254,8 @@ class App:
     def _run_panel(self, w: "Widgets") -> None:
         with gr.Row():
             w.export_pick = gr.CheckboxGroup(
-                [("OBJ sequence (zip)", "obj_zip"), ("animated GLB", "glb"), ("baked rig GLB", "rig")],
+                [("OBJ sequence (zip)", "obj_zip"), ("animated GLB", "glb"), ("baked rig GLB", "rig"),
+                 ("your avatar back (glTF / VRM uploads)", "avatar")],
                 value=list(FILE_EXPORTS), label="files to write", elem_id="export-pick")
             w.preview_pick = gr.Radio(list(PREVIEW_CHOICES), value="auto", elem_id="preview-pick",
                                       label=f"MP4 preview (auto: only for takes up to {PREVIEW_DEFAULT_MAX_FRAMES} "
@@ -267,9 +268,11 @@ class App:
             w.f_obj = gr.File(label="OBJ sequence (zip)", interactive=False, elem_id="file-obj")
             w.f_glb = gr.File(label="animated GLB", interactive=False, elem_id="file-glb")
         with gr.Row():
-            w.f_rig = gr.File(label="baked rig GLB (53 shapes)", interactive=False, elem_id="file-rig")
+            w.f_rig = gr.File(label="baked rig GLB (52 ARKit shapes)", interactive=False, elem_id="file-rig")
             w.f_mp4 = gr.File(label="preview MP4", interactive=False, elem_id="file-mp4")
-        w.files = [w.f_obj, w.f_glb, w.f_rig, w.f_mp4]
+        w.f_avatar = gr.File(label="your avatar with 52 ARKit targets and the animation (glTF / VRM uploads)",
+                             interactive=False, elem_id="file-avatar")
+        w.files = [w.f_obj, w.f_glb, w.f_rig, w.f_mp4, w.f_avatar]
 
     def _viewer_panel(self, w: "Widgets") -> None:
         w.viewer = gr.HTML(viewer_html(""), elem_id="viewer")
@@ -283,12 +286,13 @@ class App:
 
     # ------------------------------------------------------------------------------------------ shared outputs
     def results_outputs(self, s: Session) -> tuple:
-        """(run status, OBJ zip, GLB, rig, MP4): the last run's files only while it matches what is loaded."""
+        """(run status, OBJ zip, GLB, rig, MP4, avatar): the last run's files only while it matches what is loaded."""
         r = s.result
         report = _bullets(s.result_report()) if r is not None else ""
+        kinds = ("obj_zip", "glb", "rig", "mp4", "avatar")
         if r is None or not s.result_valid():
-            return (report, None, None, None, None)
-        return (report, *[str(r.exports[k]) if k in r.exports else None for k in ("obj_zip", "glb", "rig", "mp4")])
+            return (report, *[None] * len(kinds))
+        return (report, *[str(r.exports[k]) if k in r.exports else None for k in kinds])
 
     def edit_outputs(self, s: Session, scope: str) -> tuple:
         """(edit status, carry-over button, 53 slider values) of the loaded pair."""

@@ -1,19 +1,29 @@
-"""The Video source tab: upload a face video or record one with the webcam; it is tracked (MediaPipe landmarks)
-and fitted to ICT weights with progress, and becomes the session's source clip ("video" in the Source tab).
+"""The Video source tab: upload a face video or record one with the webcam; it is read by MediaPipe's Face
+Landmarker v2 (52 ARKit scores, mapped to ICT weights, and the head pose) with progress, calibrated to the person
+(neutral frame, dead zone, per-shape gains) and becomes the session's source clip ("video" in the Source tab).
 
-Frames without a face are reported by number and bridged; a video without any face is a clear error. The viewer
-draws the tracked landmarks beside the source and target heads.
+Beside the video, a plot of the main shapes over time with the chosen frame marked. Frames without a usable face
+are reported by number and bridged; a video without any face is a clear error. A browser recording (no duration in
+its file) is given back to the player remuxed with its duration, and its frame rate is measured. The live webcam
+(`app/live.py`) drives the target as it happens.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
-from nfs.io import VIDEO_EXTENSIONS as VIDEO_SUFFIXES, load_face_video
+from nfs.io import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
 
 VIDEO_KIND = "video (Video tab)"
 MAX_VIDEO_MB = 200
+PLOTTED = (("jawOpen", ("jawOpen",)), ("eyeBlink_L", ("eyeBlink_L",)), ("eyeBlink_R", ("eyeBlink_R",)),
+           ("mouthSmile_L", ("mouthSmile_L",)), ("mouthSmile_R", ("mouthSmile_R",)),
+           ("browInnerUp", ("browInnerUp_L", "browInnerUp_R")), ("browDown", ("browDown_L", "browDown_R")),
+           ("mouthFunnel", ("mouthFunnel",)), ("eyeLookOut_L", ("eyeLookOut_L",)), ("eyeLookUp", ("eyeLookUp_L",
+                                                                                                 "eyeLookUp_R")))
 
 
 def session_video_spec(session) -> tuple[None, str]:
@@ -23,18 +33,41 @@ def session_video_spec(session) -> tuple[None, str]:
     return None, session.video_key
 
 
-def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None):
-    """Track and fit a video and make it the session's source. Returns the clip."""
+def parse_gains(text: str | None) -> dict:
+    """'eyeBlink=1.3, jawOpen 1.2' -> {'eyeBlink': 1.3, 'jawOpen': 1.2}; a malformed entry is a ValueError."""
+    gains = {}
+    for part in re.split(r"[,;\n]+", text or ""):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"([A-Za-z_][\w.-]*)\s*[=:\s]\s*([0-9]*\.?[0-9]+)", part)
+        if m is None:
+            raise ValueError(f"cannot read the gain {part!r}: write name=value, e.g. eyeBlink=1.3")
+        gains[m.group(1)] = float(m.group(2))
+    return gains
+
+
+def calibration_from_fields(neutral_frame, subtract=True, dead_zone=0.0, gains_text=""):
+    from nfs.pipeline import video_calibration
+    neutral = None if neutral_frame is None or int(neutral_frame) < 0 else int(neutral_frame)
+    # unknown gain names are refused before the video is read
+    return video_calibration(neutral, bool(subtract), float(dead_zone or 0.0), parse_gains(gains_text))
+
+
+def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None, subtract=True,
+                            dead_zone=0.0, gains_text=""):
+    """Read a video and make it the session's source. Returns the clip."""
     from app.session import check_upload, truncate_clip
+    from nfs.pipeline import load_face_video
 
     if not path:
         raise ValueError("no video received: upload one or record with the webcam")
     path = Path(path)
     check_upload(path, VIDEO_SUFFIXES, MAX_VIDEO_MB, "video")
-    neutral = None if neutral_frame is None or int(neutral_frame) < 0 else int(neutral_frame)
-    clip = load_face_video(path, neutral, progress=progress)
+    cal = calibration_from_fields(neutral_frame, subtract, dead_zone, gains_text)
+    clip = load_face_video(path, progress=progress, calibration=cal)
     clip = truncate_clip(clip, session.max_frames)
-    key = f"video:{path}:{neutral}"
+    key = f"video:{path}:{cal}"
     with session.lock:
         session.video_clip, session.video_key = clip, key
         session.head_pose = bool(head_pose)
@@ -46,45 +79,103 @@ def video_report(clip) -> str:
     fit = clip.fit
     lines = [f"**{clip.name}** — {clip.n_frames} frames at {clip.fps:g} fps ({clip.duration_s:.1f} s), "
              f"{clip.frame_size[0]}×{clip.frame_size[1]}",
-             f"neutral frame: {fit.neutral_frame}; tracked in {clip.timings.get('track', 0):.1f} s, fitted in "
-             f"{clip.timings.get('fit', 0):.1f} s; landmark fit residual {10 * fit.residual_cm.mean():.1f} mm mean"]
+             f"neutral frame: {fit.neutral_frame}; read in {clip.timings.get('track', 0):.1f} s "
+             f"(Face Landmarker v2: 478 landmarks, 52 ARKit scores, head pose)"]
     lines += [f"⚠ **{w}**" for w in clip.warnings]
     return "\n".join(f"- {line}" for line in lines)
+
+
+def weights_plot(clip, frame: int = 0):
+    """A matplotlib figure of the main shapes over the clip's time, the frame `frame` marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from nfs.pipeline import EXPRESSION_NAMES
+    fig = Figure(figsize=(6.4, 3.2), dpi=100)
+    ax = fig.add_subplot(111)
+    t = np.arange(clip.n_frames) / clip.fps
+    for label, names in PLOTTED:
+        curve = clip.codes[:, [EXPRESSION_NAMES.index(n) for n in names]].mean(1)
+        if curve.max() > 0.02:
+            ax.plot(t, curve, label=label, linewidth=1.2)
+    f = int(np.clip(frame, 0, clip.n_frames - 1))
+    ax.axvline(f / clip.fps, color="k", linewidth=1.0, linestyle="--")
+    ax.text(f / clip.fps, 1.02, f" frame {f}", fontsize=8, va="bottom")
+    ax.set_xlim(0, max(t[-1], 1e-3))
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("weight")
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    fig.tight_layout()
+    return fig
 
 
 def build(app, state, clip_info, clip_kind, guarded) -> None:
     """The Video tab's components and events (inside the page's Blocks and tab group)."""
     with gr.Tab("2b · Video"):
         gr.Markdown("Drive the face from a plain video: your face, frontal, filling a good part of the frame. "
-                    "Upload a video (MP4, WebM, MOV) or record one with the webcam; it is tracked and fitted to the "
-                    "53 ICT expressions, then **Retarget & export** uses it (source: *video*).")
-        # audio is kept as it came (dropping it would need a system ffmpeg; the reader ignores it anyway), and with
-        # an upload source too Gradio does not mirror recordings: the face keeps its own left and right
-        video = gr.Video(sources=["upload", "webcam"], label="face video", elem_id="video-input")
+                    "Upload a video (MP4, WebM, MOV) or record one with the webcam; its 52 ARKit blendshape scores "
+                    "(MediaPipe Face Landmarker) become the 53 ICT expressions, then **Retarget & export** uses it "
+                    "(source: *video*).")
+        with gr.Row():
+            # audio is kept as it came (the reader ignores it), and with an upload source too Gradio does not mirror
+            # recordings: the face keeps its own left and right
+            video = gr.Video(sources=["upload", "webcam"], label="face video", elem_id="video-input")
+            with gr.Column():
+                plot = gr.Plot(label="weights over time", elem_id="video-plot")
+                frame_no = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="video-frame")
         with gr.Row():
             neutral = gr.Number(-1, precision=0, label="neutral frame (-1: automatic)", elem_id="video-neutral")
             head_pose = gr.Checkbox(False, label="the target follows the head's motion", elem_id="video-head-pose")
+        with gr.Accordion("calibration to your face", open=False):
+            with gr.Row():
+                subtract = gr.Checkbox(True, label="take the neutral frame's scores off every frame",
+                                       elem_id="video-subtract")
+                dead_zone = gr.Slider(0.0, 0.5, value=0.0, step=0.01, label="dead zone (scores below read 0)",
+                                      elem_id="video-dead-zone")
+            gains = gr.Textbox("", label="per-shape gains (ARKit or ICT names, or a stem for both sides)",
+                               placeholder="eyeBlink=1.3, jawOpen=1.2", elem_id="video-gains")
         use_btn = gr.Button("Use this video", elem_id="video-use")
         info = gr.Markdown("*No video yet.*", elem_id="video-info")
 
         @guarded
-        def on_video(st, path, neutral_frame, pose, request: gr.Request, progress=gr.Progress()):
+        def on_video(st, path, neutral_frame, pose, sub, dz, gain_text, request: gr.Request,
+                     progress=gr.Progress()):
+            from nfs.pipeline import remux_video_with_duration, video_lacks_duration
             s = app.session(st, request)
-            clip = load_video_into_session(s, path, neutral_frame, bool(pose), lambda f, m: progress(f, desc=m))
+            clip = load_video_into_session(s, path, neutral_frame, bool(pose), lambda f, m: progress(f, desc=m),
+                                           sub, dz, gain_text)
             for w in clip.warnings:
                 gr.Warning(w)
-            return s, video_report(clip), app.clip_markdown(s), VIDEO_KIND
+            shown = gr.skip()
+            if path and video_lacks_duration(path):          # a browser recording: give the player its length
+                fixed = remux_video_with_duration(path, Path(path).with_name(Path(path).stem + "_timed.webm"))
+                if fixed is not None:
+                    s.video_display_path = str(fixed)
+                    shown = str(fixed)
+            start = int(clip.fit.neutral_frame)
+            return (s, video_report(clip), app.clip_markdown(s), VIDEO_KIND, weights_plot(clip, start),
+                    gr.update(maximum=max(clip.n_frames - 1, 1), value=start), shown)
 
         @guarded
-        def on_change(st, path, neutral_frame, pose, request: gr.Request, progress=gr.Progress()):
-            if not path:                    # the video was cleared: keep the session's clip as it is
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            return on_video(st, path, neutral_frame, pose, request, progress)
+        def on_change(st, path, neutral_frame, pose, sub, dz, gain_text, request: gr.Request,
+                      progress=gr.Progress()):
+            s = app.session(st, request)
+            if not path or str(path) == getattr(s, "video_display_path", None):
+                # cleared (the session keeps its clip), or the remuxed copy of the recording just read
+                return (gr.skip(),) * 7
+            return on_video(st, path, neutral_frame, pose, sub, dz, gain_text, request, progress)
 
-        outputs = [state, info, clip_info, clip_kind]
+        def on_frame(st, f, request: gr.Request):
+            s = app.session(st, request)
+            clip = getattr(s, "video_clip", None)
+            return gr.skip() if clip is None else weights_plot(clip, int(f or 0))
+
+        inputs = [state, video, neutral, head_pose, subtract, dead_zone, gains]
+        outputs = [state, info, clip_info, clip_kind, plot, frame_no, video]
         # `change` fires once the file is on the server, for an upload and for a finished webcam recording alike
         # (`stop_recording` fires before the recording is uploaded)
-        video.change(on_change, [state, video, neutral, head_pose], outputs, api_name="set_video",
-                     concurrency_id="heavy")
-        use_btn.click(on_video, [state, video, neutral, head_pose], outputs, api_visibility="private",
-                      concurrency_id="heavy")
+        video.change(on_change, inputs, outputs, api_name="set_video", concurrency_id="heavy")
+        use_btn.click(on_video, inputs, outputs, api_visibility="private", concurrency_id="heavy")
+        frame_no.release(on_frame, [state, frame_no], [plot], api_name="video_frame_plot")

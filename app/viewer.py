@@ -55,6 +55,7 @@ class TargetView:
     labels: np.ndarray | None = None                    # (V,) region index per vertex, -1 none
     weights: Callable[[int], np.ndarray] | None = None  # code dimension -> (V,) skinning weight
     code_names: list[str] = field(default_factory=list)
+    colors: np.ndarray | None = None                    # (F, 3) uint8 base colour per triangle (textured files)
 
 
 @dataclass
@@ -87,6 +88,17 @@ def heat_bands(values: np.ndarray, faces: np.ndarray, n: int = HEAT_BANDS) -> tu
     peak = float(np.abs(values).max()) if len(values) else 0.0
     norm = np.clip(values / max(peak, 1e-12), 0.0, 1.0)
     return np.minimum((norm[faces].mean(1) * n).astype(int), n - 1), peak
+
+
+def color_groups(colors: np.ndarray, n: int = 24) -> tuple[np.ndarray, dict[int, tuple]]:
+    """(F, 3) uint8 per-triangle colours -> (F,) group of each triangle and {group: colour}, at most n groups (one
+    drawn mesh each; Pillow's median-cut quantizer picks them)."""
+    from PIL import Image
+    img = Image.fromarray(np.ascontiguousarray(colors, np.uint8).reshape(1, -1, 3), "RGB")
+    quantized = img.quantize(colors=n, method=Image.Quantize.MEDIANCUT)
+    groups = np.asarray(quantized, np.int64).ravel()
+    pal = np.asarray(quantized.getpalette()[: 3 * n], np.int64).reshape(-1, 3)
+    return groups, {int(g): tuple(int(x) for x in pal[g]) for g in np.unique(groups)}
 
 
 class _Patches:
@@ -243,6 +255,9 @@ class Viewer:
         if self.mode == MODES[2] and t.weights is not None:
             groups, self.heat_peak = heat_bands(t.weights(self.code_dim), t.faces)
             palette = {i: tuple(c) for i, c in enumerate(heat_colors())}
+            return _Patches(scene, "/target/mesh", verts, t.faces, groups, palette)
+        if t.colors is not None and len(t.colors) == len(t.faces):
+            groups, palette = color_groups(t.colors)
             return _Patches(scene, "/target/mesh", verts, t.faces, groups, palette)
         return _Patches(scene, "/target/mesh", verts, t.faces, None, {0: TARGET_COLOR})
 

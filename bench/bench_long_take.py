@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nfs import REPO_ROOT as ROOT
-from nfs.ict import ARKIT_NAMES, ict_to_arkit_weights
+from nfs.arkit import ARKIT_NAMES, ict_to_arkit_weights
 from nfs.io import list_builtin_clips, load_builtin_clip, load_clip
 from nfs.pipeline import PREVIEW_DEFAULT_MAX_FRAMES, decode, load_shipped_model, retarget
 

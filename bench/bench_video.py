@@ -1,10 +1,11 @@
-"""Video source speed: frames per second of decoding, face detection + landmarks, and the ICT weight fit, on a
-640 x 480 face video (the test fixture tests/data/video/face_expressions.mp4, looped to --frames frames).
+"""Video source speed: frames per second of decoding, Face Landmarker v2 (detector, 478 landmarks, 52 blendshape
+scores, transformation matrix; LiteRT) and the calibration to ICT weights, on a 640 x 480 face video (the test
+fixture tests/data/video/face_expressions.mp4, looped to --frames frames).
 
     python bench/bench_video.py [--frames 600] [--threads 1]
 
 Prints the machine's CPU count and flags with the figures. The whole source (`load_video_clip`: decode, track, fit)
-is timed end to end, then each stage alone.
+is timed end to end, then each stage alone, then each model alone per frame (min of the runs, ms).
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from nfs.model.precision import cpu_flags
-from nfs.video.fit import FitConfig, fit_landmarks
+from nfs.video.calibrate import Calibration
 from nfs.video.landmarks import FaceTracker
 from nfs.video.reader import read_frames
-from nfs.video.source import load_video_clip, track_frames
+from nfs.video.source import load_video_clip, read_tracks, track_frames
 from nfs.video.synthetic import write_video
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "video" / "face_expressions.mp4"
@@ -51,20 +52,36 @@ def main() -> int:
         t = time.perf_counter()
         clip = load_video_clip(path, threads=a.threads)
         total = time.perf_counter() - t
-        print(f"end to end (decode + detect + landmarks + fit): {clip.n_frames / total:6.1f} frames/s "
+        print(f"end to end (decode + landmarker + calibration): {clip.n_frames / total:6.1f} frames/s "
               f"({total:.2f} s for {clip.n_frames} frames)")
         t = time.perf_counter()
         decoded = sum(1 for _ in read_frames(path, 10_000)[0])
         dt = time.perf_counter() - t
         print(f"decode only:                                     {decoded / dt:6.1f} frames/s")
+    tracker = FaceTracker(a.threads)
     t = time.perf_counter()
-    points, found, _ = track_frames(looped, FaceTracker(a.threads))
+    tracks = track_frames(looped, tracker)
     dt = time.perf_counter() - t
-    print(f"detect + landmarks only (frames in memory):      {len(looped) / dt:6.1f} frames/s")
+    print(f"landmarker only (frames in memory):              {len(looped) / dt:6.1f} frames/s")
     t = time.perf_counter()
-    fit_landmarks(points, found, FitConfig())
+    read_tracks(tracks, fps, Calibration(), "bench")
     dt = time.perf_counter() - t
-    print(f"fit only (neutral choice, rigid removal, weights): {len(looped) / dt:6.1f} frames/s")
+    print(f"calibration + pose only:                         {len(looped) / dt:6.1f} frames/s")
+    from PIL import Image
+    image = Image.fromarray(looped[0])
+    region = tracker.detector.detect(image)[0].region
+    pts, _ = tracker.landmarker.landmarks(image, region)
+    stages = {"detector": lambda: tracker.detector.detect(image),
+              "landmarks (crop + 478-point model)": lambda: tracker.landmarker.landmarks(image, region),
+              "blendshapes": lambda: tracker.blendshape_model.scores(pts),
+              "transformation matrix": lambda: tracker.geometry.matrix(pts, image.size)}
+    for name, run in stages.items():
+        times = []
+        for _ in range(30):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        print(f"  {name:36s} {1000 * min(times):6.2f} ms")
     return 0
 
 

@@ -20,14 +20,17 @@ _PUBLIC = {
     "nfs.pipeline": ("prepare_target", "encode_source", "decode", "decode_all", "decode_skin", "rig_shapes",
                      "retarget", "load_shipped_model", "PreparedTarget", "SourceCodes", "RetargetResult",
                      "EXPORT_KINDS", "manual_alignment", "UP_AXES", "template_skin", "default_exports",
-                     "PREVIEW_DEFAULT_MAX_FRAMES", "resolve_device", "describe_device"),
-    "nfs.io": ("load_mesh", "load_mesh_bytes", "load_clip", "list_builtin_clips", "save_obj", "save_ply",
+                     "PREVIEW_DEFAULT_MAX_FRAMES", "resolve_device", "describe_device", "write_avatar", "load_clip"),
+    "nfs.io": ("load_mesh", "load_mesh_bytes", "list_builtin_clips", "save_obj", "save_ply",
                "MeshError", "RawMesh", "MESH_EXTENSIONS", "CLIP_EXTENSIONS"),
     "nfs.clips": ("Clip", "ClipError", "smooth_codes", "apply_gain", "resample_clip", "WEIGHT_CEILING"),
     "nfs.ict": ("EXPRESSION_NAMES", "N_EXPRESSION"),              # the names of the 53 expression weights
     "nfs.regions": ("REGION_NAMES", "region_colors"),             # the skinning regions and their display colours
     "nfs.export": ("export_obj_sequence_zip", "export_animated_glb", "export_rig_glb", "export_preview_video"),
+    "nfs.avatar_export": ("export_avatar",),                      # a glTF / VRM back with ARKit targets
+    "nfs.arkit": ("ARKIT_NAMES", "VISEME_NAMES"),
     "nfs.resources": ("SHIPPED_MODEL_DIR",),
+    "nfs.batch": ("run_batch",),                                  # many targets x clips (docs/batch.md)
 }
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = sorted(_HOME)

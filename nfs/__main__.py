@@ -1,4 +1,4 @@
-"""Command line: `python -m nfs {train,eval,retarget,prepare,export,clips} ...`."""
+"""Command line: `python -m nfs {train,eval,retarget,prepare,export,clips,batch} ...`."""
 from __future__ import annotations
 
 import argparse
@@ -125,7 +125,7 @@ class _Bar:
             sys.stderr.write("\n")
 
 
-UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF in any unit (metres, centimetres, millimetres or none) "
+UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF/VRM in any unit (metres, centimetres, millimetres or none) "
               "and any orientation; they are aligned automatically to the ICT frame and results are written back "
               "in the mesh's own frame, units and vertex order. Clips: a built-in name (see `python -m nfs clips`), "
               "a CSV of the 53 ICT weights (frame + named columns), an iPhone Live Link Face CSV, a folder/zip of "
@@ -188,7 +188,12 @@ def cmd_retarget(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--exports", default="auto",
                    help=f"comma list of {','.join(EXPORT_KINDS)}, or 'all', or 'auto' (default: all but the mp4 "
-                        f"preview for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames)")
+                        f"preview for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames; avatar, the input glTF / VRM "
+                        "back whole with 52 ARKit targets and the clip's animation, only for glTF / VRM targets)")
+    p.add_argument("--visemes", action="store_true",
+                   help="avatar export: also add the 15 Oculus visemes (viseme_sil ... viseme_U) as ARKit mixes")
+    p.add_argument("--keep-existing-targets", action="store_true",
+                   help="avatar export: keep the file's own targets of ARKit / viseme names (default: replace them)")
     p.add_argument("--fps", type=number(float, 1.0, 1000.0, what="frames per second"), default=None,
                    help="resample the clip to this frame rate (1 to 1000; default: keep the source's own rate)")
     p.add_argument("--glb-tolerance-mm", type=number(float, 0.0, 100.0, low_open=True, what="mm"), default=0.1,
@@ -212,14 +217,17 @@ def cmd_retarget(argv: list[str]) -> int:
     from nfs.pipeline import as_raw_mesh
     from nfs.model.precision import resolve_device
     target = as_raw_mesh(a.target)  # bad input is reported before the model loads
+    if exports is not None and a.exports.strip().lower() == "all" and not target.is_gltf:
+        exports = tuple(k for k in exports if k != "avatar")
     resolve_device(a.device)     # a clear error before any work when CUDA is asked for and absent
-    from nfs.video.cli import load_clip_with_video_options
-    clip = load_clip_with_video_options(a.clip, a.neutral_frame, progress=_Bar())
+    from nfs.pipeline import load_clip
+    clip = load_clip(a.clip, neutral_frame=a.neutral_frame, progress=_Bar())
     for warning in clip.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
                  gain=a.gain, progress=_Bar(), correction=a.correction and not a.no_correction, fps=a.fps,
-                 device=a.device, glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force)
+                 device=a.device, glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force,
+                 visemes=a.visemes, keep_existing_targets=a.keep_existing_targets)
     print("\n".join(r.target.summary()))
     print("\n".join(r.summary()))
     for kind, path in r.exports.items():
@@ -242,14 +250,15 @@ def parse_exports(text: str, kinds: tuple) -> tuple | None:
 
 
 def cmd_export(argv: list[str]) -> int:
+    from nfs.arkit import ARKIT_NAMES, ict_to_arkit_shapes
     from nfs.export import export_rig_glb
-    from nfs.ict import EXPRESSION_NAMES
     from nfs.pipeline import rig_shapes, uv_for_export
-    a, prepared = _prepared_target("export", "Bake a target mesh into an ARKit-style 53-shape blendshape rig (GLB).",
-                                   argv, {"--rig": "output .glb path"})
+    a, prepared = _prepared_target("export", "Bake a target mesh into a blendshape rig (GLB) with the 52 ARKit "
+                                   "shapes.", argv, {"--rig": "output .glb path"})
     neutral, deltas = rig_shapes(prepared)
     uv, uv_faces = uv_for_export(prepared.raw)
-    export_rig_glb(a.rig, neutral, prepared.raw.faces, deltas, EXPRESSION_NAMES, uv=uv, uv_faces=uv_faces)
+    export_rig_glb(a.rig, neutral, prepared.raw.faces, ict_to_arkit_shapes(deltas), ARKIT_NAMES, uv=uv,
+                   uv_faces=uv_faces)
     print(f"rig: {a.rig}")
     return 0
 
@@ -304,8 +313,13 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_batch(argv: list[str]) -> int:
+    from nfs.batch.cli import cmd_batch as run
+    return run(argv, _Parser, number)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "retarget": cmd_retarget, "prepare": cmd_prepare,
-            "export": cmd_export, "clips": cmd_clips}
+            "export": cmd_export, "clips": cmd_clips, "batch": cmd_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

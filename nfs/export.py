@@ -22,7 +22,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pygltflib as gl
 
-from nfs.ict import EXPRESSION_NAMES, ict_to_arkit_name
+from nfs.arkit import ict_to_arkit_name
+from nfs.ict import EXPRESSION_NAMES
 from nfs.io.gltf import ARRAY_BUFFER, GlbBuilder, add_base_mesh, finish_scene, new_gltf
 from nfs.io.obj import obj_static_text, obj_vertex_text
 from nfs.io.files import PartialFileWriter, discard, new_partial, publish

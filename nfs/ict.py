@@ -34,36 +34,6 @@ EXPRESSION_NAMES = (
 ).split()
 
 
-def ict_to_arkit_name(name: str) -> str:
-    """ICT shape name -> ARKit blendshape name (browInnerUp_L/_R and cheekPuff_L/_R share one ARKit name)."""
-    if name in ("browInnerUp_L", "browInnerUp_R", "cheekPuff_L", "cheekPuff_R"):
-        return name[:-2]
-    if name.endswith("_L"):
-        return name[:-2] + "Left"
-    if name.endswith("_R"):
-        return name[:-2] + "Right"
-    return name
-
-
-ARKIT_NAMES = tuple(dict.fromkeys(ict_to_arkit_name(n) for n in EXPRESSION_NAMES)) + ("tongueOut",)
-assert len(ARKIT_NAMES) == 52
-
-
-def arkit_to_ict_matrix() -> np.ndarray:
-    """(52, 53) matrix M with ict_weights = arkit_weights @ M (shared ARKit names drive both ICT halves;
-    tongueOut has no ICT shape and maps to nothing)."""
-    m = np.zeros((len(ARKIT_NAMES), N_EXPRESSION), np.float32)
-    for j, name in enumerate(EXPRESSION_NAMES):
-        m[ARKIT_NAMES.index(ict_to_arkit_name(name)), j] = 1.0
-    return m
-
-
-def ict_to_arkit_weights(ict_weights: np.ndarray) -> np.ndarray:
-    """(..., 53) ICT weights -> (..., 52) ARKit weights (split pairs averaged, tongueOut 0)."""
-    m = arkit_to_ict_matrix()
-    return np.asarray(ict_weights, np.float32) @ m.T / np.maximum(m.sum(1), 1.0)
-
-
 @dataclass
 class ICTFaceModel:
     """The packed ICT model. Arrays cover skin + eyeballs; `skin_count` vertices are the skin."""

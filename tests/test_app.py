@@ -67,7 +67,7 @@ def test_upload_run_export(app, clip_csv, tmp_path):
     scene = trimesh.load(glb, force="scene", process=False)
     assert sum(len(g.vertices) for g in scene.geometry.values()) == n_vertices
     neutral, faces, deltas, names = read_rig_glb(rig)
-    assert deltas.shape == (53, n_vertices, 3) and "jawOpen" in names
+    assert deltas.shape == (52, n_vertices, 3) and "jawOpen" in names and "tongueOut" in names
     assert np.abs(deltas).max() > 0
     import imageio.v3 as iio
     assert iio.imread(mp4, index=0).ndim == 3

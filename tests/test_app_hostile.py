@@ -37,7 +37,7 @@ from app_harness import running_app, write_expression_csv  # noqa: E402
 from app.ui import CLIP_TYPES, MESH_TYPES  # noqa: E402
 from nfs import REPO_ROOT  # noqa: E402
 from nfs.clips import MAX_FRAMES  # noqa: E402
-from nfs.io import load_clip  # noqa: E402
+from nfs.pipeline import load_clip  # noqa: E402
 from nfs.ict import EXPRESSION_NAMES  # noqa: E402
 from nfs.io import load_mesh  # noqa: E402
 

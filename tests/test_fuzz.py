@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from nfs.clips import MAX_FRAMES, Clip, ClipError
 from nfs.io import load_codes_csv, load_livelink_csv, load_mesh_sequence
-from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES
+from nfs.arkit import ARKIT_NAMES
+from nfs.ict import EXPRESSION_NAMES
 from nfs.io import DEFAULT_MAX_VERTICES, MeshError, RawMesh, load_mesh_bytes
 
 N_EXAMPLES = int(os.environ.get("NFS_FUZZ_EXAMPLES", 150))  # raise it for a longer local hunt

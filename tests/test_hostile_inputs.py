@@ -21,13 +21,12 @@ from fixtures import load_tool
 from nfs import REPO_ROOT
 from nfs.__main__ import main as cli_main
 from nfs.clips import MAX_FRAMES, ClipError
-from nfs.io import load_clip
 from nfs.io import DEFAULT_MAX_VERTICES, MeshError, load_mesh
 from nfs.model.checkpoint import save_model
 from nfs.model.config import get_preset
 from nfs.model.network import NFSNetwork
 from nfs.mesh.clean import clean_mesh
-from nfs.pipeline import as_raw_mesh, prepare_target
+from nfs.pipeline import as_raw_mesh, load_clip, prepare_target
 from nfs.regions import N_REGIONS
 
 corpus = load_tool("make_bad_inputs")

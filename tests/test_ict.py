@@ -7,25 +7,13 @@ from scipy.sparse.csgraph import connected_components
 
 from nfs import REPO_ROOT
 from nfs.geometry.triangulate import fan_triangulate
-from nfs.ict import (ARKIT_NAMES, EXPRESSION_NAMES, FACE_VERTEX_COUNT, ICT_PATH, N_EXPRESSION, N_IDENTITY,
-                     NARROW_FACE_VERTEX_COUNT, SKIN_VERTEX_COUNT, arkit_to_ict_matrix, ict_to_arkit_name,
-                     ict_to_arkit_weights, load_ict)
+from nfs.ict import (EXPRESSION_NAMES, FACE_VERTEX_COUNT, ICT_PATH, N_EXPRESSION, N_IDENTITY,
+                     NARROW_FACE_VERTEX_COUNT, SKIN_VERTEX_COUNT, load_ict)
 
 ORIGINAL_PATH = REPO_ROOT.parent / "shared" / "data" / "ict-facekit" / "ict_facekit.npz"
 # Vertex ranges of the original 26,719-vertex ICT model that tools/pack_ict.py keeps.
 ORIGINAL_SKIN_END, ORIGINAL_EYEBALLS = 11248, (21451, 24591)
 
-# Apple's 52 ARKit blendshape names.
-ARKIT_52 = set("""
-eyeBlinkLeft eyeLookDownLeft eyeLookInLeft eyeLookOutLeft eyeLookUpLeft eyeSquintLeft eyeWideLeft
-eyeBlinkRight eyeLookDownRight eyeLookInRight eyeLookOutRight eyeLookUpRight eyeSquintRight eyeWideRight
-jawForward jawLeft jawRight jawOpen mouthClose mouthFunnel mouthPucker mouthLeft mouthRight
-mouthSmileLeft mouthSmileRight mouthFrownLeft mouthFrownRight mouthDimpleLeft mouthDimpleRight
-mouthStretchLeft mouthStretchRight mouthRollLower mouthRollUpper mouthShrugLower mouthShrugUpper
-mouthPressLeft mouthPressRight mouthLowerDownLeft mouthLowerDownRight mouthUpperUpLeft mouthUpperUpRight
-browDownLeft browDownRight browInnerUp browOuterUpLeft browOuterUpRight cheekPuff cheekSquintLeft
-cheekSquintRight noseSneerLeft noseSneerRight tongueOut
-""".split())
 
 
 @pytest.fixture(scope="module")
@@ -181,45 +169,6 @@ def test_left_shapes_move_the_left_side(ict):
             mag = np.linalg.norm(ict.expression_deltas[j, :SKIN_VERTEX_COUNT], axis=1)
             centroid_x = (mag * x).sum() / mag.sum()
             assert (centroid_x > 1.0) if name.endswith("_L") else (centroid_x < -1.0), name
-
-
-# --- ARKit mapping --------------------------------------------------------------------------------------------
-
-def test_arkit_names_are_apples_52():
-    assert len(ARKIT_NAMES) == 52 and len(set(ARKIT_NAMES)) == 52
-    assert set(ARKIT_NAMES) == ARKIT_52
-    assert ict_to_arkit_name("eyeBlink_L") == "eyeBlinkLeft" and ict_to_arkit_name("jawOpen") == "jawOpen"
-
-
-def test_arkit_to_ict_matrix():
-    m = arkit_to_ict_matrix()
-    assert m.shape == (52, N_EXPRESSION)
-    assert np.array_equal(m.sum(0), np.ones(N_EXPRESSION)), "every ICT shape is driven by exactly one ARKit name"
-    assert not m[ARKIT_NAMES.index("tongueOut")].any(), "tongueOut maps to nothing"
-    for shared in ("browInnerUp", "cheekPuff"):
-        row = m[ARKIT_NAMES.index(shared)]
-        assert {EXPRESSION_NAMES[j] for j in np.nonzero(row)[0]} == {shared + "_L", shared + "_R"}
-    for j, name in enumerate(EXPRESSION_NAMES):
-        assert m[ARKIT_NAMES.index(ict_to_arkit_name(name)), j] == 1
-    singles = [i for i, n in enumerate(ARKIT_NAMES) if n not in ("browInnerUp", "cheekPuff", "tongueOut")]
-    assert np.array_equal(m[singles].sum(1), np.ones(len(singles)))
-
-
-def test_arkit_weights_round_trip():
-    rng = np.random.default_rng(2)
-    arkit = rng.uniform(0, 1, (3, 52)).astype(np.float32)
-    ict_w = arkit @ arkit_to_ict_matrix()
-    j_l, j_r = EXPRESSION_NAMES.index("browInnerUp_L"), EXPRESSION_NAMES.index("browInnerUp_R")
-    k = ARKIT_NAMES.index("browInnerUp")
-    assert np.allclose(ict_w[:, j_l], arkit[:, k]) and np.allclose(ict_w[:, j_r], arkit[:, k])
-    back = ict_to_arkit_weights(ict_w)
-    expected = arkit.copy()
-    expected[:, ARKIT_NAMES.index("tongueOut")] = 0
-    assert back.shape == (3, 52) and np.allclose(back, expected, atol=1e-6)
-    # an asymmetric ICT pair is averaged into the shared ARKit weight
-    w = np.zeros(N_EXPRESSION, np.float32)
-    w[j_l], w[j_r] = 1.0, 0.2
-    assert np.isclose(ict_to_arkit_weights(w)[k], 0.6)
 
 
 # --- against the original release -----------------------------------------------------------------------------

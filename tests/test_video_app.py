@@ -23,9 +23,17 @@ def test_video_upload_runs_to_exports_and_no_face_is_an_error(app, tmp_path):
     from gradio_client import Client, handle_file
     c = Client(app.url, verbose=False)
     c.predict("face_crop_metres", api_name="/load_demo_target")
-    report, info, kind = c.predict(handle_file(str(VIDEO)), -1, False, api_name="/set_video")
+    report, info, kind, plot, frame, shown = c.predict(handle_file(str(VIDEO)), -1, False, True, 0.0, "",
+                                                        api_name="/set_video")
     assert "12 frames at 30 fps" in report and "neutral frame" in report and "640×480" in report
     assert "face_expressions" in info and kind == "video (Video tab)"
+    frame = frame["value"] if isinstance(frame, dict) else frame          # the slider's update: its value
+    assert plot is not None and 0 <= frame <= 11                # the weights plot, the neutral frame marked
+    assert c.predict(5, api_name="/video_frame_plot") is not None
+    with pytest.raises(Exception, match="cannot read the gain 'eyeBlink'"):
+        c.predict(handle_file(str(VIDEO)), -1, False, True, 0.0, "eyeBlink", api_name="/set_video")
+    with pytest.raises(Exception, match="unknown blendshape names in the gains: mouthWide"):
+        c.predict(handle_file(str(VIDEO)), -1, False, True, 0.0, "mouthWide=2", api_name="/set_video")
     out = c.predict(kind, "smile", None, 0.0, 1.0, api_name="/run")
     assert "← face_expressions" in out[0]
     for f in out[1:5]:
@@ -34,7 +42,7 @@ def test_video_upload_runs_to_exports_and_no_face_is_an_error(app, tmp_path):
     blank[:] = BACKGROUND_RGB
     empty = write_video(tmp_path / "nobody.mp4", [blank] * 6)
     with pytest.raises(Exception, match="nobody.mp4: no face found in any of its 6 frames"):
-        c.predict(handle_file(str(empty)), -1, False, api_name="/set_video")
+        c.predict(handle_file(str(empty)), -1, False, True, 0.0, "", api_name="/set_video")
     status = c.predict(api_name="/status")
     assert status["clip"]["name"] == "face_expressions"       # the failed upload left the session as it was
 

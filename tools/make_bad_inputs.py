@@ -26,7 +26,8 @@ import numpy as np
 
 from nfs import REPO_ROOT
 from nfs.clips import MAX_FRAMES
-from nfs.ict import ARKIT_NAMES, EXPRESSION_NAMES
+from nfs.arkit import ARKIT_NAMES
+from nfs.ict import EXPRESSION_NAMES
 from nfs.io import DEFAULT_MAX_VERTICES
 from nfs.io.obj import obj_text as nfs_obj_text
 

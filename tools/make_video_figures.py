@@ -1,4 +1,4 @@
-"""README figures of the video source: a strip of input frames beside the retargeted stylized head, and the
+"""Figures of the video source (docs/video.md): a strip of input frames beside the retargeted stylized head, and the
 recovered weight curves against the rendered truth (tests/data/video/face_expressions.mp4).
 
     PYTHONPATH=. python tools/make_video_figures.py     # writes assets/video/strip.png and curves.png, prints r
@@ -13,8 +13,8 @@ import numpy as np
 
 from nfs import REPO_ROOT
 from nfs.ict import EXPRESSION_NAMES
-from nfs.io import load_clip, load_codes_csv
-from nfs.pipeline import load_shipped_model, prepare_target, retarget
+from nfs.io import load_codes_csv
+from nfs.pipeline import load_clip, load_shipped_model, prepare_target, retarget
 from nfs.render import render_shaded
 from nfs.video.reader import read_frames
 

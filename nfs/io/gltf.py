@@ -1,4 +1,5 @@
-"""glTF 2.0 / GLB: reading scenes through trimesh (geometries concatenated in scene order) and the pieces that
+"""glTF 2.0 / GLB / VRM: reading every triangle primitive of the scene into one mesh (through
+`nfs.io.gltf_document`: compressed, quantized, sparse and skinned data as people have it), and the pieces that
 write a binary GLB: a buffer builder that can stream large regions from a file, the base mesh with its
 attributes, and UV-seam splitting.
 
@@ -8,7 +9,6 @@ flipped for glTF on writing.
 """
 from __future__ import annotations
 
-import io
 import struct
 from pathlib import Path
 
@@ -16,11 +16,11 @@ import numpy as np
 import pygltflib as gl
 
 from nfs.geometry.normals import vertex_normals
-from nfs.io.mesh import DEFAULT_MAX_VERTICES, MeshError, RawMesh, check_not_empty, finish_mesh
-from nfs.io.gltf_compressed import plain_glb
-from nfs.io.via_trimesh import scene_to_raw, trimesh_load
+from nfs.io.gltf_document import GltfDocument, read_document
+from nfs.io.mesh import DEFAULT_MAX_VERTICES, MeshError, MeshPart, RawMesh, check_not_empty, check_vertex_limit, \
+    finish_mesh
 
-EXTENSIONS = (".glb", ".gltf")
+EXTENSIONS = (".glb", ".gltf", ".vrm")   # .vrm: a GLB with a VRM 0.x or 1.0 extension
 FLOAT, UINT = 5126, 5125
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 
@@ -30,26 +30,137 @@ ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 
 def load_gltf(source: bytes | str | Path, filename: str, max_vertices: int | None = DEFAULT_MAX_VERTICES) -> RawMesh:
-    """A GLB's or glTF's bytes, or the path of a .gltf (whose external buffers are resolved beside it) -> RawMesh
-    of every triangle geometry, each moved by its world transform."""
-    import trimesh
+    """A GLB's / VRM's / glTF's bytes, or the path of a .gltf (whose external buffers are resolved beside it) ->
+    RawMesh of every triangle primitive of the scene in world space (skinned meshes in their bind pose), with one
+    `MeshPart` per primitive saying where its vertices came from."""
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+    check_not_empty(data, filename)
+    doc = read_document(source, filename)
+    mesh = finish_mesh(document_mesh(doc, max_vertices), filename, max_vertices)
+    mesh.original = Path(source) if isinstance(source, (str, Path)) else source
+    return mesh
 
-    file_type = Path(filename).suffix.lower()[1:] or "gltf"
-    if isinstance(source, (str, Path)):
-        check_not_empty(Path(source).read_bytes(), filename)
-        file_obj = str(source)
+
+def document_mesh(doc: GltfDocument, max_vertices: int | None = DEFAULT_MAX_VERTICES) -> RawMesh:
+    """The scene's triangle primitives concatenated, in the file's mesh order then node order."""
+    nodes = doc.json.get("nodes") or []
+    meshes = doc.json.get("meshes") or []
+    materials = doc.json.get("materials") or []
+    order = doc.scene_nodes()
+    with_mesh = [i for i in order if isinstance(nodes[i].get("mesh"), int) and 0 <= nodes[i]["mesh"] < len(meshes)]
+    rank = {node: k for k, node in enumerate(order)}
+    with_mesh.sort(key=lambda i: (nodes[i]["mesh"], rank[i]))
+    # the vertex limit before anything is decoded
+    total = 0
+    for i in with_mesh:
+        for prim in meshes[nodes[i]["mesh"]].get("primitives") or []:
+            pos = (prim.get("attributes") or {}).get("POSITION") if isinstance(prim, dict) else None
+            if isinstance(pos, int) and 0 <= pos < len(doc.json.get("accessors") or []):
+                total += int(doc.json["accessors"][pos].get("count") or 0)
+    check_vertex_limit(total, doc.filename, max_vertices)
+    world = doc.world_matrices()
+    vertices, faces, uvs, parts, skipped = [], [], [], [], []
+    n_v = n_f = 0
+    for i in with_mesh:
+        node, m = nodes[i], nodes[i]["mesh"]
+        mesh = meshes[m]
+        skin = node.get("skin") if isinstance(node.get("skin"), int) else None
+        node_name = str(node.get("name") or f"node{i}")
+        prims = mesh.get("primitives") or []
+        for p in range(len(prims)):
+            positions = doc.attribute(m, p, "POSITION")
+            if positions is None or positions.shape[1] != 3:
+                skipped.append(f"{node_name} #{p}")
+                continue
+            tris = doc.triangles(m, p, len(positions))
+            if tris is None or len(tris) == 0:
+                skipped.append(f"{node_name} #{p}")
+                continue
+            if tris.min() < 0 or tris.max() >= len(positions):
+                bad = int(tris.max()) if tris.max() >= len(positions) else int(tris.min())
+                raise MeshError(f"{doc.filename}: face index out of range ({bad} with {len(positions)} vertices "
+                                f"in mesh {m} primitive {p})")
+            matrix = world[i]
+            if skin is not None:
+                v, linear = _bind_pose(doc, m, p, skin, positions, world, node_name)
+            else:
+                if not abs(np.linalg.det(matrix[:3, :3])) > 1e-30:
+                    raise MeshError(f"{doc.filename}: node {node_name[:40]!r} has scale 0 (a degenerate transform): "
+                                    "its mesh collapses to a point, line or plane")
+                v = positions @ matrix[:3, :3].T + matrix[:3, 3]
+                linear = matrix[:3, :3].copy()
+            uv = doc.attribute(m, p, "TEXCOORD_0")
+            uvs.append(None if uv is None or uv.shape != (len(v), 2) else np.stack([uv[:, 0], 1.0 - uv[:, 1]], 1))
+            material = prims[p].get("material") if isinstance(prims[p].get("material"), int) else None
+            material_name = str((materials[material] or {}).get("name") or "") if material is not None and \
+                0 <= material < len(materials) else ""
+            name = node_name if len(prims) == 1 else f"{node_name} #{p}"
+            parts.append(MeshPart(name, n_v, len(v), n_f, len(tris), node=i, node_name=node_name, mesh=m,
+                                  mesh_name=str(mesh.get("name") or ""), primitive=p, material=material,
+                                  material_name=material_name, world=matrix.copy(), skinned=skin is not None,
+                                  linear=linear))
+            vertices.append(v)
+            faces.append(tris + n_v)
+            n_v += len(v)
+            n_f += len(tris)
+    if not parts:
+        if skipped:
+            raise MeshError("point clouds are not supported")
+        raise MeshError(f"{doc.filename}: unreadable glTF file (no triangle meshes inside)")
+    notes = [f"ignored {len(skipped)} primitives that are not triangles ({', '.join(skipped[:3])})"] if skipped else []
+    if len(parts) > 1:
+        notes.append(f"concatenated {len(parts)} primitives with their node transforms")
+    if any(part.skinned for part in parts):
+        notes.append("skinned meshes read in their bind pose")
+    if doc.compression:
+        notes.append("decoded " + ", ".join(sorted(doc.compression)))
+    uv = np.concatenate(uvs) if all(u is not None for u in uvs) else None
+    f_all = np.concatenate(faces)
+    return RawMesh(np.concatenate(vertices), f_all, np.arange(len(f_all)), uv=uv, parts=parts, notes=notes)
+
+
+def _bind_pose(doc: GltfDocument, m: int, p: int, skin_index: int, positions: np.ndarray, world: np.ndarray,
+               node_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions moved by linear blend skinning at rest (sum of weight x joint world x inverse bind), and the
+    per-vertex linear maps (n, 3, 3) of that skinning."""
+    skins = doc.json.get("skins") or []
+    if not 0 <= skin_index < len(skins):
+        raise MeshError(f"{doc.filename}: unreadable glTF (node {node_name[:40]!r} uses skin {skin_index}, "
+                        "which does not exist)")
+    skin = skins[skin_index]
+    joints = [j for j in skin.get("joints") or []]
+    if not joints or not all(isinstance(j, int) and 0 <= j < len(world) for j in joints):
+        raise MeshError(f"{doc.filename}: unreadable glTF (skin {skin_index} has no valid joints)")
+    if skin.get("inverseBindMatrices") is not None:
+        ibm = doc.accessor(skin["inverseBindMatrices"]).reshape(-1, 4, 4).transpose(0, 2, 1)
+        if len(ibm) < len(joints):
+            raise MeshError(f"{doc.filename}: unreadable glTF (skin {skin_index}: {len(ibm)} inverse bind "
+                            f"matrices for {len(joints)} joints)")
     else:
-        check_not_empty(source, filename)
-        file_obj = io.BytesIO(source)
-    decoded = plain_glb(source, filename)  # Draco / meshopt decoded, unknown required extensions refused
-    if decoded is not None:
-        file_obj, file_type = io.BytesIO(decoded), "glb"
-    loaded = trimesh_load(file_obj, file_type, filename)
-    if isinstance(loaded, trimesh.Trimesh):
-        loaded = trimesh.Scene(loaded)
-    if not isinstance(loaded, trimesh.Scene):
-        raise MeshError(f"{filename}: unreadable GLTF file (no meshes inside)")
-    return finish_mesh(scene_to_raw(loaded, filename, file_type), filename, max_vertices)
+        ibm = np.broadcast_to(np.eye(4), (len(joints), 4, 4))
+    joint_matrices = world[joints] @ ibm[: len(joints)]
+    blend = np.zeros((len(positions), 4, 4))
+    total = np.zeros(len(positions))
+    for k in range(4):
+        j = doc.attribute(m, p, f"JOINTS_{k}", as_float=False)
+        w = doc.attribute(m, p, f"WEIGHTS_{k}")
+        if j is None or w is None:
+            break
+        j = j.astype(np.int64)
+        if len(j) != len(positions) or len(w) != len(positions):
+            raise MeshError(f"{doc.filename}: unreadable glTF (mesh {m}: JOINTS / WEIGHTS counts differ from "
+                            "POSITION)")
+        if j.size and (j.min() < 0 or j.max() >= len(joints)):
+            raise MeshError(f"{doc.filename}: unreadable glTF (mesh {m}: a joint index past skin {skin_index}'s "
+                            f"{len(joints)} joints)")
+        for c in range(j.shape[1]):
+            blend += w[:, c, None, None] * joint_matrices[j[:, c]]
+            total += w[:, c]
+    unweighted = total <= 1e-8
+    blend[~unweighted] /= total[~unweighted, None, None]
+    blend[unweighted] = world[joints[0]] @ ibm[0] if len(joints) else np.eye(4)
+    v = np.einsum("nij,nj->ni", blend[:, :3, :3], positions) + blend[:, :3, 3]
+    return v, blend[:, :3, :3].copy()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nfs.clips import DEFAULT_FPS, MAX_FRAMES, Clip, ClipError, check_frame_count, codes_clip, resample_linear
-from nfs.ict import ARKIT_NAMES, arkit_to_ict_matrix
+from nfs.arkit import ARKIT_NAMES, arkit_to_ict_matrix
 from nfs.io.csv_table import column_index, read_csv_table, to_float
 
 EXTENSIONS = (".csv",)

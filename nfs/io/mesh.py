@@ -20,13 +20,30 @@ class MeshError(ValueError):
 
 @dataclass
 class MeshPart:
-    """One geometry of a multi-mesh file: its rows in the concatenated arrays."""
+    """One geometry of a multi-mesh file: its rows in the concatenated arrays.
+
+    For glTF / VRM a part is one primitive of one node's mesh, and says where it came from: merged vertex
+    ``vertex_offset + i`` is the primitive's vertex ``i`` (all its vertices, in its order); ``node`` / ``mesh`` /
+    ``primitive`` indices and names, its ``material``; ``world`` (4, 4) the node's world transform at rest;
+    ``skinned`` (positions are the bind pose: each vertex moved by its joints' world x inverse-bind matrices);
+    ``linear`` the map from the primitive's own (bind) space to the merged positions for directions and
+    displacements: (3, 3) for the whole part, or (n, 3, 3) per vertex when skinned."""
 
     name: str
     vertex_offset: int
     vertex_count: int
     face_offset: int
     face_count: int
+    node: int | None = None
+    node_name: str = ""
+    mesh: int | None = None
+    mesh_name: str = ""
+    primitive: int | None = None
+    material: int | None = None
+    material_name: str = ""
+    world: np.ndarray | None = None
+    skinned: bool = False
+    linear: np.ndarray | None = None
 
 
 @dataclass
@@ -40,6 +57,8 @@ class RawMesh:
     corner_uv: (F, 3, 2) texture coordinates per triangle corner (OBJ with vt), else None.
     parts: geometries of a multi-mesh file (one part for single-mesh formats).
     notes: anything the loader changed or ignored, in words.
+    original: the file as read (its bytes, or the path of a .gltf whose files lie beside it) for exports that
+        write the user's own file back (glTF / VRM only; None otherwise).
     """
 
     vertices: np.ndarray
@@ -50,6 +69,12 @@ class RawMesh:
     parts: list[MeshPart] = field(default_factory=list)
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    original: bytes | Path | None = field(default=None, repr=False)
+
+    @property
+    def is_gltf(self) -> bool:
+        """Read from a glTF / GLB / VRM file that can be written back whole."""
+        return self.original is not None and Path(self.source).suffix.lower() in (".glb", ".gltf", ".vrm")
 
     @property
     def n_vertices(self) -> int:

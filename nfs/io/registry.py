@@ -75,8 +75,8 @@ def load_builtin_clip(name: str) -> Clip:
 
 def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
     """A clip from a built-in name, an ICT-coefficient or Live Link Face CSV, an OBJ-sequence folder/zip,
-    an .npz mesh sequence, a Multiface-layout folder/zip (detected from the content), or a face video / folder of
-    images (`load_face_video`)."""
+    an .npz mesh sequence or a Multiface-layout folder/zip (detected from the content). Face videos are tracked by
+    `nfs.video`, through `nfs.pipeline.load_clip`."""
     text = str(spec)
     if text in list_builtin_clips():
         return load_builtin_clip(text)
@@ -84,9 +84,9 @@ def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
     if not path.exists():
         raise ClipError(f"no built-in clip or file named {text!r}; built-in clips: {', '.join(list_builtin_clips())}")
     suffix = path.suffix.lower()
-    from nfs.video.reader import is_video_source
-    if is_video_source(path):
-        return load_face_video(path, max_frames=max_frames)
+    if suffix in VIDEO_EXTENSIONS:
+        raise ClipError(f"{path.name}: a face video; load it with nfs.load_clip (nfs.pipeline.load_clip), which "
+                        "tracks the face")
     if suffix == ".csv":
         with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
             header = fh.readline()
@@ -105,12 +105,3 @@ def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES) -> Clip:
         return load_mesh_sequence(path, max_frames=max_frames)
     raise ClipError(f"{path.name}: unsupported clip format {suffix or '(none)'}; use a built-in name, .csv, "
                     ".zip, .npz, a folder of OBJ frames, a face video (" + ", ".join(VIDEO_EXTENSIONS) + ") or a folder of images")
-
-
-def load_face_video(path: str | Path, neutral_frame: int | None = None, max_frames: int = MAX_FRAMES,
-                    progress: Callable[[float, str], None] | None = None) -> Clip:
-    """A face video or a folder of images as a clip: MediaPipe landmarks fitted to the 53 ICT weights, a
-    `nfs.video.VideoClip` at the video's frame rate. neutral_frame: the frame (from 0) of the relaxed face (None:
-    chosen automatically); `progress(fraction, message)` while tracking. nfs.video loads on first use."""
-    from nfs.video import FitConfig, load_video_clip
-    return load_video_clip(path, FitConfig(neutral_frame=neutral_frame), max_frames=max_frames, progress=progress)

@@ -45,7 +45,7 @@ class NFSConfig:
 PRESETS = {
     # The published sizes (5.6M parameters with our 23 regions; the paper reports ~6.8M).
     "paper": NFSConfig(),
-    # Chosen by measurement to train on 2 CPU cores in hours (see README, "Model").
+    # Chosen by measurement to train on 2 CPU cores in hours (see docs/method.md).
     "cpu": NFSConfig(width=96, n_blocks=4, k_eig=64, dropout=0.0, image_channels=(8, 16, 32, 64), image_dim=64,
                      skin_hidden=128, decoder_width=192, decoder_layers=5, decoder_groups=16,
                      template_prior=True),

@@ -1,4 +1,5 @@
-"""Where MediaPipe's 468 face landmarks sit on the ICT skin: a stored correspondence, built once.
+"""Where MediaPipe's 468 face mesh landmarks sit on the ICT skin: a stored correspondence, built once (used for
+the head pose's pivot, `nfs.video.pose.pose_pivot`).
 
 Built by `build_correspondence` (run by tools/make_landmark_correspondence.py, stored in
 nfs/resources/mediapipe_ict.npz): the ICT face (a few identities, neutral, with the skin tone of
@@ -94,6 +95,7 @@ def _hits(weights_identity: np.ndarray | None, yaw: float, pitch: float, size: i
     if found.points is None:
         return None
     found = tracker(img)                     # second pass from the landmarks' own region, as in tracking
+    found.points = found.points[:468]        # the face mesh, without the irises
     ict = load_ict()
     _, faces, _, n_model = _scene()
     faces = faces[(faces < n_model).all(1)]
@@ -114,7 +116,7 @@ def build_correspondence(n_identities: int = 3, yaws=(-30, -15, 0, 15, 30), pitc
                          min_facing: float = np.cos(np.deg2rad(50)), log=print) -> dict:
     """Arrays of the stored correspondence (see the module docstring). Deterministic."""
     from nfs.geometry.surface import closest_points_on_mesh
-    from nfs.video.landmarks import N_LANDMARKS, FaceTracker
+    from nfs.video.landmarks import N_MESH as N_LANDMARKS, FaceTracker
 
     ict = load_ict()
     tracker = FaceTracker()

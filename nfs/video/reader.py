@@ -83,6 +83,53 @@ def _count(meta) -> int | None:
     return None
 
 
+STANDARD_RATES = (15.0, 24.0, 25.0, 30.0, 48.0, 50.0, 60.0)
+
+
+def measured_fps(path) -> float:
+    """Frames per second of a video that reports none (browser MediaRecorder WebM: timestamps but no rate): its
+    frame count over its duration, snapped to a standard rate within 3 %; 0.0 when it cannot be measured."""
+    import imageio_ffmpeg
+    try:
+        n, secs = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (RuntimeError, OSError, ValueError):
+        return 0.0
+    if n < 2 or not secs or secs <= 0:
+        return 0.0
+    rate = n / secs
+    rate = next((r for r in STANDARD_RATES if abs(rate - r) <= 0.03 * r), round(rate, 2))
+    return rate if 1.0 <= rate <= MAX_FPS else 0.0
+
+
+def lacks_duration(path) -> bool:
+    """True for a video file whose container states no duration (a browser MediaRecorder WebM)."""
+    path = Path(path)
+    if path.is_dir():
+        return False
+    meta, gen = _open(path)
+    gen.close()
+    d = meta.get("duration")
+    return not (isinstance(d, (int, float)) and np.isfinite(d) and d > 0)
+
+
+def remux_with_duration(path, out) -> Path | None:
+    """Copy a video's streams into a new file of the same container (no re-encoding), which writes the duration
+    and index that browser recordings lack (their players show no length); None when ffmpeg refuses."""
+    import subprocess
+
+    import imageio_ffmpeg
+    out = Path(out)
+    tmp = out.with_name(out.stem + ".part" + out.suffix)
+    try:
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(path), "-c", "copy",
+                        str(tmp)], check=True, capture_output=True, timeout=120)
+        tmp.replace(out)                       # whole or nothing: never a half-written file under the name
+        return out
+    except (subprocess.SubprocessError, OSError):
+        tmp.unlink(missing_ok=True)
+        return None
+
+
 def read_frames(path, max_frames: int) -> tuple[Iterator[np.ndarray], float, list[str]]:
     """An iterator of (H, W, 3) uint8 frames, the frame rate and warnings. A video's own rate is kept; one that
     reports none (some browser recordings) is resampled by ffmpeg to 30 frames/s, with a warning. At most
@@ -111,8 +158,13 @@ def read_frames(path, max_frames: int) -> tuple[Iterator[np.ndarray], float, lis
     if fps == 0.0:
         import imageio_ffmpeg
         gen.close()
-        fps = DEFAULT_IMAGE_FPS
-        warnings.append(f"the video reports no usable frame rate; resampled to {fps:g} frames/s")
+        fps = measured_fps(path)
+        if fps:
+            warnings.append(f"the video reports no frame rate (a browser recording?); measured {fps:g} frames/s "
+                            "from its frames and duration")
+        else:
+            fps = DEFAULT_IMAGE_FPS
+            warnings.append(f"the video reports no usable frame rate; resampled to {fps:g} frames/s")
         gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24", output_params=["-r", f"{fps:g}"])
         meta = gen.__next__()
     w, h = meta["size"]

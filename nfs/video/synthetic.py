@@ -80,13 +80,31 @@ def yaw_pitch_roll_matrix(yaw_deg: float, pitch_deg: float = 0.0, roll_deg: floa
     return rz @ rx @ ry
 
 
+def turn_eyes(v: np.ndarray, skin_count: int, n_model: int, gaze_deg) -> None:
+    """Turn both eyeballs of ICT vertices `v` in place about their centres: gaze (yaw, pitch) degrees, yaw > 0 toward
+    the subject's left (+x), pitch > 0 up. ICT's eyeLook shapes move the lids only; this moves the irises."""
+    yaw, pitch = np.deg2rad(gaze_deg)
+    ry = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(pitch), np.sin(pitch)], [0, -np.sin(pitch), np.cos(pitch)]])
+    rot = ry @ rx
+    balls = np.arange(skin_count, n_model)
+    for side in (v[balls, 0] > 0, v[balls, 0] <= 0):
+        idx = balls[side]
+        c = v[idx].mean(0)
+        v[idx] = (v[idx] - c) @ rot.T + c
+
+
 def render_face(weights: np.ndarray | None = None, identity: np.ndarray | None = None, size: int = 480,
-                rotation: np.ndarray | None = None, shift_cm=(0.0, 0.0), width: int | None = None) -> np.ndarray:
+                rotation: np.ndarray | None = None, shift_cm=(0.0, 0.0), width: int | None = None,
+                gaze_deg=None) -> np.ndarray:
     """(size, width or size, 3) uint8 frontal render of the ICT face with expression `weights` (53,) and optional
-    `identity` (100,), the head turned by `rotation` (3, 3) about the view centre and moved by `shift_cm` (x, y)."""
+    `identity` (100,), the head turned by `rotation` (3, 3) about the view centre and moved by `shift_cm` (x, y), the
+    eyes turned by `gaze_deg` (yaw, pitch; see `turn_eyes`)."""
     colors, faces, disc, n_model = _scene()
     ict = load_ict()
     v = ict.vertices(identity, weights, n_model).astype(np.float64)
+    if gaze_deg is not None and np.any(gaze_deg):
+        turn_eyes(v, ict.skin_count, n_model, gaze_deg)
     # the disc opens with the jaw: its lower rim follows the chin down
     chin = ict.expression_deltas[EXPRESSION_NAMES.index("jawOpen"), :ict.skin_count, 1].argmin()
     drop = v[chin] - ict.vertices(identity, None, n_model)[chin]

@@ -1,0 +1,226 @@
+"""Target preparation: a user's mesh -> `PreparedTarget` (intake, cleaning, head finding and alignment, operators,
+render, encoders, folded decoder, secondary binding), cached by content so an upload is prepared once per model."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nfs.geometry.operators import Operators, get_operators
+from nfs.io.mesh import MeshError, RawMesh
+from nfs.io.registry import load_mesh
+from nfs.mesh.align import Alignment
+from nfs.mesh.binding import SecondaryBinding
+from nfs.mesh.clean import CleanMesh, clean_mesh
+from nfs.mesh.head import find_head, split_head
+from nfs.mesh.overrides import compose_alignment
+from nfs.model.checkpoint import weights_hash
+from nfs.model.diffusion_net import operators_to_torch
+from nfs.model.fast_decoder import FoldedDecoder
+from nfs.model.network import NFSNetwork, TargetEncoding
+from nfs.model.precision import inference_dtype, model_autocast, resolve_device
+from nfs.pipeline.models import model_on
+from nfs.prior import template_expression_basis
+from nfs.progress import Progress, no_progress
+from nfs.render import render_normal_depth
+
+# below this alignment confidence a target is refused as not a face unless forced. tools/calibrate_face_threshold.py
+# (one of each): non-faces 0.05-0.24 (cube, sphere, disk, triangle, tetrahedron, torus, cylinder, plane, soup);
+# demo targets 0.39-0.65, evaluation categories 0.53-0.72 except `exaggerated` identities (0.17, refused unless
+# forced), heads on bodies 0.54
+MIN_FACE_CONFIDENCE = 0.3
+SEAM_CM = 3.0  # a body cut below the neck follows the head's displacement over this distance from the cut
+
+
+@dataclass
+class PreparedTarget:
+    """Everything decoding needs about one target mesh."""
+
+    key: str
+    name: str
+    raw: RawMesh                 # the user's mesh as loaded (original order, units, UVs)
+    clean: CleanMesh
+    alignment: Alignment
+    skin_vertices_ict: np.ndarray  # (S, 3) cm, ICT frame
+    skin_faces: np.ndarray       # (Fs, 3)
+    ops: Operators
+    image: np.ndarray            # (4, 256, 256)
+    encoding: TargetEncoding     # torch tensors, no grad
+    decoder: FoldedDecoder       # the decoder folded for this target (fast per-frame decoding)
+    region_labels: np.ndarray    # (S,) argmax of the skinning encoder's logits
+    skinning_weights: np.ndarray  # (S, code_dim)
+    binding: SecondaryBinding
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n_vertices(self) -> int:
+        """Vertices of the user's mesh (all components, original order)."""
+        return self.raw.n_vertices
+
+    def without_correction(self) -> "PreparedTarget":
+        """This target decoded by the template prior alone (the network's learned correction off); regions and
+        skinning weights are the network's as before. Its own cache key, so baked rigs do not mix."""
+        return dataclasses.replace(self, key=self.key + ":prior", decoder=self.decoder.without_correction())
+
+    def region_labels_original(self, fill: int = -1) -> np.ndarray:
+        """(V_in,) predicted region per original vertex (nearest skin region for other components)."""
+        nearest = np.asarray(self.binding.matrix.argmax(axis=1)).ravel()
+        labels = self.region_labels[nearest]
+        labels[np.asarray(self.binding.matrix.sum(1)).ravel() == 0] = fill
+        return labels
+
+    def summary(self) -> list[str]:
+        a = self.alignment
+        lines = list(self.clean.report.summary())
+        lines.append(f"alignment: scale {a.scale:.4g} cm per unit, residual {a.residual_cm:.2f} cm, confidence "
+                     f"{a.confidence:.2f}")
+        if np.isfinite(a.coverage) and np.isfinite(a.face_coverage):
+            kind = ("partial face" if a.face_coverage < 0.9 else "face only" if a.coverage < 0.6
+                    else "head" if a.coverage < 0.9 else "whole head")
+            lines.append(f"coverage: {kind}, {a.face_coverage:.0%} of the ICT face and {a.coverage:.0%} of its "
+                         "head and neck")
+        lines.append("prepare: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
+        return lines
+
+
+def manual_alignment(target: PreparedTarget, auto: Alignment, up: str = "auto", flip: bool = False,
+                     scale_factor: float = 1.0) -> Alignment | None:
+    """`auto` (the target's automatic alignment) with the user's overrides for its skin: `up` one of `UP_AXES`,
+    `flip` a half turn about up, `scale_factor` times the scale; None when nothing is overridden."""
+    return compose_alignment(auto, target.clean.skin_points, target.clean.skin_faces, up, flip, scale_factor)
+
+
+class NotAFaceError(MeshError):
+    """The target's automatic alignment is too unsure for it to be a face (`force=True` goes on anyway)."""
+
+
+def check_face(alignment: Alignment, source: str = "", threshold: float = MIN_FACE_CONFIDENCE) -> None:
+    """Refuse a target whose automatic alignment confidence is below `threshold`, with a one-line message."""
+    if alignment.confidence < threshold:
+        name = f"{Path(source).name}: " if source else ""
+        raise NotAFaceError(f"{name}this does not look like a face (alignment confidence {alignment.confidence:.2f}, "
+                            f"below {threshold:.2f}); check the file, or force it (--force, or 'use anyway' in "
+                            "the app)")
+
+
+def content_key(raw: RawMesh, extra: str = "") -> str:
+    """A short hash of a mesh's vertices and faces (and `extra`)."""
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(raw.vertices, np.float64).tobytes())
+    h.update(np.ascontiguousarray(raw.faces, np.int64).tobytes())
+    h.update(extra.encode())
+    return h.hexdigest()[:16]
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value):
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+_PREPARED = _LRU(8)
+
+
+def as_raw_mesh(mesh) -> RawMesh:
+    """A path, a RawMesh or a (vertices, faces) pair -> RawMesh."""
+    if isinstance(mesh, RawMesh):
+        return mesh
+    if isinstance(mesh, (str, Path)):
+        return load_mesh(mesh)
+    if isinstance(mesh, tuple) and len(mesh) == 2:
+        v, f = np.asarray(mesh[0], np.float64), np.asarray(mesh[1], np.int64)
+        if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3:
+            raise MeshError("expected vertices (V, 3) and triangle faces (F, 3)")
+        return RawMesh(v, f, np.arange(len(f)), source="array")
+    raise MeshError(f"cannot read a mesh from {type(mesh).__name__}")
+
+
+@torch.no_grad()
+def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = None,
+                   progress: Progress = no_progress, use_cache: bool = True, name: str = "",
+                   device: str | torch.device = "auto", force: bool = False) -> PreparedTarget:
+    """Intake, clean, align, operators, image feature, identity code and skinning weights of a target mesh.
+    Cached by the mesh's content, the model's weights, the alignment override and the device, so the same upload
+    is prepared once per model. `device`: auto (a CUDA GPU when there is one), cpu or cuda: where the encoders and
+    the folded decoder run (bfloat16 on GPUs and on CPUs with native bfloat16, float32 elsewhere).
+
+    The head is found on any mesh (`nfs.mesh.head.find_head`): only it goes through the network; a body below
+    the neck stays still. A target whose automatic alignment confidence is below MIN_FACE_CONFIDENCE raises
+    `NotAFaceError` unless `force`; a given `alignment` (fixed by hand) is never refused."""
+    dev = resolve_device(device)
+    timings = {}
+    t = time.perf_counter()
+    raw = as_raw_mesh(mesh)
+    clean = clean_mesh(raw.vertices, raw.faces)
+    timings["clean"] = time.perf_counter() - t
+    key = content_key(raw, f"{weights_hash(model)}:{alignment.to_dict() if alignment else 'auto'}:{dev}")
+    if use_cache and key in _PREPARED:
+        _PREPARED.move_to_end(key)
+        cached = _PREPARED[key]
+        if alignment is None and not force:
+            check_face(cached.alignment, raw.source)
+        # same geometry: reuse the heavy work, but keep this upload's own name, file and UVs
+        return dataclasses.replace(cached, raw=raw, name=name or Path(raw.source or "mesh").stem)
+    progress(0.1, "aligning to the ICT frame")
+    t = time.perf_counter()
+    if alignment is None:
+        alignment, clean = find_head(clean)
+        if not force:
+            check_face(alignment, raw.source)
+    else:
+        clean = split_head(clean, alignment)
+    skin_v, skin_f = clean.skin_points, clean.skin_faces
+    v_ict = alignment.apply(skin_v).astype(np.float32)
+    timings["align"] = time.perf_counter() - t
+    progress(0.4, "computing operators")
+    t = time.perf_counter()
+    ops = get_operators(v_ict, skin_f, model.cfg.k_eig)
+    timings["operators"] = time.perf_counter() - t
+    progress(0.7, "rendering and encoding")
+    t = time.perf_counter()
+    image = render_normal_depth(v_ict, skin_f, size=model.cfg.image_size)
+    timings["render"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prior = (torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)) if model.cfg.template_prior
+             else None)
+    timings["prior"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model = model_on(model.eval(), dev)
+    with model_autocast(dev):
+        ot = operators_to_torch(ops, model.cfg.k_eig).to(dev)
+        enc = model.encode_target(torch.from_numpy(v_ict)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
+                                  None if prior is None else prior.to(dev))
+    decoder = FoldedDecoder.build(model, enc, inference_dtype(dev))
+    timings["encoders"] = time.perf_counter() - t
+    t = time.perf_counter()
+    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale)
+    timings["binding"] = time.perf_counter() - t
+    prepared = PreparedTarget(
+        key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
+        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder,
+        region_labels=enc.logits[0].float().argmax(-1).cpu().numpy(),
+        skinning_weights=enc.weights[0].float().cpu().numpy(),
+        binding=binding, timings=timings)
+    if use_cache:
+        _PREPARED.put(key, prepared)
+    progress(1.0, "target ready")
+    return prepared
+
+
+def template_skin() -> tuple[np.ndarray, np.ndarray]:
+    """The ICT neutral skin every target is aligned to: vertices (S, 3) float64 cm and faces (F, 3)."""
+    from nfs.ict import load_ict
+    ict = load_ict()
+    return np.asarray(ict.neutral[: ict.skin_count], np.float64), ict.region_faces("skin")
