@@ -31,8 +31,9 @@ Categories
   game_head        a Ready Player Me-style head: the skin re-tessellated at ~5k vertices, its lips touching over a
                    closed mouth bag with a cavity, closed eye sockets behind the eye holes (both extruded from
                    the low-poly mesh's own loops), separate eyeballs and two rows of teeth
-  anime            anime proportions: eyes 1.8x, mouth 0.5x, nose 0.4x about their centres, the face flattened
-                   to 0.75 of its depth
+  anime            anime proportions: the nose 0.4x (height and depth), the mouth 0.5x, the eyes 1.8x about their
+                   centres, one after the other (each fold-free, so their composition is), the head flattened to
+                   0.75 of its depth
 On artist heads the added geometry (bag, caps) is not scored for position (it is not ICT's face) but counts for
 triangle flips.
 On warped targets the ground truth is the warp's Jacobian at the neutral applied to the ICT displacement
@@ -48,7 +49,7 @@ from scipy.sparse.csgraph import connected_components
 
 from nfs.data.artist import ArtistStyle, apply_style, feature_centres
 from nfs.data.subjects import HELD_OUT_SEED_BASE
-from nfs.data.warps import FeatureScaleWarp, plateau, push_through, wendland
+from nfs.data.warps import ComposedWarp, FeatureScaleWarp, plateau, push_through, wendland
 from nfs.geometry.remesh import decimate, jitter_on_surface, subdivide_midpoint
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.surface import SurfaceEmbedding, closest_points_on_mesh, embed_mesh
@@ -72,6 +73,7 @@ CLOSED_SCAN_VERTICES = 7000
 GAME_HEAD_VERTICES = 5000
 ANIME_SCALES = (1.8, 0.5, 0.4)      # eyes, mouth, nose
 ANIME_FLATTEN = 0.75
+EYE_FALLOFF = 4.0                   # an anime eye warp reaches this many plateau radii
 
 
 # ----------------------------------------------------------------------------------------------- sizes
@@ -385,14 +387,52 @@ def warped_target(ict: ICTFaceModel, name: str, category: str, seed: int, coeffs
     return t
 
 
+def anime_warp(centres: dict[str, np.ndarray], scales: tuple = ANIME_SCALES,
+               flatten: float = ANIME_FLATTEN) -> ComposedWarp:
+    """Anime proportions about the feature centres (`feature_centres`): the nose scaled by scales[2] in height and
+    depth, then the mouth by scales[1] in width and height, then each eye by scales[0] in the face plane, then the
+    whole head's depth by `flatten` about its front. Shrinking never folds with any fall-off (the radial stretch
+    stays above 1 + a > 0), so the nose and the mouth fall off within 1.5 cm of their plateaus and do not reach
+    each other; an eye grows, and its fall-off is three times its plateau wide (a growing plateau warp folds below ~1.6x)."""
+    e, m, n = scales
+
+    def one(key, linear, inner, outer, at):
+        return FeatureScaleWarp(at[None].astype(np.float64), np.array([inner]), np.array([outer]),
+                                (np.diag(linear) - np.eye(3))[None])
+
+    nose = one("nose", [1.0, n, n], 1.5, 3.0, centres["nose"])
+    mouth = one("mouth", [m, m, 1.0], 2.0, 3.5, nose.apply(centres["mouth"][None])[0])
+    warps = [nose, mouth]
+    for key in ("eye_L", "eye_R"):
+        at = centres[key][None]
+        for w in warps:
+            at = w.apply(at)
+        warps.append(one(key, [e, e, 1.0], 1.2, 1.2 * EYE_FALLOFF, at[0]))
+    front = max(c[2] for c in centres.values()) + 2.0
+    warps.append(LinearWarp(np.diag([1.0, 1.0, flatten]), np.array([0.0, 0.0, front])))
+    return ComposedWarp(tuple(warps))
+
+
+@dataclass
+class LinearWarp:
+    """x -> c + M (x - c): one linear map about a point (a flattened head). matrix (3, 3), centre (3,) cm."""
+
+    matrix: np.ndarray
+    centre: np.ndarray
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return self.centre + (np.asarray(x, np.float64) - self.centre) @ self.matrix.T
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.matrix, (len(x), 3, 3)).copy()
+
+
 def artist_style(category: str, rng: np.random.Generator) -> ArtistStyle:
     """The artist modelling of an artist category's target (random within the category's ranges)."""
     if category == "closed_scan":
         return ArtistStyle(join_lips=True)
     if category == "game_head":
         return ArtistStyle(mouth_bag=True, bag_cavity_cm=1.5, eye_sockets=True)
-    if category == "anime":
-        return ArtistStyle(feature_scales=ANIME_SCALES, flatten=ANIME_FLATTEN)
     if category in ("slit", "slit_bag"):
         return ArtistStyle(rest_jaw=float(rng.uniform(0.05, 0.25)), lids_apart=float(rng.uniform(0.2, 0.4)),
                            mouth_bag=category == "slit_bag")
@@ -559,6 +599,9 @@ def build_target(category: str, index: int, ict: ICTFaceModel | None = None) -> 
         t.vertices = t.to_ict.inverse(t.vertices)
         t.auto_align = True
         return t
+    if category == "anime":
+        v = ict.vertices(coeffs).astype(np.float64)
+        return warped_target(ict, name, category, seed, coeffs, anime_warp(feature_centres(v, ict.landmarks68)))
     if category == "game_head":      # a low-poly skin, then the bag and sockets extruded from its own loops
         t = subset_target(ict, name, category, seed, coeffs, np.arange(ict.skin_count), skin_faces)
         centres = feature_centres(t.vertices, ict.landmarks68)
