@@ -5,11 +5,11 @@ Landmarker v2 (52 ARKit scores, mapped to ICT weights, and the head pose) with p
 Beside the video, a plot of the main shapes over time with the chosen frame marked. Frames without a usable face
 are reported by number and bridged; a video without any face is a clear error. A browser recording (no duration in
 its file) is given back to the player remuxed with its duration, and its frame rate is measured. The live webcam
-(`app/live.py`) drives the target as it happens.
+(`nfs.video.live`, in an accordion of this tab) drives the target as it happens and records takes.
 """
 from __future__ import annotations
 
-import re
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -19,6 +19,7 @@ from nfs.io import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
 
 VIDEO_KIND = "video (Video tab)"
 MAX_VIDEO_MB = 200
+STREAM_EVERY_S = 1 / 30          # how often the browser sends a live webcam frame
 PLOTTED = (("jawOpen", ("jawOpen",)), ("eyeBlink_L", ("eyeBlink_L",)), ("eyeBlink_R", ("eyeBlink_R",)),
            ("mouthSmile_L", ("mouthSmile_L",)), ("mouthSmile_R", ("mouthSmile_R",)),
            ("browInnerUp", ("browInnerUp_L", "browInnerUp_R")), ("browDown", ("browDown_L", "browDown_R")),
@@ -33,25 +34,11 @@ def session_video_spec(session) -> tuple[None, str]:
     return None, session.video_key
 
 
-def parse_gains(text: str | None) -> dict:
-    """'eyeBlink=1.3, jawOpen 1.2' -> {'eyeBlink': 1.3, 'jawOpen': 1.2}; a malformed entry is a ValueError."""
-    gains = {}
-    for part in re.split(r"[,;\n]+", text or ""):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"([A-Za-z_][\w.-]*)\s*[=:\s]\s*([0-9]*\.?[0-9]+)", part)
-        if m is None:
-            raise ValueError(f"cannot read the gain {part!r}: write name=value, e.g. eyeBlink=1.3")
-        gains[m.group(1)] = float(m.group(2))
-    return gains
-
-
 def calibration_from_fields(neutral_frame, subtract=True, dead_zone=0.0, gains_text=""):
     from nfs.pipeline import video_calibration
     neutral = None if neutral_frame is None or int(neutral_frame) < 0 else int(neutral_frame)
     # unknown gain names are refused before the video is read
-    return video_calibration(neutral, bool(subtract), float(dead_zone or 0.0), parse_gains(gains_text))
+    return video_calibration(neutral, bool(subtract), float(dead_zone or 0.0), gains_text or "")
 
 
 def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None, subtract=True,
@@ -179,3 +166,115 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
         video.change(on_change, inputs, outputs, api_name="set_video", concurrency_id="heavy")
         use_btn.click(on_video, inputs, outputs, api_visibility="private", concurrency_id="heavy")
         frame_no.release(on_frame, [state, frame_no], [plot], api_name="video_frame_plot")
+        build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no)
+
+
+def live_chain(session):
+    """The session's live chain (`nfs.video.live.LiveChain`), made on first use (its models load once per session)."""
+    from nfs.pipeline import live_chain as make_chain
+    with session.lock:
+        chain = getattr(session, "live_chain", None)
+        if chain is None:
+            chain = session.live_chain = make_chain()
+        return chain
+
+
+def live_content(chain, target_title: str | None, target_faces: np.ndarray | None):
+    """A one-frame ViewContent whose frame functions return the chain's latest vertices."""
+    from app.viewer import SourceView, TargetView, ViewContent
+    from nfs.pipeline import template_skin
+    neutral, faces = template_skin()
+    source = SourceView(title="live: webcam (ICT face)", faces=np.asarray(faces),
+                        frame=lambda i: chain.source_vertices if chain.source_vertices is not None else neutral)
+    target = None
+    if target_faces is not None:
+        target = TargetView(title=f"live: {target_title}", faces=target_faces,
+                            frame=lambda i: chain.target_vertices if chain.target_vertices is not None
+                            else chain._rig[2].apply(chain._rig[0].astype(np.float64)))
+    return ViewContent(n_frames=1, fps=30.0, source=source, target=target, caption="live webcam")
+
+
+
+def live_stats_markdown(session) -> str:
+    chain = getattr(session, "live_chain", None)
+    if chain is None:
+        return "*Live: not started.*"
+    st = chain.stats()
+    rec = f" · recording: {st.take_frames} frames" if st.recording else ""
+    yaw, pitch = st.head_yaw_pitch
+    now = (f" · now: jawOpen {st.jaw_open:.2f}, eyeBlink {st.blinks[0]:.2f}/{st.blinks[1]:.2f}, "
+           f"head yaw {yaw:.0f}°, pitch {pitch:.0f}°, target moved {st.target_moved_mm:.1f} mm")
+    return (f"Live: {st.frames} frames, **{st.fps:.1f} frames/s** drawn, {st.latency_ms:.0f} ms from a frame's "
+            f"arrival to the viewer (reading {st.read_ms:.0f} ms, rig {st.rig_ms:.1f} ms, drawing {st.draw_ms:.1f} ms)"
+            f"{'' if not st.no_face else f' · no face in {st.no_face} frames'}{now}{rec}")
+
+
+def build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no) -> None:
+    """Live webcam puppeteering (`nfs.video.live`): the target follows the face in the viewer as it happens."""
+
+    with gr.Accordion("Live webcam: the target follows your face as it happens", open=False):
+        gr.Markdown("Start the webcam below; the viewer shows the ICT face and your target driven by your face. "
+                    "The first frame with a face is the neutral: **Set neutral** again while you relax. "
+                    "**Record** keeps the live readings; **Stop and use the take** turns them into the video clip "
+                    "(sliders and exports as usual).")
+        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="live webcam",
+                       webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-cam")
+        with gr.Row():
+            neutral_btn = gr.Button("Set neutral", elem_id="live-neutral")
+            record_btn = gr.Button("Record", elem_id="live-record")
+            stop_btn = gr.Button("Stop and use the take", elem_id="live-stop")
+        stats = gr.Markdown("*Live: not started.*", elem_id="live-stats")
+        timer = gr.Timer(1.0)
+
+        @guarded
+        def on_frame(st, frame, request: gr.Request):
+            if frame is None:
+                return
+            s = app.session(st, request)
+            chain = live_chain(s)
+            viewer = s.viewer
+            key = (s.target.key if s.target is not None else None)
+            if getattr(chain, "shown_for", "unset") != key or getattr(chain, "viewer", None) is not viewer:
+                if s.target is not None:
+                    neutral, deltas = s.ensure_rig()
+                    chain.set_target(neutral, deltas, s.target.alignment)
+                else:
+                    chain.set_target(None, None, None)
+                chain.shown_for, chain.viewer = key, viewer
+                if viewer is not None:
+                    viewer.show(live_content(chain, s.target.name if s.target is not None else None,
+                                             s.target.raw.faces if s.target is not None else None))
+            chain.process(np.asarray(frame)[..., :3], draw=viewer.refresh if viewer is not None else None)
+
+        @guarded
+        def on_neutral(st, request: gr.Request):
+            live_chain(app.session(st, request)).reset_neutral()
+            return "*Neutral: the next frame with a face.*"
+
+        @guarded
+        def on_record(st, request: gr.Request):
+            s = app.session(st, request)
+            live_chain(s).start_recording()
+            return live_stats_markdown(s)
+
+        @guarded
+        def on_stop(st, request: gr.Request):
+            s = app.session(st, request)
+            clip = live_chain(s).stop_recording()
+            key = f"live:{time.time():.3f}"
+            with s.lock:
+                s.video_clip, s.video_key = clip, key
+            s.use_clip(clip, key)
+            start = int(clip.fit.neutral_frame)
+            return (s, video_report(clip), app.clip_markdown(s), VIDEO_KIND, weights_plot(clip, start),
+                    gr.update(maximum=max(clip.n_frames - 1, 1), value=start))
+
+        def on_tick(st, request: gr.Request):
+            return live_stats_markdown(app.session(st, request))
+
+        cam.stream(on_frame, [state, cam], [], stream_every=STREAM_EVERY_S, concurrency_limit=1,
+                   show_progress="hidden", api_name="live_frame")
+        neutral_btn.click(on_neutral, [state], [stats], api_name="live_neutral")
+        record_btn.click(on_record, [state], [stats], api_name="live_record")
+        stop_btn.click(on_stop, [state], [state, info, clip_info, clip_kind, plot, frame_no], api_name="live_stop")
+        timer.tick(on_tick, [state], [stats], show_progress="hidden")

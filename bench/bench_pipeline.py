@@ -180,7 +180,8 @@ def cpu_figures(model, codes, a) -> None:
     flops_frame = decoder_flops_per_vertex_frame(model, used) * len(v)
     # where the compiled kernel is in use, its eager counterpart (NFS_CPU_KERNELS=0) runs in the same rounds: a
     # paired comparison under the same conditions
-    eager = replace(target, decoder=replace(target.decoder, fused=False)) if target.decoder.fused else None
+    eager = (replace(target, decoder=replace(target.decoder.folded(), fused=False)) if target.decoder.folded().fused
+             else None)
     peaks, rates, eager_rates = [], [], []
     for r in range(rounds):
         peaks.append(matmul_gflops(dtype, repeats=4))

@@ -13,6 +13,8 @@ expressions that bind targets by index still find theirs). What changes:
 - each moving mesh gets one target per new name, deltas in each primitive's own (bind) space, names in
   ``mesh.extras.targetNames``; a target of the same name already there is replaced in place (default) or kept;
   deltas under a millionth of the avatar's size are written as zero, so partial targets are stored sparse;
+- a VRM also gets each new name as an expression binding those targets (VRM 1.0 custom expressions, VRM 0.x blend
+  shape groups; "perfect sync"), its own expressions untouched;
 - a new animation drives the new targets' weights with the clip's ARKit weights, one key per frame; existing
   weight animations of those meshes are widened with zeros for the new targets.
 
@@ -122,6 +124,9 @@ def export_avatar(path, source, filename: str, raw: RawMesh, shapes: np.ndarray,
         node_meshes[mesh_index] = new_columns
         info.meshes.append(str(doc.json["meshes"][mesh_index].get("name") or f"mesh {mesh_index}"))
     _add_animation(writer, node_meshes, weights, fps, clip_name)
+    added = _vrm_expressions(writer.g, node_meshes, names)
+    if added:
+        info.notes.append(f"{added}: the new targets are also VRM expressions by their names (\"perfect sync\")")
     if writer.decoded_draco:
         info.notes.append("Draco-compressed meshes that received targets are written uncompressed")
     if doc.compression & {MESHOPT, MESHOPT_KHR}:
@@ -245,6 +250,42 @@ def _inverse(linear: np.ndarray) -> np.ndarray:
         return np.linalg.inv(linear)
     except np.linalg.LinAlgError:
         return np.linalg.pinv(linear)
+
+
+# ----------------------------------------------------------------------------------------------- VRM
+
+
+def _vrm_expressions(g: dict, meshes: dict, names: list[str]) -> str:
+    """Each new name also becomes a VRM expression binding its target on every moving mesh ("perfect sync": VRM
+    apps drive expressions by name): VRM 1.0 `expressions.custom`, VRM 0.x `blendShapeGroups` (preset unknown).
+    Expressions the file already has under a name are left as they are. Returns which VRM was extended ('')."""
+    exts = g.get("extensions") or {}
+    nodes = g.get("nodes") or []
+    targets_of = {m: {name: t for t, name in enumerate(g["meshes"][m]["extras"]["targetNames"])} for m in meshes}
+    if isinstance(exts.get("VRMC_vrm"), dict):
+        expressions = exts["VRMC_vrm"].setdefault("expressions", {})
+        custom = expressions.setdefault("custom", {})
+        taken = set(custom) | set(expressions.get("preset") or {})
+        for name in names:
+            if name in taken:
+                continue
+            binds = [{"node": i, "index": targets_of[n["mesh"]][name], "weight": 1.0}
+                     for i, n in enumerate(nodes) if n.get("mesh") in meshes]
+            custom[name] = {"morphTargetBinds": binds, "isBinary": False, "overrideBlink": "none",
+                            "overrideLookAt": "none", "overrideMouth": "none"}
+        return "VRM 1.0"
+    if isinstance(exts.get("VRM"), dict):
+        master = exts["VRM"].setdefault("blendShapeMaster", {})
+        groups = master.setdefault("blendShapeGroups", [])
+        taken = {str(grp.get("name")) for grp in groups if isinstance(grp, dict)}
+        for name in names:
+            if name in taken:
+                continue
+            binds = [{"mesh": m, "index": targets_of[m][name], "weight": 100} for m in meshes]
+            groups.append({"name": name, "presetName": "unknown", "binds": binds, "materialValues": [],
+                           "isBinary": False})
+        return "VRM 0.x"
+    return ""
 
 
 # ----------------------------------------------------------------------------------------------- animation

@@ -14,7 +14,8 @@ whole or not at all, with the umask's permissions (`nfs.io.files`).
 """
 from __future__ import annotations
 
-import zipfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -25,7 +26,9 @@ import pygltflib as gl
 from nfs.arkit import ict_to_arkit_name
 from nfs.ict import EXPRESSION_NAMES
 from nfs.io.gltf import ARRAY_BUFFER, GlbBuilder, add_base_mesh, finish_scene, new_gltf
+from nfs.io.fixed_point import fits_fixed_point, fixed_point_rows
 from nfs.io.obj import obj_static_text, obj_vertex_text
+from nfs.io.zip_stream import ZipStreamWriter
 from nfs.io.files import PartialFileWriter, discard, new_partial, publish
 from nfs.io.video import VideoWriter as PreviewVideoWriter
 from nfs.io.video import as_rgb, save_video
@@ -101,39 +104,68 @@ def _check_mesh(faces, n_vertices: int, uv=None, uv_faces=None):
 
 class ObjSequenceZipWriter(PartialFileWriter):
     """Writes a zip with one OBJ per frame as frames arrive (`add`), then moves it into place (`close`); nothing
-    is left behind on error (`abort`, or leaving a ``with`` block by an exception). Holds one frame at a time."""
+    is left behind on error (`abort`, or leaving a ``with`` block by an exception).
+
+    Fast: the ``vt``/``f`` lines are formatted and deflated once and every member reuses them
+    (`nfs.io.zip_stream`); the ``v`` lines of a chunk of frames are formatted together as fixed-point text
+    (`nfs.io.fixed_point`) and deflated on worker threads (zlib level `compresslevel`, 1 by default) while the
+    next chunk is formatted. At most a few frames' text are held at a time."""
 
     def __init__(self, path, faces, n_vertices: int, uv=None, uv_faces=None, *, precision: int = 6,
-                 compresslevel: int = 1, name_format: str = "frame_{:05d}.obj"):
+                 compresslevel: int = 1, name_format: str = "frame_{:05d}.obj", workers: int = 2):
         self.path = Path(path)
         faces, uv, uv_faces = _check_mesh(faces, n_vertices, uv, uv_faces)
-        self.n_vertices, self.name_format = n_vertices, name_format
+        self.n_vertices, self.name_format, self.precision = n_vertices, name_format, precision
         self.number_format = f"%.{precision}f"
-        self.static = obj_static_text(faces, uv, uv_faces, self.number_format)
+        static = obj_static_text(faces, uv, uv_faces, self.number_format).encode("ascii")
         self.count = 0
         self.tmp = new_partial(self.path)
-        self.zf = zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
+        self.file = open(self.tmp, "wb", buffering=1 << 20)
+        self.zip = ZipStreamWriter(self.file, static, compresslevel)
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="obj-zip")
+        self.pending: deque = deque()
+        head_bytes = 36 * n_vertices
+        self.max_pending = max(2 * workers, min(32, (64 << 20) // head_bytes))
+
+    def _vertex_texts(self, chunk: np.ndarray) -> list[bytes]:
+        """``v`` lines of each frame of a chunk (t, V, 3)."""
+        if fits_fixed_point(chunk, self.precision):
+            return fixed_point_rows(chunk.reshape(-1, 3), b"v ", self.precision, group=self.n_vertices)
+        return [obj_vertex_text(v, self.number_format).encode("ascii") for v in chunk]
+
+    def _write_ready(self, keep: int) -> None:
+        while len(self.pending) > keep:
+            name, size, job = self.pending.popleft()
+            self.zip.add(name, size, *job.result())
 
     def add(self, frames) -> None:
         """Frames (t, V, 3) or one frame (V, 3)."""
-        for c in iter_frame_chunks(frames, self.n_vertices):
-            for v in c:
-                self.zf.writestr(self.name_format.format(self.count), obj_vertex_text(v, self.number_format) + self.static)
+        for c in iter_frame_chunks(frames, self.n_vertices, 16):
+            for text in self._vertex_texts(c):
+                self.pending.append((self.name_format.format(self.count), len(text),
+                                     self.pool.submit(self.zip.deflate_head, text)))
                 self.count += 1
+                self._write_ready(self.max_pending)
 
     def close(self) -> int:
         """Finish the zip and move it onto `path`; returns the number of frames."""
         try:
-            self.zf.close()
             if self.count == 0:
                 raise ValueError("no frames to export")
+            self._write_ready(0)
+            self.zip.close()
+            self.file.close()
             publish(self.tmp, self.path)
         finally:
             self.abort()
         return self.count
 
     def abort(self) -> None:
-        self.zf.close()
+        for _, _, job in self.pending:
+            job.cancel()
+        self.pending.clear()
+        self.pool.shutdown(wait=True)
+        self.file.close()
         discard(self.tmp)
 
 

@@ -172,12 +172,25 @@ def test_compressed_and_vrm_avatars_come_back_valid(compressed, name, tmp_path):
     assert len(g["nodes"]) == len(g_in["nodes"]) and len(g["materials"]) == len(g_in["materials"])
     assert len(g.get("skins", [])) == len(g_in.get("skins", []))
     if name.startswith("vrm1"):
-        vrm = g["extensions"]["VRMC_vrm"]
-        assert vrm == g_in["extensions"]["VRMC_vrm"]                 # expressions bind the same node and index
+        vrm, vrm_in = g["extensions"]["VRMC_vrm"], g_in["extensions"]["VRMC_vrm"]
+        assert vrm["expressions"]["preset"] == vrm_in["expressions"]["preset"]   # same node and target index
+        assert {k: v for k, v in vrm.items() if k != "expressions"} == {k: v for k, v in vrm_in.items()
+                                                                          if k != "expressions"}
         bind = vrm["expressions"]["preset"]["aa"]["morphTargetBinds"][0]
         assert g["meshes"][g["nodes"][bind["node"]]["mesh"]]["extras"]["targetNames"][bind["index"]] == "mouthOpen"
+        # perfect sync: every ARKit name is a custom expression binding that target on the moving meshes
+        assert set(ARKIT_NAMES) <= set(vrm["expressions"]["custom"])
+        for b in vrm["expressions"]["custom"]["jawOpen"]["morphTargetBinds"]:
+            assert g["meshes"][g["nodes"][b["node"]]["mesh"]]["extras"]["targetNames"][b["index"]] == "jawOpen"
+        assert any("VRM 1.0" in n for n in info.notes)
     if name == "vrm0":
-        assert g["extensions"]["VRM"] == g_in["extensions"]["VRM"] and out.suffix == ".vrm"
+        vrm, vrm_in = g["extensions"]["VRM"], g_in["extensions"]["VRM"]
+        groups, groups_in = vrm["blendShapeMaster"]["blendShapeGroups"], vrm_in["blendShapeMaster"]["blendShapeGroups"]
+        assert groups[: len(groups_in)] == groups_in and out.suffix == ".vrm"
+        assert [grp["name"] for grp in groups[len(groups_in):]] == list(ARKIT_NAMES)
+        jaw = next(grp for grp in groups if grp["name"] == "jawOpen")
+        for b in jaw["binds"]:
+            assert g["meshes"][b["mesh"]]["extras"]["targetNames"][b["index"]] == "jawOpen"
     if gltf_validator.available():
         report = gltf_validator.validate(out)[0]
         assert report["errors"] == 0, report["messages"][:5]

@@ -66,3 +66,31 @@ def test_cli_retargets_an_avatar_and_writes_it_back(tmp_path):
     for k, name in enumerate(ARKIT_NAMES):
         np.testing.assert_allclose(weights[:, head["extras"]["targetNames"].index(name)], expected[:, k], atol=1e-6)
     assert parts[("Wolf3D_Head", 0)].skinned
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(af.encoders_missing() is not None, reason=str(af.encoders_missing()))
+def test_a_compressed_vrm_retargets_and_stays_a_vrm(tmp_path):
+    """A VRM 1.0 compressed like a VRoid export (meshopt + quantization + WebP) through the Python API."""
+    from nfs.io import load_builtin_clip
+    from nfs.pipeline import load_shipped_model, retarget
+    import dataclasses
+    plain = tmp_path / "plain.glb"
+    af.write_avatar(plain, af.AvatarSpec(vrm="1.0"))
+    packed = tmp_path / "packed.glb"
+    af.gltf_transform("optimize", plain, packed, *af.VROID_LIKE)
+    vrm = tmp_path / "vroid.vrm"
+    af.attach_vrm(packed, vrm, "1.0")
+    clip = load_builtin_clip("jaw_open_full")
+    clip = dataclasses.replace(clip, codes=clip.codes[:8])
+    r = retarget(load_mesh(vrm), clip, tmp_path / "out", model=load_shipped_model(None)[0], exports=("avatar",))
+    assert r.exports["avatar"].suffix == ".vrm"
+    assert any("meshopt" in n for n in r.notes)
+    g, _ = af.read_glb(r.exports["avatar"])
+    g_in, _ = af.read_glb(vrm)
+    vrm, vrm_in = g["extensions"]["VRMC_vrm"], g_in["extensions"]["VRMC_vrm"]
+    assert vrm["expressions"]["preset"] == vrm_in["expressions"]["preset"] and vrm["humanoid"] == vrm_in["humanoid"]
+    assert set(ARKIT_NAMES) <= set(vrm["expressions"]["custom"])                   # perfect sync
+    assert {i["mimeType"] for i in g["images"]} == {"image/webp"} and "KHR_mesh_quantization" in g["extensionsUsed"]
+    head = next(m for m in g["meshes"] if m["name"] == "Wolf3D_Head")
+    assert set(ARKIT_NAMES) <= set(head["extras"]["targetNames"])

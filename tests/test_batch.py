@@ -4,7 +4,8 @@ run on the local process pool and on a local Ray instance (2 CPUs, started once 
 What is checked: both engines give byte-identical outputs; bad rows fail alone with their message; each target is
 prepared once (one preparation id per target, made inside the worker that prepared it); a second run skips every
 finished pair; a worker killed during a pair (the NFS_BATCH_KILL_ONCE hook) leaves every pair done, identical and
-nothing partial, on both engines; the command line runs the same and exits 1 when a pair failed.
+nothing partial, on both engines (on Ray with the driver sending the inputs and writing the outputs, as
+without a shared disk); the command line runs the same and exits 1 when a pair failed.
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def ray_run(manifest, tmp_path_factory, ray_instance):
     return run_batch(manifest, out, engine="ray", workers=2, exports="rig,glb", device="cpu")
 
 
+@pytest.mark.slow
 def test_local_engine_runs_every_good_pair_and_fails_bad_rows_alone(local_run):
     rows = _report(local_run.out)
     assert len(rows) == 9
@@ -117,6 +119,7 @@ def test_local_engine_runs_every_good_pair_and_fails_bad_rows_alone(local_run):
     assert not _hidden(local_run.out)
 
 
+@pytest.mark.slow
 def test_each_target_is_prepared_once_and_shared(local_run, ray_run):
     for result in (local_run, ray_run):
         rows = [r for r in _report(result.out) if r["status"] == "ok"]
@@ -131,6 +134,7 @@ def test_each_target_is_prepared_once_and_shared(local_run, ray_run):
         assert len(result.clips) == 2                    # three clip files, two contents
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_same_outputs_byte_for_byte(local_run, ray_run):
     assert [r["status"] for r in _report(local_run.out)] == [r["status"] for r in _report(ray_run.out)]
     local, ray_files = _files(local_run.out), _files(ray_run.out)
@@ -141,6 +145,7 @@ def test_ray_engine_gives_the_same_outputs_byte_for_byte(local_run, ray_run):
     assert not _hidden(ray_run.out)
 
 
+@pytest.mark.slow
 def test_second_run_skips_every_finished_pair(local_run, manifest):
     before = {p: p.stat().st_mtime_ns for p in local_run.out.rglob("*") if p.is_file() and p.suffix == ".glb"}
     again = run_batch(manifest, local_run.out, engine="local", workers=2, exports="rig,glb", device="cpu")
@@ -161,6 +166,7 @@ def test_second_run_skips_every_finished_pair(local_run, manifest):
         local_run.out / "face_crop_metres" / "smile_take" / "face_crop_metres_smile_take.glb").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["local", "ray"])
 def test_a_killed_worker_is_retried_and_leaves_nothing_partial(engine, local_run, ray_run, manifest, tmp_path,
                                                               monkeypatch):
@@ -171,7 +177,9 @@ def test_a_killed_worker_is_retried_and_leaves_nothing_partial(engine, local_run
         shutil.rmtree(out / "face_crop_metres" / clip)
     marker = tmp_path / "killed_once"
     monkeypatch.setenv("NFS_BATCH_KILL_ONCE", str(marker))
-    result = run_batch(manifest, out, engine=engine, workers=2, exports="rig,glb", device="cpu")
+    # on Ray, as on a cluster without a shared disk: the driver sends the inputs and writes the returned files
+    storage = "shared" if engine == "local" else "driver"
+    result = run_batch(manifest, out, engine=engine, workers=2, exports="rig,glb", device="cpu", storage=storage)
     assert marker.exists()                           # a worker did kill itself mid-pair
     assert result.count("ok") == 2 and result.count("skipped") == 4, [(p.status, p.error) for p in result.pairs]
     if engine == "local":
@@ -180,6 +188,7 @@ def test_a_killed_worker_is_retried_and_leaves_nothing_partial(engine, local_run
     assert _files(out) == _files(local_run.out)
 
 
+@pytest.mark.slow
 def test_command_line_runs_the_batch_and_reports(manifest, tmp_path):
     out = tmp_path / "cli"
     small = tmp_path / "one.csv"

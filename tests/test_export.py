@@ -90,6 +90,68 @@ def test_obj_zip_rejects_bad_chunks(tmp_path, face):
     assert not (tmp_path / "bad.zip").exists() and list(tmp_path.iterdir()) == []
 
 
+def test_obj_zip_members_check_and_reuse_the_faces(tmp_path, face):
+    """Every member passes the zip's CRC check, with the same face lines, and the vertex lines read back as the
+    %.6f values (shared tail deflated once, vertex lines as fixed-point text)."""
+    frames = face["frames"] * np.float32(3.7) - np.float32(12.0)        # negatives and two integer digits
+    E.export_obj_sequence_zip(tmp_path / "c.zip", face["faces"], frames, uv=face["uv"], uv_faces=face["uv_faces"])
+    with zipfile.ZipFile(tmp_path / "c.zip") as zf:
+        assert zf.testzip() is None
+        texts = [zf.read(n).decode() for n in zf.namelist()]
+    tails = {t[t.index("\nvt "):] for t in texts}
+    assert len(tails) == 1
+    for k, text in enumerate(texts):
+        rows = [ln.split() for ln in text.splitlines() if ln.startswith("v ")]
+        assert all(len(r) == 4 for r in rows)
+        np.testing.assert_allclose(np.array([r[1:] for r in rows], float), frames[k], atol=5.1e-7, rtol=0)
+        assert [r[1:] for r in rows[:50]] == [[f"{x:.6f}".replace("-0.000000", "0.000000") for x in v]
+                                                for v in frames[k, :50].astype(np.float64)]
+
+
+def test_fixed_point_text_reads_back_as_printf():
+    from nfs.io.fixed_point import fixed_point_rows
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 3)) * rng.choice([1e-5, 1.0, 100.0, 1e5], size=(2000, 1))
+    x[:3] = [[0.0, -0.0, -1e-9], [-12.5, 0.5, 999999.0], [-9.5, -10.0, -99.5]]
+    for group in (None, 1, 7, 2000):
+        parts = fixed_point_rows(x, b"v ", 6, group=group)
+        assert len(parts) == (1 if group is None else -(-2000 // group))
+        lines = b"".join(parts).decode().splitlines()
+        assert [ln.split() for ln in lines] == [
+            ["v"] + [f"{a:.6f}".replace("-0.000000", "0.000000") for a in row] for row in x]
+    with pytest.raises(ValueError, match="too large"):
+        fixed_point_rows(np.array([[1e12, 0.0]]), b"", 6)
+
+
+def test_zip_stream_crc_shift_and_zip64(tmp_path):
+    """The CRC of a concatenation from its parts, and an archive of more than 65,535 members (ZIP64 end
+    records) read by Python's zipfile and by unzip."""
+    import shutil
+    import subprocess
+    import zlib
+
+    from nfs.io.zip_stream import Crc32Shift, ZipStreamWriter
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 5, 300):
+        shift = Crc32Shift(n)
+        for m in (0, 1, 17, 1000):
+            a, b = rng.bytes(m), rng.bytes(n)
+            assert shift(zlib.crc32(a), zlib.crc32(b)) == zlib.crc32(a + b)
+    path = tmp_path / "many.zip"
+    with open(path, "wb") as f:
+        w = ZipStreamWriter(f, b"f 1 2 3\n")
+        for i in range(70000):
+            head = f"v {i} 0 0\n".encode()
+            w.add(f"m{i:05d}.obj", len(head), *w.deflate_head(head))
+        w.close()
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert len(names) == 70000 and zf.read("m69999.obj") == b"v 69999 0 0\nf 1 2 3\n"
+        assert zf.testzip() is None
+    if shutil.which("unzip"):
+        assert subprocess.run(["unzip", "-tqq", str(path)], capture_output=True).returncode == 0
+
+
 # ---------------------------------------------------------------------------------------------- animated GLB
 
 

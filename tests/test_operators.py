@@ -381,3 +381,52 @@ def test_operator_cache_is_capped_with_lru_eviction(tmp_path, monkeypatch):
         monkeypatch.setenv("NFS_CACHE_MB", bad)
         with pytest.raises(ValueError, match="NFS_CACHE_MB"):
             cache_limit_bytes()
+
+
+def brute_force_distances(points, v, f):
+    """Distance of each point to its nearest triangle, trying every triangle."""
+    out = np.empty(len(points))
+    for i in range(0, len(points), 50):
+        q = points[i:i + 50]
+        qq, ff = np.repeat(q, len(f), 0), np.tile(f, (len(q), 1))
+        pts, _ = closest_point_on_triangles(qq, v[ff[:, 0]], v[ff[:, 1]], v[ff[:, 2]])
+        out[i:i + 50] = np.linalg.norm(pts - qq, axis=1).reshape(len(q), len(f)).min(1)
+    return out
+
+
+def test_exact_closest_points_match_brute_force(decimated):
+    """The KD-tree search over triangle centroids finds the nearest triangle of every point, near the surface
+    and far from it, with triangles of very different sizes (a few made 30x larger)."""
+    from nfs.geometry.surface import closest_points_exact
+    v, f = decimated
+    v = v.copy()
+    rng = np.random.default_rng(5)
+    big = rng.choice(len(v), 12, replace=False)
+    v[big] += rng.normal(0, 3.0, (12, 3))                 # stretch the triangles around a few vertices
+    size = np.ptp(v, 0).max()
+    points = np.concatenate([v[rng.choice(len(v), 300)] + rng.normal(0, 0.003 * size, (300, 3)),
+                             rng.uniform(v.min(0) - 0.2 * size, v.max(0) + 0.2 * size, (200, 3))])
+    pt, tri, bary, dist = closest_points_exact(points, v, f, block=128)
+    np.testing.assert_allclose(dist, brute_force_distances(points, v, f), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(pt - points, axis=1), dist, atol=1e-12)
+    np.testing.assert_allclose((bary[:, :, None] * v[f[tri]]).sum(1), pt, atol=1e-9)
+
+
+def test_surface_proxy_carries_values_back_to_every_vertex(skin):
+    """A dense mesh (the ICT skin subdivided, ~45k vertices) gets a proxy of a few thousand vertices; a linear
+    function of position carried back from the proxy lands within the proxy's distance of the true value, and
+    a smaller mesh is its own proxy."""
+    from nfs.geometry.proxy import make_proxy
+    v, f = trimesh.remesh.subdivide(*skin)
+    proxy = make_proxy(v, f, n_vertices=3000)
+    assert proxy is not None and 2500 <= len(proxy.vertices) <= 3500 and proxy.n_dense == len(v)
+    assert np.allclose(proxy.bary.sum(1), 1.0, atol=1e-5) and (proxy.bary >= 0).all()
+    field = proxy.vertices @ np.array([1.0, -2.0, 0.5]) + 3.0
+    carried = proxy.carry(np.stack([field, -field], 1))
+    on_proxy = (proxy.bary[:, :, None] * proxy.vertices[proxy.faces[proxy.tri]]).sum(1)
+    expected = on_proxy @ np.array([1.0, -2.0, 0.5]) + 3.0
+    np.testing.assert_allclose(carried[:, 0], expected, atol=1e-4)
+    np.testing.assert_allclose(carried[:, 1], -expected, atol=1e-4)
+    # the proxy lies on the surface: its points are near the dense vertices (cm; the skin is ~20 cm across)
+    assert np.percentile(np.linalg.norm(on_proxy - v, axis=1), 99) < 0.1
+    assert make_proxy(*skin) is None

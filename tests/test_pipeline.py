@@ -286,3 +286,29 @@ def test_template_prior_alone_reproduces_an_unseen_ict_identity(ict, tmp_path):
     assert err.mean() < 0.12 and np.percentile(err, 99) < 1.5, (err.mean(), np.percentile(err, 99))
     corrected = retarget(path, clip, tmp_path / "corrected", model=model, exports=(), correction=True)
     assert np.abs(np.asarray(corrected.frames()) - np.asarray(plain.frames())).max() > 0.01
+
+
+def test_dense_target_gets_its_network_inputs_from_a_proxy(ict):
+    from dataclasses import replace as dc_replace
+    """A dense head (an ICT identity decimated and subdivided, ~14k vertices) is encoded on a decimated proxy:
+    operators and the image are the proxy's, regions and skinning weights are carried to every skin vertex, the
+    template prior is the dense mesh's own, and the network's correction decodes at full resolution."""
+    import nfs.geometry.proxy as proxy_module
+    v, f = ict.skin_mesh(ict.sample_identities(1, seed=7)[0])
+    v, f = trimesh.remesh.subdivide(*decimate(v, f, 3600))
+    model = make_model(3)
+    model.cfg = dc_replace(model.cfg, template_prior=True)
+    target = prepare_target((v, f), model, use_cache=False, device="cpu")
+    n_skin = len(target.skin_vertices_ict)
+    assert target.proxy is not None and n_skin > proxy_module.PROXY_ABOVE
+    assert len(target.ops.mass) == len(target.proxy.vertices) < proxy_module.PROXY_ABOVE
+    assert target.region_labels.shape == (n_skin,) and target.skinning_weights.shape[0] == n_skin
+    assert target.encoding.prior.shape == (53, n_skin, 3)
+    # neighbouring vertices carried from the same proxy triangle agree on their region
+    same = target.proxy.tri[f[:, 0]] == target.proxy.tri[f[:, 1]]
+    assert (target.region_labels[f[same, 0]] == target.region_labels[f[same, 1]]).mean() > 0.9
+    codes = encode_source(short_clip(3), model).codes
+    frames = decode_all(target, codes)
+    assert frames.shape == (3, len(v), 3) and np.isfinite(frames).all()
+    prior_only = decode_all(target.without_correction(), codes)
+    assert np.abs(frames - prior_only).max() > 0          # the correction ran on every vertex

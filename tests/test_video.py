@@ -1,5 +1,5 @@
 """The video source on honest input: face videos rendered from the ICT model with known weights, head motion and eye
-turns (tests/data/video, made by tools/make_video_fixtures.py with the project's renderer), run through Face
+turns (tests/data/video, made by tests/data_makers/video_fixtures.py with the project's renderer), run through Face
 Landmarker v2 (detector, 478 landmarks, blendshape model, transformation matrix). Also: one-sided blinks and smiles,
 brows down, gaze, calibration, missing-face frames, two faces, a face turned away or upside down, a video with no
 face, image folders, the neutral frame option, the retargeted lip gap and the CLI."""
@@ -150,6 +150,19 @@ def cli_run(tmp_path_factory):
     return code, buf.getvalue(), out
 
 
+def test_cli_video_calibration_options_are_checked():
+    from nfs.__main__ import main
+    target = str(REPO_ROOT / "assets" / "targets" / "stylized_head.obj")
+    for extra, message in ((["--clip", str(VIDEO), "--shape-gains", "mouthWide=2"],
+                            "unknown blendshape names in the gains: mouthWide"),
+                           (["--clip", str(VIDEO), "--dead-zone", "2"], "--dead-zone: must be 0 to 0.9"),
+                           (["--clip", "smile", "--dead-zone", "0.1"], "apply to video clips only")):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["retarget", "--target", target, "--out", "unused"] + extra)
+        assert code != 0 and message in err.getvalue(), err.getvalue()
+
+
 def test_cli_retargets_a_video(cli_run):
     code, stdout, out = cli_run
     assert code == 0, stdout
@@ -284,6 +297,11 @@ def test_calibration_neutral_dead_zone_and_gains():
     assert g[ARKIT_NAMES.index("jawOpen")] == 0.5 and g[ARKIT_NAMES.index("browInnerUp")] == 2.0
     with pytest.raises(ValueError, match="unknown blendshape names in the gains: mouthWide"):
         gain_vector({"mouthWide": 2.0})
+    from nfs.video.calibrate import parse_gains
+    assert parse_gains("eyeBlink=1.3, jawOpen 1.2;mouthSmile_L:0.5") == {"eyeBlink": 1.3, "jawOpen": 1.2,
+                                                                         "mouthSmile_L": 0.5}
+    with pytest.raises(ValueError, match="cannot read the gain 'eyeBlink'"):
+        parse_gains("eyeBlink")
     codes, neutral = scores_to_ict(scores, 30.0, Calibration(gains={"jawOpen": 2.0}, smoothing_s=0.0))
     assert neutral == 0 and codes[13, EXPRESSION_NAMES.index("jawOpen")] == pytest.approx(1.0)
     brow = codes[:, EXPRESSION_NAMES.index("browDown_L")]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from nfs.batch.work import JOBS
 
 MAX_RETRIES = 3
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(eq=False)
@@ -30,7 +31,6 @@ class Job:
 
 
 def _worker_init(threads: int) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
     torch.set_num_threads(threads)
 
@@ -46,6 +46,12 @@ class LocalEngine:
 
     def __init__(self, workers: int, threads: int = 1, max_retries: int = MAX_RETRIES):
         self.workers, self.threads, self.max_retries = workers, threads, max_retries
+        # the workers' BLAS / OpenMP thread pools start when numpy or torch is imported, which a spawned worker
+        # may do before its initializer runs (re-importing the caller's main module): so they inherit the count
+        # from the environment while the batch runs (values the user set are kept)
+        self.saved_env = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+        for k in THREAD_VARIABLES:
+            os.environ.setdefault(k, str(threads))
         self.pool = self._new_pool()
         self.futures: dict[cf.Future, Job] = {}
 
@@ -111,6 +117,11 @@ class LocalEngine:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        for k, v in self.saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class RayEngine:

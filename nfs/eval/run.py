@@ -33,8 +33,12 @@ from nfs.pipeline import (N_EXPRESSION, Clip, PreparedTarget, decode_all, encode
 def expression_weights(model, prepared: PreparedTarget, frames: np.ndarray, chunk_frames: int = 8) -> np.ndarray:
     """The pipeline's expression encoder on deformed copies (t, S, 3) of the prepared skin (pipeline's ICT frame,
     cm), with the neutral's operators as `encode_source` uses them -> (t, 53) weights clipped to [0, 1]."""
+    faces = prepared.skin_faces
+    if prepared.proxy is not None:          # a dense skin's operators are its proxy's: the frames read there
+        pick = prepared.proxy.dense_nearest(prepared.skin_vertices_ict)
+        frames, faces = frames[:, pick], prepared.proxy.faces
     chunks = (frames[s:s + chunk_frames] for s in range(0, len(frames), chunk_frames))
-    return encode_expression_frames(model, chunks, prepared.skin_faces, prepared.ops)[:, :N_EXPRESSION]
+    return encode_expression_frames(model, chunks, faces, prepared.ops)[:, :N_EXPRESSION]
 
 
 @dataclass

@@ -226,10 +226,10 @@ def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie
     return out
 
 
-def carry_radially(values: np.ndarray, fill: list) -> np.ndarray:
+def carry_radially(values: np.ndarray, fill: list, in_place: bool = False) -> np.ndarray:
     """Per-vertex values (..., V, C) with each `radial_fill` component replaced by (1 - s) times the value of the
-    rim vertex it hangs from plus s times the rim's mean."""
-    out = np.array(values, copy=True)
+    rim vertex it hangs from plus s times the rim's mean (a copy, or `values` itself with `in_place`)."""
+    out = values if in_place else np.array(values, copy=True)
     for comp, rim, hang, s in fill:
         mean = values[..., rim, :].mean(-2, keepdims=True)
         out[..., comp, :] = ((1.0 - s)[:, None] * values[..., rim[hang], :] + s[:, None] * mean).astype(out.dtype)

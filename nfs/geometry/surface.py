@@ -136,6 +136,82 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     return best_pt, best_tri, best_bary, best_d
 
 
+def closest_points_exact(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, first_k: int = 4,
+                         block: int = 1 << 17):
+    """Exact closest surface points of points (N, 3) on a triangle mesh, through KD-trees of triangle centroids.
+
+    A triangle t is no nearer to p than ``|p - c_t| - r_t`` (c_t its centroid, r_t the largest distance from c_t
+    to a corner). Triangles are grouped by r_t (powers of two of the median), one tree per group, so that a few
+    large triangles do not widen every search. In each group a point tries the triangles of its `first_k` nearest
+    centroids, then, while the farthest of those is not beyond the best distance found plus the group's largest
+    r_t, four times as many: no triangle that could be nearer is ever skipped. Points are handled in blocks of
+    `block` (bounded scratch memory). Returns (points (N, 3), tri (N,), bary (N, 3), dist (N,))."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    p = np.asarray(points, np.float64)
+    n = len(p)
+    corners = v[f]                                            # (F, 3, 3)
+    centroids = corners.mean(1)
+    radius = np.linalg.norm(corners - centroids[:, None], axis=2).max(1)
+    ref = max(float(np.median(radius)), 1e-300)
+    group = np.maximum(0, np.ceil(np.log2(np.maximum(radius, 1e-300) / ref))).astype(np.int64)
+    groups = []
+    for g in np.unique(group):
+        ids = np.nonzero(group == g)[0]
+        groups.append((ids, cKDTree(centroids[ids]), float(radius[ids].max())))
+    out_pt, out_tri = np.zeros((n, 3)), np.zeros(n, np.int64)
+    out_bary, out_d = np.zeros((n, 3)), np.full(n, np.inf)
+    for s0 in range(0, n, block):
+        sl = slice(s0, min(s0 + block, n))
+        q = p[sl]
+        best = [out_pt[sl], out_tri[sl], out_bary[sl], out_d[sl]]
+        for ids, tree, reach in groups:
+            todo = np.arange(len(q))
+            k = min(first_k, len(ids))
+            while len(todo):
+                dc, c = tree.query(q[todo], k=k)
+                dc, c = dc.reshape(len(todo), k), c.reshape(len(todo), k)
+                valid = dc - reach <= best[3][todo, None]            # others cannot be nearer
+                found = _best_of_candidates(q[todo], ids[c], valid, v, f)
+                better = found[3] < best[3][todo]
+                for a_best, a_found in zip(best, found):
+                    a_best[todo[better]] = a_found[better]
+                if k >= len(ids):
+                    break
+                # all k within the bound: a centroid beyond the k-th may still hide a nearer triangle
+                more = valid[:, -1] & (dc[:, -1] - reach < best[3][todo])
+                todo, k = todo[more], min(4 * k, len(ids))
+        out_pt[sl], out_tri[sl], out_bary[sl], out_d[sl] = best
+    return out_pt, out_tri, out_bary, out_d
+
+
+def _best_of_candidates(q: np.ndarray, cand: np.ndarray, valid: np.ndarray, v: np.ndarray, f: np.ndarray,
+                        step: int = 1 << 18):
+    """Each point's nearest triangle among its candidates: q (m, 3), cand (m, k) triangle indices, valid (m, k)
+    which to try. Returns (points, tri, bary, dist) with an infinite distance where a point tried none."""
+    m, k = cand.shape
+    best_pt, best_tri, best_bary = np.zeros((m, 3)), np.zeros(m, np.int64), np.zeros((m, 3))
+    best_d = np.full(m, np.inf)
+    per = max(1, step // max(k, 1))
+    for s0 in range(0, m, per):
+        ok = valid[s0:s0 + per]
+        r, j = np.nonzero(ok)
+        t = cand[s0:s0 + per][r, j]
+        tri = f[t]
+        pt, bc = closest_point_on_triangles(q[s0 + r], v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
+        d = np.full(ok.shape, np.inf)
+        d[r, j] = np.linalg.norm(pt - q[s0 + r], axis=1)
+        pick = np.argmin(d, axis=1)
+        has = np.isfinite(d[np.arange(len(d)), pick])
+        pair = np.full(ok.shape, -1, np.int64)
+        pair[r, j] = np.arange(len(r))
+        sel = pair[np.arange(len(d)), pick][has]
+        rows = s0 + np.nonzero(has)[0]
+        best_pt[rows], best_tri[rows], best_bary[rows], best_d[rows] = pt[sel], t[sel], bc[sel], \
+            np.linalg.norm(pt[sel] - q[rows], axis=1)
+    return best_pt, best_tri, best_bary, best_d
+
+
 @dataclass
 class SurfaceEmbedding:
     """A mesh (faces over V' vertices) whose every vertex is a barycentric point of a template's triangles."""

@@ -33,9 +33,10 @@ class SecondaryBinding:
     Skin vertices take their own displacement. Every other component (eyeball, teeth, tongue, lashes) moves
     with a blend of rigid motions chosen in the ICT frame (`nfs.mesh.bones`): lower teeth and tongue with the
     rigid fit of the chin skin (the jaw), upper teeth and eyeballs with the skin no expression moves (the
-    skull), anything else with the rigid fit of the skin around it; vertices touching the skin stay attached to
-    it. So teeth and eyes never deform, and the lower teeth drop as far as the chin. Vertices removed by cleaning
-    stay put. `matrix` (V_in, S) maps per-skin-vertex values (labels, weights, displacements) to every original
+    skull), lashes, brows and other small parts lying on moving skin with that skin, and anything else (hair
+    cards, hats, glasses, an outfit) not at all; vertices of a mouth bag touching the lips stay attached to them.
+    Without an alignment every component follows the rigid fit of the skin around it. So teeth and eyes never
+    deform, and the lower teeth drop as far as the chin. Vertices removed by cleaning stay put. `matrix` (V_in, S) maps per-skin-vertex values (labels, weights, displacements) to every original
     vertex by inverse-distance blending."""
 
     matrix: sp.csr_matrix                    # (V_in, S) display mapping
@@ -47,11 +48,13 @@ class SecondaryBinding:
 
     @classmethod
     def build(cls, clean: CleanMesh, alignment: Alignment | None = None, k: int = 4,
-              anchor_fraction: float = 0.05, seam: float = 0.0) -> "SecondaryBinding":
+              anchor_fraction: float = 0.05, seam: float = 0.0,
+              hints: np.ndarray | None = None) -> "SecondaryBinding":
         """`alignment` (user -> ICT frame) lets teeth, tongue and eyes find their bones; without it every
         component follows the skin around it. A body below the neck (`clean.body_vertices`) stays still, except
         within `seam` (user units) of the head, where it takes a fading share of the nearest skin vertex's
-        displacement so the cut never tears."""
+        displacement so the cut never tears. `hints` (V_in,): what the file's part names say of each input vertex
+        (`nfs.mesh.parts.part_hints`), used where a component's geometry leaves its role open."""
         n_clean, skin = len(clean.vertices), clean.skin_vertices
         kept = np.nonzero(clean.to_clean >= 0)[0]
         pick = sp.csr_matrix((np.ones(len(kept)), (kept, clean.to_clean[kept])),
@@ -87,7 +90,9 @@ class SecondaryBinding:
                 if points_ict is None:
                     weights, role = np.tile(np.float32([0, 1, 0, 0]), (len(comp), 1)), "local"
                 else:
-                    weights, role = bones.component_weights(points_ict[comp], skin_ict, edge_cm, jaw is not None)
+                    hint = 0 if hints is None else int(np.bincount(hints[clean.original_index[comp]]).argmax())
+                    weights, role = bones.component_weights(points_ict[comp], skin_ict, edge_cm, jaw is not None,
+                                                            hint)
                 components.append(BoundComponent(original, np.atleast_1d(anchors).astype(np.int64),
                                                  weights[position[clean.to_clean[original]]], role))
         per_clean = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),

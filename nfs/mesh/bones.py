@@ -6,7 +6,7 @@ Bindings are per-vertex weights over four motions (columns of the (n, 4) weight 
 
 * ``SKIN``  the non-rigid displacement of the nearest skin (for vertices that touch the skin, e.g. the rim of
   a mouth bag or an eye socket, so they stay attached);
-* ``LOCAL`` the rigid fit of the skin around the component (lashes, brows, hair: anything else);
+* ``LOCAL`` the rigid fit of the skin around the component (any part, when there is no alignment);
 * ``JAW``   the rigid fit of the chin skin (the ICT "chin" region: on ICT's own jawOpen its rigid fit moves
   the lower teeth within 9 % of their true motion): lower teeth, lower gums, tongue;
 * ``SKULL`` the rigid fit of the skin that no expression moves (ICT vertices that move less than 0.2 mm over
@@ -14,7 +14,9 @@ Bindings are per-vertex weights over four motions (columns of the (n, 4) weight 
 
 Components inside the mouth follow the jaw below the occlusal plane and the skull above it: whole compact
 components (one tooth, a row of teeth) by their centroid, large ones (a bag holding gums and tongue) per vertex
-with a smooth blend across the plane.
+with a smooth blend across the plane. Small parts lying on the skin that expressions move (lashes, brows, an eye
+occlusion shell) follow that skin vertex by vertex (role "skin"). Everything else stays still (role "still"):
+hair cards, hats, glasses, ears or a scalp modelled apart, a body or an outfit.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import functools
 
 import numpy as np
 from scipy.spatial import cKDTree
+
+from nfs.mesh.parts import EYE_HINT, NO_HINT, STILL_HINT
 
 SKIN, LOCAL, JAW, SKULL = range(4)
 JAW_REGIONS = ("chin",)
@@ -38,6 +42,11 @@ TOUCH_FRACTION = 0.3            # ...when a non-rigid component (a mouth bag) to
 EYE_RADIUS_CM = (0.7, 2.0)      # an eyeball: a sphere of this radius...
 EYE_CENTRE_CM = 1.5             # ...centred this close to an ICT eyeball centre...
 EYE_SPHERE_RMS = 0.12           # ...with radial residuals below this fraction of its radius
+HUG_CM = 0.3                    # a part lies on the skin: HUG_SHARE of its vertices are this close to it (the
+HUG_SHARE = 0.3                 # root of a row of lashes, a brow, an eye occlusion shell; hair cards float off it)
+HUG_EXTENT_CM = 8.0             # ...it is no larger than this (a brow, a row of lashes)...
+HUG_MOVING_SHARE = 0.5          # ...and at least this share of the skin under it is skin that expressions move
+MOVING_CM = 0.3                 # by this much or more (lids, brows, lips, cheeks, chin)
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,11 +117,16 @@ def inside_mouth(points_ict: np.ndarray, skin_ict: np.ndarray) -> bool:
 
 
 def component_weights(points_ict: np.ndarray, skin_ict: np.ndarray, skin_edge_cm: float,
-                      have_jaw: bool = True) -> tuple[np.ndarray, str]:
+                      have_jaw: bool = True, hint: int = NO_HINT) -> tuple[np.ndarray, str]:
     """(n, 4) weights over SKIN, LOCAL, JAW, SKULL for one component's vertices (n, 3, ICT frame), and its
-    role: "jaw", "skull", "mouth" (blended per vertex), "eye" or "local"."""
+    role: "jaw", "skull", "mouth" (blended per vertex), "eye", "skin" (lies on moving skin: follows it) or
+    "still" (all weights zero: hair, hat, glasses, anything else). `hint`: what the part's names say
+    (`nfs.mesh.parts.name_hint`): an eye part is an eye even when it is no sphere (a VRoid eye white), a hair,
+    hat, glasses, body or clothes part stays still even when it lies on moving skin; inside the mouth the
+    geometry decides."""
     n = len(points_ict)
     w = np.zeros((n, 4))
+    dist, nearest = cKDTree(skin_ict).query(points_ict)
     if have_jaw and inside_mouth(points_ict, skin_ict):
         y = points_ict[:, 1]
         if np.ptp(y) < COMPACT_HEIGHT_CM:
@@ -122,15 +136,36 @@ def component_weights(points_ict: np.ndarray, skin_ict: np.ndarray, skin_edge_cm
             role = "mouth"
             w[:, JAW] = _smoothstep((OCCLUSAL_Y_CM + BLEND_BAND_CM - y) / (2 * BLEND_BAND_CM))
             w[:, SKULL] = 1.0 - w[:, JAW]
-    elif is_eyeball(points_ict):
+    elif hint == EYE_HINT or (hint != STILL_HINT and is_eyeball(points_ict)):
         role = "eye"
         w[:, SKULL] = 1.0
+    elif hint != STILL_HINT and lies_on_moving_skin(points_ict, skin_ict[nearest], dist):
+        role = "skin"
+        w[:, SKIN] = 1.0
     else:
-        role = "local"
-        w[:, LOCAL] = 1.0
-    dist, _ = cKDTree(skin_ict).query(points_ict)
+        role = "still"
     if role == "mouth" and dist.min() < TOUCH_FRACTION * skin_edge_cm:   # a bag attached to the lips
         stick = np.clip(1.0 - dist / ATTACH_CM, 0.0, 1.0)
         w *= (1.0 - stick)[:, None]
         w[:, SKIN] += stick
     return w.astype(np.float32), role
+
+
+def lies_on_moving_skin(points_ict: np.ndarray, skin_below: np.ndarray, dist_cm: np.ndarray) -> bool:
+    """A small part lying on skin that expressions move (lashes, brows, an eye occlusion shell): points (n, 3) in
+    the ICT frame, the nearest user skin point of each (n, 3) and the distance to it (n,) cm."""
+    if np.quantile(dist_cm, HUG_SHARE) > HUG_CM or np.ptp(points_ict, axis=0).max() > HUG_EXTENT_CM:
+        return False
+    ict_skin, _, _, _ = ict_bone_skin()
+    d, nn = cKDTree(ict_skin).query(skin_below)
+    matched = d < ANCHOR_MATCH_CM
+    return bool(matched.any() and (ict_skin_motion()[nn[matched]] >= MOVING_CM).mean() >= HUG_MOVING_SHARE)
+
+
+@functools.lru_cache(maxsize=1)
+def ict_skin_motion() -> np.ndarray:
+    """(S,) the largest displacement (cm) of each ICT skin vertex over the 53 expressions."""
+    from nfs.ict import load_ict
+
+    ict = load_ict()
+    return np.linalg.norm(ict.expression_deltas[:, :ict.skin_count], axis=-1).max(0)

@@ -270,3 +270,60 @@ class FoldedDecoder:
         # the 3-column output product runs 3-4x faster as (3, W) @ y^T than as y @ (W, 3) in the CPU BLAS
         out = torch.mm((scale[:, None] * self.out_matrix).T.to(self.dtype).contiguous(), g.T).T
         return out.float() + carried
+
+
+@dataclass
+class LazyFoldedDecoder:
+    """A target's decoder whose network part is folded only when the network's correction is first asked for: the
+    template prior alone (the default) decodes as one product of the codes with the prior's basis and needs none
+    of the (V, decoder width) folded tensors, which at a million vertices are gigabytes. Copies made by
+    `without_correction` share the folded decoder once it is built."""
+
+    model: NFSNetwork
+    encoding: TargetEncoding
+    dtype: torch.dtype
+    correction: bool = True
+    _folded: dict = None            # {"decoder": FoldedDecoder} once built, shared by copies
+
+    def __post_init__(self):
+        if self._folded is None:
+            self._folded = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoding.static.device
+
+    @property
+    def code_dim(self) -> int:
+        return self.model.cfg.code_dim
+
+    @property
+    def n_vertices(self) -> int:
+        return self.encoding.static.shape[1]
+
+    @property
+    def n_expression(self) -> int:
+        return self.model.cfg.n_expression
+
+    @property
+    def prior(self) -> torch.Tensor | None:
+        """(n_expression, V * 3) float32 template basis, cm (None without a template prior)."""
+        p = self.encoding.prior
+        return None if p is None else p.float().reshape(p.shape[0], -1)
+
+    def folded(self) -> FoldedDecoder:
+        """The decoder folded for this target (built on first use, then kept)."""
+        if "decoder" not in self._folded:
+            self._folded["decoder"] = FoldedDecoder.build(self.model, self.encoding, self.dtype)
+        return self._folded["decoder"]
+
+    def without_correction(self) -> "LazyFoldedDecoder":
+        return replace(self, correction=False)
+
+    @torch.no_grad()
+    def __call__(self, z_ge: torch.Tensor, batch_frames: int | None = None) -> torch.Tensor:
+        """Expression codes (B, code) -> displacements (B, V, 3) float32 cm, as `FoldedDecoder.__call__`."""
+        if self.correction or self.encoding.prior is None:
+            return self.folded()(z_ge, batch_frames)
+        z = z_ge.float().to(self.device)
+        return (z[:, :self.n_expression] @ self.prior).reshape(z.shape[0], self.n_vertices, 3)

@@ -97,10 +97,11 @@ class NFSNetwork(nn.Module):
 
     # --- encoders -------------------------------------------------------------------------------------------
     def encode_target(self, vertices: torch.Tensor, ops: OperatorTensors, image: torch.Tensor,
-                      prior: torch.Tensor | None = None) -> TargetEncoding:
+                      prior: torch.Tensor | None = None, require_prior: bool = True) -> TargetEncoding:
         """vertices (1, V, 3) cm in the ICT frame, image (1, 4, S, S), prior (53, V, 3) from
-        `nfs.prior.template_expression_basis` (required when cfg.template_prior) -> TargetEncoding."""
-        if self.cfg.template_prior and prior is None:
+        `nfs.prior.template_expression_basis` (required when cfg.template_prior, unless `require_prior` is False:
+        an encoding of a proxy whose prior is the dense mesh's, given later) -> TargetEncoding."""
+        if self.cfg.template_prior and prior is None and require_prior:
             raise ValueError("this model decodes on top of the template prior: pass prior=(53, V, 3)")
         static = vertex_inputs(vertices, ops.normals[None].to(vertices.dtype), self.image_encoder(image))
         z_id = mass_weighted_mean(self.identity_encoder(static, ops), ops.mass)

@@ -28,12 +28,16 @@ from nfs.render import render_normal_depth
 # ----------------------------------------------------------------------------------------------- loading clips
 
 def video_calibration(neutral_frame: int | None = None, subtract_neutral: bool = True, dead_zone: float = 0.0,
-                      gains: dict | None = None):
+                      gains: dict | str | None = None):
     """How a face video's scores become weights (`nfs.video.Calibration`): the relaxed face's frame (None: chosen
-    automatically), whether its scores are taken off, a dead zone and per-shape gains {ARKit or ICT name: gain};
-    unknown gain names are refused here, before any video is read."""
+    automatically), whether its scores are taken off, a dead zone and per-shape gains {ARKit or ICT name: gain} or
+    as text ("eyeBlink=1.3, jawOpen=1.2"); unknown gain names are refused here, before any video is read."""
     from nfs.video import Calibration
-    from nfs.video.calibrate import gain_vector
+    from nfs.video.calibrate import gain_vector, parse_gains
+    if isinstance(gains, str):
+        gains = parse_gains(gains)
+    if not 0.0 <= float(dead_zone) <= 0.9:
+        raise ValueError(f"dead zone must be between 0 and 0.9, got {dead_zone}")
     calibration = Calibration(neutral_frame=neutral_frame, subtract_neutral=bool(subtract_neutral),
                               dead_zone=float(dead_zone), gains=dict(gains or {}))
     gain_vector(calibration.gains)
@@ -65,6 +69,12 @@ def remux_video_with_duration(path, out) -> Path | None:
     return remux_with_duration(path, out)
 
 
+def live_chain(threads: int = 2):
+    """A live camera -> weights -> rig chain (`nfs.video.live.LiveChain`); nfs.video loads on first use."""
+    from nfs.video.live import LiveChain
+    return LiveChain(threads=threads)
+
+
 def is_face_video(spec) -> bool:
     """True when `spec` names an existing face video file or a folder of images (not OBJ frames)."""
     path = Path(str(spec))
@@ -75,11 +85,13 @@ def is_face_video(spec) -> bool:
 
 
 def load_clip(spec: str | Path, max_frames: int = MAX_FRAMES, neutral_frame: int | None = None,
-              progress: Callable[[float, str], None] | None = None) -> Clip:
+              progress: Callable[[float, str], None] | None = None, calibration=None) -> Clip:
     """A clip from a built-in name or any clip file `nfs.io.load_clip` reads, or a face video / folder of images
-    (`load_face_video`, with its `neutral_frame` and `progress`; `neutral_frame` is refused for other clips)."""
+    (`load_face_video`, with its `neutral_frame` or whole `calibration` and `progress`; `neutral_frame` is refused
+    for other clips)."""
     if is_face_video(spec):
-        return load_face_video(spec, neutral_frame, max_frames=max_frames, progress=progress)
+        return load_face_video(spec, neutral_frame, max_frames=max_frames, progress=progress,
+                               calibration=calibration)
     if neutral_frame is not None:
         raise ClipError(f"{Path(str(spec)).name}: --neutral-frame applies to video clips only")
     return registry.load_clip(spec, max_frames=max_frames)

@@ -13,16 +13,19 @@ import numpy as np
 import torch
 
 from nfs.geometry.operators import Operators, get_operators
+from nfs.geometry.proxy import SurfaceProxy, make_proxy
 from nfs.io.mesh import MeshError, RawMesh
 from nfs.io.registry import load_mesh
 from nfs.mesh.align import Alignment
 from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import CleanMesh, clean_mesh
 from nfs.mesh.head import find_head, split_head
+from nfs.mesh.parts import part_hints
 from nfs.mesh.overrides import compose_alignment
 from nfs.model.checkpoint import weights_hash
 from nfs.model.diffusion_net import operators_to_torch
-from nfs.model.fast_decoder import FoldedDecoder
+from nfs.model.fast_decoder import LazyFoldedDecoder
+from nfs.model.proxy_encoding import carry_encoding
 from nfs.model.network import NFSNetwork, TargetEncoding
 from nfs.model.precision import inference_dtype, model_autocast, resolve_device
 from nfs.pipeline.models import model_on
@@ -30,11 +33,10 @@ from nfs.prior import template_expression_basis
 from nfs.progress import Progress, no_progress
 from nfs.render import render_normal_depth
 
-# below this alignment confidence a target is refused as not a face unless forced. tools/calibrate_face_threshold.py
-# (one of each): non-faces 0.05-0.24 (cube, sphere, disk, triangle, tetrahedron, torus, cylinder, plane, soup);
-# demo targets 0.39-0.65, evaluation categories 0.53-0.72 except `exaggerated` identities (0.17, refused unless
-# forced), heads on bodies 0.54
-MIN_FACE_CONFIDENCE = 0.3
+# below this face confidence (`nfs.mesh.faceness`: MediaPipe's face detector and landmarks on a render of the aligned
+# head, or half the geometric fit's confidence when that is higher) a target is refused as not a face unless forced.
+# tools/calibrate_face_threshold.py; docs/face_check.md lists the faces' and non-faces' confidences.
+MIN_FACE_CONFIDENCE = 0.35
 SEAM_CM = 3.0  # a body cut below the neck follows the head's displacement over this distance from the cut
 
 
@@ -52,11 +54,12 @@ class PreparedTarget:
     ops: Operators
     image: np.ndarray            # (4, 256, 256)
     encoding: TargetEncoding     # torch tensors, no grad
-    decoder: FoldedDecoder       # the decoder folded for this target (fast per-frame decoding)
+    decoder: LazyFoldedDecoder   # the decoder folded for this target when the correction is first used
     region_labels: np.ndarray    # (S,) argmax of the skinning encoder's logits
     skinning_weights: np.ndarray  # (S, code_dim)
     binding: SecondaryBinding
     timings: dict = field(default_factory=dict)
+    proxy: SurfaceProxy | None = None  # a dense skin's decimated stand-in: `ops` and `image` are the proxy's
 
     @property
     def n_vertices(self) -> int:
@@ -79,7 +82,8 @@ class PreparedTarget:
         a = self.alignment
         lines = list(self.clean.report.summary())
         lines.append(f"alignment: scale {a.scale:.4g} cm per unit, residual {a.residual_cm:.2f} cm, confidence "
-                     f"{a.confidence:.2f}")
+                     f"{a.confidence:.2f}" + (f" (face check {a.face_score:.2f}, fit {a.fit_confidence:.2f})"
+                                              if np.isfinite(a.face_score) else ""))
         if np.isfinite(a.coverage) and np.isfinite(a.face_coverage):
             kind = ("partial face" if a.face_coverage < 0.9 else "face only" if a.coverage < 0.6
                     else "head" if a.coverage < 0.9 else "whole head")
@@ -101,10 +105,10 @@ class NotAFaceError(MeshError):
 
 
 def check_face(alignment: Alignment, source: str = "", threshold: float = MIN_FACE_CONFIDENCE) -> None:
-    """Refuse a target whose automatic alignment confidence is below `threshold`, with a one-line message."""
+    """Refuse a target whose face confidence is below `threshold`, with a one-line message."""
     if alignment.confidence < threshold:
         name = f"{Path(source).name}: " if source else ""
-        raise NotAFaceError(f"{name}this does not look like a face (alignment confidence {alignment.confidence:.2f}, "
+        raise NotAFaceError(f"{name}this does not look like a face (face confidence {alignment.confidence:.2f}, "
                             f"below {threshold:.2f}); check the file, or force it (--force, or 'use anyway' in "
                             "the app)")
 
@@ -157,7 +161,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     the folded decoder run (bfloat16 on GPUs and on CPUs with native bfloat16, float32 elsewhere).
 
     The head is found on any mesh (`nfs.mesh.head.find_head`): only it goes through the network; a body below
-    the neck stays still. A target whose automatic alignment confidence is below MIN_FACE_CONFIDENCE raises
+    the neck stays still. A target whose face confidence (`nfs.mesh.faceness`) is below MIN_FACE_CONFIDENCE raises
     `NotAFaceError` unless `force`; a given `alignment` (fixed by hand) is never refused."""
     dev = resolve_device(device)
     timings = {}
@@ -176,7 +180,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     progress(0.1, "aligning to the ICT frame")
     t = time.perf_counter()
     if alignment is None:
-        alignment, clean = find_head(clean)
+        alignment, clean = find_head(clean, part_hints(raw.parts, len(raw.vertices)))
         if not force:
             check_face(alignment, raw.source)
     else:
@@ -186,11 +190,14 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     timings["align"] = time.perf_counter() - t
     progress(0.4, "computing operators")
     t = time.perf_counter()
-    ops = get_operators(v_ict, skin_f, model.cfg.k_eig)
+    # a dense mesh's network inputs are computed on a decimated proxy and carried back to every vertex
+    proxy = make_proxy(v_ict, skin_f)
+    net_v, net_f = (v_ict, skin_f) if proxy is None else (proxy.vertices.astype(np.float32), proxy.faces)
+    ops = get_operators(net_v, net_f, model.cfg.k_eig)
     timings["operators"] = time.perf_counter() - t
     progress(0.7, "rendering and encoding")
     t = time.perf_counter()
-    image = render_normal_depth(v_ict, skin_f, size=model.cfg.image_size)
+    image = render_normal_depth(net_v, net_f, size=model.cfg.image_size)
     timings["render"] = time.perf_counter() - t
     t = time.perf_counter()
     prior = (torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)) if model.cfg.template_prior
@@ -200,16 +207,20 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     model = model_on(model.eval(), dev)
     with model_autocast(dev):
         ot = operators_to_torch(ops, model.cfg.k_eig).to(dev)
-        enc = model.encode_target(torch.from_numpy(v_ict)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
-                                  None if prior is None else prior.to(dev))
-    decoder = FoldedDecoder.build(model, enc, inference_dtype(dev))
+        enc = model.encode_target(torch.from_numpy(net_v)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
+                                  None if prior is None or proxy is not None else prior.to(dev),
+                                  require_prior=proxy is None)
+    if proxy is not None:
+        enc = carry_encoding(enc, proxy, v_ict, skin_f, None if prior is None else prior.to(dev))
+    decoder = LazyFoldedDecoder(model, enc, inference_dtype(dev))
     timings["encoders"] = time.perf_counter() - t
     t = time.perf_counter()
-    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale)
+    binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale,
+                                     hints=part_hints(raw.parts, len(raw.vertices)))
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
-        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder,
+        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder, proxy=proxy,
         region_labels=enc.logits[0].float().argmax(-1).cpu().numpy(),
         skinning_weights=enc.weights[0].float().cpu().numpy(),
         binding=binding, timings=timings)

@@ -65,9 +65,19 @@ class FaceFit:
     def to_model(self, points: np.ndarray) -> np.ndarray:
         return self.scale * points @ self.rotation.T + self.translation
 
-    def vectors_from_model(self, vectors: np.ndarray) -> np.ndarray:
-        """(..., 3) displacements in the model frame -> the points' frame."""
-        return vectors @ self.rotation / self.scale
+    def vectors_from_model(self, vectors: np.ndarray, out: np.ndarray | None = None,
+                           block: int = 1 << 18) -> np.ndarray:
+        """(..., 3) displacements in the model frame -> the points' frame, float32 for float32 input (else
+        float64), a block of rows at a time into `out` (may be `vectors` itself)."""
+        vectors = np.asarray(vectors)
+        dtype = np.float32 if vectors.dtype == np.float32 else np.float64
+        flat = np.ascontiguousarray(vectors, dtype).reshape(-1, 3)
+        result = np.empty(vectors.shape, dtype) if out is None else out
+        dest = result.reshape(-1, 3)
+        matrix = (self.rotation / self.scale).astype(dtype)
+        for s0 in range(0, len(flat), block):
+            dest[s0:s0 + block] = flat[s0:s0 + block] @ matrix
+        return result
 
     def face(self) -> np.ndarray:
         """(S, 3) the fitted ICT skin, cm: mean + identity modes + the rest pose."""

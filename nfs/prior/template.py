@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.openings import (boundary_loops, carry_radially, geodesic_distances, grow_within, loop_halves,
                                    radial_fill, sparse_adjacency)
-from nfs.geometry.surface import closest_points_on_mesh
+from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
 from nfs.prior.opening_warp import fit_opening_warp
@@ -158,7 +158,7 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
     each closest point, and the masks (V,) of `opening_sides`: seam, stretch, and trusted (clearly on one side and
     off the seam, or on the fitted face within the fit's typical residual; never stretch))."""
     labels_ict = ict_region_labels()
-    _, tri, bary, dist = closest_points_on_mesh(q, face, tf)
+    _, tri, bary, dist = closest_points_exact(q, face, tf)
     nearest = tf[tri, np.argmax(bary, axis=1)]
     seam, stretch, clear = np.zeros(len(q), bool), np.zeros(len(q), bool), np.zeros(len(q), bool)
     if faces is None or not len(faces):
@@ -236,11 +236,11 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     if warp is not None:
         rest_face, face = face, warp.apply(face)
     tri, bary, labels, seam, stretch, trusted = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
-    out = np.einsum("kvjc,vj->kvc", deltas[:, tf[tri]], bary.astype(np.float32))
+    out = interpolate_deltas(deltas, tf[tri], bary)
     if warp is not None:       # the deltas at the unwarped closest point, pushed through the warp there
         jac = warp.jacobian(np.einsum("vjc,vj->vc", rest_face[tf[tri]], bary)).astype(np.float32)
         out = np.einsum("vij,kvj->kvi", jac, out)
-    out = fit.vectors_from_model(out).astype(np.float32)
+    out = fit.vectors_from_model(out, out=out).astype(np.float32, copy=False)
     assert out.shape[0] == N_EXPRESSION
     rest = fit.expression_weights()
     for name in ("eyeBlink_L", "eyeBlink_R"):
@@ -251,7 +251,23 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         coin_toss = lip_ambiguity(q, face, tf, labels)
         out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam, keep=trusted & ~coin_toss,
                               stretch=stretch,
-                              vertices=v)
+                              vertices=v, in_place=True)
+    return out
+
+
+def interpolate_deltas(deltas: np.ndarray, corners: np.ndarray, bary: np.ndarray, block: int = 1 << 16
+                       ) -> np.ndarray:
+    """(K, S, 3) per-template-vertex deltas at barycentric points: corners (V, 3) template vertices, bary (V, 3)
+    -> (K, V, 3) float32, a block of vertices at a time (no (K, V, 3, 3) gather)."""
+    k = len(deltas)
+    out = np.empty((k, len(corners), 3), np.float32)
+    w = np.asarray(bary, np.float32)
+    for s0 in range(0, len(corners), block):
+        c, b = corners[s0:s0 + block], w[s0:s0 + block]
+        acc = deltas[:, c[:, 0]] * b[None, :, 0, None]
+        acc += deltas[:, c[:, 1]] * b[None, :, 1, None]
+        acc += deltas[:, c[:, 2]] * b[None, :, 2, None]
+        out[:, s0:s0 + block] = acc
     return out
 
 
@@ -284,7 +300,7 @@ def _robust_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
 
 def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, ambiguous: np.ndarray | None = None,
                     rings: int = 2, keep: np.ndarray | None = None, stretch: np.ndarray | None = None,
-                    vertices: np.ndarray | None = None) -> np.ndarray:
+                    vertices: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
     """Where the target mesh joins the two sides of an opening (an edge between a vertex carried from the upper
     lip and one from the lower lip, or from the upper and lower lid: a mouth or eye modelled closed), closest
     points split the seam vertices between the sides and opening the mouth (closing the eye) tears spikes or
@@ -319,15 +335,19 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     # keeps the fill's triangles in proportion (a relaxation left half-way keeps steps that fold triangles)
     laplacian = _robust_laplacian(vertices, faces) if vertices is not None else (
         sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
-    flat = basis.transpose(1, 0, 2).reshape(n, -1).astype(np.float64)
     f_idx, h_idx = np.nonzero(free)[0], np.nonzero(~free)[0]
     l_ff = laplacian[f_idx][:, f_idx].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
-    flat[f_idx] = spla.splu(l_ff).solve(-(laplacian[f_idx][:, h_idx] @ flat[h_idx]))
-    out = flat.reshape(n, len(basis), 3).transpose(1, 0, 2).astype(np.float32)
+    # only the held vertices next to the free ones enter the solve (a few rings, not the whole mesh)
+    l_fh = laplacian[f_idx][:, h_idx].tocsc()
+    cols = np.nonzero(np.diff(l_fh.indptr))[0]
+    held = basis[:, h_idx[cols]].transpose(1, 0, 2).reshape(len(cols), -1).astype(np.float64)
+    solved = spla.splu(l_ff).solve(-(l_fh[:, cols] @ held))
+    out = basis if in_place and basis.dtype == np.float32 else np.array(basis, np.float32, copy=True)
+    out[:, f_idx] = solved.reshape(len(f_idx), len(basis), 3).transpose(1, 0, 2)
     if stretch is not None and stretch.any() and vertices is not None:
         # geometry spanning the opening (a cap, a bag) hangs from its rim radially, as such geometry is built; a
         # harmonic fill of a cap that is flat at rest (lips that touch) folds it when the mouth opens
-        out = carry_radially(out, radial_fill(vertices, faces, stretch))
+        out = carry_radially(out, radial_fill(vertices, faces, stretch), in_place=True)
     return out
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import re
+
 import numpy as np
 
 from nfs.arkit import ARKIT_NAMES, arkit_key, arkit_to_ict_matrix
@@ -55,6 +57,20 @@ def choose_neutral_frame(scores: np.ndarray, valid: np.ndarray | None = None) ->
     best = score.min()
     typical = np.median(score[np.isfinite(score)])
     return int(np.argmax(score <= best + NEUTRAL_TOLERANCE * (typical - best)))
+
+
+def parse_gains(text: str | None) -> dict:
+    """'eyeBlink=1.3, jawOpen 1.2' -> {'eyeBlink': 1.3, 'jawOpen': 1.2}; a malformed entry is a ValueError."""
+    gains = {}
+    for part in re.split(r"[,;\n]+", text or ""):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"([A-Za-z_][\w.-]*)\s*[=:\s]\s*([0-9]*\.?[0-9]+)", part)
+        if m is None:
+            raise ValueError(f"cannot read the gain {part!r}: write name=value, e.g. eyeBlink=1.3")
+        gains[m.group(1)] = float(m.group(2))
+    return gains
 
 
 def gain_vector(gains: dict) -> np.ndarray:
