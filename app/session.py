@@ -20,7 +20,8 @@ import numpy as np
 
 from nfs.io import MESH_EXTENSIONS, MeshError
 from nfs.io.gltf_colors import face_colors
-from nfs.pipeline import (EXPORT_KINDS, EXPRESSION_NAMES, N_EXPRESSION, Clip, PreparedTarget, RetargetResult,
+from nfs.options import RetargetOptions
+from nfs.pipeline import (GLB_TOLERANCE_MM, EXPORT_KINDS, EXPRESSION_NAMES, N_EXPRESSION, Clip, PreparedTarget, RetargetResult,
                           SourceCodes, StageProgress, content_key, load_clip, manual_alignment, prepare_target,
                           preview_note, resample_rows, retarget, rig_shapes, run_stages, source_preview_frames,
                           template_skin)
@@ -162,13 +163,7 @@ class Session:
         dest_dir.mkdir(parents=True)
         dest = dest_dir / src.name
         shutil.copyfile(src, dest)
-        called = []
-
-        timed = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
-
-        def track(fraction, message):
-            called.append(fraction)
-            timed(fraction, message)
+        track = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
 
         try:
             prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device,
@@ -183,7 +178,7 @@ class Session:
             self.target_id = f"{prepared.name}:{content_key(prepared.raw)}"
             self.auto_alignment = prepared.alignment
             self.override = {"up": "auto", "flip": False, "scale": 1.0}
-            self.target_reused = not called       # prepare_target reports no progress on a cache hit
+            self.target_reused = prepared.reused
             self.last_refusal = ""
             self._switch_pair(old_pair)
         self.redraw()
@@ -195,20 +190,14 @@ class Session:
         if self.target is None:
             raise ValueError("load a target mesh first")
         alignment = manual_alignment(self.target, self.auto_alignment, up, flip, scale)
-        called = []
-
-        timed = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
-
-        def track(fraction, message):
-            called.append(fraction)
-            timed(fraction, message)
+        track = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
 
         prepared = prepare_target(self.target.raw, self.model, alignment=alignment, progress=track,
                                   name=self.target.name, device=self.device)
         with self.lock:
             self.target = prepared
             self.override = {"up": up, "flip": bool(flip), "scale": float(scale)}
-            self.target_reused = not called
+            self.target_reused = prepared.reused
         self.redraw()
         self.ensure_rig(prepared, progress)  # inside the heavy event, so the queue limit covers it
         return prepared
@@ -273,8 +262,8 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ run
     def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress,
-            correction: bool = False, exports=FILE_EXPORTS, preview: str = "auto", fps: float | None = None
-            ) -> RetargetResult:
+            correction: bool = False, exports=FILE_EXPORTS, preview: str = "auto", fps: float | None = None,
+            glb_tolerance_mm: float = GLB_TOLERANCE_MM) -> RetargetResult:
         """Retarget the clip onto the target with the current edits; write the chosen exports to a new run dir.
         `correction=True`: the network's learned correction on the template prior (default off: the prior
         alone). `exports`: file kinds (obj_zip, glb, rig); `preview`: "auto" (the MP4 only for takes up to
@@ -283,10 +272,8 @@ class Session:
             raise ValueError("load a target mesh first")
         if self.clip is None:
             raise ValueError("choose a source clip first")
-        if not np.isfinite(smoothing_sigma) or not 0.0 <= smoothing_sigma <= 20.0:
-            raise ValueError(f"smoothing must be between 0 and 20 frames, got {smoothing_sigma}")
-        if not np.isfinite(gain) or not 0.0 <= gain <= 1.5:
-            raise ValueError(f"gain must be between 0 and 1.5, got {gain}")
+        options = RetargetOptions(fps=float(fps or 0), smoothing_sigma=smoothing_sigma, gain=gain,
+                                  correction=bool(correction), glb_tolerance_mm=glb_tolerance_mm).validated()
         target, clip, clip_key = self.target, self.clip, self.clip_key
         offsets = self.edits.offsets(clip.n_frames, clip.fps) if self.edits.active else None
         kinds, notes = self.export_kinds(exports, preview, fps)
@@ -294,11 +281,12 @@ class Session:
         self._runs += 1
         out = self.dir / f"run_{self._runs}"
         try:
-            result = retarget(target.raw, clip, out, model=self.model, exports=kinds,
-                              smoothing_sigma=float(smoothing_sigma), gain=float(gain),
+            result = retarget(target, clip, out, model=self.model, exports=kinds,
+                              smoothing_sigma=options.smoothing_sigma, gain=options.gain,
                               alignment=self.alignment_override, code_offset=offsets,
-                              progress=lambda f, m: progress(0.97 * f, m), correction=bool(correction),
-                              fps=fps or None, device=self.device, head_pose=self.head_pose)
+                              progress=lambda f, m: progress(0.97 * f, m), correction=options.correction,
+                              fps=options.fps or None, device=self.device, head_pose=self.head_pose,
+                              glb_tolerance_mm=options.glb_tolerance_mm)
             result.notes.extend(notes)
             progress(0.97, LIVE_RIG_STAGE)
             if result.rig is not None:                  # the exported rig is the live-edit rig
@@ -508,7 +496,7 @@ class Session:
         """A JSON summary of the session (for the API and tests)."""
         t, c, r = self.target, self.clip, self.result
         return {
-            "target": None if t is None else {"name": t.name, "vertices": t.n_vertices, "key": t.key,
+            "target": None if t is None else {"name": t.name, "vertices": t.n_vertices, "key": str(t.key),
                                               "confidence": round(float(t.alignment.confidence), 4),
                                               "reused": self.target_reused, "override": dict(self.override)},
             "clip": None if c is None else {"name": c.name, "frames": c.n_frames, "fps": c.fps, "kind": c.kind},

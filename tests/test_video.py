@@ -155,7 +155,7 @@ def test_cli_video_calibration_options_are_checked():
     target = str(REPO_ROOT / "assets" / "targets" / "stylized_head.obj")
     for extra, message in ((["--clip", str(VIDEO), "--shape-gains", "mouthWide=2"],
                             "unknown blendshape names in the gains: mouthWide"),
-                           (["--clip", str(VIDEO), "--dead-zone", "2"], "dead zone must be between 0 and 0.9"),
+                           (["--clip", str(VIDEO), "--dead-zone", "2"], "--dead-zone: must be 0 to 0.9"),
                            (["--clip", "smile", "--dead-zone", "0.1"], "apply to video clips only")):
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

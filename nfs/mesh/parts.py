@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nfs.mesh.clean import CleanMesh, _components, _triangle_areas
+from nfs.mesh.clean import CleanMesh, face_components, triangle_areas
 
 SPHERE_RMS = 0.12               # an eyeball: radial residuals of its sphere fit below this share of its radius
 MIN_EYE_VERTICES = 12
@@ -68,7 +68,7 @@ def eye_pair(clean: CleanMesh, hints: np.ndarray | None = None) -> EyePair | Non
     `hints` (V_in,): name hints of the input vertices (`part_hints`); components named as eyes count as eyes even
     when they are no spheres (a VRoid eye white): their centroid and half their extent stand for centre and
     radius."""
-    labels, n = _components(len(clean.vertices), clean.faces)
+    labels, n = face_components(len(clean.vertices), clean.faces)
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n + 1))
     spheres, named = [], []                        # (label, centre, radius, members)
@@ -126,7 +126,7 @@ def _wrapping_skin(clean: CleanMesh, pair: EyePair, labels: np.ndarray, exclude:
     common = near_cents[0] & near_cents[1]
     if not common:
         return None
-    area = np.bincount(labels[clean.faces[:, 0]], weights=_triangle_areas(clean.vertices, clean.faces),
+    area = np.bincount(labels[clean.faces[:, 0]], weights=triangle_areas(clean.vertices, clean.faces),
                        minlength=labels.max() + 1)
     eye_radius_area = 4 * np.pi * pair.radius ** 2
     common = [c for c in common if area[c] > 4 * eye_radius_area]      # not lashes or a cornea
@@ -137,7 +137,7 @@ def head_around_eyes(clean: CleanMesh, pair: EyePair) -> tuple[np.ndarray, np.nd
     """Vertices and faces of the skin piece around an eye pair: the wrapping component's triangles within a head's
     reach (HEAD_REACH_CM, scaled by the eye distance) of the eyes' midpoint, the connected piece that wraps the
     eyes. None when there is none."""
-    labels, _ = _components(len(clean.vertices), clean.faces)
+    labels, _ = face_components(len(clean.vertices), clean.faces)
     skin = _wrapping_skin(clean, pair, labels, exclude={int(labels[pair.components[0][0]]),
                                                          int(labels[pair.components[1][0]])})
     if skin is None:
@@ -147,7 +147,7 @@ def head_around_eyes(clean: CleanMesh, pair: EyePair) -> tuple[np.ndarray, np.nd
     faces = clean.faces[(labels[clean.faces[:, 0]] == skin) & inside[clean.faces].all(1)]
     if len(faces) == 0:
         return None
-    piece, _ = _components(len(clean.vertices), faces)
+    piece, _ = face_components(len(clean.vertices), faces)
     used = np.unique(faces)
     nearest = used[np.argmin(np.linalg.norm(clean.vertices[used] - pair.centres[0], axis=1))]
     faces = faces[piece[faces[:, 0]] == piece[nearest]]

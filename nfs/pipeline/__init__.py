@@ -25,10 +25,11 @@ from nfs.pipeline.run import RetargetResult, add_code_offset, decode_run, retarg
 from nfs.pipeline.sources import (SourceCodes, encode_expression_frames, encode_source, head_pose_rows,
                                   is_face_video, live_chain, load_clip, load_face_video, remux_video_with_duration,
                                   source_preview_frames, video_calibration, video_lacks_duration)
-from nfs.pipeline.stages import EXPORT_KINDS, STAGE_NAMES, run_stages, stage_spans
-from nfs.pipeline.target import (MIN_FACE_CONFIDENCE, SEAM_CM, NotAFaceError, PreparedTarget, as_raw_mesh,
+from nfs.options import EXPORT_KINDS, OptionError, RetargetOptions, option_specs
+from nfs.pipeline.stages import STAGE_NAMES, run_stages, stage_spans
+from nfs.pipeline.target import (MIN_FACE_CONFIDENCE, SEAM_CM, NotAFaceError, PreparedTarget, TargetKey, as_raw_mesh,
                                  check_face, content_key, manual_alignment, prepare_target, template_skin)
-from nfs.progress import Progress, StageProgress, format_eta
+from nfs.progress import ConsoleBar, Progress, RunProgress, StageProgress, format_eta, rate_eta
 from nfs.regions import N_REGIONS, REGION_NAMES, region_colors
 from nfs.render import render_normal_depth, render_shaded
 from nfs.resources import SHIPPED_MODEL_DIR
@@ -45,9 +46,9 @@ __all__ = [
     "live_chain",
     "load_face_video", "source_preview_frames", "video_calibration", "video_lacks_duration",
     "remux_video_with_duration",
-    "EXPORT_KINDS", "STAGE_NAMES", "run_stages", "stage_spans",
-    "MIN_FACE_CONFIDENCE", "SEAM_CM", "NotAFaceError", "PreparedTarget", "Progress", "as_raw_mesh", "check_face",
+    "EXPORT_KINDS", "OptionError", "RetargetOptions", "option_specs", "STAGE_NAMES", "run_stages", "stage_spans",
+    "MIN_FACE_CONFIDENCE", "SEAM_CM", "NotAFaceError", "PreparedTarget", "TargetKey", "Progress", "as_raw_mesh", "check_face",
     "content_key", "manual_alignment", "prepare_target", "template_skin",
-    "StageProgress", "format_eta", "N_REGIONS", "REGION_NAMES", "region_colors", "render_normal_depth",
+    "StageProgress", "RunProgress", "ConsoleBar", "rate_eta", "format_eta", "N_REGIONS", "REGION_NAMES", "region_colors", "render_normal_depth",
     "render_shaded", "SHIPPED_MODEL_DIR",
 ]

@@ -19,7 +19,8 @@ from nfs.pipeline.decoding import decode, rig_shapes
 from nfs.pipeline.exports import (GLB_TOLERANCE_MM, DecodedRun, default_exports, preview_note, rig_check_frames,
                                   write_avatar_export, write_glb, write_obj_zip, write_preview, write_rig)
 from nfs.pipeline.sources import SourceCodes, encode_source, head_pose_rows
-from nfs.pipeline.stages import EXPORT_KINDS, Span, stage_spans
+from nfs.options import check_exports, option_specs
+from nfs.pipeline.stages import Span, stage_spans
 from nfs.pipeline.target import PreparedTarget, as_raw_mesh, prepare_target
 from nfs.progress import Progress, no_progress
 
@@ -133,35 +134,28 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     clip = resample_clip(clip, fps)
     if clip.fps != src_fps:
         notes.append(f"clip resampled from {src_fps:g} to {clip.fps:g} fps ({clip.n_frames} frames)")
-    prepared = target_mesh if isinstance(target_mesh, PreparedTarget) else None   # (a batch shares one per target)
-    target_mesh = prepared.raw if prepared is not None else as_raw_mesh(target_mesh)
-    gltf_target = target_mesh.is_gltf
+    if not isinstance(target_mesh, PreparedTarget):   # a path or an array: read (and refused) before any work
+        target_mesh = as_raw_mesh(target_mesh)
+    gltf_target = (target_mesh.raw if isinstance(target_mesh, PreparedTarget) else target_mesh).is_gltf
     if exports is None:
         exports = default_exports(clip.n_frames, gltf_target)
         if preview_note(clip.n_frames):
             notes.append(preview_note(clip.n_frames))
-    exports = tuple(dict.fromkeys(exports))
-    unknown = set(exports) - set(EXPORT_KINDS)
-    if unknown:
-        raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {', '.join(EXPORT_KINDS)}")
+    exports = check_exports(exports) if exports else ()     # () decodes only: the result holds the frames
     if "avatar" in exports and not gltf_target:
         raise ValueError("the avatar export writes a glTF / GLB / VRM target back; this target is not one "
                          "(choose the rig or animated GLB instead)")
-    if not (np.isfinite(glb_tolerance_mm) and glb_tolerance_mm > 0):
-        raise ValueError(f"the GLB tolerance must be positive, got {glb_tolerance_mm}")
+    glb_tolerance_mm = option_specs()["glb_tolerance_mm"].check(glb_tolerance_mm)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spans = stage_spans(exports)
     timings = {}
     t = time.perf_counter()
     spans["prepare"].report(progress, 0.0, "")
-    if prepared is not None:
-        target = prepared
-    else:
-        target = prepare_target(target_mesh, model, alignment=alignment, force=force,
-                                progress=spans["prepare"].sub(progress), device=dev)
-    if not correction and model.cfg.template_prior:   # without a template prior the network is the positions
-        target = target.without_correction()
+    target = prepare_target(target_mesh, model, alignment=alignment, force=force,   # a PreparedTarget as it is
+                            progress=spans["prepare"].sub(progress), device=dev)
+    if model.cfg.template_prior:   # without a template prior the network is the positions: always on
+        target = target.with_correction(correction)
     timings["prepare"] = time.perf_counter() - t
     t = time.perf_counter()
     spans["encode"].report(progress, 0.0, "")
