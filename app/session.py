@@ -20,9 +20,11 @@ import numpy as np
 
 from nfs.io import MESH_EXTENSIONS, MeshError
 from nfs.io.gltf_colors import face_colors
-from nfs.pipeline import (EXPORT_KINDS, EXPRESSION_NAMES, N_EXPRESSION, Clip, PreparedTarget, RetargetResult,
+from nfs.options import RetargetOptions
+from nfs.pipeline import (GLB_TOLERANCE_MM, EXPORT_KINDS, EXPRESSION_NAMES, N_EXPRESSION, Clip, PreparedTarget, RetargetResult,
                           SourceCodes, StageProgress, content_key, load_clip, manual_alignment, prepare_target,
-                          preview_note, retarget, rig_shapes, run_stages, source_preview_frames, template_skin)
+                          preview_note, resample_rows, retarget, rig_shapes, run_stages, source_preview_frames,
+                          template_skin)
 
 from app.edits import SCOPES, Edits
 from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool
@@ -107,6 +109,7 @@ class Session:
         self._source_cache: dict[str, Callable] = {}
         self._viewer: Viewer | None = None
         self._runs = 0
+        self.fps_field_clip_key: str | None = None       # the clip the frame-rate field's value was chosen for
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def touch(self) -> None:
@@ -271,8 +274,8 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ run
     def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress,
-            correction: bool = False, exports=FILE_EXPORTS, preview: str = "auto", fps: float | None = None
-            ) -> RetargetResult:
+            correction: bool = False, exports=FILE_EXPORTS, preview: str = "auto", fps: float | None = None,
+            glb_tolerance_mm: float = GLB_TOLERANCE_MM) -> RetargetResult:
         """Retarget the clip onto the target with the current edits; write the chosen exports to a new run dir.
         `correction=True`: the network's learned correction on the template prior (default off: the prior
         alone). `exports`: file kinds (obj_zip, glb, rig); `preview`: "auto" (the MP4 only for takes up to
@@ -281,10 +284,8 @@ class Session:
             raise ValueError("load a target mesh first")
         if self.clip is None:
             raise ValueError("choose a source clip first")
-        if not np.isfinite(smoothing_sigma) or not 0.0 <= smoothing_sigma <= 20.0:
-            raise ValueError(f"smoothing must be between 0 and 20 frames, got {smoothing_sigma}")
-        if not np.isfinite(gain) or not 0.0 <= gain <= 1.5:
-            raise ValueError(f"gain must be between 0 and 1.5, got {gain}")
+        options = RetargetOptions(fps=float(fps or 0), smoothing_sigma=smoothing_sigma, gain=gain,
+                                  correction=bool(correction), glb_tolerance_mm=glb_tolerance_mm).validated()
         target, clip, clip_key = self.target, self.clip, self.clip_key
         offsets = self.edits.offsets(clip.n_frames, clip.fps) if self.edits.active else None
         kinds, notes = self.export_kinds(exports, preview, fps)
@@ -293,10 +294,11 @@ class Session:
         out = self.dir / f"run_{self._runs}"
         try:
             result = retarget(target.raw, clip, out, model=self.model, exports=kinds,
-                              smoothing_sigma=float(smoothing_sigma), gain=float(gain),
+                              smoothing_sigma=options.smoothing_sigma, gain=options.gain,
                               alignment=self.alignment_override, code_offset=offsets,
-                              progress=lambda f, m: progress(0.97 * f, m), correction=bool(correction),
-                              fps=fps or None, device=self.device, head_pose=self.head_pose)
+                              progress=lambda f, m: progress(0.97 * f, m), correction=options.correction,
+                              fps=options.fps or None, device=self.device, head_pose=self.head_pose,
+                              glb_tolerance_mm=options.glb_tolerance_mm)
             result.notes.extend(notes)
             progress(0.97, LIVE_RIG_STAGE)
             if result.rig is not None:                  # the exported rig is the live-edit rig
@@ -446,20 +448,48 @@ class Session:
         self._offsets = self.edits.offsets(c.n_frames, c.fps) if (c is not None and self.edits.active) else None
 
     def current_frame(self) -> int:
+        """The viewer's frame (a frame of the shown result's files, see `view_timing`)."""
         v = self._viewer
         return int(v.frame) if v is not None and self.pool is not None and self.pool.owned_by(v, self) else 0
 
+    def view_timing(self) -> tuple[int, float]:
+        """(frames, fps) the viewer plays: the shown result's, as in its files (a run at another frame rate holds
+        the resampled frames), else the clip's own."""
+        if self.result_valid():
+            return self.result.source.n_frames, float(self.result.source.fps)
+        if self.clip is not None:
+            return self.clip.n_frames, float(self.clip.fps)
+        return 1, 30.0
+
+    def clip_frame(self, view_frame: int) -> int:
+        """The clip's own frame at the time of a viewer frame (edits are kept at the clip's rate)."""
+        if self.clip is None:
+            return int(view_frame)
+        _, fps = self.view_timing()
+        return int(np.clip(round(int(view_frame) * self.clip.fps / fps), 0, self.clip.n_frames - 1))
+
+    def at_view_rate(self, rows: np.ndarray | None) -> np.ndarray | None:
+        """Per-frame rows (T, ...) at the clip's rate -> at the viewer's rate (`resample_rows`), None stays None."""
+        if rows is None or self.clip is None:
+            return rows
+        n, fps = self.view_timing()
+        if abs(fps - self.clip.fps) < 1e-9:
+            return rows
+        return resample_rows(rows, self.clip.fps, fps)[:n]
+
     def apply_edit(self, scope: str, values, frame: int | None = None, progress: Progress = _no_progress) -> int:
-        """Set the sliders of a scope (frame edits at `frame`, default the viewer's frame); redraw at once."""
+        """Set the sliders of a scope (frame edits at viewer frame `frame`, default the viewer's frame); redraw at
+        once. Returns the viewer frame."""
         if scope not in SCOPES:
             raise ValueError(f"unknown edit scope {scope!r}; choose one of {', '.join(SCOPES)}")
         frame = self.current_frame() if frame is None else int(frame)
-        if self.clip is not None and not 0 <= frame < self.clip.n_frames:
-            raise ValueError(f"frame {frame} is outside the clip (0..{self.clip.n_frames - 1})")
+        n_view, _ = self.view_timing()
+        if self.clip is not None and not 0 <= frame < n_view:
+            raise ValueError(f"frame {frame} is outside the clip (0..{n_view - 1})")
         if self.target is not None:
             self.ensure_rig(progress=progress)
         with self.lock:
-            self.edits.set(scope, frame, values)
+            self.edits.set(scope, self.clip_frame(frame), values)
             self._update_offsets()
         v = self.viewer
         if v is not None:
@@ -507,8 +537,9 @@ class Session:
                 SourceCodes(clip.name, clip.fps, codes, clip.kind), clip)}
         frames = self._source_cache[self.clip_key]
         faces = frames(0)[1]
+        clip_frame = self.clip_frame                 # the viewer plays the result's rate; the source at its own
         return SourceView(title=f"source: {clip.name}", faces=np.asarray(faces),
-                          frame=lambda i: np.asarray(frames(i)[0], np.float64))
+                          frame=lambda i: np.asarray(frames(clip_frame(i))[0], np.float64))
 
     def _face_colors(self, t: PreparedTarget) -> np.ndarray | None:
         """A glTF / VRM target's per-triangle base colours (textures decoded once per upload); textures shown as
@@ -527,12 +558,17 @@ class Session:
         valid = self.result_valid()
         if valid:
             frames = self.result.frames()
-            base_w = self.result.source.weights
-            run_off = self.result_offsets
+            base_w = self.result.source.weights      # (T, 53) at the result's rate, as its frames
+            run_off = self.at_view_rate(self.result_offsets)
+            edits_now = {}                           # the current edits at the result's rate, by their identity
 
             def frame(i: int) -> np.ndarray:
                 v = np.asarray(frames[min(i, len(frames) - 1)], np.float64)
                 now, rig = self._offsets, rigs.get(key)
+                if now is not None:
+                    if edits_now.get("of") is not now:
+                        edits_now.update({"of": now, "rows": self.at_view_rate(now)})
+                    now = edits_now["rows"]
                 if rig is not None and (now is not None or run_off is not None):
                     i = min(i, len(base_w) - 1)
                     w0 = base_w[i] - (run_off[i] if run_off is not None else 0.0)
@@ -569,12 +605,13 @@ class Session:
     def view_content(self) -> ViewContent:
         with self.lock:
             clip = self.clip
-            n = clip.n_frames if clip is not None else 1
-            fps = clip.fps if clip is not None else 30.0
+            n, fps = self.view_timing()
             valid = self.result_valid()
             parts = []
             if clip is not None:
-                parts.append(f"source **{clip.name}** ({n} frames, {fps:g} fps)")
+                parts.append(f"source **{clip.name}** ({n} frames, {fps:g} fps"
+                             + (f", resampled from {clip.n_frames} at {clip.fps:g} fps)"
+                                if abs(fps - clip.fps) > 1e-9 else ")"))
             if self.target is not None:
                 parts.append(f"target **{self.target.name}**" + (" — retargeted" if valid else " — not run yet"))
             if self.edits.active:

@@ -19,9 +19,11 @@ import gradio as gr
 import numpy as np
 
 from nfs.io import CLIP_EXTENSIONS, MESH_EXTENSIONS, ClipError, MeshError
+from nfs.options import option_specs
 from nfs.pipeline import EXPRESSION_NAMES, PREVIEW_DEFAULT_MAX_FRAMES, UP_AXES
 
 from app import about, video_tab
+from app.controls import export_choices, option_checkbox, option_number, option_slider
 from app.demo_assets import DESCRIPTIONS, builtin_clips, demo_target_path, demo_targets
 from app.edits import SCOPES, SLIDER_RANGE, facs_groups, parse_offsets_json
 from app.progress import StageProgress
@@ -174,6 +176,7 @@ class App:
             self._target_events(w)
             self._source_events(w)
             self._run_events(w)
+            self._fps_field_events(w)
             self._edit_events(w)
             self._display_events(w)
             self._api_endpoints()
@@ -210,11 +213,9 @@ class App:
                                   "Multiface tracked_mesh zip or .npz", file_types=CLIP_TYPES, type="filepath",
                                   elem_id="clip-upload")
             with gr.Row():
-                w.smoothing = gr.Slider(0, 10, value=0, step=0.5, label="temporal smoothing σ (frames)")
-                w.gain = gr.Slider(0, 1.5, value=1.0, step=0.05, label="expression gain")
-            w.correction = gr.Checkbox(value=False, label="network correction (off by default: the fitted "
-                                       "template prior alone is more accurate on every eval category; see "
-                                       "docs/results.md)", elem_id="correction")
+                w.smoothing = option_slider("smoothing_sigma", elem_id="smoothing")
+                w.gain = option_slider("gain", elem_id="gain")
+            w.correction = option_checkbox("correction", elem_id="correction")
             w.clip_info = gr.Markdown("*No clip loaded.*", elem_id="clip-info")
 
     def _edit_tab(self, w: "Widgets") -> None:
@@ -253,15 +254,13 @@ class App:
 
     def _run_panel(self, w: "Widgets") -> None:
         with gr.Row():
-            w.export_pick = gr.CheckboxGroup(
-                [("OBJ sequence (zip)", "obj_zip"), ("animated GLB", "glb"), ("baked rig GLB", "rig"),
-                 ("your avatar back (glTF / VRM uploads)", "avatar")],
-                value=list(FILE_EXPORTS), label="files to write", elem_id="export-pick")
+            w.export_pick = gr.CheckboxGroup(export_choices(FILE_EXPORTS), value=list(FILE_EXPORTS),
+                                             label="files to write", elem_id="export-pick")
             w.preview_pick = gr.Radio(list(PREVIEW_CHOICES), value="auto", elem_id="preview-pick",
                                       label=f"MP4 preview (auto: only for takes up to {PREVIEW_DEFAULT_MAX_FRAMES} "
                                             "frames; it renders ~10-20 frames/s)")
-            w.fps_pick = gr.Number(0, label="frame rate (0: keep the source's own)", minimum=0, maximum=240,
-                                   elem_id="fps-pick")
+            w.fps_pick = option_number("fps", elem_id="fps-pick")
+            w.tolerance = option_number("glb_tolerance_mm", elem_id="glb-tolerance")
         w.run_btn = gr.Button("Retarget & export", variant="primary", elem_id="run-btn")
         w.run_status = gr.Markdown("", elem_id="run-status")
         with gr.Row():
@@ -296,7 +295,7 @@ class App:
 
     def edit_outputs(self, s: Session, scope: str) -> tuple:
         """(edit status, carry-over button, 53 slider values) of the loaded pair."""
-        values = s.edits.values(scope if scope in SCOPES else SCOPES[0], s.current_frame())
+        values = s.edits.values(scope if scope in SCOPES else SCOPES[0], s.clip_frame(s.current_frame()))
         return (s.edit_report(), gr.update(visible=s.carry_offer is not None),
                 *[float(x) for x in values])
 
@@ -420,10 +419,25 @@ class App:
                                                  [w.state, w.clip_info, w.clip_kind], api_name="set_clip_file",
                                                  concurrency_id=HEAVY, show_progress_on=[w.clip_info]))
 
+    def _fps_field_events(self, w: "Widgets") -> None:
+        """The frame-rate field belongs to a clip: any new clip (built-in, file, video) sets it back to 0 (the
+        clip's own rate), so a rate chosen for one take is never applied silently to the next."""
+        @guarded
+        def on_clip_shown(st, fps, request: gr.Request):
+            s = self.session(st, request)
+            if s.fps_field_clip_key == s.clip_key:
+                return fps
+            s.fps_field_clip_key = s.clip_key
+            return 0
+
+        w.clip_info.change(on_clip_shown, [w.state, w.fps_pick], [w.fps_pick], api_visibility="private",
+                           concurrency_limit=None, show_progress="hidden")
+
     def _run_events(self, w: "Widgets") -> None:
         @guarded
-        def on_run(st, kind, builtin, file, sm, gn, corr=True, files_wanted=FILE_EXPORTS, preview="auto", fps=0,
-                   request: gr.Request = None, progress=gr.Progress()):
+        def on_run(st, kind, builtin, file, sm, gn, corr=False, files_wanted=FILE_EXPORTS, preview="auto", fps=0,
+                   tolerance=option_specs()["glb_tolerance_mm"].default, request: gr.Request = None,
+                   progress=gr.Progress()):
             s = self.session(st, request)
             spec, key = self._clip_spec(kind, builtin, file, s)
             exports, preview, fps = tuple(files_wanted or ()), preview or "auto", float(fps or 0) or None
@@ -432,12 +446,12 @@ class App:
                 s.set_clip(spec, key)
                 stages.set_stages(stages_of_run(s.export_kinds(exports, preview, fps)[0]))
                 s.run(float(sm), float(gn), stages, correction=corr is True, exports=exports, preview=preview,
-                      fps=fps)
+                      fps=fps, glb_tolerance_mm=float(tolerance))
             return (s, *self.results_outputs(s), viewer_html(s.viewer_url()), self.target_markdown(s),
                     self.clip_markdown(s), False)
 
         run = w.run_btn.click(on_run, [w.state, w.clip_kind, w.clip_pick, w.clip_file, w.smoothing, w.gain,
-                                       w.correction, w.export_pick, w.preview_pick, w.fps_pick],
+                                       w.correction, w.export_pick, w.preview_pick, w.fps_pick, w.tolerance],
                               [w.state, w.run_status, *w.files, w.viewer, w.target_info, w.clip_info,
                                w.show_template],
                               api_name="run", concurrency_id=HEAVY, show_progress_on=[w.run_status])
@@ -470,7 +484,7 @@ class App:
             if v is not None:
                 v.play(False)
             frame = s.current_frame()
-            values = s.edits.values(sc, frame)
+            values = s.edits.values(sc, s.clip_frame(frame))
             return (self.edit_markdown(s, sc, frame), *[float(x) for x in values])
 
         for trigger in (w.scope.change, w.grab_btn.click):

@@ -30,6 +30,7 @@ _PUBLIC = {
     "nfs.avatar_export": ("export_avatar",),                      # a glTF / VRM back with ARKit targets
     "nfs.arkit": ("ARKIT_NAMES", "VISEME_NAMES"),
     "nfs.resources": ("SHIPPED_MODEL_DIR",),
+    "nfs.options": ("RetargetOptions", "OptionError"),            # every run option: default, bounds, help
     "nfs.batch": ("run_batch",),                                  # many targets x clips (docs/batch.md)
 }
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 
-MAX_SMOOTH_FRAMES = 120.0   # temporal smoothing sigma, frames
-MAX_GAIN = 3.0
 
 
 class CliError(ValueError):
@@ -91,38 +90,10 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
-class _Bar:
-    """A one-line progress bar on stderr; `retarget`'s "stage: i/n ..." messages get the stage's time left, from
-    the rate of its count so far."""
-
-    def __init__(self):
-        self.stage, self.start = None, None     # the current stage's name, and (time, count) when its count began
-
-    def _eta(self, message: str) -> str:
-        import re
-        import time
-
-        from nfs.pipeline import format_eta
-        name, _, detail = message.partition(":")
-        now = time.perf_counter()
-        if name != self.stage:
-            self.stage, self.start = name, None
-        m = re.search(r"(\d+)\s*/\s*(\d+)", detail)
-        if m is None:
-            return ""
-        i, n = int(m.group(1)), int(m.group(2))
-        if self.start is None or i < self.start[1]:
-            self.start = (now, i)
-        t0, i0 = self.start
-        return " · " + format_eta((now - t0) / (i - i0) * (n - i) if i > i0 and now - t0 > 0.2 else None)
-
-    def __call__(self, fraction: float, message: str) -> None:
-        n = int(30 * max(0.0, min(1.0, fraction)))
-        message += self._eta(message)
-        sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {100 * fraction:5.1f}% {message[:90]:<90}")
-        sys.stderr.flush()
-        if fraction >= 1.0:
-            sys.stderr.write("\n")
+def _Bar():
+    """The command line's progress bar on stderr (`nfs.progress.ConsoleBar`)."""
+    from nfs.progress import ConsoleBar
+    return ConsoleBar()
 
 
 UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF/VRM in any unit (metres, centimetres, millimetres or none) "
@@ -134,14 +105,14 @@ UNITS_HELP = ("Target meshes: OBJ, PLY, STL, OFF, GLB/GLTF/VRM in any unit (metr
 
 
 def _model_arg(p):
+    from nfs.options import add_arguments
     p.add_argument("--model", default=None, help="model directory (default: the shipped ckpts/nfs_cpu)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="where the encoders and decoder run: auto (a CUDA GPU when torch sees one), cpu or cuda")
+    add_arguments(p, ["device"])
 
 
 def _force_arg(p):
-    p.add_argument("--force", action="store_true", help="go on with a target that does not look like a face "
-                   "(face confidence below the threshold)")
+    from nfs.options import add_arguments
+    add_arguments(p, ["force"])
 
 
 def _load_model(path):
@@ -179,86 +150,48 @@ def cmd_prepare(argv: list[str]) -> int:
     return 0
 
 
-def cmd_retarget(argv: list[str]) -> int:
-    from nfs.pipeline import EXPORT_KINDS, PREVIEW_DEFAULT_MAX_FRAMES, retarget
+def retarget_parser() -> argparse.ArgumentParser:
+    """The parser of `python -m nfs retarget`: the target, clip and output, every run option of
+    `nfs.options.RetargetOptions`, and the model."""
+    from nfs.options import add_arguments
     p = _Parser(prog="python -m nfs retarget", description="Put a source clip's animation on a "
                                 "target mesh and write the exports. " + UNITS_HELP)
     p.add_argument("--target", required=True, help="target mesh file")
     p.add_argument("--clip", required=True, help="built-in clip name or clip file/folder")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--exports", default="auto",
-                   help=f"comma list of {','.join(EXPORT_KINDS)}, or 'all', or 'auto' (default: all but the mp4 "
-                        f"preview for takes over {PREVIEW_DEFAULT_MAX_FRAMES} frames; avatar, the input glTF / VRM "
-                        "back whole with 52 ARKit targets and the clip's animation, only for glTF / VRM targets)")
-    p.add_argument("--visemes", action="store_true",
-                   help="avatar export: also add the 15 Oculus visemes (viseme_sil ... viseme_U) as ARKit mixes")
-    p.add_argument("--keep-existing-targets", action="store_true",
-                   help="avatar export: keep the file's own targets of ARKit / viseme names (default: replace them)")
-    p.add_argument("--fps", type=number(float, 1.0, 1000.0, what="frames per second"), default=None,
-                   help="resample the clip to this frame rate (1 to 1000; default: keep the source's own rate)")
-    p.add_argument("--glb-tolerance-mm", type=number(float, 0.0, 100.0, low_open=True, what="mm"), default=0.1,
-                   help="largest error of the animated GLB against the decoded frames, in mm (default 0.1)")
-    p.add_argument("--smooth", type=number(float, 0.0, MAX_SMOOTH_FRAMES, what="frames"), default=0.0,
-                   help=f"temporal Gaussian smoothing sigma, in frames (0 to {MAX_SMOOTH_FRAMES:g})")
-    p.add_argument("--gain", type=number(float, 0.0, MAX_GAIN), default=1.0,
-                   help=f"expression gain on the 53 FACS weights (0 to {MAX_GAIN:g})")
-    p.add_argument("--correction", action="store_true",
-                   help="add the network's learned correction to the template prior's positions (off by default: "
-                        "the prior alone is more accurate in every category of `python -m nfs eval`)")
-    p.add_argument("--no-correction", action="store_true",
-                   help="the template prior alone, without the network's correction (the default)")
-    p.add_argument("--neutral-frame", type=int, default=None,
-                   help="video clips: the frame (from 0) showing the relaxed face (default: chosen automatically)")
-    p.add_argument("--head-pose", action="store_true", help="video clips: the target also follows the head's motion")
-    p.add_argument("--keep-neutral", action="store_true",
-                   help="video clips: do not take the neutral frame's scores off every frame")
-    p.add_argument("--dead-zone", type=float, default=0.0,
-                   help="video clips: scores below this (0..0.9, after the neutral) read 0")
-    p.add_argument("--shape-gains", default="",
-                   help='video clips: per-shape gains, ARKit or ICT names or a stem for both sides, e.g. '
-                        '"eyeBlink=1.3,jawOpen=1.2"')
-    _force_arg(p)
-    _model_arg(p)
-    a = p.parse_args(argv)
-    exports = parse_exports(a.exports, EXPORT_KINDS)
-    from nfs.pipeline import as_raw_mesh
+    add_arguments(p)
+    p.add_argument("--model", default=None, help="model directory (default: the shipped ckpts/nfs_cpu)")
+    return p
+
+
+def cmd_retarget(argv: list[str]) -> int:
+    from nfs.options import from_arguments
+    from nfs.pipeline import retarget
+    a = retarget_parser().parse_args(argv)
+    options = from_arguments(a)          # every option checked (e.g. no export named) before any work
     from nfs.model.precision import resolve_device
+    from nfs.pipeline import as_raw_mesh, load_clip
     target = as_raw_mesh(a.target)  # bad input is reported before the model loads
-    if exports is not None and a.exports.strip().lower() == "all" and not target.is_gltf:
-        exports = tuple(k for k in exports if k != "avatar")
-    resolve_device(a.device)     # a clear error before any work when CUDA is asked for and absent
-    from nfs.pipeline import is_face_video, load_clip, video_calibration
+    if options.exports is not None and a.exports.strip().lower() == "all" and not target.is_gltf:
+        options = dataclasses.replace(options, exports=tuple(k for k in options.exports if k != "avatar"))
+    device = resolve_device(options.device)   # once; a clear error before any work when CUDA is absent
+    from nfs.pipeline import is_face_video, video_calibration
     calibration = None
     if is_face_video(a.clip):
-        calibration = video_calibration(a.neutral_frame, not a.keep_neutral, a.dead_zone, a.shape_gains)
-    elif a.keep_neutral or a.dead_zone or a.shape_gains:
+        calibration = video_calibration(options.neutral_frame, not options.keep_neutral, options.dead_zone,
+                                        options.shape_gains)
+    elif options.keep_neutral or options.dead_zone or options.shape_gains:
         raise ValueError(f"{a.clip}: --keep-neutral, --dead-zone and --shape-gains apply to video clips only")
-    clip = load_clip(a.clip, neutral_frame=a.neutral_frame, progress=_Bar(), calibration=calibration)
+    clip = load_clip(a.clip, neutral_frame=options.neutral_frame, progress=_Bar(), calibration=calibration)
     for warning in clip.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    r = retarget(target, clip, a.out, model=_load_model(a.model), exports=exports, smoothing_sigma=a.smooth,
-                 gain=a.gain, progress=_Bar(), correction=a.correction and not a.no_correction, fps=a.fps,
-                 device=a.device, glb_tolerance_mm=a.glb_tolerance_mm, head_pose=a.head_pose, force=a.force,
-                 visemes=a.visemes, keep_existing_targets=a.keep_existing_targets)
+    r = retarget(target, clip, a.out, model=_load_model(a.model), progress=_Bar(),
+                 **{**options.retarget_kwargs(), "device": device})
     print("\n".join(r.target.summary()))
     print("\n".join(r.summary()))
     for kind, path in r.exports.items():
         print(f"{kind}: {path}")
     return 0
-
-
-def parse_exports(text: str, kinds: tuple) -> tuple | None:
-    """'auto' -> None (the pipeline's default), 'all' -> every kind, else a checked comma list."""
-    text = text.strip().lower()
-    if text == "auto":
-        return None
-    if text == "all":
-        return tuple(kinds)
-    chosen = tuple(e.strip() for e in text.split(",") if e.strip())
-    unknown = [e for e in chosen if e not in kinds]
-    if unknown:
-        raise ValueError(f"unknown export {', '.join(unknown)}; choose from {', '.join(kinds)}, all or auto")
-    return chosen
 
 
 def cmd_export(argv: list[str]) -> int:

@@ -26,7 +26,7 @@ from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.losses import (edge_pseudo_inverse, jacobian_loss, normal_loss, quadratic_basis_loss, range_loss,
                               torch_vertex_normals)
 from nfs.model.network import NFSNetwork
-from nfs.model.precision import inference_dtype
+from nfs.model.precision import inference_dtype, resolve_device
 from nfs.regions import N_REGIONS
 from nfs.render import render_normal_depth
 
@@ -80,12 +80,6 @@ def smooth_distance(d: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
     """Per-vertex distance |d| of displacement errors (..., 3) in cm, smoothed below eps (0.1 mm) so that its
     gradient is defined at 0: sqrt(|d|^2 + eps^2) - eps."""
     return torch.sqrt(d.float().square().sum(-1) + eps * eps) - eps
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class SubjectPool:
@@ -169,7 +163,7 @@ def held_out_subjects(n: int, k_eig: int, image_size: int, region: str = "skin")
 class Trainer:
     def __init__(self, cfg: TrainConfig, log=print):
         self.cfg, self.log = cfg, log
-        self.device = pick_device(cfg.device)
+        self.device = resolve_device(cfg.device)
         self.bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and inference_dtype(self.device) == torch.bfloat16)
         torch.manual_seed(cfg.seed)
         self.net_cfg = get_preset(cfg.preset, n_regions=N_REGIONS)

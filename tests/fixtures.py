@@ -1,8 +1,6 @@
-"""Test fixtures: a small Multiface-style capture written from the ICT model with known weights, and the scripts
-of tools/ loaded as modules."""
+"""Test fixtures: a small Multiface-style capture written from the ICT model with known weights."""
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from pathlib import Path
 
@@ -69,12 +67,3 @@ def write_multiface_fixture(root, n_frames: int = 5, region: str = "narrow_face"
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
     return codes
-
-
-def load_tool(name: str):
-    """The script tools/<name>.py loaded as a module (tools/ is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -1,6 +1,6 @@
 """Hostile uploads through the real app (`python app.py`, driven with gradio_client): every case of
 tests/data/bad/MANIFEST.json goes through the endpoint a browser would use (targets: /upload_target, clips:
-/set_clip_file), in one session of one app process.
+/set_clip_file), in one session of the app process that the app tests share.
 
 - refused cases: the call fails with a one-line gr.Error containing the manifest's `expect` (case-insensitive).
   Two files are stopped earlier by Gradio itself, because their extension is not among the upload component's
@@ -28,12 +28,10 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-from fixtures import load_tool  # noqa: E402
-
-corpus = load_tool("make_bad_inputs")
+from data_makers import bad_inputs as corpus  # noqa: E402
 from app.demo_assets import demo_target_path  # noqa: E402
 from app.session import MAX_UPLOAD_MB  # noqa: E402
-from app_harness import running_app, write_expression_csv  # noqa: E402
+from app_harness import write_expression_csv  # noqa: E402
 from app.ui import CLIP_TYPES, MESH_TYPES  # noqa: E402
 from nfs import REPO_ROOT  # noqa: E402
 from nfs.clips import MAX_FRAMES  # noqa: E402
@@ -72,17 +70,12 @@ def message_of(err: BaseException) -> str:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def client(app) -> Client:
+    """One session of the shared app for the whole corpus; no nfs_evil_* file before it, the app alive after."""
     before = evil_files()
     assert not before, f"nfs_evil_* files exist before the test: {before}"
-    with running_app(tmp_path_factory.mktemp("app_log"), max_frames=12) as running:
-        yield running
-        assert running.process.poll() is None, running.log()[-3000:]
-
-
-@pytest.fixture(scope="module")
-def client(app) -> Client:
-    return Client(app.url, verbose=False)
+    yield Client(app.url, verbose=False)
+    assert app.process.poll() is None, app.log()[-3000:]
 
 
 @pytest.fixture(scope="module")

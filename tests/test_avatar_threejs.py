@@ -37,7 +37,8 @@ def _playwright_missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_playwright_missing() is not None, reason=str(_playwright_missing()))
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(_playwright_missing() is not None, reason=str(_playwright_missing()))]
 
 PAGE = """<!doctype html><html><head><script type="importmap">
 {"imports": {"three": "/three/build/three.module.js", "three/addons/": "/three/examples/jsm/"}}
@@ -89,17 +90,17 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            p = browser.new_page()
-            p.goto(server[1] + "/index.html")
-            p.wait_for_function("window.ready === true", timeout=60_000)
-            yield p
-        finally:
-            browser.close()
+def page(server, browser):
+    """One page of the session's browser (pytest-playwright, the system Chromium: tests/conftest.py) for the
+    module, with three.js loaded."""
+    context = browser.new_context()
+    try:
+        p = context.new_page()
+        p.goto(server[1] + "/index.html")
+        p.wait_for_function("window.ready === true", timeout=60_000)
+        yield p
+    finally:
+        context.close()
 
 
 def _shapes(raw) -> np.ndarray:

@@ -123,6 +123,8 @@ def session_root(status: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
+    """A fresh app of its own (not the one the other app tests share): both phases need cold in-memory
+    preparations of the demo targets, which the other tests load."""
     with running_app(tmp_path_factory.mktemp("app_log"), max_frames=12,
                      extra_args=("--concurrency", str(CONCURRENCY))) as running:
         yield running

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from fixtures import load_tool
 
 import avatar_factory
 from nfs import REPO_ROOT
@@ -23,7 +22,8 @@ from nfs.mesh.parts import part_hints
 from nfs.pipeline import MIN_FACE_CONFIDENCE
 from nfs.render import VIEW_CENTER
 
-corpus = load_tool("face_corpus")
+from data_makers import face_corpus as corpus  # noqa: E402
+
 HEADS = corpus.faces_corpus()
 NON_FACES = corpus.non_faces_corpus()
 
@@ -196,3 +196,31 @@ def test_names_are_hints():
     card = brow + np.array([0.0, 0.0, 0.1])
     assert bones.component_weights(card, skin, edge)[1] == "skin"
     assert bones.component_weights(card, skin, edge, hint=STILL_HINT)[1] == "still"
+
+
+def test_eyes_named_as_eyes_mark_the_face_when_they_are_no_spheres():
+    """VRoid models eye whites as curved plates, not balls: by geometry they are no eyeballs; named as eyes (the
+    primitives' material names) they mark the eye centres."""
+    from nfs.mesh.bones import ict_bone_skin
+    from nfs.mesh.parts import EYE_HINT, eye_pair
+
+    v, f = corpus.plain_head(4, eyes=False)
+    centres = ict_bone_skin()[3]
+    plates = []
+    for c in centres:
+        grid = np.stack(np.meshgrid(np.linspace(-1.2, 1.2, 7), np.linspace(-0.8, 0.8, 5)), -1).reshape(-1, 2)
+        p = np.c_[grid, 1.0 - 0.15 * (grid ** 2).sum(1)] + c             # a shallow dome in front of the centre
+        idx = np.arange(35).reshape(5, 7)
+        tri = np.concatenate([np.stack([idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel()], 1),
+                              np.stack([idx[1:, :-1].ravel(), idx[1:, 1:].ravel(), idx[:-1, 1:].ravel()], 1)])
+        plates.append((p, tri))
+    mesh_v, mesh_f = corpus.join((v, f), *plates)
+    clean = clean_mesh(_user_frame(mesh_v, seed=9), mesh_f)
+    assert eye_pair(clean) is None
+    hints = np.zeros(len(mesh_v), np.int8)
+    hints[len(v):] = EYE_HINT
+    pair = eye_pair(clean, hints)
+    assert pair is not None
+    found = np.sort(pair.centres[:, 0])
+    expected = np.sort(_user_frame(centres + np.array([0.0, 0.0, 0.85]), seed=9)[:, 0])
+    np.testing.assert_allclose(found, expected, atol=0.005)          # metres: within 5 mm of the plates' centres

@@ -106,6 +106,7 @@ def test_batched_frames_match_frame_by_frame(dtype):
                                * scale)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_cuda_bfloat16_decoder_matches_cpu_float32():
     """On a GPU: the encoders and the folded decoder in bfloat16 with batched frames, against the CPU in float32."""

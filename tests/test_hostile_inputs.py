@@ -1,7 +1,7 @@
 """Hostile and odd uploads (issue 9): every case of tests/data/bad/MANIFEST.json through the loaders, the
 pipeline's first steps and the CLI. Refused inputs give one line naming the problem (and, except where
 noted, the file); valid-but-odd ones are accepted and prepared. Nothing is ever written outside the
-output folder. The corpus is written by tools/make_bad_inputs.py; the large cases are made here.
+output folder. The corpus is written by tests/data_makers/bad_inputs.py; the large cases are made here.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures import load_tool
 from nfs import REPO_ROOT
 from nfs.__main__ import main as cli_main
 from nfs.clips import MAX_FRAMES, ClipError
@@ -29,7 +28,7 @@ from nfs.mesh.clean import clean_mesh
 from nfs.pipeline import as_raw_mesh, load_clip, prepare_target
 from nfs.regions import N_REGIONS
 
-corpus = load_tool("make_bad_inputs")
+from data_makers import bad_inputs as corpus  # noqa: E402
 
 BAD = REPO_ROOT / "tests" / "data" / "bad"
 MANIFEST = json.loads((BAD / "MANIFEST.json").read_text())

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from fixtures import load_tool
 from nfs import REPO_ROOT
 from nfs.io import MeshError, load_clip, load_mesh, load_mesh_bytes
 
-corpus = load_tool("make_bad_inputs")
+from data_makers import bad_inputs as corpus  # noqa: E402
 
 BAD = REPO_ROOT / "tests" / "data" / "bad"
 

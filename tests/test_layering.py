@@ -3,7 +3,8 @@
 - `nfs/model` imports nothing from `nfs/data` or `nfs/eval`;
 - `nfs/eval` imports only the pipeline, its metrics and its baselines (and its own modules, which obey the same
   rule); the metrics and baselines themselves may measure with `nfs/geometry` and the ICT model;
-- `app/` and `app.py` import only the pipeline, I/O (`nfs/io`) and the exports (`nfs/export.py`);
+- `app/` and `app.py` import only the pipeline, I/O (`nfs/io`), the exports (`nfs/export.py`) and the run options
+  (`nfs/options.py`);
 - and nothing in `nfs/` imports the UI (gradio, viser, `app/`).
 """
 from __future__ import annotations
@@ -79,8 +80,8 @@ def forbidden(rel: str, module: str) -> str | None:
         if _ours(module) and not (_within(module, ("nfs.pipeline",)) or module.startswith("nfs.eval.")):
             return "nfs/eval imports only nfs.pipeline, nfs.eval.metrics, nfs.eval.baselines and its own modules"
     elif rel.startswith("app/") or rel == "app.py":
-        if _ours(module) and not _within(module, ("nfs.pipeline", "nfs.io", "nfs.export", "app")):
-            return "app/ imports only nfs.pipeline, nfs.io and nfs.export"
+        if _ours(module) and not _within(module, ("nfs.pipeline", "nfs.io", "nfs.export", "nfs.options", "app")):
+            return "app/ imports only nfs.pipeline, nfs.io, nfs.export and nfs.options"
     return None
 
 
@@ -133,9 +134,83 @@ def test_the_rules(rel, module, allowed):
 def test_a_forbidden_import_is_named_with_its_file_and_line():
     source = "import numpy\nfrom nfs.io import load_clip\n\ndef f():\n    from nfs.ict import N_EXPRESSION\n"
     assert violations(REPO / "app" / "bad.py", source) == [
-        "app/bad.py:5 imports nfs.ict (app/ imports only nfs.pipeline, nfs.io and nfs.export)"]
+        "app/bad.py:5 imports nfs.ict (app/ imports only nfs.pipeline, nfs.io, nfs.export and nfs.options)"]
 
 
 def test_layering_holds():
     bad = [v for path in layered_files() for v in violations(path, path.read_text(encoding="utf-8"))]
     assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+# ----------------------------------------------------------------------------------------------- cycles, private names
+
+def module_name(path: Path) -> str:
+    """The dotted module of a repository file (a package's __init__.py is the package)."""
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if path.name == "__init__.py" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """nfs module -> the nfs modules it imports (every import, inside functions too)."""
+    files = sorted((REPO / "nfs").rglob("*.py"))
+    modules = {module_name(p) for p in files}
+    return {module_name(p): {m for _, m in imported_modules(p.read_text(encoding="utf-8"), p) if m in modules
+                             and m != module_name(p)} for p in files}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle [a, b, ..., a] of `graph`, or None (depth-first search, modules in sorted order)."""
+    state: dict[str, int] = {}          # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def private_imports(source: str, path: Path) -> list[str]:
+    """'file:line imports _name from module' for every underscore name `source` imports from another nfs module."""
+    rel = path.relative_to(REPO).as_posix()
+    found = []
+    for node in ast.walk(ast.parse(source, str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nfs") and not node.level:
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    found.append(f"{rel}:{node.lineno} imports {a.name} from {node.module}")
+    return found
+
+
+def test_the_cycle_finder_names_the_modules():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    fake = REPO / "nfs" / "fake.py"
+    assert private_imports("from nfs.mesh.align import _template, Alignment\nfrom os import _exit\n", fake) == [
+        "nfs/fake.py:1 imports _template from nfs.mesh.align"]
+
+
+def test_no_import_cycle_between_nfs_modules():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_private_name_is_imported_from_another_module():
+    files = [REPO / "app.py"] + sorted((REPO / "nfs").rglob("*.py")) + sorted((REPO / "app").rglob("*.py"))
+    bad = [v for path in files for v in private_imports(path.read_text(encoding="utf-8"), path)]
+    assert not bad, "private names imported across modules:\n" + "\n".join(bad)

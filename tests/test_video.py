@@ -1,5 +1,5 @@
 """The video source on honest input: face videos rendered from the ICT model with known weights, head motion and eye
-turns (tests/data/video, made by tools/make_video_fixtures.py with the project's renderer), run through Face
+turns (tests/data/video, made by tests/data_makers/video_fixtures.py with the project's renderer), run through Face
 Landmarker v2 (detector, 478 landmarks, blendshape model, transformation matrix). Also: one-sided blinks and smiles,
 brows down, gaze, calibration, missing-face frames, two faces, a face turned away or upside down, a video with no
 face, image folders, the neutral frame option, the retargeted lip gap and the CLI."""
@@ -155,7 +155,7 @@ def test_cli_video_calibration_options_are_checked():
     target = str(REPO_ROOT / "assets" / "targets" / "stylized_head.obj")
     for extra, message in ((["--clip", str(VIDEO), "--shape-gains", "mouthWide=2"],
                             "unknown blendshape names in the gains: mouthWide"),
-                           (["--clip", str(VIDEO), "--dead-zone", "2"], "dead zone must be between 0 and 0.9"),
+                           (["--clip", str(VIDEO), "--dead-zone", "2"], "--dead-zone: must be 0 to 0.9"),
                            (["--clip", "smile", "--dead-zone", "0.1"], "apply to video clips only")):
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

@@ -1,22 +1,21 @@
 """Face confidence of faces and non-faces, to place the refusal threshold (nfs.pipeline.MIN_FACE_CONFIDENCE).
 
-Faces: the demo targets, a few targets of every evaluation category, heads on bodies (tools/synthetic_bodies.py),
-the avatar corpus (tools/face_corpus.py: an avatar head with a closed mouth bag, closed sockets and separate eyes
-and teeth, the same on a body with an outfit, heads with hair cards, a hat, glasses). Non-faces: a cube, a sphere,
-a flat disk, a single triangle, a tetrahedron, a torus, a cylinder, a plane grid, a random triangle soup, a hand, a
-lumpy blob. Each goes through the same intake as the product (clean_mesh + find_head) in a random orientation and
-unit. Prints one line per mesh (the face confidence, the geometric fit's confidence and the face check's score,
-see nfs.mesh.faceness) and the gap between the lowest face and the highest non-face.
+Faces: the demo targets, a few targets of every evaluation category, heads on bodies
+(tests/data_makers/synthetic_bodies.py), the avatar corpus (tests/data_makers/face_corpus.py: an avatar head with a
+closed mouth bag, closed sockets and separate eyes and teeth, the same on a body with an outfit, heads with hair
+cards, a hat, glasses). Non-faces: a cube, a sphere, a flat disk, a single triangle, a tetrahedron, a torus, a
+cylinder, a plane grid, a random triangle soup, a hand, a lumpy blob. Each goes through the same intake as the
+product (clean_mesh + find_head) in a random orientation and unit. Prints one line per mesh (the face confidence,
+the geometric fit's confidence and the face check's score, see nfs.mesh.faceness) and the gap between the lowest
+face and the highest non-face.
 
     python tools/calibrate_face_threshold.py [--per-category 2] [--only NAME ...]
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import trimesh
@@ -27,6 +26,8 @@ from nfs.io import load_mesh
 from nfs.mesh.clean import clean_mesh
 from nfs.mesh.head import find_head
 from nfs.pipeline import MIN_FACE_CONFIDENCE
+
+sys.path.insert(0, str(REPO_ROOT / "tests"))          # the test-data makers (tests/data_makers), shared with the tests
 
 
 def non_faces() -> dict:
@@ -55,19 +56,14 @@ def non_faces() -> dict:
 
 
 def corpus():
-    spec = importlib.util.spec_from_file_location("face_corpus", Path(__file__).with_name("face_corpus.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from data_makers import face_corpus
+    return face_corpus
 
 
 def faces(per_category: int) -> dict:
     from nfs.data.benchmark import CATEGORIES, build_target
     from nfs.ict import load_ict
-
-    spec = importlib.util.spec_from_file_location("synthetic_bodies", Path(__file__).with_name("synthetic_bodies.py"))
-    bodies = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bodies)
+    from data_makers import synthetic_bodies as bodies
     full_body, head_on_shoulders, head_with_separate_torso = (bodies.full_body, bodies.head_on_shoulders,
                                                               bodies.head_with_separate_torso)
 

@@ -391,7 +391,7 @@ class _Scheduler:
 
 def format_state(state: BatchState, width: int = 24) -> str:
     """One line: a bar of pairs done, the counts, targets prepared and the time left."""
-    from nfs.pipeline import format_eta
+    from nfs.progress import format_eta
     frac = state.done / state.total if state.total else 1.0
     n = int(width * frac)
     eta = "done" if state.finished else format_eta(state.eta)

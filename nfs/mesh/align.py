@@ -137,7 +137,7 @@ def surface_moments(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray
 
 
 @dataclass
-class _Surface:
+class SampledSurface:
     """Dense surface samples with a KD-tree, in a fixed frame."""
 
     points: np.ndarray   # (N, 3)
@@ -146,15 +146,15 @@ class _Surface:
     spacing: float       # typical distance between neighbouring samples
 
     @classmethod
-    def build(cls, vertices, faces, n: int, seed: int) -> "_Surface":
+    def build(cls, vertices, faces, n: int, seed: int) -> "SampledSurface":
         points, normals = sample_surface(vertices, faces, n, seed)
         area = surface_moments(vertices, faces)[2]
         return cls(points, normals, cKDTree(points), float(np.sqrt(area / n)))
 
-    def prefix(self, n: int) -> "_Surface":
+    def prefix(self, n: int) -> "SampledSurface":
         """The first n samples (themselves uniformly random) with their own, faster KD-tree."""
         spacing = self.spacing * np.sqrt(len(self.points) / n)
-        return _Surface(self.points[:n], self.normals[:n], cKDTree(self.points[:n]), float(spacing))
+        return SampledSurface(self.points[:n], self.normals[:n], cKDTree(self.points[:n]), float(spacing))
 
     def distance(self, query: np.ndarray, point_to_plane: bool = False,
                  upper_bound: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
@@ -169,11 +169,11 @@ class _Surface:
 
 
 @dataclass
-class _Template:
+class AlignmentTemplate:
     """The ICT neutral skin prepared for matching (built once per process)."""
 
-    surface: _Surface                # whole ICT skin, cm
-    coarse: _Surface                 # fewer samples of the same, for the sweep over all starts
+    surface: SampledSurface                # whole ICT skin, cm
+    coarse: SampledSurface                 # fewer samples of the same, for the sweep over all starts
     sparse: np.ndarray               # (M, 3) template points matched back onto the target
     sparse_normals: np.ndarray
     sparse_in_face: np.ndarray       # (M,) bool: the sample lies on the narrow face region
@@ -182,13 +182,14 @@ class _Template:
 
 
 @functools.lru_cache(maxsize=1)
-def _template() -> _Template:
+def alignment_template() -> AlignmentTemplate:
+    """The ICT neutral skin prepared for matching, shared by the alignment and the head search."""
     from nfs.ict import load_ict
 
     model = load_ict()
     vertices, faces = model.skin_mesh()
     vertices = vertices.astype(np.float64)
-    surface = _Surface.build(vertices, faces, 60_000, seed=1)
+    surface = SampledSurface.build(vertices, faces, 60_000, seed=1)
     stats, region_axes = {}, {}
     for region in TEMPLATE_REGIONS:
         centroid, rms, _ = surface_moments(vertices, model.region_faces(region))
@@ -198,7 +199,7 @@ def _template() -> _Template:
         region_axes[region] = (rank, axes[:, rank])
     sparse, sparse_normals, sparse_faces = sample_surface(vertices, faces, 4000, seed=2, return_faces=True)
     sparse_in_face = (faces[sparse_faces] < model.region_vertex_count("narrow_face")).all(1)
-    return _Template(surface, surface.prefix(TEMPLATE_COARSE_SAMPLES), sparse, sparse_normals, sparse_in_face,
+    return AlignmentTemplate(surface, surface.prefix(TEMPLATE_COARSE_SAMPLES), sparse, sparse_normals, sparse_in_face,
                      stats, region_axes)
 
 
@@ -225,7 +226,7 @@ def _principal_starts(target_points: np.ndarray, rank: int, template_axis: np.nd
 
 
 @dataclass
-class _Candidates:
+class Candidates:
     """K similarity transforms from the normalised target frame to ICT cm."""
 
     scale: np.ndarray      # (K,)
@@ -234,26 +235,26 @@ class _Candidates:
     symmetric: np.ndarray  # (K,) bool: also pull template points onto the target
     scale_bounds: np.ndarray  # (K, 2)
 
-    def take(self, idx) -> "_Candidates":
-        return _Candidates(self.scale[idx], self.rotation[idx], self.translation[idx], self.symmetric[idx],
+    def take(self, idx) -> "Candidates":
+        return Candidates(self.scale[idx], self.rotation[idx], self.translation[idx], self.symmetric[idx],
                            self.scale_bounds[idx])
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Normalised target points (N, 3), or one set per candidate (K, N, 3) -> (K, N, 3) in ICT cm."""
         return self.scale[:, None, None] * (x @ self.rotation.transpose(0, 2, 1)) + self.translation[:, None]
 
-    def clamp_scale(self) -> "_Candidates":
+    def clamp_scale(self) -> "Candidates":
         """Clip each scale into its bounds, keeping the image of the target centroid (the translation) fixed."""
         clamped = np.clip(self.scale, self.scale_bounds[:, 0], self.scale_bounds[:, 1])
-        return _Candidates(clamped, self.rotation, self.translation, self.symmetric, self.scale_bounds)
+        return Candidates(clamped, self.rotation, self.translation, self.symmetric, self.scale_bounds)
 
     def backward(self, y: np.ndarray) -> np.ndarray:
         """(N, 3) ICT points -> (K, N, 3) in the normalised target frame."""
         return ((y[None] - self.translation[:, None]) @ self.rotation) / self.scale[:, None, None]
 
 
-def _plane_step(cand: _Candidates, y: np.ndarray, q: np.ndarray, n: np.ndarray, w: np.ndarray,
-                damping: float = 1e-3) -> _Candidates:
+def plane_step(cand: Candidates, y: np.ndarray, q: np.ndarray, n: np.ndarray, w: np.ndarray,
+                damping: float = 1e-3) -> Candidates:
     """One Gauss-Newton step of weighted point-to-plane similarity ICP.
     y: (K, N, 3) transformed source points, q: (K, N, 3) matches, n: (K, N, 3) unit normals at q, w: (K, N)."""
     centre = (y * w[..., None]).sum(1) / np.maximum(w.sum(1), 1e-12)[:, None]
@@ -272,7 +273,7 @@ def _plane_step(cand: _Candidates, y: np.ndarray, q: np.ndarray, n: np.ndarray, 
     scale = grow * cand.scale
     rotation = turn @ cand.rotation
     translation = grow[:, None] * np.einsum("kij,kj->ki", turn, cand.translation - centre) + centre + step[:, 4:]
-    return _Candidates(scale, rotation, translation, cand.symmetric, cand.scale_bounds)
+    return Candidates(scale, rotation, translation, cand.symmetric, cand.scale_bounds)
 
 
 def _trim_weights(dist: np.ndarray, keep_fraction: float) -> np.ndarray:
@@ -280,8 +281,8 @@ def _trim_weights(dist: np.ndarray, keep_fraction: float) -> np.ndarray:
     return (dist <= np.quantile(dist, keep_fraction, axis=1, keepdims=True)).astype(np.float64)
 
 
-def _icp(cand: _Candidates, target: _Surface, n_target: int, template: _Template, n_template: int,
-         iterations: int, method: str = "plane", keep_fraction: float = 0.9, coarse: bool = False) -> _Candidates:
+def _icp(cand: Candidates, target: SampledSurface, n_target: int, template: AlignmentTemplate, n_template: int,
+         iterations: int, method: str = "plane", keep_fraction: float = 0.9, coarse: bool = False) -> Candidates:
     """Similarity ICP on every candidate at once, trimmed (the worst pairs are ignored).
     method 'point': closest points + Umeyama; 'plane': point-to-plane Gauss-Newton.
     coarse: match against the template's coarse samples with approximate nearest neighbours."""
@@ -304,15 +305,15 @@ def _icp(cand: _Candidates, target: _Surface, n_target: int, template: _Template
             weight = np.concatenate([weight, w_back], axis=1)
             y = np.concatenate([y, cand.forward(src[:, n_target:])], axis=1)
         if method == "plane":
-            cand = _plane_step(cand, y, dst, normal, weight)
+            cand = plane_step(cand, y, dst, normal, weight)
         else:
             scale, rotation, translation = umeyama_batch(src, dst, weight)
-            cand = _Candidates(scale, rotation, translation, cand.symmetric, cand.scale_bounds)
+            cand = Candidates(scale, rotation, translation, cand.symmetric, cand.scale_bounds)
         cand = cand.clamp_scale()
     return cand
 
 
-def _reverse_matches(cand: _Candidates, target: _Surface, z: np.ndarray, keep_fraction: float,
+def _reverse_matches(cand: Candidates, target: SampledSurface, z: np.ndarray, keep_fraction: float,
                      eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Template samples z (m, 3) matched onto the target for the two-sided candidates: weights (K, m),
     zero for one-sided candidates and beyond REVERSE_CAP_CM, and target sample indices (K, m)."""
@@ -340,12 +341,12 @@ class _Scores:
     def chamfer(self) -> np.ndarray:
         return 0.5 * (self.one_sided + self.reverse)
 
-    def full_chamfer(self, cand: _Candidates) -> np.ndarray:
+    def full_chamfer(self, cand: Candidates) -> np.ndarray:
         """Chamfer for whole-skin (two-sided) candidates, inf for the crop hypotheses."""
         return np.where(cand.symmetric, self.chamfer, np.inf)
 
 
-def _score(cand: _Candidates, target: _Surface, n_target: int, template: _Template, n_template: int,
+def _score(cand: Candidates, target: SampledSurface, n_target: int, template: AlignmentTemplate, n_template: int,
            point_to_plane: bool = False, coarse: bool = False) -> _Scores:
     """Distances in ICT cm between the candidates' aligned target samples and the template samples."""
     y = cand.forward(target.points[:n_target])
@@ -366,10 +367,10 @@ def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None =
     axis convention onto the ICT neutral skin. partial: True for a face crop, False for a whole head,
     None to decide from how much of the template the aligned target covers. Pass the skin only
     (see `clean_mesh`): eyes, teeth or a torso count as misfit."""
-    template = _template()
+    template = alignment_template()
     vertices, faces = _check_input(vertices, faces)
     centroid, rms, _ = surface_moments(vertices, faces)
-    target = _Surface.build((vertices - centroid) / rms, faces, 20_000, seed)
+    target = SampledSurface.build((vertices - centroid) / rms, faces, 20_000, seed)
     target_coarse = target.prefix(TARGET_COARSE_SAMPLES)
 
     # coarse: every start, few samples, approximate nearest neighbours
@@ -402,13 +403,13 @@ def refine_alignment(vertices: np.ndarray, faces: np.ndarray, initial: Alignment
                      seed: int = 0) -> Alignment:
     """Local similarity ICP from a given alignment (e.g. one a user fixed by hand) to the nearest fit.
     partial defaults to initial.is_partial."""
-    template = _template()
+    template = alignment_template()
     vertices, faces = _check_input(vertices, faces)
     is_partial = initial.is_partial if partial is None else bool(partial)
     centroid, rms, _ = surface_moments(vertices, faces)
-    target = _Surface.build((vertices - centroid) / rms, faces, 20_000, seed)
+    target = SampledSurface.build((vertices - centroid) / rms, faces, 20_000, seed)
     # p_ict = s R p + t = (s rms) R (p - c) / rms + (t + s R c)
-    start = _Candidates(np.array([initial.scale * rms]), np.asarray(initial.rotation, np.float64)[None],
+    start = Candidates(np.array([initial.scale * rms]), np.asarray(initial.rotation, np.float64)[None],
                         (initial.translation + initial.scale * initial.rotation @ centroid)[None],
                         np.array([not is_partial]), np.zeros((1, 2)))
     start = _icp(_settle(start, not is_partial), target, 1000, template, 1000, REFINE_ITERATIONS)
@@ -417,7 +418,7 @@ def refine_alignment(vertices: np.ndarray, faces: np.ndarray, initial: Alignment
 
 def fit_residual_cm(vertices: np.ndarray, faces: np.ndarray, alignment: Alignment, seed: int = 0) -> float:
     """Mean distance (ICT cm) from the surface, moved by `alignment`, to the ICT neutral skin."""
-    template = _template()
+    template = alignment_template()
     vertices, faces = _check_input(vertices, faces)
     points, _ = sample_surface(alignment.apply(vertices), faces, 3000, seed)
     return float(template.surface.distance(points, point_to_plane=True)[0].mean())
@@ -439,7 +440,7 @@ def _check_input(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
     return vertices, faces
 
 
-def _settle(cand: _Candidates, symmetric: bool) -> _Candidates:
+def _settle(cand: Candidates, symmetric: bool) -> Candidates:
     """Fix the matching mode of chosen candidates and let their scale move within 25% of its value."""
     out = cand.take(np.arange(len(cand.scale)))
     out.symmetric = np.full(len(out.scale), symmetric)
@@ -447,7 +448,7 @@ def _settle(cand: _Candidates, symmetric: bool) -> _Candidates:
     return out
 
 
-def _polish(winner: _Candidates, target: _Surface, template: _Template, centroid: np.ndarray, rms: float,
+def _polish(winner: Candidates, target: SampledSurface, template: AlignmentTemplate, centroid: np.ndarray, rms: float,
             is_partial: bool, n_tried: int, margin: float) -> Alignment:
     """Final ICP on more samples, then the transform back in the user's frame with its scores."""
     winner = _icp(winner, target, 3000, template, 3000, POLISH_ITERATIONS)
@@ -462,7 +463,7 @@ def _polish(winner: _Candidates, target: _Surface, template: _Template, centroid
                      is_partial, n_tried, float(final.coverage[0]), margin, face_coverage)
 
 
-def _starting_candidates(template: _Template, target_points: np.ndarray, partial: bool | None) -> _Candidates:
+def _starting_candidates(template: AlignmentTemplate, target_points: np.ndarray, partial: bool | None) -> Candidates:
     """Starts for each template hypothesis: the whole skin (matched both ways unless the target is known
     to be a crop) and, unless it is known to be a whole head, the face and narrow face regions (matched
     one-sided, started at the region's scale). Rotations: the 24 axis rotations, plus 24 that put the
@@ -480,7 +481,7 @@ def _starting_candidates(template: _Template, target_points: np.ndarray, partial
             translation.append(region_centroid)
             symmetric.append(region == "skin" and partial is not True)
             bounds.append((SCALE_RANGE[0] * region_rms, SCALE_RANGE[1] * region_rms))
-    return _Candidates(np.array(scale), np.array(rotation), np.array(translation), np.array(symmetric),
+    return Candidates(np.array(scale), np.array(rotation), np.array(translation), np.array(symmetric),
                        np.array(bounds))
 
 
@@ -493,7 +494,7 @@ def _without_near_duplicates(rotations: np.ndarray, degrees: float = 10.0) -> np
     return rotations[keep]
 
 
-def _jitter(cand: _Candidates, degrees: float) -> _Candidates:
+def _jitter(cand: Candidates, degrees: float) -> Candidates:
     """One candidate -> itself plus its rotations by +-degrees about each ICT axis (about the image of
     the target centroid)."""
     turns = [np.eye(3)]
@@ -506,7 +507,7 @@ def _jitter(cand: _Candidates, degrees: float) -> _Candidates:
     return out
 
 
-def _is_partial(cand: _Candidates, scores: _Scores) -> bool:
+def _is_partial(cand: Candidates, scores: _Scores) -> bool:
     """A whole head: the best two-sided fit covers most of the template and fits the target about as
     well as the best one-sided fit."""
     full = scores.full_chamfer(cand)

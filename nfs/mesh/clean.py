@@ -123,7 +123,7 @@ def clean_mesh(vertices: np.ndarray, faces: np.ndarray, max_vertices: int = DEFA
     # 2. degenerate triangles: a repeated corner, or zero area
     points = vertices[first_original]
     repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
-    area = _triangle_areas(points, faces)
+    area = triangle_areas(points, faces)
     diagonal = _diagonal(vertices)
     flat = area <= (1e-12 * diagonal) ** 2
     keep = ~(repeated | flat)
@@ -148,9 +148,9 @@ def clean_mesh(vertices: np.ndarray, faces: np.ndarray, max_vertices: int = DEFA
     to_clean = np.where(used[merged_of], compact[merged_of], -1)
 
     # 5. connected components; the skin is the largest by area
-    labels, n_components = _components(len(points), faces)
+    labels, n_components = face_components(len(points), faces)
     face_label = labels[faces[:, 0]]
-    component_area = np.bincount(face_label, weights=_triangle_areas(points, faces), minlength=n_components)
+    component_area = np.bincount(face_label, weights=triangle_areas(points, faces), minlength=n_components)
     by_area = np.argsort(-component_area, kind="stable")
     skin_label = by_area[0]
     skin_vertices = np.nonzero(labels == skin_label)[0]
@@ -198,12 +198,13 @@ def _merge_duplicates(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[inverse.reshape(-1)], first[order]
 
 
-def _triangle_areas(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def triangle_areas(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,) area of each triangle of `faces` (F, 3) on `points` (V, 3), in the points' units squared."""
     a, b, c = points[faces[:, 0]], points[faces[:, 1]], points[faces[:, 2]]
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
 
-def _components(n_vertices: int, faces: np.ndarray) -> tuple[np.ndarray, int]:
+def face_components(n_vertices: int, faces: np.ndarray) -> tuple[np.ndarray, int]:
     """Vertex labels (V,) of the face-connected components, and their number."""
     rows = faces.reshape(-1)
     cols = np.roll(faces, 1, axis=1).reshape(-1)

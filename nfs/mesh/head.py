@@ -25,9 +25,9 @@ from scipy.spatial import cKDTree
 
 from nfs.geometry.rotations import rotation_from_vector as _rotation_from_vector
 from nfs.geometry.surface import sample_surface
-from nfs.mesh.align import (Alignment, _Candidates, _plane_step, _Surface, _template, align_to_ict, refine_alignment,
-                            surface_moments)
-from nfs.mesh.clean import CleanMesh, _components, _triangle_areas
+from nfs.mesh.align import (Alignment, Candidates, SampledSurface, align_to_ict, alignment_template, plane_step,
+                            refine_alignment, surface_moments)
+from nfs.mesh.clean import CleanMesh, face_components, triangle_areas
 from nfs.mesh.faceness import FaceCheck, check_face_render, face_confidence
 from nfs.mesh.parts import eye_pair, head_around_eyes
 
@@ -107,7 +107,7 @@ def _neck_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
     uniq, count = np.unique(edges, axis=0, return_counts=True)
     boundary = uniq[count == 1]
-    labels, _ = _components(len(vertices), np.concatenate([boundary, boundary[:, :1]], axis=1))
+    labels, _ = face_components(len(vertices), np.concatenate([boundary, boundary[:, :1]], axis=1))
     on_boundary = np.unique(boundary)
     lowest = min(np.unique(labels[on_boundary]), key=lambda lab: vertices[on_boundary[labels[on_boundary] == lab], 1].mean())
     return vertices[on_boundary[labels[on_boundary] == lowest]]
@@ -125,7 +125,7 @@ def locate_face(vertices: np.ndarray, faces: np.ndarray, seed: int = 0) -> Align
     vertices = np.asarray(vertices, np.float64)
     faces = np.asarray(faces, np.int64)
     centroid, rms, _ = surface_moments(vertices, faces)
-    target = _Surface.build((vertices - centroid) / rms, faces, 40_000, seed)
+    target = SampledSurface.build((vertices - centroid) / rms, faces, 40_000, seed)
 
     cand = _starts(target, face)
     n_tried = len(cand.scale)
@@ -148,7 +148,7 @@ def locate_face(vertices: np.ndarray, faces: np.ndarray, seed: int = 0) -> Align
                      face_coverage=float((dist < COVERED_CM).mean()))
 
 
-def _starts(target: _Surface, face: _FaceTemplate) -> _Candidates:
+def _starts(target: SampledSurface, face: _FaceTemplate) -> Candidates:
     """Every start: per face size, centres one per cell of the target samples (the most protruding share of
     them: a face sticks out of its surroundings at its own size), the face's forward axis on the local
     outward normal and turned about it in steps."""
@@ -170,11 +170,11 @@ def _starts(target: _Surface, face: _FaceTemplate) -> _Candidates:
         scale.append(np.full(len(rot), s))
         bounds.append(np.tile([s / 1.5, s * 1.5], (len(rot), 1)))
     rotation = np.concatenate(rotation)
-    return _Candidates(np.concatenate(scale), rotation, np.concatenate(translation),
+    return Candidates(np.concatenate(scale), rotation, np.concatenate(translation),
                        np.zeros(len(rotation), bool), np.concatenate(bounds))
 
 
-def _turned(cand: _Candidates, degrees) -> _Candidates:
+def _turned(cand: Candidates, degrees) -> Candidates:
     """Each start turned by each of the given angles about the ICT forward axis (Z) through the face anchor."""
     face = _face_template()
     out = cand.take(np.repeat(np.arange(len(cand.scale)), len(degrees)))
@@ -222,7 +222,7 @@ def _outward_normals(points: np.ndarray, centres: np.ndarray, cell: float, k: in
     return normals * sign[:, None], np.abs(height)
 
 
-def _face_distances(cand: _Candidates, target: _Surface, z: np.ndarray, chunk: int = 4000,
+def _face_distances(cand: Candidates, target: SampledSurface, z: np.ndarray, chunk: int = 4000,
                     eps: float = 0.0) -> np.ndarray:
     """(K, m) distance in ICT cm from template points z (m, 3) to the target, capped at CAP_CM (eps: approximate
     nearest neighbours within a factor 1 + eps)."""
@@ -234,14 +234,14 @@ def _face_distances(cand: _Candidates, target: _Surface, z: np.ndarray, chunk: i
     return out
 
 
-def _face_distance(cand: _Candidates, target: _Surface, z: np.ndarray, eps: float = 0.0) -> np.ndarray:
+def _face_distance(cand: Candidates, target: SampledSurface, z: np.ndarray, eps: float = 0.0) -> np.ndarray:
     return _face_distances(cand, target, z, eps=eps).mean(1)
 
 
-def _local_misfit(cand: _Candidates, target: _Surface, face: _FaceTemplate, n: int = 1000) -> np.ndarray:
+def _local_misfit(cand: Candidates, target: SampledSurface, face: _FaceTemplate, n: int = 1000) -> np.ndarray:
     """(K,) mean capped distance (cm) to the ICT skin of the target samples that land in the box around the
     template face (0 where none do): a face fitted into a crevice has other surfaces in front of it."""
-    template = _template()
+    template = alignment_template()
     lo, hi = face.box
     y = cand.forward(target.points[:n])
     inside = ((y > lo) & (y < hi)).all(-1)
@@ -249,8 +249,8 @@ def _local_misfit(cand: _Candidates, target: _Surface, face: _FaceTemplate, n: i
     return (dist * inside).sum(1) / np.maximum(inside.sum(1), 1)
 
 
-def _face_icp(cand: _Candidates, target: _Surface, face: _FaceTemplate, n_points: int,
-              iterations: int, keep_fraction: float = 0.8, eps: float = 0.0) -> _Candidates:
+def _face_icp(cand: Candidates, target: SampledSurface, face: _FaceTemplate, n_points: int,
+              iterations: int, keep_fraction: float = 0.8, eps: float = 0.0) -> Candidates:
     """Trimmed point-to-plane similarity ICP pulling the template face samples onto the target."""
     z, z_normals = face.points[:n_points], face.normals[:n_points]
     for _ in range(iterations):
@@ -259,7 +259,7 @@ def _face_icp(cand: _Candidates, target: _Surface, face: _FaceTemplate, n_points
         y = cand.forward(src)
         dist = np.linalg.norm(y - z, axis=-1)
         weight = (dist <= np.quantile(dist, keep_fraction, axis=1, keepdims=True)).astype(np.float64)
-        moved = _plane_step(cand, y, np.broadcast_to(z, y.shape), np.broadcast_to(z_normals, y.shape), weight)
+        moved = plane_step(cand, y, np.broadcast_to(z, y.shape), np.broadcast_to(z_normals, y.shape), weight)
         ok = np.isfinite(moved.scale) & np.isfinite(moved.translation).all(1) & np.isfinite(moved.rotation).all((1, 2))
         moved.scale[~ok], moved.rotation[~ok], moved.translation[~ok] = (
             cand.scale[~ok], cand.rotation[~ok], cand.translation[~ok])      # a degenerate step: stay
@@ -276,9 +276,9 @@ def split_head(clean: CleanMesh, alignment: Alignment) -> CleanMesh:
     still. Returns `clean` itself when nothing changes."""
     face = _face_template()
     points = alignment.apply(clean.vertices)
-    labels, n_comp = _components(len(clean.vertices), clean.faces)
+    labels, n_comp = face_components(len(clean.vertices), clean.faces)
     face_label = labels[clean.faces[:, 0]]
-    area = _triangle_areas(points, clean.faces)
+    area = triangle_areas(points, clean.faces)
     comp_area = np.bincount(face_label, weights=area, minlength=n_comp)
     dist, nearest = cKDTree(points).query(face.points, distance_upper_bound=CAP_CM)
     found = dist < CAP_CM
@@ -292,7 +292,7 @@ def split_head(clean: CleanMesh, alignment: Alignment) -> CleanMesh:
     if body_area <= MIN_BODY_FRACTION * area[head_face].sum() or not head_face.any():
         head_face = face_label == skin_label                      # no body to cut off
     else:                                                         # the piece of the cut carrying the face
-        piece, _ = _components(len(points), clean.faces[head_face])
+        piece, _ = face_components(len(points), clean.faces[head_face])
         in_head = np.zeros(len(points), bool)
         in_head[clean.faces[head_face]] = True
         hit = nearest[found][in_head[nearest[found]]]
@@ -323,16 +323,17 @@ def split_head(clean: CleanMesh, alignment: Alignment) -> CleanMesh:
                                body_vertices=body_vertices, report=report)
 
 
-def find_head(clean: CleanMesh) -> tuple[Alignment, CleanMesh]:
+def find_head(clean: CleanMesh, hints: np.ndarray | None = None) -> tuple[Alignment, CleanMesh]:
     """The alignment of a cleaned mesh and the mesh with its head as the skin. When separate eyeballs mark the
     face (`nfs.mesh.parts`), the skin wrapping them is cut around them and aligned. Otherwise, or when that is
     not confident, the largest component is aligned; when that looks like a face with a body below the neck, the
     head is cut off and aligned on its own; when still nothing is confident the face is searched for over every
     component (`locate_face`), and the head it lands on is cut and aligned. Every result is checked by the face
     detector on a render of it (`nfs.mesh.faceness`): its `confidence` is the face confidence, a face found
-    turned is turned back, and the most confident result wins."""
+    turned is turned back, and the most confident result wins. `hints`: the file's part names as hints of each
+    input vertex (`nfs.mesh.parts.part_hints`): parts named as eyes mark the eyes even when they are no spheres."""
     results = []
-    pair = eye_pair(clean)                               # separate eyeballs mark the face
+    pair = eye_pair(clean, hints)                        # separate eyeballs mark the face
     around = None if pair is None else head_around_eyes(clean, pair)
     if around is not None:
         found = align_to_ict(*around)
@@ -389,7 +390,7 @@ def _around_face(clean: CleanMesh, located: Alignment) -> tuple[np.ndarray, np.n
     faces = clean.faces[inside[clean.faces].all(1)]
     if len(faces) == 0:
         return None
-    labels, _ = _components(len(clean.vertices), faces)
+    labels, _ = face_components(len(clean.vertices), faces)
     used = np.unique(faces)
     nearest = used[np.argmin(np.linalg.norm(clean.vertices[used] - centre, axis=1))]
     faces = faces[labels[faces[:, 0]] == labels[nearest]]

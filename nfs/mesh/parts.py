@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nfs.mesh.clean import CleanMesh, _components, _triangle_areas
+from nfs.mesh.clean import CleanMesh, face_components, triangle_areas
 
 SPHERE_RMS = 0.12               # an eyeball: radial residuals of its sphere fit below this share of its radius
 MIN_EYE_VERTICES = 12
@@ -62,13 +62,16 @@ def sphere_fit(points: np.ndarray) -> tuple[np.ndarray, float, float]:
     return centre + shift, radius, rms
 
 
-def eye_pair(clean: CleanMesh) -> EyePair | None:
+def eye_pair(clean: CleanMesh, hints: np.ndarray | None = None) -> EyePair | None:
     """The pair of separate sphere-like components (eyeballs, or sclera and iris shells sharing a centre) of equal
-    size at an eye distance, whose surroundings hold a skin that wraps both; None when there is no such pair."""
-    labels, n = _components(len(clean.vertices), clean.faces)
+    size at an eye distance, whose surroundings hold a skin that wraps both; None when there is no such pair.
+    `hints` (V_in,): name hints of the input vertices (`part_hints`); components named as eyes count as eyes even
+    when they are no spheres (a VRoid eye white): their centroid and half their extent stand for centre and
+    radius."""
+    labels, n = face_components(len(clean.vertices), clean.faces)
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n + 1))
-    spheres = []                                   # (label, centre, radius)
+    spheres, named = [], []                        # (label, centre, radius, members)
     for label in range(n):
         members = order[bounds[label]:bounds[label + 1]]
         if len(members) < MIN_EYE_VERTICES:
@@ -78,10 +81,18 @@ def eye_pair(clean: CleanMesh) -> EyePair | None:
         # a whole ball or a cap (an iris, a cornea): round, and no larger than its sphere
         if radius > 0 and rms < SPHERE_RMS * radius and extent <= 2.2 * radius:
             spheres.append((label, centre, radius, members))
+        if hints is not None and np.bincount(hints[clean.original_index[members]]).argmax() == EYE_HINT:
+            named.append((label, clean.vertices[members].mean(0), 0.5 * extent, members))
+    return _best_pair(clean, labels, spheres) or _best_pair(clean, labels, named)
+
+
+def _best_pair(clean: CleanMesh, labels: np.ndarray, spheres: list) -> EyePair | None:
+    """Among candidate eyes (label, centre, radius, members): the pair of equal size at an eye distance wrapped by
+    one skin; the biggest such pair (a head's eyes, not a toy's)."""
     if len(spheres) < 2:
         return None
     # spheres sharing a centre (sclera + iris + cornea) are one eye: keep the largest of each cluster
-    spheres.sort(key=lambda s: -s[2])
+    spheres = sorted(spheres, key=lambda s: -s[2])
     eyes = []
     for s in spheres:
         if all(np.linalg.norm(s[1] - e[1]) > 0.5 * e[2] for e in eyes):
@@ -97,12 +108,11 @@ def eye_pair(clean: CleanMesh) -> EyePair | None:
             if not EYE_DISTANCE_RADII[0] <= d <= EYE_DISTANCE_RADII[1]:
                 continue
             pair = EyePair((a[3], b[3]), np.stack([a[1], b[1]]), float(r))
-            wrap = _wrapping_skin(clean, pair, labels, exclude={a[0], b[0]})
-            if wrap is None:
+            if _wrapping_skin(clean, pair, labels, exclude={a[0], b[0]}) is None:
                 continue
-            if best is None or r > best[0].radius:          # several pairs: the biggest eyes (a head's, not a toy's)
-                best = (pair, wrap)
-    return None if best is None else best[0]
+            if best is None or r > best.radius:
+                best = pair
+    return best
 
 
 def _wrapping_skin(clean: CleanMesh, pair: EyePair, labels: np.ndarray, exclude: set) -> int | None:
@@ -116,7 +126,7 @@ def _wrapping_skin(clean: CleanMesh, pair: EyePair, labels: np.ndarray, exclude:
     common = near_cents[0] & near_cents[1]
     if not common:
         return None
-    area = np.bincount(labels[clean.faces[:, 0]], weights=_triangle_areas(clean.vertices, clean.faces),
+    area = np.bincount(labels[clean.faces[:, 0]], weights=triangle_areas(clean.vertices, clean.faces),
                        minlength=labels.max() + 1)
     eye_radius_area = 4 * np.pi * pair.radius ** 2
     common = [c for c in common if area[c] > 4 * eye_radius_area]      # not lashes or a cornea
@@ -127,7 +137,7 @@ def head_around_eyes(clean: CleanMesh, pair: EyePair) -> tuple[np.ndarray, np.nd
     """Vertices and faces of the skin piece around an eye pair: the wrapping component's triangles within a head's
     reach (HEAD_REACH_CM, scaled by the eye distance) of the eyes' midpoint, the connected piece that wraps the
     eyes. None when there is none."""
-    labels, _ = _components(len(clean.vertices), clean.faces)
+    labels, _ = face_components(len(clean.vertices), clean.faces)
     skin = _wrapping_skin(clean, pair, labels, exclude={int(labels[pair.components[0][0]]),
                                                          int(labels[pair.components[1][0]])})
     if skin is None:
@@ -137,7 +147,7 @@ def head_around_eyes(clean: CleanMesh, pair: EyePair) -> tuple[np.ndarray, np.nd
     faces = clean.faces[(labels[clean.faces[:, 0]] == skin) & inside[clean.faces].all(1)]
     if len(faces) == 0:
         return None
-    piece, _ = _components(len(clean.vertices), faces)
+    piece, _ = face_components(len(clean.vertices), faces)
     used = np.unique(faces)
     nearest = used[np.argmin(np.linalg.norm(clean.vertices[used] - pair.centres[0], axis=1))]
     faces = faces[piece[faces[:, 0]] == piece[nearest]]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from nfs.model.precision import cpu_flags
+from nfs.model.cpu_features import cpu_flags
 
 SOURCE = Path(__file__).with_name("csrc") / "folded_decoder.cpp"
 BUILD_TIMEOUT_S = 300

@@ -1,28 +1,12 @@
 """Which device and floating-point type to compute in on this machine."""
 from __future__ import annotations
 
-import functools
 import os
-from pathlib import Path
 
 import torch
 
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset:
-    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read); read once per process."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bfloat16 matmul (avx512_bf16 or AMX)."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+from nfs.model.cpu_features import cpu_flags, cpu_has_bf16  # noqa: F401  (cpu_flags: read here by the benchmarks)
+from nfs.options import DEVICES  # noqa: F401  (auto, cpu, cuda: the device option's choices)
 
 
 def inference_dtype(device: torch.device | str = "cpu") -> torch.dtype:
@@ -42,7 +26,6 @@ def model_autocast(device: torch.device | str = "cpu"):
     return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=inference_dtype(dev) == torch.bfloat16)
 
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -8,9 +8,9 @@
 
 The app and the eval reach nfs only through the pipeline, `nfs.io` and `nfs.export`; the names they need from
 lower modules are re-exported here: the expression and region names (`EXPRESSION_NAMES`, `N_EXPRESSION`,
-`REGION_NAMES`, `region_colors`), `Clip`, `Alignment`, `render_shaded` and the device helpers.
+`REGION_NAMES`, `region_colors`), `Clip` and `resample_rows`, `Alignment`, `render_shaded` and the device helpers.
 """
-from nfs.clips import Clip
+from nfs.clips import Clip, resample_rows
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.mesh.align import Alignment
 from nfs.mesh.overrides import UP_AXES                 # the choices of manual_alignment
@@ -25,16 +25,17 @@ from nfs.pipeline.run import RetargetResult, add_code_offset, decode_run, retarg
 from nfs.pipeline.sources import (SourceCodes, encode_expression_frames, encode_source, head_pose_rows,
                                   is_face_video, live_chain, load_clip, load_face_video, remux_video_with_duration,
                                   source_preview_frames, video_calibration, video_lacks_duration)
-from nfs.pipeline.stages import EXPORT_KINDS, STAGE_NAMES, run_stages, stage_spans
+from nfs.options import EXPORT_KINDS, OptionError, RetargetOptions, option_specs
+from nfs.pipeline.stages import STAGE_NAMES, run_stages, stage_spans
 from nfs.pipeline.target import (MIN_FACE_CONFIDENCE, SEAM_CM, NotAFaceError, PreparedTarget, as_raw_mesh,
                                  check_face, content_key, manual_alignment, prepare_target, template_skin)
-from nfs.progress import Progress, StageProgress, format_eta
+from nfs.progress import ConsoleBar, Progress, RunProgress, StageProgress, format_eta, rate_eta
 from nfs.regions import N_REGIONS, REGION_NAMES, region_colors
 from nfs.render import render_normal_depth, render_shaded
 from nfs.resources import SHIPPED_MODEL_DIR
 
 __all__ = [
-    "Clip", "EXPRESSION_NAMES", "N_EXPRESSION", "Alignment", "UP_AXES", "cpu_kernels_available", "kernel_status",
+    "Clip", "resample_rows", "EXPRESSION_NAMES", "N_EXPRESSION", "Alignment", "UP_AXES", "cpu_kernels_available", "kernel_status",
     "describe_device", "inference_dtype", "model_autocast", "resolve_device",
     "decode", "decode_all", "decode_skin", "linear_rig_error_mm", "rig_shapes",
     "GLB_TOLERANCE_MM", "PREVIEW_DEFAULT_MAX_FRAMES", "DecodedRun", "default_exports", "preview_note",
@@ -45,9 +46,9 @@ __all__ = [
     "live_chain",
     "load_face_video", "source_preview_frames", "video_calibration", "video_lacks_duration",
     "remux_video_with_duration",
-    "EXPORT_KINDS", "STAGE_NAMES", "run_stages", "stage_spans",
+    "EXPORT_KINDS", "OptionError", "RetargetOptions", "option_specs", "STAGE_NAMES", "run_stages", "stage_spans",
     "MIN_FACE_CONFIDENCE", "SEAM_CM", "NotAFaceError", "PreparedTarget", "Progress", "as_raw_mesh", "check_face",
     "content_key", "manual_alignment", "prepare_target", "template_skin",
-    "StageProgress", "format_eta", "N_REGIONS", "REGION_NAMES", "region_colors", "render_normal_depth",
+    "StageProgress", "RunProgress", "ConsoleBar", "rate_eta", "format_eta", "N_REGIONS", "REGION_NAMES", "region_colors", "render_normal_depth",
     "render_shaded", "SHIPPED_MODEL_DIR",
 ]

@@ -19,7 +19,8 @@ from nfs.pipeline.decoding import decode, rig_shapes
 from nfs.pipeline.exports import (GLB_TOLERANCE_MM, DecodedRun, default_exports, preview_note, rig_check_frames,
                                   write_avatar_export, write_glb, write_obj_zip, write_preview, write_rig)
 from nfs.pipeline.sources import SourceCodes, encode_source, head_pose_rows
-from nfs.pipeline.stages import EXPORT_KINDS, Span, stage_spans
+from nfs.options import check_exports, option_specs
+from nfs.pipeline.stages import Span, stage_spans
 from nfs.pipeline.target import PreparedTarget, as_raw_mesh, prepare_target
 from nfs.progress import Progress, no_progress
 
@@ -140,15 +141,11 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
         exports = default_exports(clip.n_frames, gltf_target)
         if preview_note(clip.n_frames):
             notes.append(preview_note(clip.n_frames))
-    exports = tuple(dict.fromkeys(exports))
-    unknown = set(exports) - set(EXPORT_KINDS)
-    if unknown:
-        raise ValueError(f"unknown export kinds {sorted(unknown)}; choose from {', '.join(EXPORT_KINDS)}")
+    exports = check_exports(exports) if exports else ()     # () decodes only: the result holds the frames
     if "avatar" in exports and not gltf_target:
         raise ValueError("the avatar export writes a glTF / GLB / VRM target back; this target is not one "
                          "(choose the rig or animated GLB instead)")
-    if not (np.isfinite(glb_tolerance_mm) and glb_tolerance_mm > 0):
-        raise ValueError(f"the GLB tolerance must be positive, got {glb_tolerance_mm}")
+    glb_tolerance_mm = option_specs()["glb_tolerance_mm"].check(glb_tolerance_mm)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spans = stage_spans(exports)

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nfs.options import EXPORT_KINDS   # the optional stages, one per export
 from nfs.progress import Progress
 
-EXPORT_KINDS = ("obj_zip", "glb", "rig", "mp4", "avatar")   # the optional stages, one per export (avatar: the input
-# glTF / VRM back, with ARKit targets)
 STAGE_NAMES = {"prepare": "preparing the target", "encode": "encoding the clip", "decode": "decoding frames",
                "obj_zip": "writing the OBJ zip", "glb": "writing the animated GLB",
                "rig": "baking the 52-shape ARKit rig", "avatar": "writing the avatar", "mp4": "rendering the preview MP4"}

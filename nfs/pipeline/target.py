@@ -180,7 +180,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     progress(0.1, "aligning to the ICT frame")
     t = time.perf_counter()
     if alignment is None:
-        alignment, clean = find_head(clean)
+        alignment, clean = find_head(clean, part_hints(raw.parts, len(raw.vertices)))
         if not force:
             check_face(alignment, raw.source)
     else:

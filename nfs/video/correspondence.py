@@ -86,7 +86,7 @@ def _hits(weights_identity: np.ndarray | None, yaw: float, pitch: float, size: i
     """One render: (468,) skin-or-eyeball triangle, (468, 3) bary, (468,) cos(view angle) of each landmark's hit."""
     from nfs.geometry.normals import vertex_normals
     from nfs.render import VIEW_CENTER, rasterize, to_pixels
-    from nfs.video.synthetic import _scene, render_face, yaw_pitch_roll_matrix
+    from nfs.video.synthetic import face_scene, render_face, yaw_pitch_roll_matrix
 
     rot = yaw_pitch_roll_matrix(yaw, pitch)
     img = render_face(None, weights_identity, size=size, rotation=rot)
@@ -97,7 +97,7 @@ def _hits(weights_identity: np.ndarray | None, yaw: float, pitch: float, size: i
     found = tracker(img)                     # second pass from the landmarks' own region, as in tracking
     found.points = found.points[:468]        # the face mesh, without the irises
     ict = load_ict()
-    _, faces, _, n_model = _scene()
+    _, faces, _, n_model = face_scene()
     faces = faces[(faces < n_model).all(1)]
     v = (ict.vertices(weights_identity, None, n_model).astype(np.float64) - VIEW_CENTER) @ rot.T + VIEW_CENTER
     px, py, depth = to_pixels(v, size)

@@ -15,7 +15,7 @@ import struct
 
 import numpy as np
 
-from nfs.video.landmarks import CAMERA_NEAR_CM, CAMERA_VERTICAL_FOV_DEG, N_MESH, bundle_files
+from nfs.video.bundle import CAMERA_NEAR_CM, CAMERA_VERTICAL_FOV_DEG, N_MESH, bundle_files
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:

@@ -22,18 +22,14 @@ normalised coordinates times the image size). Landmark z is the model's relative
 from __future__ import annotations
 
 import functools
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from nfs.arkit import ARKIT_NAMES
-from nfs.resources import MEDIAPIPE_DIR as MODEL_DIR
-
-MODEL_BUNDLE = MODEL_DIR / "face_landmarker_v2.task"
-N_LANDMARKS = 478
-N_MESH = 468                     # the face mesh proper; 468..477 are the two irises (centre and 4 rim points each)
+from nfs.video.bundle import (CAMERA_NEAR_CM, CAMERA_VERTICAL_FOV_DEG, MODEL_BUNDLE, N_LANDMARKS,  # noqa: F401
+                              N_MESH, bundle_files)
 DETECTOR_SIZE = 128
 LANDMARK_SIZE = 256
 DETECTION_THRESHOLD = 0.5
@@ -55,20 +51,6 @@ BLENDSHAPE_LANDMARKS = np.array([
 # The model's 52 outputs: `_neutral`, then the ARKit names in alphabetical order (no tongueOut).
 BLENDSHAPE_OUTPUTS = ("_neutral",) + tuple(sorted(n for n in ARKIT_NAMES if n != "tongueOut"))
 _TO_ARKIT = np.array([ARKIT_NAMES.index(n) for n in BLENDSHAPE_OUTPUTS[1:]])
-
-# MediaPipe's virtual camera for the transformation matrix (its face landmarker's environment).
-CAMERA_VERTICAL_FOV_DEG = 63.0
-CAMERA_NEAR_CM = 1.0
-
-
-@functools.lru_cache(maxsize=1)
-def bundle_files() -> dict[str, bytes]:
-    """The files of `face_landmarker_v2.task` by name (read once)."""
-    if not MODEL_BUNDLE.is_file():
-        raise FileNotFoundError(f"missing model bundle {MODEL_BUNDLE}; see third_party/mediapipe/README.md")
-    with zipfile.ZipFile(MODEL_BUNDLE) as z:
-        return {n: z.read(n) for n in z.namelist()}
-
 
 def _interpreter(name: str, threads: int):
     try:

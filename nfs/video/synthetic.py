@@ -28,7 +28,7 @@ BACKGROUND_RGB = (70, 88, 110)
 
 
 @functools.lru_cache(maxsize=1)
-def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def face_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Colours (V + disc, 3) float, faces (F, 3) of skin + eyeballs + mouth disc, the disc vertices (D, 3), and the
     number of model vertices (skin + eyeballs)."""
     ict = load_ict()
@@ -100,7 +100,7 @@ def render_face(weights: np.ndarray | None = None, identity: np.ndarray | None =
     """(size, width or size, 3) uint8 frontal render of the ICT face with expression `weights` (53,) and optional
     `identity` (100,), the head turned by `rotation` (3, 3) about the view centre and moved by `shift_cm` (x, y), the
     eyes turned by `gaze_deg` (yaw, pitch; see `turn_eyes`)."""
-    colors, faces, disc, n_model = _scene()
+    colors, faces, disc, n_model = face_scene()
     ict = load_ict()
     v = ict.vertices(identity, weights, n_model).astype(np.float64)
     if gaze_deg is not None and np.any(gaze_deg):

@@ -1,4 +1,4 @@
-"""Heads on bodies, for the alignment tests and the hostile-input corpus (issue 17).
+"""Heads on bodies, for the alignment tests and the hostile-input corpus.
 
 Each builder takes a head skin (V, 3), (F, 3) in ICT centimetres (+Y up, facing +Z) whose lowest
 boundary loop is the neck, and returns the head with a body in the same frame:

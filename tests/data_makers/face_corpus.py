@@ -14,8 +14,6 @@ sphere), each about head-sized.
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import trimesh
@@ -24,17 +22,13 @@ from nfs.data.artist import ArtistStyle, apply_style, feature_centres, find_open
 from nfs.geometry.openings import loop_fill
 from nfs.ict import load_ict
 
-_BODIES = None
-
-
 def _bodies():
-    global _BODIES
-    if _BODIES is None:
-        path = Path(__file__).with_name("synthetic_bodies.py")
-        spec = importlib.util.spec_from_file_location("synthetic_bodies", path)
-        _BODIES = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_BODIES)
-    return _BODIES
+    """tests/data_makers/synthetic_bodies (imported as a package module, or beside this file as a script)."""
+    try:
+        from . import synthetic_bodies
+    except ImportError:
+        import synthetic_bodies
+    return synthetic_bodies
 
 
 def join(*meshes):

@@ -1,6 +1,6 @@
 """Regenerate tests/data/video/: a face video rendered from the ICT model with known weights and head motion.
 
-    python tools/make_video_fixtures.py [--one-sided]
+    python tests/data_makers/video_fixtures.py [--one-sided]
 
 Writes face_expressions.mp4 (640 x 480, 30 frames/s, H.264; the head moves sideways and up, no turn) and
 face_turning.mp4 (the head also turns and nods), each with <name>_weights.csv (the true 53 ICT weights per frame, our
@@ -21,7 +21,7 @@ import numpy as np
 from nfs.io import save_codes_csv
 from nfs.video.synthetic import render_face, test_weights, write_video, yaw_pitch_roll_matrix
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "video"
+OUT = Path(__file__).resolve().parents[1] / "data" / "video"
 N_FRAMES = 60
 SEED = 1
 
