@@ -17,7 +17,7 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     n = int(f.max()) + 1 if len(f) else 0
     key = half[:, 0] * n + half[:, 1]
     reverse = half[:, 1] * n + half[:, 0]
-    boundary = half[~np.isin(key, reverse)]
+    boundary = half[~np.isin(key, reverse, kind="sort")]   # (sorting: the hash path is slow on big meshes)
     nxt = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist()))
     loops, seen = [], set()
     for start in boundary[:, 0].tolist():
