@@ -79,7 +79,7 @@ def geodesic_distances(vertices: np.ndarray, faces: np.ndarray, source_sets: lis
     return np.where(np.isfinite(out), out, 1e9)
 
 
-LOCAL_GEODESICS_ABOVE = 50_000   # meshes with more vertices solve geodesics only near the sources
+LOCAL_GEODESICS_ABOVE = 300_000  # meshes with more vertices solve geodesics only near the sources
 
 
 def geodesic_distances_near(vertices: np.ndarray, faces: np.ndarray, source_sets: list[np.ndarray],
