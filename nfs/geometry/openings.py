@@ -143,14 +143,17 @@ def loop_halves(points: np.ndarray, loop: np.ndarray, right: np.ndarray, up: np.
 
 
 def loop_fill(points: np.ndarray, loop: np.ndarray, first_index: int, rings: int = 3,
-              offset: np.ndarray | None = None, close: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              offset: np.ndarray | None = None, close: bool = True, spread: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concentric rings inside a boundary loop, each the loop shrunk towards its centroid (and moved by
     `offset` times the ring's depth fraction, e.g. into the head for a mouth bag), closed by a centre vertex.
 
     points (V, 3); loop (L,) ordered as `boundary_loops` gives it; new vertices are numbered from first_index.
     Returns new vertices (N, 3), faces (G, 3) over old + new indices (oriented consistently with the mesh), and
     the interpolation matrix W (N, L + 1) that gives every new vertex from the loop's vertices and their mean
-    (W @ concat(values[loop], mean) carries per-vertex values, e.g. displacements, into the fill)."""
+    (W @ concat(values[loop], mean) carries per-vertex values, e.g. displacements, into the fill). `spread`
+    (L, 3): each loop vertex's ring copies are moved by it times sin(pi s), s the ring's depth fraction (a bag
+    behind lips that touch opens into a cavity instead of two coincident sheets)."""
     loop = np.asarray(loop, np.int64)
     n_loop = len(loop)
     centre = points[loop].mean(0)
@@ -163,7 +166,8 @@ def loop_fill(points: np.ndarray, loop: np.ndarray, first_index: int, rings: int
         w[np.arange(n_loop), np.arange(n_loop)] = 1 - s
         w[:, -1] = s
         ring = first_index + sum(len(x) for x in new_v) + np.arange(n_loop)
-        new_v.append((1 - s) * points[loop] + s * centre + s * offset)
+        bulge = 0.0 if spread is None else np.sin(np.pi * s) * np.asarray(spread, np.float64)
+        new_v.append((1 - s) * points[loop] + s * centre + s * offset + bulge)
         weights.append(w)
         nxt = np.roll(np.arange(n_loop), -1)
         faces.append(np.stack([previous[nxt], previous, ring], 1))
@@ -279,3 +283,4 @@ def grow_within(faces: np.ndarray, seeds: np.ndarray, allowed: np.ndarray) -> np
     out = seeds.copy()
     out[idx[keep]] = True
     return out
+
