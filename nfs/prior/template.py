@@ -19,8 +19,8 @@ from scipy.spatial import cKDTree
 
 from nfs.geometry.falloff import plateau
 from nfs.geometry.normals import vertex_normals
-from nfs.geometry.openings import (boundary_loops, carry_radially, geodesic_distances, grow_within, loop_halves,
-                                   radial_fill, sparse_adjacency)
+from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_radially, geodesic_distances,
+                                   geodesic_distances_near, grow_within, loop_halves, radial_fill, sparse_adjacency)
 from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
@@ -118,7 +118,12 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray, close
             found.append((o, has_loop))
     if not found:
         return []
-    dist = geodesic_distances(points, faces, requests)
+    if len(points) <= LOCAL_GEODESICS_ABOVE:
+        dist = geodesic_distances(points, faces, requests)
+    else:   # a dense scan: each opening's two distances solved near it, not over the whole mesh
+        dist = np.concatenate([geodesic_distances_near(points, faces, requests[2 * i:2 * i + 2],
+                                                       (STRETCH_REACH + 1.0) * o.radius_cm)
+                               for i, (o, _) in enumerate(found)])
     # off the face: farther than the fit's typical residual allows (the tighter the fit, the tighter the bound)
     off_surface_cm = float(np.clip(4.0 * np.median(closest_dist), 0.05, OFF_SURFACE_CM))
     out = []
