@@ -163,13 +163,7 @@ class Session:
         dest_dir.mkdir(parents=True)
         dest = dest_dir / src.name
         shutil.copyfile(src, dest)
-        called = []
-
-        timed = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
-
-        def track(fraction, message):
-            called.append(fraction)
-            timed(fraction, message)
+        track = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
 
         try:
             prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device,
@@ -184,7 +178,7 @@ class Session:
             self.target_id = f"{prepared.name}:{content_key(prepared.raw)}"
             self.auto_alignment = prepared.alignment
             self.override = {"up": "auto", "flip": False, "scale": 1.0}
-            self.target_reused = not called       # prepare_target reports no progress on a cache hit
+            self.target_reused = prepared.reused
             self.last_refusal = ""
             self._switch_pair(old_pair)
         self.redraw()
@@ -196,20 +190,14 @@ class Session:
         if self.target is None:
             raise ValueError("load a target mesh first")
         alignment = manual_alignment(self.target, self.auto_alignment, up, flip, scale)
-        called = []
-
-        timed = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
-
-        def track(fraction, message):
-            called.append(fraction)
-            timed(fraction, message)
+        track = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
 
         prepared = prepare_target(self.target.raw, self.model, alignment=alignment, progress=track,
                                   name=self.target.name, device=self.device)
         with self.lock:
             self.target = prepared
             self.override = {"up": up, "flip": bool(flip), "scale": float(scale)}
-            self.target_reused = not called
+            self.target_reused = prepared.reused
         self.redraw()
         self.ensure_rig(prepared, progress)  # inside the heavy event, so the queue limit covers it
         return prepared
@@ -293,7 +281,7 @@ class Session:
         self._runs += 1
         out = self.dir / f"run_{self._runs}"
         try:
-            result = retarget(target.raw, clip, out, model=self.model, exports=kinds,
+            result = retarget(target, clip, out, model=self.model, exports=kinds,
                               smoothing_sigma=options.smoothing_sigma, gain=options.gain,
                               alignment=self.alignment_override, code_offset=offsets,
                               progress=lambda f, m: progress(0.97 * f, m), correction=options.correction,
@@ -508,7 +496,7 @@ class Session:
         """A JSON summary of the session (for the API and tests)."""
         t, c, r = self.target, self.clip, self.result
         return {
-            "target": None if t is None else {"name": t.name, "vertices": t.n_vertices, "key": t.key,
+            "target": None if t is None else {"name": t.name, "vertices": t.n_vertices, "key": str(t.key),
                                               "confidence": round(float(t.alignment.confidence), 4),
                                               "reused": self.target_reused, "override": dict(self.override)},
             "clip": None if c is None else {"name": c.name, "frames": c.n_frames, "fps": c.fps, "kind": c.kind},

@@ -20,6 +20,7 @@ import numpy as np
 # frames are gathered into blocks this long before they are fitted: long enough for the block's singular vectors
 # to be good directions for the take, short enough to keep the block in memory at 100k vertices
 BLOCK_FRAMES = 64
+BLOCK_VALUES = 1 << 26      # a block holds at most this many floats (256 MB): fewer frames on a dense mesh
 # new basis vectors are added until the block is within this fraction of the tolerance: a little headroom makes
 # the directions found now serve later blocks too, so fewer are added overall
 FIT_FRACTION = 0.75
@@ -91,8 +92,10 @@ class MorphBasisBuilder:
     """Streams frames (t, V, 3) in (`add`), returns a `MorphSequence` (`finish`) with every frame within
     `tolerance` (mesh units) of the frame given. Memory: the basis (K, V, 3) and one block of frames."""
 
-    def __init__(self, neutral: np.ndarray, tolerance: float, block_frames: int = BLOCK_FRAMES):
+    def __init__(self, neutral: np.ndarray, tolerance: float, block_frames: int | None = None):
         neutral = np.asarray(neutral, np.float32)
+        if block_frames is None:        # BLOCK_FRAMES, fewer where a block would pass BLOCK_VALUES
+            block_frames = max(8, min(BLOCK_FRAMES, BLOCK_VALUES // max(neutral.size, 1)))
         if neutral.ndim != 2 or neutral.shape[1] != 3 or not np.isfinite(neutral).all():
             raise ValueError(f"neutral must be a finite (V, 3) array, got {neutral.shape}")
         if not (np.isfinite(tolerance) and tolerance > 0):

@@ -15,13 +15,15 @@ gradio_client = pytest.importorskip("gradio_client")
 from app_harness import running_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from app.session import RUN_STAGES  # noqa: E402
+from app.session import stages_of_run  # noqa: E402
 from nfs.geometry.remesh import decimate  # noqa: E402
 from nfs.ict import load_ict  # noqa: E402
 from nfs.io import save_obj  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 N_FRAMES = 600
+# the stages of the run below (an OBJ target with the default files and the preview: no avatar), in order
+RUN_STAGES = stages_of_run(("obj_zip", "glb", "rig", "mp4"))
 MAX_GAP_S = 1.0
 POLL_S = 0.05
 

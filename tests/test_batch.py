@@ -113,7 +113,7 @@ def test_local_engine_runs_every_good_pair_and_fails_bad_rows_alone(local_run):
         frames = read_glb_frames(folder / f"{stem[0]}_{stem[1]}.glb", range(3))
         assert np.isfinite(frames).all() and np.abs(frames - anim.neutral).max() > 0   # the face moves
         record = read_record(folder)
-        assert record["inputs"]["options"].get("gain") == (1.2 if stem[0] == "ict_remeshed" else None)
+        assert record["inputs"]["options"]["gain"] == (1.2 if stem[0] == "ict_remeshed" else 1.0)
     rig = read_rig_glb(local_run.out / "face_crop_metres" / "smile_take" / "face_crop_metres_rig.glb")
     assert list(rig[3]) == list(ARKIT_NAMES)
     assert not _hidden(local_run.out)
@@ -208,18 +208,19 @@ def test_command_line_runs_the_batch_and_reports(manifest, tmp_path):
 
 def test_manifest_rows_globs_duplicates_and_bad_columns(tmp_path):
     from nfs.batch.manifest import read_manifest
+    from nfs.options import RetargetOptions
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     for d in ("a", "b"):
         shutil.copy(TARGETS / "face_crop_metres.obj", tmp_path / d / "head.obj")
     (tmp_path / "m.csv").write_text("Target,Clip,GLB-Tolerance-mm\n# a comment line\n"
                                     "a/head.obj,smile,0.05\nb/*.obj,smile,\na/head.obj,blinks,-1\n\n")
-    pairs = read_manifest(tmp_path / "m.csv", {"exports": ("glb",)})
+    pairs = read_manifest(tmp_path / "m.csv", RetargetOptions(exports=("glb",)))
     assert [(p.row, p.out_rel, bool(p.error)) for p in pairs] == [
         (3, "head/smile", False), (4, "head/smile", True), (5, "", True)]
-    assert pairs[0].options == {"exports": ("glb",), "glb_tolerance_mm": 0.05}
+    assert pairs[0].options == RetargetOptions(exports=("glb",), glb_tolerance_mm=0.05)
     assert "same output folder head/smile/ as row 3" in pairs[1].error
-    assert "column glb_tolerance_mm" in pairs[2].error and "(0, 100]" in pairs[2].error
+    assert "column glb_tolerance_mm" in pairs[2].error and "0.001 to 10 mm" in pairs[2].error
     assert pairs[0].target_input.sha == pairs[1].target_input.sha      # same content, one preparation
     (tmp_path / "bad.csv").write_text("target,clip,speed\nx.obj,smile,2\n")
     with pytest.raises(ValueError, match="unknown manifest column 'speed'"):

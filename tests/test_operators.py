@@ -430,3 +430,20 @@ def test_surface_proxy_carries_values_back_to_every_vertex(skin):
     # the proxy lies on the surface: its points are near the dense vertices (cm; the skin is ~20 cm across)
     assert np.percentile(np.linalg.norm(on_proxy - v, axis=1), 99) < 0.1
     assert make_proxy(*skin) is None
+
+
+def test_geodesics_near_the_sources_match_the_whole_mesh(skin, monkeypatch):
+    """On a dense mesh geodesic distances are solved only around their sources: within the reach they agree with
+    the whole mesh's (heat method on both), beyond it they are 'far'."""
+    import nfs.geometry.openings as openings
+    v, f = skin
+    sources = [np.array([100]), np.array([2000, 2001])]
+    whole = openings.geodesic_distances(v, f, sources)
+    monkeypatch.setattr(openings, "LOCAL_GEODESICS_ABOVE", 1000)
+    reach = 3.0                                                       # cm; the skin is ~20 cm across
+    near = openings.geodesic_distances_near(v, f, sources, reach)
+    inside = whole < reach
+    assert inside.sum() > 100 and (near[whole > 1.2 * reach] > reach).all()
+    # the heat method's solve on a part of the mesh is not the whole mesh's to the last digit: a few % of the reach
+    np.testing.assert_allclose(near[inside], whole[inside], atol=0.05 * reach)
+    assert np.median(np.abs(near[inside] - whole[inside])) < 0.01 * reach

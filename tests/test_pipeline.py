@@ -174,12 +174,16 @@ def test_secondary_components_move_rigidly_with_the_skin(ict):
     assert sorted(np.concatenate([c.original for c in target.binding.components]).tolist()) == eye.tolist()
 
 
-def test_chunked_decoding_matches_one_batch_and_cache_is_reused(remeshed_head):
+def test_chunked_decoding_matches_one_batch_and_cache_is_reused(remeshed_head, monkeypatch):
     path, _, _ = remeshed_head
     model = make_model(seed=2)
     target = prepare_target(path, model)
+    monkeypatch.setattr("nfs.pipeline.target.clean_mesh",
+                        lambda *a, **k: pytest.fail("a cache hit cleaned the mesh again"))
     again = prepare_target(path, model, name="renamed")  # same upload: cached preparation, its own name
     assert again.encoding is target.encoding and again.ops is target.ops and again.name == "renamed"
+    assert again.reused and not target.reused
+    assert prepare_target(target, model) is target       # a prepared target is never prepared twice
     codes = encode_source(short_clip(9), model).codes
     chunked = np.concatenate(list(decode(target, codes, chunk_frames=4)))
     whole = np.concatenate(list(decode(target, codes, chunk_frames=64)))
@@ -286,6 +290,12 @@ def test_template_prior_alone_reproduces_an_unseen_ict_identity(ict, tmp_path):
     assert err.mean() < 0.12 and np.percentile(err, 99) < 1.5, (err.mean(), np.percentile(err, 99))
     corrected = retarget(path, clip, tmp_path / "corrected", model=model, exports=(), correction=True)
     assert np.abs(np.asarray(corrected.frames()) - np.asarray(plain.frames())).max() > 0.01
+    # the mode is a field of the key; a prepared target (here the prior-only one) is used as it is, in either mode
+    assert (plain.target.key.correction, corrected.target.key.correction) == (False, True)
+    assert plain.target.key.content == corrected.target.key.content and plain.target.key != corrected.target.key
+    again = retarget(plain.target, clip, tmp_path / "again", model=model, exports=(), correction=True)
+    assert again.target.encoding is plain.target.encoding and again.target.key == corrected.target.key
+    np.testing.assert_allclose(np.asarray(again.frames()), np.asarray(corrected.frames()), atol=1e-5)
 
 
 def test_dense_target_gets_its_network_inputs_from_a_proxy(ict):

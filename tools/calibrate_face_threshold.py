@@ -118,10 +118,10 @@ def main(argv=None) -> int:
                 name += f" (refused: {str(e)[:50]})"
             rows[kind].append((c, name))
             print(f"{kind:<9} {c:6.3f}  fit {fit:5.3f}  face {face:5.3f}  {seconds:5.1f} s  {name}", flush=True)
-    lowest_face = min(rows["face"])
-    highest_non_face = max(rows["non-face"])
-    print(f"\nlowest face {lowest_face[0]:.3f} ({lowest_face[1]}); highest non-face {highest_non_face[0]:.3f} "
-          f"({highest_non_face[1]}); threshold {MIN_FACE_CONFIDENCE}")
+    if rows["face"] and rows["non-face"]:
+        lowest_face, highest_non_face = min(rows["face"]), max(rows["non-face"])
+        print(f"\nlowest face {lowest_face[0]:.3f} ({lowest_face[1]}); highest non-face {highest_non_face[0]:.3f} "
+              f"({highest_non_face[1]}); threshold {MIN_FACE_CONFIDENCE}")
     return 0
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from nfs.batch.options import ROW_OPTIONS
+from nfs.batch.options import BATCH_WIDE, ROW_OPTIONS
+from nfs.options import add_arguments, from_arguments, option_specs
 from nfs.batch.run import REPORT_NAME, BatchState, format_state, run_batch
+
+
+ROW_FIELDS = [name for name in option_specs() if name not in BATCH_WIDE]
 
 
 class TerminalProgress:
@@ -31,11 +35,10 @@ class TerminalProgress:
 
 
 def cmd_batch(argv: list[str], parser_class, number) -> int:
-    from nfs.pipeline import EXPORT_KINDS
     p = parser_class(prog="python -m nfs batch", description=(
         "Retarget every (target, clip) pair of a CSV manifest: columns target,clip (paths relative to the "
         "manifest, globs, or built-in clip names) and optional option columns ("
-        + ", ".join(ROW_OPTIONS) + "). Outputs go to DIR/<target stem>/<clip stem>/, one row per pair to "
+        + ", ".join(sorted(set(ROW_OPTIONS))) + ": the options below). Outputs go to DIR/<target stem>/<clip stem>/, one row per pair to "
         f"DIR/{REPORT_NAME}; each target is prepared once; a second run skips finished pairs. See docs/batch.md."))
     p.add_argument("manifest", help="the CSV manifest")
     p.add_argument("--out", required=True, help="output folder")
@@ -48,9 +51,6 @@ def cmd_batch(argv: list[str], parser_class, number) -> int:
                    help="jobs at once (local default: min(cores, 4); ray default: the cluster's CPUs)")
     p.add_argument("--threads", type=number(int, 1, 1024), default=None,
                    help="torch threads per job (local default: cores / workers; ray default: 1)")
-    p.add_argument("--exports", default=None,
-                   help=f"default for rows without an exports cell: comma list of {','.join(EXPORT_KINDS)}, all "
-                        "or auto")
     p.add_argument("--storage", default="auto", choices=["auto", "shared", "driver"],
                    help="shared: workers read inputs and write DIR themselves (one disk or a network path); "
                         "driver: the driver sends inputs and writes outputs (no shared disk); auto: driver "
@@ -60,9 +60,11 @@ def cmd_batch(argv: list[str], parser_class, number) -> int:
     p.add_argument("--model", default=None, help="model directory (default: the shipped ckpts/nfs_cpu)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: a GPU where the worker has one (Ray: GPU tasks where the cluster reports GPUs)")
+    rows = p.add_argument_group("run options", "the value of every row whose cell for the option is empty")
+    add_arguments(rows, ROW_FIELDS)
     a = p.parse_args(argv)
     result = run_batch(a.manifest, a.out, engine=a.engine, address=a.address, workers=a.workers,
-                       exports=a.exports, device=a.device, model_dir=a.model, storage=a.storage,
+                       options=from_arguments(a, ROW_FIELDS), device=a.device, model_dir=a.model, storage=a.storage,
                        threads=a.threads, max_retries=a.max_retries, progress=TerminalProgress())
     print("\n".join(result.summary()))
     return 1 if result.count("failed") else 0

@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nfs.batch.options import CLIP_OPTIONS, PREPARE_OPTIONS, RowOptionError, check_columns, parse_row_options
+from nfs.batch.options import (CLIP_OPTIONS, PREPARE_OPTIONS, RowOptionError, check_columns, options_record,
+                               parse_row_options)
+from nfs.options import RetargetOptions
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -37,11 +39,21 @@ class ClipInput:
 
     spec: str
     sha: str
-    neutral_frame: int | None = None
+    neutral_frame: int | None = None      # face videos: how their scores become weights (`video_calibration`)
+    keep_neutral: bool = False
+    dead_zone: float = 0.0
+    shape_gains: str = ""
+
+    @property
+    def calibrated(self) -> bool:
+        return self.neutral_frame is not None or self.keep_neutral or bool(self.dead_zone) or bool(self.shape_gains)
 
     @property
     def key(self) -> str:
-        return self.sha + ("" if self.neutral_frame is None else f":neutral{self.neutral_frame}")
+        if not self.calibrated:
+            return self.sha
+        return (f"{self.sha}:neutral={self.neutral_frame}:keep={int(self.keep_neutral)}:dead={self.dead_zone:g}:"
+                f"gains={self.shape_gains}")
 
 
 @dataclass
@@ -52,7 +64,7 @@ class Pair:
     row: int
     target: str                       # as written in the manifest, or the glob's match
     clip: str
-    options: dict = field(default_factory=dict)
+    options: RetargetOptions = field(default_factory=RetargetOptions)
     target_input: TargetInput | None = None
     clip_input: ClipInput | None = None
     out_rel: str = ""
@@ -60,8 +72,8 @@ class Pair:
 
     def inputs_record(self, model_id: str) -> dict:
         """What a finished pair's outputs were made from: a finished pair is reused only for the same."""
-        opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(self.options.items())}
-        return {"target_sha": self.target_input.sha, "clip": self.clip_input.key, "options": opts, "model": model_id}
+        return {"target_sha": self.target_input.sha, "clip": self.clip_input.key,
+                "options": options_record(self.options), "model": model_id}
 
 
 def safe_stem(name: str) -> str:
@@ -102,7 +114,7 @@ def _expand(cell: str, base: Path, builtin: list[str] | None = None) -> list[str
     return [str(path)]
 
 
-def read_manifest(manifest: str | Path, defaults: dict | None = None) -> list[Pair]:
+def read_manifest(manifest: str | Path, defaults: RetargetOptions | None = None) -> list[Pair]:
     """Every (target, clip) pair of a manifest, in row order (a glob's matches sorted). Problems that concern the
     whole file (missing, no `target`/`clip` column, unknown column) raise ValueError; a problem with one row gives
     that row's pairs an `error` and leaves the others alone."""
@@ -131,7 +143,7 @@ def read_manifest(manifest: str | Path, defaults: dict | None = None) -> list[Pa
         cells = dict(zip((h.replace("-", "_").replace(" ", "_") for h in header), (c.strip() for c in row)))
         target_cell, clip_cell = cells.get("target", ""), cells.get("clip", "")
         try:
-            options = parse_row_options({c: cells.get(c, "") for c in option_columns}, defaults or {})
+            options = parse_row_options({c: cells.get(c, "") for c in option_columns}, defaults or RetargetOptions())
         except RowOptionError as e:
             pairs.append(Pair(number, target_cell, clip_cell, error=f"row {number}: {e}"))
             continue
@@ -151,7 +163,7 @@ def read_manifest(manifest: str | Path, defaults: dict | None = None) -> list[Pa
     return pairs
 
 
-def _pair(number: int, target: str, clip: str, options: dict, builtin: list[str], hashes: _Hashes) -> Pair:
+def _pair(number: int, target: str, clip: str, options: RetargetOptions, builtin: list[str], hashes: _Hashes) -> Pair:
     pair = Pair(number, target, clip, options)
     tpath = Path(target)
     pair.out_rel = f"{safe_stem(tpath.stem)}/{safe_stem(clip if clip in builtin else Path(clip).stem)}"
@@ -163,14 +175,14 @@ def _pair(number: int, target: str, clip: str, options: dict, builtin: list[str]
                       f"{', '.join(builtin)})")
         return pair
     try:
-        pair.target_input = TargetInput(str(tpath), hashes.of(tpath), **{k: options[k] for k in PREPARE_OPTIONS
-                                                                          if k in options})
+        pair.target_input = TargetInput(str(tpath), hashes.of(tpath), **{k: getattr(options, k)
+                                                                          for k in PREPARE_OPTIONS})
         if clip in builtin:
             from nfs.io.registry import BUILTIN_CLIPS_DIR
             sha = f"builtin:{clip}:{hashes.of(Path(BUILTIN_CLIPS_DIR) / f'{clip}.csv')}"
         else:
             sha = hashes.of(Path(clip))
-        pair.clip_input = ClipInput(clip, sha, **{k: options[k] for k in CLIP_OPTIONS if k in options})
+        pair.clip_input = ClipInput(clip, sha, **{k: getattr(options, k) for k in CLIP_OPTIONS})
     except OSError as e:
         pair.error = f"row {number}: cannot read {e.filename or target}: {e.strerror or e}"
     return pair

@@ -9,6 +9,7 @@ open, so prepared targets do not pile up in memory (a target is let go when its 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import os
@@ -21,6 +22,7 @@ from typing import Callable
 from nfs.batch.engines import MAX_RETRIES, Job, LocalEngine, RayEngine
 from nfs.batch.manifest import Pair, read_manifest
 from nfs.batch.options import parse_exports, retarget_keywords
+from nfs.options import RetargetOptions
 from nfs.batch.outputs import finished_files, remove_partials
 from nfs.batch.work import ClipJob, PairJob, TargetJob, commit_returned_files
 
@@ -151,23 +153,27 @@ def _engine(engine: str, workers: int | None, address: str | None, threads: int 
 def run_batch(manifest: str | Path, out: str | Path, *, engine: str = "local", address: str | None = None,
               workers: int | None = None, exports: str | tuple | None = None, device: str = "auto",
               model_dir: str | None = None, storage: str = "auto", threads: int | None = None,
-              max_retries: int = MAX_RETRIES, progress: Callable[[BatchState], None] | None = None) -> BatchResult:
+              max_retries: int = MAX_RETRIES, options: RetargetOptions | None = None,
+              progress: Callable[[BatchState], None] | None = None) -> BatchResult:
     """Retarget every (target, clip) pair of `manifest` into `out`/<target stem>/<clip stem>/ and write
     `out`/batch_report.csv. Pairs whose outputs are complete from an earlier run are skipped.
 
     engine: "local" (a process pool of `workers` processes, default min(cores, 4)) or "ray" (`address` of a running
-    cluster, or a local Ray instance with `workers` CPUs). `exports`: the default of the manifest's `exports`
-    column (a tuple, or text as on the command line). `storage`: "shared" (workers read the inputs and write the
+    cluster, or a local Ray instance with `workers` CPUs). `options` (`nfs.options.RetargetOptions`): the values
+    of the rows' empty option cells (default: the documented defaults); `exports` overrides its exports (a tuple,
+    or text as on the command line); the device is `device`, for the whole batch. `storage`: "shared" (workers
+    read the inputs and write the
     outputs under `out` themselves: one disk, or a network path mounted alike everywhere), "driver" (the driver
     sends the input files and writes the outputs; workers need no shared disk) or "auto" (driver for a Ray
     `address`, else shared). `threads`: torch threads per job (local default: cores / workers; Ray: 1 per CPU the
     task asks for). `progress(BatchState)` is called as the batch moves."""
     started = time.perf_counter()
     out = Path(out)
-    defaults = {}
+    defaults = options or RetargetOptions()
     if exports is not None:
-        defaults["exports"] = parse_exports(exports) if isinstance(exports, str) else tuple(exports)
-    pairs = read_manifest(manifest, defaults)
+        defaults = dataclasses.replace(defaults, exports=parse_exports(exports) if isinstance(exports, str)
+                                       else tuple(exports))
+    pairs = read_manifest(manifest, defaults.validated())
     if storage == "auto":
         storage = "driver" if engine == "ray" and address else "shared"
     if storage not in ("shared", "driver"):

@@ -102,7 +102,7 @@ def prepare_target_job(job: TargetJob):
 
 def load_clip_job(job: ClipJob):
     """(summary, Clip or None): the clip loaded once (a face video tracked and fitted once) for all its pairs."""
-    from nfs.pipeline import load_clip
+    from nfs.pipeline import is_face_video, load_clip, video_calibration
     t = time.perf_counter()
     path = None
     try:
@@ -111,7 +111,13 @@ def load_clip_job(job: ClipJob):
         if job.data is not None:
             path = _local_copy(job.data, spec)
             spec = str(path)
-        clip = load_clip(spec, neutral_frame=job.clip.neutral_frame)
+        c = job.clip
+        calibration = None
+        if is_face_video(spec):
+            calibration = video_calibration(c.neutral_frame, not c.keep_neutral, c.dead_zone, c.shape_gains)
+        elif c.keep_neutral or c.dead_zone or c.shape_gains:
+            raise ValueError("keep_neutral, dead_zone and shape_gains apply to video clips only")
+        clip = load_clip(spec, neutral_frame=c.neutral_frame, calibration=calibration)
     except Exception as e:  # noqa: BLE001
         return {"ok": False, "error": error_message(e), "seconds": time.perf_counter() - t}, None
     finally:

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from nfs.data.warps import FeatureScaleWarp, push_through
-from nfs.geometry.openings import boundary_loops, carry_into_fill, loop_fill
+from nfs.geometry.openings import boundary_loops, carry_into_fill, loop_fill, loop_halves
 from nfs.ict import EXPRESSION_NAMES
 
 JAW = EXPRESSION_NAMES.index("jawOpen")
 BLINKS = (EXPRESSION_NAMES.index("eyeBlink_L"), EXPRESSION_NAMES.index("eyeBlink_R"))
 MOUTH_BAG_DEPTH_CM = 2.5
+EYE_SOCKET_DEPTH_CM = 1.2
 
 
 @dataclass
@@ -28,9 +29,12 @@ class ArtistStyle:
     rest_jaw: float = 0.0            # jawOpen baked into the rest shape: a lip slit (0.05-0.25 typical)
     lids_apart: float = 0.0          # -eyeBlink baked into the rest (0.2-0.4): eye holes wider, blink still closes
     mouth_bag: bool = False          # a bag behind the mouth opening, attached to the inner lips
+    bag_cavity_cm: float = 0.0       # the bag's upper and lower halves bulge this far apart (a mouth cavity)
     join_lips: bool = False          # the mouth opening capped: one surface, lips joined
     join_lids: bool = False          # the eye openings capped: closed eyes modelled as skin
+    eye_sockets: bool = False        # a closed socket behind each eye hole (a game head's eyeballs sit in it)
     feature_scales: tuple = ()       # (eyes, mouth, nose) scale factors about their centres, e.g. 0.7-1.6
+    flatten: float = 1.0             # depth (z) of the whole head scaled by this about the face's front (anime: < 1)
 
     @property
     def is_plain(self) -> bool:
@@ -115,12 +119,16 @@ def apply_style(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray, labe
         warp = feature_warp(centres, style.feature_scales)
         b = push_through(warp.jacobian(v), b)
         v = warp.apply(v)
+    if style.flatten != 1.0:        # a linear map: its Jacobian carries every delta alike
+        front = float(v[:, 2].max())
+        v[:, 2] = front + style.flatten * (v[:, 2] - front)
+        b[..., 2] *= np.float32(style.flatten)
     new_v, new_f, new_b, new_l = [v], [f], [b], [np.asarray(labels)]
     count = len(v)
 
-    def add(loop, rings, offset, close):
+    def add(loop, rings, offset, close, spread=None):
         nonlocal count
-        pts, fs, w = loop_fill(v, loop, count, rings=rings, offset=offset, close=close)
+        pts, fs, w = loop_fill(v, loop, count, rings=rings, offset=offset, close=close, spread=spread)
         nearest = loop[np.argmax(w[:, :-1], axis=1)] if w.shape[1] > 1 else loop[:len(pts)]
         new_v.append(pts)
         new_f.append(fs)
@@ -130,12 +138,21 @@ def apply_style(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray, labe
 
     if "mouth" in loops and (style.mouth_bag or style.join_lips):
         if style.mouth_bag:
-            add(loops["mouth"], 4, np.array([0.0, 0.0, -MOUTH_BAG_DEPTH_CM]), True)
+            spread = None
+            if style.bag_cavity_cm:
+                upper, lower = loop_halves(v, loops["mouth"], np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+                up = np.isin(loops["mouth"], upper).astype(float) - np.isin(loops["mouth"], lower)
+                spread = np.outer(up, [0.0, 0.5 * style.bag_cavity_cm, 0.0])
+            add(loops["mouth"], 4, np.array([0.0, 0.0, -MOUTH_BAG_DEPTH_CM]), True, spread)
         else:
             add(loops["mouth"], 3, None, True)
     if style.join_lids:
         for name in ("eye_L", "eye_R"):
             if name in loops:
                 add(loops[name], 3, np.array([0.0, 0.0, 0.25]), True)
+    elif style.eye_sockets:
+        for name in ("eye_L", "eye_R"):
+            if name in loops:
+                add(loops[name], 3, np.array([0.0, 0.0, -EYE_SOCKET_DEPTH_CM]), True)
     return StyledMesh(np.concatenate(new_v).astype(np.float32), np.concatenate(new_f),
                       np.concatenate(new_b, axis=1).astype(np.float32), np.concatenate(new_l), len(v))

@@ -26,6 +26,14 @@ Categories
   joined_lips      the mouth opening capped: one surface, lips joined (a scan's closed mouth)
   joined_lids      the eye openings capped: closed eyes modelled as skin over the eyeball
   stylised         eyes, mouth and nose scaled 0.7-1.6 about their centres (local plateau warps)
+  closed_scan      a scan's closed mouth: lips joined by a cap, the whole head re-tessellated at ~7k vertices with
+                   jitter, so the lip contact line is triangulated at scan density, not along ICT's lip edges
+  game_head        a Ready Player Me-style head: the skin re-tessellated at ~5k vertices, its lips touching over a
+                   closed mouth bag with a cavity, closed eye sockets behind the eye holes (both extruded from
+                   the low-poly mesh's own loops), separate eyeballs and two rows of teeth
+  anime            anime proportions: the nose 0.4x (height and depth), the mouth 0.5x, the eyes 1.8x about their
+                   centres, one after the other (each fold-free, so their composition is), the head flattened to
+                   0.75 of its depth
 On artist heads the added geometry (bag, caps) is not scored for position (it is not ICT's face) but counts for
 triangle flips.
 On warped targets the ground truth is the warp's Jacobian at the neutral applied to the ICT displacement
@@ -41,22 +49,31 @@ from scipy.sparse.csgraph import connected_components
 
 from nfs.data.artist import ArtistStyle, apply_style, feature_centres
 from nfs.data.subjects import HELD_OUT_SEED_BASE
-from nfs.data.warps import FeatureScaleWarp, plateau, push_through, wendland
+from nfs.data.warps import ComposedWarp, FeatureScaleWarp, plateau, push_through, wendland
 from nfs.geometry.remesh import decimate, jitter_on_surface, subdivide_midpoint
-from nfs.geometry.surface import SurfaceEmbedding, embed_mesh
+from nfs.geometry.normals import vertex_normals
+from nfs.geometry.surface import SurfaceEmbedding, closest_points_on_mesh, embed_mesh
 from nfs.ict import EXPRESSION_NAMES, FACE_VERTEX_COUNT, NARROW_FACE_VERTEX_COUNT, N_IDENTITY, ICTFaceModel, load_ict
 from nfs.io import load_builtin_clip
 from nfs.mesh.align import Alignment
-from nfs.regions import ict_region_labels
+from nfs.regions import REGION_NAMES, ict_region_labels
 
 EVAL_SEED_BASE = HELD_OUT_SEED_BASE + 1000   # training validation uses HELD_OUT_SEED_BASE + 0..9
 EXPRESSION_SEED = 7_000_001                  # random FACS combinations of the benchmark
 NECK_CUT_Y_CM = -12.5
 CATEGORIES = ("ict", "remesh_3k", "remesh_6k", "remesh_25k", "crop_face", "crop_narrow", "neck_cut",
               "exaggerated", "warp_wendland", "warp_features", "eyes", "auto_align",
-              "slit", "slit_bag", "joined_lips", "joined_lids", "stylised")
-# artist-modelled heads (`nfs.data.artist`): the slit categories, the joined ones, stylised proportions
-ARTIST_CATEGORIES = ("slit", "slit_bag", "joined_lips", "joined_lids", "stylised")
+              "slit", "slit_bag", "joined_lips", "joined_lids", "stylised", "closed_scan", "game_head", "anime")
+# artist-modelled heads (`nfs.data.artist`): the slit categories, the joined ones, stylised proportions, and the
+# heads people bring that ICT models least like (a closed-mouth scan, a game head, anime proportions)
+ARTIST_CATEGORIES = ("slit", "slit_bag", "joined_lips", "joined_lids", "stylised", "closed_scan", "game_head",
+                     "anime")
+REAL_HEAD_CATEGORIES = ("closed_scan", "game_head", "anime")
+CLOSED_SCAN_VERTICES = 7000
+GAME_HEAD_VERTICES = 5000
+ANIME_SCALES = (1.8, 0.5, 0.4)      # eyes, mouth, nose
+ANIME_FLATTEN = 0.75
+EYE_FALLOFF = 4.0                   # an anime eye warp reaches this many plateau radii
 
 
 # ----------------------------------------------------------------------------------------------- sizes
@@ -247,6 +264,7 @@ class EvalTarget:
     auto_align: bool = False
     ict_index: np.ndarray | None = None
     source_with_eyes: bool = False     # baselines transfer from the ICT head with eyeballs
+    eyeball_mask: np.ndarray | None = None   # (V,) the eyeballs' vertices; None: every vertex off the skin
 
     @property
     def n_vertices(self) -> int:
@@ -369,8 +387,52 @@ def warped_target(ict: ICTFaceModel, name: str, category: str, seed: int, coeffs
     return t
 
 
+def anime_warp(centres: dict[str, np.ndarray], scales: tuple = ANIME_SCALES,
+               flatten: float = ANIME_FLATTEN) -> ComposedWarp:
+    """Anime proportions about the feature centres (`feature_centres`): the nose scaled by scales[2] in height and
+    depth, then the mouth by scales[1] in width and height, then each eye by scales[0] in the face plane, then the
+    whole head's depth by `flatten` about its front. Shrinking never folds with any fall-off (the radial stretch
+    stays above 1 + a > 0), so the nose and the mouth fall off within 1.5 cm of their plateaus and do not reach
+    each other; an eye grows, and its fall-off is three times its plateau wide (a growing plateau warp folds below ~1.6x)."""
+    e, m, n = scales
+
+    def one(key, linear, inner, outer, at):
+        return FeatureScaleWarp(at[None].astype(np.float64), np.array([inner]), np.array([outer]),
+                                (np.diag(linear) - np.eye(3))[None])
+
+    nose = one("nose", [1.0, n, n], 1.5, 3.0, centres["nose"])
+    mouth = one("mouth", [m, m, 1.0], 2.0, 3.5, nose.apply(centres["mouth"][None])[0])
+    warps = [nose, mouth]
+    for key in ("eye_L", "eye_R"):
+        at = centres[key][None]
+        for w in warps:
+            at = w.apply(at)
+        warps.append(one(key, [e, e, 1.0], 1.2, 1.2 * EYE_FALLOFF, at[0]))
+    front = max(c[2] for c in centres.values()) + 2.0
+    warps.append(LinearWarp(np.diag([1.0, 1.0, flatten]), np.array([0.0, 0.0, front])))
+    return ComposedWarp(tuple(warps))
+
+
+@dataclass
+class LinearWarp:
+    """x -> c + M (x - c): one linear map about a point (a flattened head). matrix (3, 3), centre (3,) cm."""
+
+    matrix: np.ndarray
+    centre: np.ndarray
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return self.centre + (np.asarray(x, np.float64) - self.centre) @ self.matrix.T
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.matrix, (len(x), 3, 3)).copy()
+
+
 def artist_style(category: str, rng: np.random.Generator) -> ArtistStyle:
     """The artist modelling of an artist category's target (random within the category's ranges)."""
+    if category == "closed_scan":
+        return ArtistStyle(join_lips=True)
+    if category == "game_head":
+        return ArtistStyle(mouth_bag=True, bag_cavity_cm=1.5, eye_sockets=True)
     if category in ("slit", "slit_bag"):
         return ArtistStyle(rest_jaw=float(rng.uniform(0.05, 0.25)), lids_apart=float(rng.uniform(0.2, 0.4)),
                            mouth_bag=category == "slit_bag")
@@ -388,8 +450,13 @@ def styled_target(ict: ICTFaceModel, name: str, category: str, seed: int, coeffs
     """The ICT skin of an identity modelled as `style` says; added vertices (bag, caps) are off every mask but
     the skin's."""
     t = subset_target(ict, name, category, seed, coeffs, np.arange(ict.skin_count), ict.region_faces("skin"))
-    styled = apply_style(t.vertices, t.faces, t.basis, t.labels, feature_centres(t.vertices, ict.landmarks68),
-                         style)
+    return restyled(t, style, feature_centres(t.vertices, ict.landmarks68))
+
+
+def restyled(t: EvalTarget, style: ArtistStyle, centres: dict) -> EvalTarget:
+    """A skin target modelled as `style` says (`apply_style`; `centres` from `feature_centres` of its identity),
+    in place; added vertices (bag, caps, sockets) are off every mask but the skin's."""
+    styled = apply_style(t.vertices, t.faces, t.basis, t.labels, centres, style)
     extra = len(styled.vertices) - styled.n_original
     off = np.zeros(extra, bool)
     t.vertices, t.faces, t.basis = styled.vertices.astype(np.float64), styled.faces, styled.basis
@@ -399,6 +466,79 @@ def styled_target(ict: ICTFaceModel, name: str, category: str, seed: int, coeffs
     if extra or style.feature_scales:
         t.ict_index = None
     return t
+
+
+def remeshed_styled_target(ict: ICTFaceModel, target: EvalTarget, count: int, rng: np.random.Generator,
+                           jitter: float = 0.2) -> EvalTarget:
+    """A styled target (`styled_target`: skin with any cap or bag) re-tessellated as a scan would be: decimated to
+    ~count vertices, jittered on the surface, embedded back (barycentric ground truth). Masks and labels come from
+    each new vertex's nearest styled vertex (added geometry stays off the face masks)."""
+    tv, tf = target.vertices, target.faces
+    v, f = decimate(tv, tf, count)
+    v = jitter_on_surface(v, f, jitter, rng)
+    # by normals, so a vertex of the upper lip is not embedded on the lower lip it touches
+    _, tri, bary, _ = closest_points_on_mesh(v, tv, tf, point_normals=vertex_normals(v, f), min_normal_dot=0.0)
+    emb = SurfaceEmbedding(np.asarray(f, np.int64), tri, bary.astype(np.float32), np.asarray(tf, np.int64), len(tv))
+    nearest = emb.nearest_template_vertex()
+    vertices = emb.apply(tv)
+    labels = target.labels[nearest]
+    lm = map_landmarks(vertices, labels, tv[target.landmarks], target.labels[target.landmarks])
+    return EvalTarget(target.name, target.category, target.seed, vertices, emb.faces,
+                      emb.apply(target.basis).astype(np.float32), target.face_mask[nearest],
+                      target.inner_mask[nearest], target.skin_mask[nearest], labels, lm, identity_alignment())
+
+
+def teeth_rows(skin: np.ndarray, landmarks68: np.ndarray, segments: int = 16) -> list[np.ndarray]:
+    """Two rows of teeth behind the lips of a head (skin (V, 3) cm, ICT frame) as closed boxes bent along an arch:
+    [(vertices (N, 3), faces (G, 3))] for the upper and the lower row (a game head's separate teeth)."""
+    lips = landmarks68[60:68]
+    mouth = skin[lips[lips >= 0]].mean(0)
+    out = []
+    for top, bottom in ((mouth[1] + 0.05, mouth[1] - 0.75), (mouth[1] - 0.95, mouth[1] - 1.7)):
+        angle = np.linspace(-1.2, 1.2, segments + 1)
+        front = np.stack([1.9 * np.sin(angle), np.zeros_like(angle), mouth[2] - 0.7 - 1.6 * (1 - np.cos(angle))], 1)
+        inner = front * np.array([0.75, 1.0, 1.0]) - np.array([0.0, 0.0, 0.35])
+        inner[:, 2] = front[:, 2] - 0.5
+        ring = [front + [mouth[0], top, 0], front + [mouth[0], bottom, 0], inner + [mouth[0], bottom, 0],
+                inner + [mouth[0], top, 0]]
+        v = np.stack(ring, 1).reshape(-1, 3)                   # (segments + 1) x 4 around the box's section
+        faces = []
+        for i in range(segments):
+            for j in range(4):
+                a, b = 4 * i + j, 4 * i + (j + 1) % 4
+                c, d = a + 4, b + 4
+                faces += [[a, c, b], [b, c, d]]
+        for cap, flip in ((0, False), (4 * segments, True)):
+            tri = [[cap, cap + 1, cap + 2], [cap, cap + 2, cap + 3]]
+            faces += [t[::-1] for t in tri] if flip else tri
+        out.append((v, np.asarray(faces, np.int64)))
+    return out
+
+
+def game_head_target(ict: ICTFaceModel, target: EvalTarget) -> EvalTarget:
+    """A styled skin (bag, sockets) with ICT's eyeballs and two rows of teeth added as separate components. The
+    truth keeps the eyeballs and the upper teeth still (the ICT model's eyeballs do not move) and moves the lower
+    teeth with the mean displacement of the chin; neither the teeth nor the eyeballs are scored for position."""
+    n = len(target.vertices)
+    eyes = np.arange(ict.skin_count, len(ict.neutral))
+    coeffs = held_out_coeffs(target.seed)
+    eye_v = ict.vertices(coeffs, None, len(ict.neutral))[eyes].astype(np.float64)
+    eye_f = ict.eyeball_faces() - ict.skin_count + n
+    upper, lower = teeth_rows(target.vertices, target.landmarks)
+    jaw = target.basis[:, target.labels == REGION_NAMES.index("chin")].mean(1)          # (53, 3)
+    parts_v = [target.vertices, eye_v, upper[0], lower[0]]
+    offsets = np.cumsum([0] + [len(x) for x in parts_v])
+    faces = np.concatenate([target.faces, eye_f, upper[1] + offsets[2], lower[1] + offsets[3]])
+    k = target.basis.shape[0]
+    basis = np.concatenate([target.basis, np.zeros((k, len(eye_v) + len(upper[0]), 3), np.float32),
+                            np.repeat(jaw[:, None], len(lower[0]), 1).astype(np.float32)], axis=1)
+    extra = offsets[-1] - n
+    off = np.zeros(extra, bool)
+    eyeball = np.concatenate([np.zeros(n, bool), np.ones(len(eye_v), bool), np.zeros(extra - len(eye_v), bool)])
+    return EvalTarget(target.name, target.category, target.seed, np.concatenate(parts_v), faces, basis,
+                      np.concatenate([target.face_mask, off]), np.concatenate([target.inner_mask, off]),
+                      np.concatenate([target.skin_mask, off]), np.concatenate([target.labels, -np.ones(extra, int)]),
+                      target.landmarks, identity_alignment(), eyeball_mask=eyeball)
 
 
 def random_similarity(rng: np.random.Generator) -> Alignment:
@@ -459,8 +599,19 @@ def build_target(category: str, index: int, ict: ICTFaceModel | None = None) -> 
         t.vertices = t.to_ict.inverse(t.vertices)
         t.auto_align = True
         return t
+    if category == "anime":
+        v = ict.vertices(coeffs).astype(np.float64)
+        return warped_target(ict, name, category, seed, coeffs, anime_warp(feature_centres(v, ict.landmarks68)))
+    if category == "game_head":      # a low-poly skin, then the bag and sockets extruded from its own loops
+        t = subset_target(ict, name, category, seed, coeffs, np.arange(ict.skin_count), skin_faces)
+        centres = feature_centres(t.vertices, ict.landmarks68)
+        t = remeshed_styled_target(ict, t, GAME_HEAD_VERTICES, rng, jitter=0.1)
+        return game_head_target(ict, restyled(t, artist_style(category, rng), centres))
     if category in ARTIST_CATEGORIES:
-        return styled_target(ict, name, category, seed, coeffs, artist_style(category, rng))
+        t = styled_target(ict, name, category, seed, coeffs, artist_style(category, rng))
+        if category == "closed_scan":
+            return remeshed_styled_target(ict, t, CLOSED_SCAN_VERTICES, rng)
+        return t
     raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
 
 

@@ -79,3 +79,24 @@ class FeatureScaleWarp:
         ad = np.einsum("kij,nkj->nki", self.linear, d)                        # (N, K, 3)
         return (np.eye(3)[None] + np.einsum("nk,kij->nij", w, self.linear)
                 + np.einsum("nki,nkj->nij", ad, grad))
+
+
+@dataclass
+class ComposedWarp:
+    """Warps applied one after the other: x -> w_n(... w_1(x)); the Jacobian is the product of each warp's at the
+    point it is applied to, so warps that never fold compose into one that never folds, however they overlap.
+    Each warp has apply (N, 3) -> (N, 3) and jacobian (N, 3) -> (N, 3, 3)."""
+
+    warps: tuple
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        for w in self.warps:
+            x = w.apply(x)
+        return x
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        jac = np.broadcast_to(np.eye(3), (len(x), 3, 3)).copy()
+        for w in self.warps:
+            jac = np.einsum("nij,njk->nik", w.jacobian(x), jac)
+            x = w.apply(x)
+        return jac

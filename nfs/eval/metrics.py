@@ -144,3 +144,47 @@ def turned_over(pred_cos: np.ndarray, truth_cos: np.ndarray, truth_facing: float
     tie, not a fold; with truth_facing=0 any triangle the truth does not turn over counts). pred_cos / truth_cos
     (T, F)."""
     return int(((pred_cos < 0) & (truth_cos > truth_facing)).any(0).sum())
+
+
+SAWTOOTH_EXCESS_DEG = 60.0    # an edge folds this much sharper than the truth's: a tooth of a saw
+MOUTH_RADIUS_CM = 3.0         # the saw-tooth is looked for within this of the mouth's centre
+
+
+def interior_edges(faces: np.ndarray) -> np.ndarray:
+    """(E, 2) indices of the two triangles on each edge shared by exactly two triangles of faces (F, 3)."""
+    f = np.asarray(faces, np.int64)
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    owner = np.tile(np.arange(len(f)), 3)
+    _, inv, counts = np.unique(e, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    two = counts[inv] == 2
+    order = np.argsort(inv[two], kind="stable")
+    return owner[two][order].reshape(-1, 2)
+
+
+def sawtooth_edges(rest: np.ndarray, pred_pos: np.ndarray, gt_pos: np.ndarray, faces: np.ndarray,
+                   centre: np.ndarray, radius_cm: float = MOUTH_RADIUS_CM,
+                   excess_deg: float = SAWTOOTH_EXCESS_DEG) -> tuple[int, float]:
+    """A saw-tooth at the mouth (strips of triangles alternating between the upper and the lower lip): the
+    interior edges within radius_cm of centre (3,) at rest (V, 3) whose two triangles' normals meet at an angle
+    more than excess_deg sharper in the prediction pred_pos (V, 3) than in the truth gt_pos (V, 3), one frame.
+    Returns (count, share of the region's interior edges in %)."""
+    f = np.asarray(faces, np.int64)
+    near = (np.linalg.norm(rest[f] - centre, axis=-1) < radius_cm).all(1)
+    pairs = interior_edges(f[near])
+    if not len(pairs):
+        return 0, float("nan")
+    f = f[near]
+
+    def angles(x):
+        n = _normals_and_areas(x, f)[0]
+        return np.degrees(np.arccos(np.clip((n[pairs[:, 0]] * n[pairs[:, 1]]).sum(-1), -1.0, 1.0)))
+
+    teeth = angles(pred_pos) > angles(gt_pos) + excess_deg
+    return int(teeth.sum()), float(100.0 * teeth.mean())
+
+
+def still_error_mm(gt: np.ndarray, mask: np.ndarray) -> float:
+    """Mean per-vertex error (mm) of not moving at all (a zero displacement) against the truth (T, V, 3) cm on the
+    mask's vertices: what any method has to beat."""
+    return float(np.linalg.norm(gt[:, mask], axis=-1).mean() * CM_TO_MM) if mask.any() else float("nan")

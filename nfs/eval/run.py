@@ -56,6 +56,8 @@ class _Context:
     eyeballs: list            # index arrays of non-skin components (the two eyeballs)
     skin_faces: np.ndarray    # (F, 3) triangles of the skin (with any added bag or cap)
     truth_cos: np.ndarray     # (T, F) the truth's triangle normals against the rest's (`M.truth_facing_cos`)
+    mouth_centre: np.ndarray | None   # (3,) the inner lips' landmark centre at rest (None without them)
+    still_mm: float           # the mean error of not moving at all (`M.still_error_mm`)
 
 
 def _context(target, expr) -> _Context:
@@ -63,13 +65,16 @@ def _context(target, expr) -> _Context:
     gt = target.gt_displacement(expr.weights)
     gt_pos = v0[None] + gt
     eyeballs = []
-    other = np.nonzero(~target.skin_mask)[0]
+    other = np.nonzero(~target.skin_mask if target.eyeball_mask is None else target.eyeball_mask)[0]
     if len(other):
         eyeballs = [other[v0[other, 0] > 0], other[v0[other, 0] <= 0]]
     skin_faces = target.faces[target.skin_mask[target.faces].all(1)]
+    lips = target.landmarks[60:68]
+    mouth = v0[lips[lips >= 0]].mean(0) if (lips >= 0).any() else None
     return _Context(target, expr, v0, gt, gt_pos, M.vertex_normals(gt_pos, target.faces),
                     M.landmark_pairs(target.landmarks, M.EYELID_PAIRS), M.landmark_pairs(target.landmarks, M.LIP_PAIRS),
-                    eyeballs, skin_faces, M.truth_facing_cos(v0, gt_pos, skin_faces))
+                    eyeballs, skin_faces, M.truth_facing_cos(v0, gt_pos, skin_faces), mouth,
+                    M.still_error_mm(gt, target.face_mask))
 
 
 def method_metrics(pred: np.ndarray, ctx: _Context) -> dict:
@@ -86,6 +91,10 @@ def method_metrics(pred: np.ndarray, ctx: _Context) -> dict:
     if e.probe_jaw >= 0:
         row["lip_ratio_jaw"] = M.gap_ratio(pos[e.probe_jaw], ctx.gt_pos[e.probe_jaw], ctx.lip)
         row["lid_gap_blink_mm"] = M.gap_error_mm(pos[[e.probe_blink]], ctx.gt_pos[[e.probe_blink]], ctx.eyelid)
+        if ctx.mouth_centre is not None:
+            row["sawtooth_jaw"], row["sawtooth_jaw_pct"] = M.sawtooth_edges(
+                ctx.v0, pos[e.probe_jaw], ctx.gt_pos[e.probe_jaw], ctx.skin_faces, ctx.mouth_centre)
+    row["still_mm"] = ctx.still_mm
     row["max_mm"] = float(M.vertex_errors_mm(pred, ctx.gt, t.face_mask).max()) if t.face_mask.any() else np.nan
     pred_cos = M.facing_cos(ctx.v0, pos, ctx.skin_faces)
     row["flips"] = M.turned_over(pred_cos, ctx.truth_cos)

@@ -48,7 +48,10 @@ def rig_shapes(target: PreparedTarget, progress: Progress = no_progress) -> tupl
         done = sum(len(c) for c in chunks)
         progress(done / len(codes), f"{done}/{len(codes)} shapes")
     frames = np.concatenate(chunks)
-    return frames[0], frames[1:] - frames[0][None]
+    del chunks
+    neutral = frames[0].copy()
+    frames[1:] -= neutral[None]                      # in place: (53, V, 3) is large on a dense mesh
+    return neutral, frames[1:]
 
 
 def linear_rig_error_mm(target: PreparedTarget, neutral: np.ndarray, deltas: np.ndarray, weights: np.ndarray,
@@ -56,6 +59,10 @@ def linear_rig_error_mm(target: PreparedTarget, neutral: np.ndarray, deltas: np.
     """Mean per-vertex distance (mm) on the skin between the baked linear rig with `weights` (n, 53) and the
     network's `frames` (n, V_in, 3)."""
     skin = target.clean.skin_original_index
-    lin = neutral[None, skin] + np.einsum("tk,kvc->tvc", weights, deltas[:, skin])
-    err_user = np.linalg.norm(lin - np.asarray(frames)[:, skin], axis=-1).mean()
+    flat = deltas[:, skin].reshape(len(deltas), -1)            # (53, S * 3): one product per few frames
+    total, frames = 0.0, np.asarray(frames)
+    for s0 in range(0, len(weights), 8):
+        lin = neutral[None, skin] + (np.asarray(weights[s0:s0 + 8], flat.dtype) @ flat).reshape(-1, len(skin), 3)
+        total += float(np.linalg.norm(lin - frames[s0:s0 + 8, skin], axis=-1).sum())
+    err_user = total / max(len(weights) * len(skin), 1)
     return float(err_user * target.alignment.scale * 10.0)

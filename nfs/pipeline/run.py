@@ -134,9 +134,9 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     clip = resample_clip(clip, fps)
     if clip.fps != src_fps:
         notes.append(f"clip resampled from {src_fps:g} to {clip.fps:g} fps ({clip.n_frames} frames)")
-    prepared = target_mesh if isinstance(target_mesh, PreparedTarget) else None   # (a batch shares one per target)
-    target_mesh = prepared.raw if prepared is not None else as_raw_mesh(target_mesh)
-    gltf_target = target_mesh.is_gltf
+    if not isinstance(target_mesh, PreparedTarget):   # a path or an array: read (and refused) before any work
+        target_mesh = as_raw_mesh(target_mesh)
+    gltf_target = (target_mesh.raw if isinstance(target_mesh, PreparedTarget) else target_mesh).is_gltf
     if exports is None:
         exports = default_exports(clip.n_frames, gltf_target)
         if preview_note(clip.n_frames):
@@ -152,13 +152,10 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     timings = {}
     t = time.perf_counter()
     spans["prepare"].report(progress, 0.0, "")
-    if prepared is not None:
-        target = prepared
-    else:
-        target = prepare_target(target_mesh, model, alignment=alignment, force=force,
-                                progress=spans["prepare"].sub(progress), device=dev)
-    if not correction and model.cfg.template_prior:   # without a template prior the network is the positions
-        target = target.without_correction()
+    target = prepare_target(target_mesh, model, alignment=alignment, force=force,   # a PreparedTarget as it is
+                            progress=spans["prepare"].sub(progress), device=dev)
+    if model.cfg.template_prior:   # without a template prior the network is the positions: always on
+        target = target.with_correction(correction)
     timings["prepare"] = time.perf_counter() - t
     t = time.perf_counter()
     spans["encode"].report(progress, 0.0, "")

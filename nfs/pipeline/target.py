@@ -40,11 +40,23 @@ MIN_FACE_CONFIDENCE = 0.35
 SEAM_CM = 3.0  # a body cut below the neck follows the head's displacement over this distance from the cut
 
 
+@dataclass(frozen=True)
+class TargetKey:
+    """What a prepared target is known by: its preparation's cache key (the raw mesh's content, the model's weights,
+    the alignment override and the device) and the decoding mode. Rigs baked from it are kept per key."""
+
+    content: str
+    correction: bool = True      # the network's learned correction on (False: the template prior alone)
+
+    def __str__(self) -> str:
+        return f"{self.content} ({'network correction' if self.correction else 'template prior'})"
+
+
 @dataclass
 class PreparedTarget:
     """Everything decoding needs about one target mesh."""
 
-    key: str
+    key: TargetKey
     name: str
     raw: RawMesh                 # the user's mesh as loaded (original order, units, UVs)
     clean: CleanMesh
@@ -60,16 +72,30 @@ class PreparedTarget:
     binding: SecondaryBinding
     timings: dict = field(default_factory=dict)
     proxy: SurfaceProxy | None = None  # a dense skin's decimated stand-in: `ops` and `image` are the proxy's
+    reused: bool = False         # this preparation came from the cache (nothing was computed again)
 
     @property
     def n_vertices(self) -> int:
         """Vertices of the user's mesh (all components, original order)."""
         return self.raw.n_vertices
 
+    @property
+    def correction(self) -> bool:
+        """Whether decoding adds the network's learned correction to the template prior."""
+        return self.key.correction
+
+    def with_correction(self, on: bool) -> "PreparedTarget":
+        """This target decoded with the network's learned correction `on` or off (the template prior alone);
+        regions and skinning weights are the network's either way. The mode is part of the key, so baked rigs
+        do not mix."""
+        if on == self.key.correction:
+            return self
+        return dataclasses.replace(self, key=dataclasses.replace(self.key, correction=bool(on)),
+                                   decoder=dataclasses.replace(self.decoder, correction=bool(on)))
+
     def without_correction(self) -> "PreparedTarget":
-        """This target decoded by the template prior alone (the network's learned correction off); regions and
-        skinning weights are the network's as before. Its own cache key, so baked rigs do not mix."""
-        return dataclasses.replace(self, key=self.key + ":prior", decoder=self.decoder.without_correction())
+        """This target decoded by the template prior alone (`with_correction(False)`)."""
+        return self.with_correction(False)
 
     def region_labels_original(self, fill: int = -1) -> np.ndarray:
         """(V_in,) predicted region per original vertex (nearest skin region for other components)."""
@@ -162,13 +188,18 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
 
     The head is found on any mesh (`nfs.mesh.head.find_head`): only it goes through the network; a body below
     the neck stays still. A target whose face confidence (`nfs.mesh.faceness`) is below MIN_FACE_CONFIDENCE raises
-    `NotAFaceError` unless `force`; a given `alignment` (fixed by hand) is never refused."""
+    `NotAFaceError` unless `force`; a given `alignment` (fixed by hand) is never refused.
+
+    `mesh` may be a PreparedTarget: it is returned as it is when `alignment` is None or its own, and prepared from
+    its raw mesh with the new alignment otherwise (never prepared twice). The mesh is cleaned only when it is not
+    found in the cache (the key hashes the raw content)."""
+    if isinstance(mesh, PreparedTarget):
+        if alignment is None or alignment.to_dict() == mesh.alignment.to_dict():
+            return mesh
+        mesh = mesh.raw
     dev = resolve_device(device)
     timings = {}
-    t = time.perf_counter()
     raw = as_raw_mesh(mesh)
-    clean = clean_mesh(raw.vertices, raw.faces)
-    timings["clean"] = time.perf_counter() - t
     key = content_key(raw, f"{weights_hash(model)}:{alignment.to_dict() if alignment else 'auto'}:{dev}")
     if use_cache and key in _PREPARED:
         _PREPARED.move_to_end(key)
@@ -176,7 +207,10 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
         if alignment is None and not force:
             check_face(cached.alignment, raw.source)
         # same geometry: reuse the heavy work, but keep this upload's own name, file and UVs
-        return dataclasses.replace(cached, raw=raw, name=name or Path(raw.source or "mesh").stem)
+        return dataclasses.replace(cached, raw=raw, name=name or Path(raw.source or "mesh").stem, reused=True)
+    t = time.perf_counter()
+    clean = clean_mesh(raw.vertices, raw.faces)
+    timings["clean"] = time.perf_counter() - t
     progress(0.1, "aligning to the ICT frame")
     t = time.perf_counter()
     if alignment is None:
@@ -219,7 +253,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
                                      hints=part_hints(raw.parts, len(raw.vertices)))
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
-        key=key, name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
+        key=TargetKey(key), name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
         skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder, proxy=proxy,
         region_labels=enc.logits[0].float().argmax(-1).cpu().numpy(),
         skinning_weights=enc.weights[0].float().cpu().numpy(),

@@ -66,14 +66,14 @@ def _corners(points: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def fit_opening_warp(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
-                     face_loops: dict[str, np.ndarray]) -> OpeningWarp | None:
+                     face_loops: dict[str, np.ndarray], openings: tuple = WARPED_OPENINGS) -> OpeningWarp | None:
     """The warp of the fitted face (S, 3) that takes each of its openings (`face_loops`: name -> loop vertex
     indices into face) onto the target's (points (V, 3) in the same frame, cm, faces (F, 3)), or None where
     every opening matches already or the target has none (lips or lids modelled closed)."""
     target_loops = boundary_loops(faces) if len(faces) else []
     names, centers, inner, outer, linear, shift = [], [], [], [], [], []
     for name, ict_loop in face_loops.items():
-        if name not in WARPED_OPENINGS:
+        if name not in openings:
             continue
         centre = face[ict_loop].mean(0)
         size = float(np.linalg.norm(face[ict_loop] - centre, axis=1).max())

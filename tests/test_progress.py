@@ -1,0 +1,44 @@
+"""The one progress module: one time-left rule for the pipeline's stages, the command line's bar and the app's line."""
+from __future__ import annotations
+
+import io
+
+from nfs.progress import ConsoleBar, CountClock, RunProgress, StageProgress, format_eta, rate_eta
+
+
+def test_time_left_rule_and_its_words():
+    assert rate_eta(10.0, 25, 100) == 30.0            # 25 in 10 s: 75 more take 30 s
+    assert rate_eta(0.1, 5, 100) is None and rate_eta(5.0, 0, 100) is None
+    assert format_eta(None) == "estimating time left" and format_eta(0.4) == "under 1 s left"
+    assert format_eta(42) == "about 42 s left" and format_eta(185) == "about 3 min 05 s left"
+
+
+def test_count_clock_restarts_with_each_stage():
+    clock = CountClock()
+    assert clock.eta("decoding", (10, 100), now=0.0) is None          # the count's start
+    assert clock.eta("decoding", (30, 100), now=4.0) == 14.0          # 20 in 4 s: 70 more take 14 s
+    assert clock.eta("writing", (5, 50), now=5.0) is None             # a new stage starts again
+    assert clock.eta("writing", (15, 50), now=7.0) == 7.0
+
+
+def test_stage_spans_and_the_bar_agree_on_the_rule():
+    seen = []
+    stages = StageProgress(lambda f, m: seen.append((f, m)), {"prepare": (0.0, 0.5), "decode": (0.5, 1.0)})
+    stages.stage("decode")(0.5, "decoding")
+    assert seen[-1][0] == 0.75 and seen[-1][1].startswith("decoding · ")
+    out = io.StringIO()
+    bar = ConsoleBar(out)
+    bar(0.2, "decoding frames: 4/120 frames")
+    bar(1.0, "done")
+    text = out.getvalue()
+    assert "20.0% decoding frames: 4/120 frames · estimating time left" in text and text.endswith("\n")
+
+
+def test_the_app_line_names_the_stage_of_the_run():
+    lines = []
+    progress = RunProgress(lambda f, m: lines.append(m), ["loading the clip", "decoding frames", "writing"])
+    progress(0.1, "decoding frames: 3/60 frames")
+    assert lines[-1].startswith("stage 2/3 · decoding frames: 3/60 frames") and "elapsed" in lines[-1]
+    progress.set_stages(["decoding frames", "writing"])
+    progress.stage_named("writing", "the file")
+    assert lines[-1].startswith("stage 2/2 · writing: the file")

@@ -1,0 +1,108 @@
+"""The eval's heads that ICT models least like (a closed-mouth scan, a game head, anime proportions) and the
+metrics that judge them (saw-tooth at the mouth, the error of not moving at all)."""
+import numpy as np
+import pytest
+
+from nfs.data.benchmark import ANIME_SCALES, anime_warp, build_target
+from nfs.eval import metrics as M
+from nfs.geometry.openings import boundary_loops
+from nfs.ict import EXPRESSION_NAMES, load_ict
+
+JAW = EXPRESSION_NAMES.index("jawOpen")
+
+
+@pytest.fixture(scope="module")
+def ict():
+    return load_ict()
+
+
+def _grid(n=12, h=0.25):
+    """A flat n x n grid in the x-y plane (cm), facing +z: vertices (n*n, 3), faces."""
+    x, y = np.meshgrid(np.arange(n) * h, np.arange(n) * h)
+    v = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], 1)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    return v, np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+
+
+def test_sawtooth_sees_a_strip_alternating_between_the_lips_and_not_a_smooth_membrane():
+    v, f = _grid()
+    centre = v.mean(0)
+    row = np.isclose(v[:, 1], 5 * 0.25)                       # the lip line: one row of vertices
+    # truth: the lower half drops by 1 cm, the lip line halfway (a membrane stretched smoothly)
+    drop = np.where(v[:, 1] < 5 * 0.25, -1.0, 0.0) + np.where(row, -0.5, 0.0)
+    truth = v + np.outer(drop, [0, 1, 0])
+    assert M.sawtooth_edges(v, truth, truth, f, centre, radius_cm=10) == (0, 0.0)
+    # the lip line's vertices taking the upper and the lower lip in turn, each pushed out of the plane as a
+    # closest-point transfer of a rolled lip does
+    teeth = truth.copy()
+    on_line = np.nonzero(row)[0]
+    teeth[on_line[::2], 1] += 0.5
+    teeth[on_line[1::2], 1] -= 0.5
+    teeth[on_line, 2] = np.where(np.arange(len(on_line)) % 2, 0.4, -0.4)
+    count, share = M.sawtooth_edges(v, teeth, truth, f, centre, radius_cm=10)
+    assert count >= len(on_line) // 2 and 0 < share < 100
+    far = centre + np.array([100.0, 0, 0])                    # nothing within the radius of the mouth
+    assert M.sawtooth_edges(v, teeth, truth, f, far, radius_cm=1)[0] == 0
+
+
+def test_not_moving_error_is_the_mean_truth_displacement():
+    gt = np.zeros((2, 3, 3))
+    gt[0, 0, 1] = 0.2
+    gt[1, 2, 0] = -0.4
+    mask = np.array([True, False, True])
+    assert np.isclose(M.still_error_mm(gt, mask), (2.0 + 0.0 + 0.0 + 4.0) / 4)
+
+
+def test_closed_scan_joins_the_lips_at_scan_density_with_exact_truth(ict):
+    t = build_target("closed_scan", 0, ict)
+    lm = t.landmarks[60:68]
+    mouth = t.vertices[lm[lm >= 0]].mean(0)
+    for loop in boundary_loops(t.faces):            # no opening at the mouth: one surface across the lips
+        assert np.linalg.norm(t.vertices[loop].mean(0) - mouth) > 3.0
+    near = np.linalg.norm(t.vertices - mouth, axis=1) < 1.0
+    assert near.sum() > 40                             # the lip line at the scan's density, not ICT's edges
+    gap = t.basis[JAW, lm[1], 1] - t.basis[JAW, lm[7], 1]    # the truth opens the mouth
+    assert gap > 0.5
+    assert not t.skin_mask.all() or t.face_mask.sum() < t.n_vertices
+
+
+def test_game_head_has_a_bag_with_a_cavity_sockets_eyeballs_and_teeth(ict):
+    t = build_target("game_head", 0, ict)
+    skin = np.nonzero(t.skin_mask)[0]
+    assert t.eyeball_mask is not None and t.eyeball_mask.sum() > 100
+    assert not (t.eyeball_mask & t.skin_mask).any()
+    parts = (~t.skin_mask & ~t.eyeball_mask).sum()
+    assert parts > 0                                     # the teeth
+    added = skin[t.labels[skin] < 0]                     # bag and sockets, extruded from the skin's loops
+    assert len(added) > 100 and not t.face_mask[added].any()
+    bag = added[t.vertices[added, 1] < -1.0]
+    assert np.ptp(t.vertices[bag, 1]) > 1.0              # a cavity, not two coincident sheets
+    skin_faces = t.faces[t.skin_mask[t.faces].all(1)]
+    mouth = t.vertices[t.landmarks[60:68]].mean(0)
+    for loop in boundary_loops(skin_faces):              # the bag closes the mouth, the sockets the eyes
+        assert np.linalg.norm(t.vertices[loop].mean(0) - mouth) > 3.0
+
+
+def test_anime_truth_scales_the_mouth_and_keeps_every_triangle_facing(ict):
+    t = build_target("anime", 0, ict)
+    plain = build_target("ict", 0, ict)
+    lm = t.landmarks
+    opening = lambda x: x[JAW, lm[62], 1] - x[JAW, lm[66], 1]   # noqa: E731
+    ratio = opening(t.basis) / opening(plain.basis)
+    assert 0.35 < ratio < 0.7                             # about the mouth's scale (0.5)
+    width = lambda x: np.linalg.norm(x[lm[36]] - x[lm[39]])     # noqa: E731  (an eye, corner to corner)
+    assert width(t.vertices) / width(plain.vertices) > 0.8 * ANIME_SCALES[0]
+    cos = M.facing_cos(plain.vertices, t.vertices[None], t.faces)[0]
+    assert np.median(cos) > 0.9 and cos.min() > 0.3    # flattened and warped, never folded
+
+
+def test_composed_anime_warp_jacobian_matches_finite_differences(ict):
+    from nfs.data.artist import feature_centres
+    v = ict.vertices(None).astype(np.float64)
+    warp = anime_warp(feature_centres(v, ict.landmarks68))
+    x = v[np.random.default_rng(0).choice(len(v), 50, replace=False)]
+    eps = 1e-5
+    fd = np.stack([(warp.apply(x + eps * e) - warp.apply(x - eps * e)) / (2 * eps) for e in np.eye(3)], -1)
+    assert np.abs(fd - warp.jacobian(x)).max() < 1e-5
+    assert np.linalg.det(warp.jacobian(v)).min() > 0.01
