@@ -70,3 +70,14 @@ def pytest_runtest_makereport(item, call):
     running = funcargs.get("app") or funcargs.get("long_app")
     if report.failed and running is not None and hasattr(running, "log"):
         report.sections.append(("app log (last 6000 characters)", running.log()[-6000:]))
+
+
+@pytest.fixture(scope="session")
+def compressed(tmp_path_factory):
+    """The test avatar compressed by the real npm encoders (gltfpack, gltf-transform), built once for the run:
+    {name: path}. Skips where node or the encoders are missing."""
+    import avatar_factory as af
+    reason = af.encoders_missing()
+    if reason:
+        pytest.skip(reason)
+    return af.compressed_avatars(tmp_path_factory.mktemp("packed"))

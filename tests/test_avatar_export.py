@@ -140,14 +140,6 @@ def test_keep_existing_targets_and_visemes(plain, tmp_path):
     del doc_in
 
 
-@pytest.fixture(scope="module")
-def compressed(tmp_path_factory):
-    reason = af.encoders_missing()
-    if reason:
-        pytest.skip(reason)
-    return af.compressed_avatars(tmp_path_factory.mktemp("packed"))
-
-
 @pytest.mark.parametrize("name", ["gltfpack", "gltf_transform_meshopt_webp", "gltf_transform_draco",
                                   "vrm1_meshopt_webp", "vrm0"])
 def test_compressed_and_vrm_avatars_come_back_valid(compressed, name, tmp_path):

@@ -21,14 +21,6 @@ def avatar():
     return af.build_avatar()
 
 
-@pytest.fixture(scope="module")
-def compressed(tmp_path_factory):
-    reason = af.encoders_missing()
-    if reason:
-        pytest.skip(reason)
-    return af.compressed_avatars(tmp_path_factory.mktemp("packed"))
-
-
 def _all_positions(avatar) -> np.ndarray:
     return np.concatenate([p for name in MESHES for p in avatar.positions[name]])
 
