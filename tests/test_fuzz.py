@@ -1,4 +1,4 @@
-"""Fuzzing the loaders (issue 9): whatever the bytes, a loader returns a valid result or raises its own
+"""Fuzzing the loaders: whatever the bytes, a loader returns a valid result or raises its own
 one-line error (MeshError / ClipError), never another exception.
 
 Kept small (max_examples ~100-150, no deadline) so the file runs in well under 30 s on a busy CPU.

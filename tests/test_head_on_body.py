@@ -1,4 +1,4 @@
-"""Heads on bodies (issue 17): a head on shoulders, a full body and a head with a separate torso align like the
+"""Heads on bodies: a head on shoulders, a full body and a head with a separate torso align like the
 same head alone (within 2 % in scale, 2 degrees in rotation); only the head goes through the network, the body
 below the neck stays still; non-faces are refused unless forced, in the API and the CLI."""
 from __future__ import annotations

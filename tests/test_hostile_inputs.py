@@ -1,4 +1,4 @@
-"""Hostile and odd uploads (issue 9): every case of tests/data/bad/MANIFEST.json through the loaders, the
+"""Hostile and odd uploads: every case of tests/data/bad/MANIFEST.json through the loaders, the
 pipeline's first steps and the CLI. Refused inputs give one line naming the problem (and, except where
 noted, the file); valid-but-odd ones are accepted and prepared. Nothing is ever written outside the
 output folder. The corpus is written by tests/data_makers/bad_inputs.py; the large cases are made here.
@@ -37,7 +37,7 @@ REFUSED = sorted(n for n, c in CASES.items() if not c["accepted"])
 ACCEPTED = sorted(n for n, c in CASES.items() if c["accepted"])
 # messages that cannot name the file: fixed wording pinned by tests/test_mesh_io.py, and clean_mesh (arrays only)
 FILELESS = ("point clouds are not supported", "no usable triangles left")
-# a case's minimum: the corpus grows with every input a user reported (issue 9: 36, issue 17: 70)
+# a case's minimum: the corpus grows with every input a user reported (36 cases at first, 70 later)
 MIN_CASES = 70
 VALID_TARGET = BAD / "negative_indices.obj"  # a tetrahedron: the target for CLI runs of the clip cases
 

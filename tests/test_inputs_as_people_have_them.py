@@ -1,4 +1,4 @@
-"""Inputs as people have them (issue 17): compressed glTF written by the real encoders, STL scans, partial UVs,
+"""Inputs as people have them: compressed glTF written by the real encoders, STL scans, partial UVs,
 Live Link takes and zips made by Finder. Each is checked for what a user expects, not only for not crashing."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The layering of issue 16, read from the source with `ast` (every import, inside functions too):
+"""The package layering, read from the source with `ast` (every import, inside functions too):
 
 - `nfs/model` imports nothing from `nfs/data` or `nfs/eval`;
 - `nfs/eval` imports only the pipeline, its metrics and its baselines (and its own modules, which obey the same
