@@ -29,6 +29,7 @@ from nfs.model.precision import inference_dtype, resolve_device
 from nfs.pipeline.models import model_on
 from nfs.pipeline.network_inputs import LazyNetworkInputs
 from nfs.prior import template_expression_basis
+from nfs.prior.face_fit import one_blas_thread
 from nfs.progress import Progress, no_progress
 
 # below this face confidence (`nfs.mesh.faceness`: MediaPipe's face detector and landmarks on a render of the aligned
@@ -249,8 +250,10 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     timings["align"] = time.perf_counter() - t
     progress(0.5, "carrying the template's expressions")
     t = time.perf_counter()
-    prior = (torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)).to(dev) if model.cfg.template_prior
-             else None)
+    prior = None
+    if model.cfg.template_prior:
+        with one_blas_thread():
+            prior = torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)).to(dev)
     timings["prior"] = time.perf_counter() - t
     # operators, render and encoders (regions, skinning weights, the correction) wait until something asks
     model = model_on(model.eval(), dev)
