@@ -18,7 +18,7 @@ import pygltflib as gl
 from nfs.geometry.normals import vertex_normals
 from nfs.io.gltf_document import GltfDocument, read_document
 from nfs.io.mesh import DEFAULT_MAX_VERTICES, MeshError, MeshPart, RawMesh, check_not_empty, check_vertex_limit, \
-    finish_mesh
+    finish_mesh, parts_read_notes
 
 EXTENSIONS = (".glb", ".gltf", ".vrm")   # .vrm: a GLB with a VRM 0.x or 1.0 extension
 FLOAT, UINT = 5126, 5125
@@ -103,13 +103,8 @@ def document_mesh(doc: GltfDocument, max_vertices: int | None = DEFAULT_MAX_VERT
             faces.append(tris + n_v)
             n_v += len(v)
             n_f += len(tris)
-    if not parts:
-        if skipped:
-            raise MeshError("point clouds are not supported")
-        raise MeshError(f"{doc.filename}: unreadable glTF file (no triangle meshes inside)")
-    notes = [f"ignored {len(skipped)} primitives that are not triangles ({', '.join(skipped[:3])})"] if skipped else []
-    if len(parts) > 1:
-        notes.append(f"concatenated {len(parts)} primitives with their node transforms")
+    notes = parts_read_notes(parts, skipped, f"{doc.filename}: unreadable glTF file (no triangle meshes inside)",
+                             "primitives", "node transforms")
     if any(part.skinned for part in parts):
         notes.append("skinned meshes read in their bind pose")
     if doc.compression:
