@@ -81,12 +81,13 @@ class StageClock:
 
     def __call__(self, fraction: float, message: str) -> None:
         head = message.split(" · ")[0].split(":")[0]
-        if head != self.last and "frame" not in message:
+        if head != self.last:
             now = time.process_time()
             if self.last:
                 self.cpu[self.last] = self.cpu.get(self.last, 0.0) + now - self.c0
             self.c0 = now
-            print(f"  {time.perf_counter() - self.t0:7.2f} s  {head}", flush=True)
+            if "frame" not in message:
+                print(f"  {time.perf_counter() - self.t0:7.2f} s  {head}", flush=True)
         self.last = head
 
 
