@@ -7,17 +7,36 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 
+_LAST_LOOPS: dict = {}          # the last call's faces digest -> loops: the prior asks for one mesh's thrice
+
+
 def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     """Ordered boundary loops of a triangle mesh (F, 3): each an int64 array of vertex indices following the
     boundary half-edges (a -> b where the face has a -> b and no face has b -> a), so a cap whose faces traverse each
     loop edge backwards is consistently oriented with the mesh. Non-manifold boundary vertices (two outgoing boundary
-    half-edges) end a walk early; loops shorter than 3 are dropped."""
+    half-edges) end a walk early; loops shorter than 3 are dropped. The last call's answer is kept for the same
+    faces (by content; loops are copied out, never shared)."""
+    import hashlib
+
+    f = np.ascontiguousarray(faces, np.int64)
+    key = (f.shape, hashlib.blake2b(f.data, digest_size=16).digest())
+    if key not in _LAST_LOOPS:
+        _LAST_LOOPS.clear()
+        _LAST_LOOPS[key] = _boundary_loops(f)
+    return [loop.copy() for loop in _LAST_LOOPS[key]]
+
+
+def _boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     f = np.asarray(faces, np.int64)
     half = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
     n = int(f.max()) + 1 if len(f) else 0
     key = half[:, 0] * n + half[:, 1]
     reverse = half[:, 1] * n + half[:, 0]
-    boundary = half[~np.isin(key, reverse, kind="sort")]   # (sorting: the hash path is slow on big meshes)
+    # a half-edge is on the boundary when its reverse is no half-edge: looked up in the sorted keys (one sort of
+    # the keys alone; `np.isin` sorts both arrays together, several times slower on a big mesh)
+    keys = np.sort(key)
+    at = np.minimum(np.searchsorted(keys, reverse), max(len(keys) - 1, 0))
+    boundary = half[keys[at] != reverse] if len(keys) else half
     nxt = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist()))
     loops, seen = [], set()
     for start in boundary[:, 0].tolist():
@@ -79,7 +98,7 @@ def geodesic_distances(vertices: np.ndarray, faces: np.ndarray, source_sets: lis
     return np.where(np.isfinite(out), out, 1e9)
 
 
-LOCAL_GEODESICS_ABOVE = 50_000  # meshes with more vertices measure geodesics only near the sources, along edges
+LOCAL_GEODESICS_ABOVE = 300_000  # meshes with more vertices measure geodesics only near the sources, along edges
 
 
 def geodesic_distances_near(vertices: np.ndarray, faces: np.ndarray, source_sets: list[np.ndarray],
