@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory):
-    """The real app (`python app.py`, clips cut to 12 frames) on free ports, shared by every test of the run."""
+    """The real app (`python app.py`, clips cut to 12 frames) on free ports, shared by every test of the run (of each worker process under `-n 2`)."""
     from app_harness import running_app
 
     with running_app(tmp_path_factory.mktemp("app_log"), max_frames=SHARED_APP_MAX_FRAMES,
