@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from nfs.geometry.openings import boundary_loops, loop_fill, loop_halves
@@ -216,8 +216,23 @@ def _line_graph(p: np.ndarray, rw: np.ndarray, edges: np.ndarray, f2: np.ndarray
     for k in range(3):
         tri_nodes[:, k] = node_of_vertex[rw[:, k]]
         tri_nodes[:, 3 + k] = edge_node(rw[:, k], rw[:, (k + 1) % 3])
-    two = tri_nodes[(tri_nodes >= 0).sum(1) == 2]
-    links = np.sort(two, axis=1)[:, -2:] if len(two) else np.zeros((0, 2), np.int64)
+    two = (tri_nodes >= 0).sum(1) == 2
+    # two vertices on the line joined by an edge link only when the line really runs along it: the faces on
+    # either side of the edge lie on either side of the line (not both on one, the line just touching it)
+    along_edge = two & ((tri_nodes[:, :3] >= 0).sum(1) == 2)
+    keep = two & ~along_edge
+    if along_edge.any():
+        rows = np.nonzero(along_edge)[0]
+        pair = np.sort(tri_nodes[rows, :3], axis=1)[:, -2:]
+        third = np.where(tri_nodes[rows, :3] < 0, rw[rows], -1).max(1)
+        side = np.sign(f2[third])
+        key = pair[:, 0] * (n_zero + 1) + pair[:, 1]
+        both = np.zeros(len(rows), bool)
+        for sign in (1.0, -1.0):
+            other = np.isin(key, key[side == -sign])
+            both |= (side == sign) & other
+        keep[rows[both]] = True
+    links = np.sort(tri_nodes[keep], axis=1)[:, -2:] if keep.any() else np.zeros((0, 2), np.int64)
     return zero, cross_edges, lam_e, tri_nodes, node_pos, links, node_of_vertex, edge_node
 
 
@@ -285,7 +300,6 @@ def plan_cut(points: np.ndarray, faces: np.ndarray, weld: np.ndarray, line: LipL
         if d[k] > max(0.1 * width, 3.0 * h):
             raise MouthCutError("no mouth found: the mesh has no vertex near a corner of the fitted face's mouth")
         corner_ids.append(k)
-    c_left, c_right = corner_ids
     f_val = lip_sides(p, wf[ok], line, face, dist, LOCAL_REACH * width, np.asarray(corner_ids))
     # the surface must join the lips across the line over most of its width, else they are apart already
     tri = np.nonzero(ok)[0]
@@ -317,17 +331,37 @@ def plan_cut(points: np.ndarray, faces: np.ndarray, weld: np.ndarray, line: LipL
             if corners:
                 snap[max(corners, key=lambda w: abs(f2[w]))] = False
     f2 = np.where(snap, 0.0, f2)
-    zero, cross_edges, lam_e, tri_nodes, node_pos, links, node_of_vertex, edge_node = _line_graph(
-        p, rw, edges, f2, region & used, nw)
-    n_zero = len(zero)
-    if not len(links) or node_of_vertex[c_left] < 0 or node_of_vertex[c_right] < 0:
-        raise MouthCutError("could not open the mouth: no lip line joins its corners")
-    n_nodes = len(node_pos)
-    w = np.linalg.norm(node_pos[links[:, 0]] - node_pos[links[:, 1]], axis=1) + 1e-9
-    graph = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([links[:, 0], links[:, 1]]),
-                                                    np.concatenate([links[:, 1], links[:, 0]]))),
-                          shape=(n_nodes, n_nodes)).tocsr()
-    start, goal = node_of_vertex[c_left], node_of_vertex[c_right]
+    # the line: the piece of the zero level that runs along most of the mouth, from the vertex where it passes
+    # nearest one corner to the vertex where it passes nearest the other
+    for attempt in range(3):
+        zero, cross_edges, lam_e, tri_nodes, node_pos, links, node_of_vertex, edge_node = _line_graph(
+            p, rw, edges, f2, region & used, nw)
+        n_zero, n_nodes = len(zero), len(node_pos)
+        if not len(links):
+            raise MouthCutError("could not open the mouth: no lip line joins its corners")
+        w = np.linalg.norm(node_pos[links[:, 0]] - node_pos[links[:, 1]], axis=1) + 1e-9
+        graph = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([links[:, 0], links[:, 1]]),
+                                                        np.concatenate([links[:, 1], links[:, 0]]))),
+                              shape=(n_nodes, n_nodes)).tocsr()
+        _, component = connected_components(graph, directed=False)
+        node_t = line.along(node_pos)
+        cover = [np.sum(np.histogram(node_t[component == c], bins)[0] > 0) for c in range(component.max() + 1)]
+        best = np.nonzero(component == int(np.argmax(cover)))[0]
+        ends, snapped = [], False
+        for c in line.corners:
+            k = int(best[np.argmin(np.linalg.norm(node_pos[best] - c, axis=1))])
+            if np.linalg.norm(node_pos[k] - c) > max(0.15 * width, 3.0 * h):
+                raise MouthCutError("could not open the mouth: the lips' contact does not reach a mouth corner")
+            if k >= n_zero:                     # end at a vertex: the nearer end of the crossed edge
+                a_, b_ = cross_edges[k - n_zero]
+                f2[a_ if lam_e[k - n_zero] < 0.5 else b_] = 0.0
+                snapped = True
+            ends.append(k)
+        if not snapped:
+            break
+    else:
+        raise MouthCutError("could not open the mouth: the lip line does not end at the mouth's corners")
+    start, goal = ends
     dmat, pred = dijkstra(graph, indices=start, return_predecessors=True)
     if not np.isfinite(dmat[goal]):
         raise MouthCutError("could not open the mouth: no lip line joins its corners")
@@ -462,6 +496,23 @@ def _mouth_interior(model_points: np.ndarray, loop_ids: np.ndarray, along: np.nd
     return pts, faces, weights
 
 
+def _check_closed(faces: np.ndarray, loop: np.ndarray) -> None:
+    """Every edge of the lip loop is held by exactly one lip face and one interior face, wound oppositely (the cut
+    is clean and the interior closes it); MouthCutError otherwise."""
+    n = int(faces.max()) + 1
+    half = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    keys, counts = np.unique(half[:, 0] * n + half[:, 1], return_counts=True)
+    a, b = loop, np.roll(loop, -1)
+
+    def count(x, y):
+        k = x * n + y
+        i = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
+        return np.where(keys[i] == k, counts[i], 0)
+
+    if not ((count(a, b) == 1) & (count(b, a) == 1)).all():
+        raise MouthCutError("could not open the mouth cleanly: the cut along the lips is not a clean edge")
+
+
 def open_mouth(raw: RawMesh, clean: CleanMesh, alignment: Alignment, fit=None) -> tuple[RawMesh, MouthCut | None]:
     """The user's mesh with its mouth opened (see the module's notes), and what was done; (raw, None) when the
     lips are already apart (a slit or an open mouth: nothing to cut). `clean` and `alignment` are the mesh's
@@ -514,6 +565,7 @@ def open_mouth(raw: RawMesh, clean: CleanMesh, alignment: Alignment, fit=None) -
     bag_user = alignment.inverse((bag_model - fit.translation) @ fit.rotation / fit.scale)
     vertices = np.concatenate([user, new_v, bag_user]).astype(raw.vertices.dtype)
     faces = np.concatenate([faces, pieces[rest], bag_faces])
+    _check_closed(faces, loop)
     # polygons, texture coordinates and parts follow
     polygon = np.asarray(raw.face_polygon, np.int64)
     polygon = np.concatenate([polygon, polygon[parent[rest]],
@@ -556,7 +608,6 @@ def open_mouth(raw: RawMesh, clean: CleanMesh, alignment: Alignment, fit=None) -
 # --------------------------------------------------------------------------------------------- the prior
 
 
-
 def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut) -> np.ndarray:
     """The template prior (`nfs.prior.template_expression_basis`, (53, V, 3) cm) of a skin whose mouth was
     opened (`cut` in the skin's numbering): the prior of the skin without its mouth interior, where the lip
@@ -576,40 +627,41 @@ def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut)
     sub = template_expression_basis(vertices_ict[outside], faces=remap[kept])
     basis = np.zeros((len(sub), n, 3), np.float32)
     basis[:, outside] = sub
-    _follow_own_lip(basis, kept, cut)
+    _follow_own_lip(basis, vertices_ict, kept, cut)
     basis[:, cut.interior] = carry_into_fill(basis, cut.loop, cut.interior_weights)
     return basis
 
 
-def _follow_own_lip(basis: np.ndarray, faces: np.ndarray, cut: MouthCut) -> None:
-    """Closest points alone can put a lip edge point next to a corner (where the fitted face's lips meet) on the
-    other lip: in place, a lip edge point (not a corner) whose deltas are nearer the mean of the other edge's
-    neighbours than of its own side's takes its own side's mean (neighbours across `faces` (F, 3), the mouth
-    interior left out)."""
+def _follow_own_lip(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cut: MouthCut,
+                    rings: int = 2) -> None:
+    """Closest points alone put lip edge points near a corner (where the fitted face's lips meet) on either lip,
+    and step from point to point where the line crosses the mesh's triangles: in place, the lip edges and
+    `rings` rings of vertices around them take the harmonic fill (cotangent Laplacian of the rest shape
+    `vertices` (V, 3), faces (F, 3) without the mouth interior) of the deltas around them; the cut is a free
+    boundary of the fill, so each edge follows its own lip."""
+    import robust_laplacian
+
     from nfs.geometry.openings import sparse_adjacency
 
     n = basis.shape[1]
     adjacency = sparse_adjacency(faces, n)
-    held = np.ones(n, bool)
-    held[cut.upper_edge] = held[cut.lower_edge] = False
-    held[cut.interior] = False
-    cols = np.nonzero(held)[0]
-
-    def side_mean(ids):
-        rows = adjacency[ids][:, cols]
-        count = np.asarray(rows.sum(1)).ravel()
-        mean = np.einsum("ij,kjc->kic", (sp.diags(1.0 / np.maximum(count, 1.0)) @ rows).toarray(),
-                         basis[:, cols])
-        return mean, count > 0
-
-    upper, lower = cut.upper_edge[1:-1], cut.lower_edge[1:-1]
-    (mu, has_u), (ml, has_l) = side_mean(upper), side_mean(lower)
-    ok = has_u & has_l
-    for ids, own, other in ((upper, mu, ml), (lower, ml, mu)):
-        d_own = np.linalg.norm(basis[:, ids] - own, axis=(0, 2))
-        d_other = np.linalg.norm(basis[:, ids] - other, axis=(0, 2))
-        wrong = ok & (d_other < d_own)
-        basis[:, ids[wrong]] = own[:, wrong].astype(basis.dtype)
+    free = np.zeros(n, bool)
+    free[cut.upper_edge] = free[cut.lower_edge] = True
+    for _ in range(rings):
+        free |= (adjacency @ free.astype(np.float64)) > 0
+    free[cut.interior] = False
+    used = np.zeros(n, bool)
+    used[faces.ravel()] = True
+    held = used & ~free
+    laplacian, _ = robust_laplacian.mesh_laplacian(np.asarray(vertices, np.float64), np.asarray(faces, np.int64))
+    laplacian = laplacian.tocsr()
+    f_idx, h_idx = np.nonzero(free)[0], np.nonzero(held)[0]
+    l_ff = laplacian[f_idx][:, f_idx].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
+    l_fh = laplacian[f_idx][:, h_idx].tocsc()
+    cols = np.nonzero(np.diff(l_fh.indptr))[0]
+    around = basis[:, h_idx[cols]].transpose(1, 0, 2).reshape(len(cols), -1).astype(np.float64)
+    solved = spla.splu(l_ff).solve(-(l_fh[:, cols] @ around))
+    basis[:, f_idx] = solved.reshape(len(f_idx), len(basis), 3).transpose(1, 0, 2).astype(basis.dtype)
 
 
 def open_target_mouth(raw: RawMesh, clean: CleanMesh, alignment: Alignment
