@@ -67,7 +67,7 @@ def main() -> None:
     print(f"triangles turned over: closed {turned_closed.sum()} of {len(raw.faces)}, opened {turned_open.sum()} of "
           f"{len(cut_raw.faces)} ({np.isin(cut_raw.faces[turned_open], cut.interior).any(1).sum()} in the mouth "
           "interior)")
-    centre = raw.vertices[cut.upper_edge].mean(0)
+    centre = cut_raw.vertices[cut.upper_edge].mean(0)
     images = [panel(closed, raw.faces, np.zeros(len(closed), bool), turned_closed, centre),
               panel(opened, cut_raw.faces, inside, turned_open, centre)]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=100)
