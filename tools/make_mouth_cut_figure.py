@@ -42,8 +42,9 @@ def panel(moved, faces, inside, flipped, centre):
     img = render_shaded(moved, faces, colors, size=SIZE, view=VIEW)
     p = (centre - VIEW_CENTER) @ view_rotation(VIEW).T + VIEW_CENTER
     px, py, _ = to_pixels(p[None], SIZE)
-    x, y, w, h = int(px[0]), int(py[0]), int(4.5 * SIZE / 36), int(3.6 * SIZE / 36)
-    return img[max(0, y - h // 2):y + h, max(0, x - w):x + w]
+    cm = SIZE / 36.0                                   # pixels per cm of the view box
+    x, y = int(px[0]), int(py[0])
+    return img[max(0, y - int(2.0 * cm)):y + int(5.0 * cm), max(0, x - int(4.0 * cm)):x + int(4.0 * cm)]
 
 
 def main() -> None:
@@ -70,7 +71,7 @@ def main() -> None:
     centre = cut_raw.vertices[cut.upper_edge].mean(0)
     images = [panel(closed, raw.faces, np.zeros(len(closed), bool), turned_closed, centre),
               panel(opened, cut_raw.faces, inside, turned_open, centre)]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), dpi=90)
     titles = [f"lips one surface: torn lip line\n{turned_closed.sum()} triangles turned (orange)",
               f"--open-mouth: lips parted, mouth interior\n{turned_open.sum()} triangles turned (orange)"]
     for ax, img, title in zip(axes, images, titles):
