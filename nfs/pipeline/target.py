@@ -300,14 +300,13 @@ PREPARE_STAGES = [name for name, _ in PREPARE_STEPS]
 
 def _prepare_steps(progress: Progress, n_vertices: int):
     """A callback ``step(name, detail)`` reporting the start of each step of PREPARE_STEPS to `progress` as
-    ``"name: detail (step k/n)"`` at the fraction the steps before it take."""
+    ``"name: detail (V vertices)"`` at the fraction the steps before it take."""
     starts, at = {}, 0.0
     for name, share in PREPARE_STEPS:
         starts[name], at = at, at + share
 
     def step(name: str, detail: str) -> None:
-        k = PREPARE_STAGES.index(name) + 1
-        progress(starts[name] / at, f"{name}: {detail} (step {k}/{len(PREPARE_STEPS)}, {n_vertices:,} vertices)")
+        progress(starts[name] / at, f"{name}: {detail} ({n_vertices:,} vertices)")
 
     return step
 
