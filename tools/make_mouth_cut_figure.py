@@ -81,6 +81,8 @@ def main() -> None:
     fig.suptitle("closed-mouth scan head at jawOpen = 1", fontsize=10)
     fig.tight_layout()
     fig.savefig(OUT)
+    from PIL import Image
+    Image.open(OUT).convert("RGB").quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(OUT, optimize=True)
     print(f"wrote {OUT}")
 
 
