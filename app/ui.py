@@ -190,6 +190,7 @@ class App:
                                     file_types=MESH_TYPES, type="filepath", elem_id="target-upload")
             w.force_face = gr.Checkbox(False, label="use it even if it does not look like a face",
                                        elem_id="force-face")
+            w.open_mouth = option_checkbox("open_mouth", elem_id="open-mouth")
             w.demo_pick = gr.Radio(list(demos), label="…or a bundled demo target", value=None,
                                    info=" · ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items() if k in demos),
                                    elem_id="demo-targets")
@@ -330,11 +331,12 @@ class App:
     def _target_events(self, w: "Widgets") -> None:
         target_outputs = [w.state, w.target_info, w.viewer, w.up_axis, w.flip, w.scale, w.show_template]
 
-        def load(session_state, path, request, progress, name: str, force: bool = False) -> tuple:
+        def load(session_state, path, request, progress, name: str, force: bool = False,
+                 open_mouth: bool = False) -> tuple:
             s = self.session(session_state, request)
             s.last_refusal = ""
             try:
-                s.load_target(path, lambda f, m: progress(f, desc=m), force=force)
+                s.load_target(path, lambda f, m: progress(f, desc=m), force=force, open_mouth=open_mouth)
             except Exception as e:
                 s.last_refusal = f"{name}: {one_line(e)}"
                 raise
@@ -342,12 +344,14 @@ class App:
             return s, self.target_markdown(s), viewer_html(s.viewer_url()), "auto", False, 1.0, True
 
         @guarded
-        def on_upload(session_state, path, force=False, request: gr.Request = None, progress=gr.Progress()):
+        def on_upload(session_state, path, force=False, open_mouth=False, request: gr.Request = None,
+                      progress=gr.Progress()):
             if not path:
                 raise ValueError("no file received")
-            return load(session_state, path, request, progress, Path(path).name, bool(force))
+            return load(session_state, path, request, progress, Path(path).name, bool(force), bool(open_mouth))
 
-        upload = w.target_file.upload(on_upload, [w.state, w.target_file, w.force_face], target_outputs, api_name="upload_target",
+        upload = w.target_file.upload(on_upload, [w.state, w.target_file, w.force_face, w.open_mouth], target_outputs,
+                                      api_name="upload_target",
                                       concurrency_id=HEAVY, show_progress_on=[w.target_info])
         self._after_change(w, upload)
 

@@ -20,6 +20,7 @@ from nfs.mesh.align import Alignment
 from nfs.mesh.binding import SecondaryBinding
 from nfs.mesh.clean import CleanMesh, clean_mesh
 from nfs.mesh.head import find_head, split_head
+from nfs.mesh.mouth_cut import MouthCut, open_mouth_prior, open_target_mouth
 from nfs.mesh.parts import part_hints
 from nfs.mesh.overrides import compose_alignment
 from nfs.model.checkpoint import weights_hash
@@ -67,6 +68,7 @@ class PreparedTarget:
     binding: SecondaryBinding
     timings: dict = field(default_factory=dict)
     reused: bool = False         # this preparation came from the cache (nothing was computed again)
+    mouth: MouthCut | None = None  # the mouth opened at intake (`open_mouth`): `raw` is the cut mesh
 
     # the network's view of the target: computed when one of these is first read (the template prior, the default
     # decoding path, needs none of them), then kept
@@ -206,7 +208,8 @@ def as_raw_mesh(mesh) -> RawMesh:
 @torch.no_grad()
 def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = None,
                    progress: Progress = no_progress, use_cache: bool = True, name: str = "",
-                   device: str | torch.device = "auto", force: bool = False) -> PreparedTarget:
+                   device: str | torch.device = "auto", force: bool = False,
+                   open_mouth: bool = False) -> PreparedTarget:
     """Intake, clean, align, operators, image feature, identity code and skinning weights of a target mesh.
     Cached by the mesh's content, the model's weights, the alignment override and the device, so the same upload
     is prepared once per model. `device`: auto (a CUDA GPU when there is one), cpu or cuda: where the encoders and
@@ -218,22 +221,33 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
 
     `mesh` may be a PreparedTarget: it is returned as it is when `alignment` is None or its own, and prepared from
     its raw mesh with the new alignment otherwise (never prepared twice). The mesh is cleaned only when it is not
-    found in the cache (the key hashes the raw content)."""
+    found in the cache (the key hashes the raw content).
+
+    `open_mouth`: a mouth modelled closed (the lips one surface) is cut open along the lip line, with a mouth
+    interior (`nfs.mesh.mouth_cut`); the mesh's vertices keep their indices and positions, the new ones are
+    appended (`raw` is the cut mesh, `mouth` says what was cut). Lips already apart are left as they are."""
+    known_cut = None
     if isinstance(mesh, PreparedTarget):
         if alignment is None or alignment.to_dict() == mesh.alignment.to_dict():
             return mesh
+        known_cut, open_mouth = mesh.mouth, open_mouth or mesh.mouth is not None
         mesh = mesh.raw
     dev = resolve_device(device)
     timings = {}
     raw = as_raw_mesh(mesh)
-    key = content_key(raw, f"{weights_hash(model)}:{alignment.to_dict() if alignment else 'auto'}:{dev}")
+    key = content_key(raw, f"{weights_hash(model)}:{alignment.to_dict() if alignment else 'auto'}:{dev}"
+                      + (":open-mouth" if open_mouth else ""))
     if use_cache and key in _PREPARED:
         _PREPARED.move_to_end(key)
         cached = _PREPARED[key]
         if alignment is None and not force:
             check_face(cached.alignment, raw.source)
-        # same geometry: reuse the heavy work, but keep this upload's own name, file and UVs
-        return dataclasses.replace(cached, raw=raw, name=name or Path(raw.source or "mesh").stem, reused=True)
+        # same geometry: reuse the heavy work, but keep this upload's own name, file and UVs (a cut mesh: its own)
+        name = name or Path(raw.source or "mesh").stem
+        if cached.mouth is not None:
+            return dataclasses.replace(cached, raw=dataclasses.replace(cached.raw, source=raw.source), name=name,
+                                       reused=True)
+        return dataclasses.replace(cached, raw=raw, name=name, reused=True)
     step = _prepare_steps(progress, len(raw.vertices))
     step("cleaning", "merging duplicate vertices, dropping degenerate faces")
     t = time.perf_counter()
@@ -247,6 +261,10 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
             check_face(alignment, raw.source)
     else:
         clean = split_head(clean, alignment)
+    mouth = known_cut
+    if open_mouth and known_cut is None:
+        step("aligning", "opening the mouth along the lip line")
+        raw, clean, mouth = open_target_mouth(raw, clean, alignment)
     skin_v, skin_f = clean.skin_points, clean.skin_faces
     v_ict = alignment.apply(skin_v).astype(np.float32)
     timings["align"] = time.perf_counter() - t
@@ -255,7 +273,10 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     prior = None
     if model.cfg.template_prior:
         with one_blas_thread():
-            prior = torch.from_numpy(template_expression_basis(v_ict, faces=skin_f)).to(dev)
+            # the opened lips each follow their own lip, the interior hangs from both
+            basis = (open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean)) if mouth is not None
+                     else template_expression_basis(v_ict, faces=skin_f))
+        prior = torch.from_numpy(basis).to(dev)
     timings["prior"] = time.perf_counter() - t
     # operators, render and encoders (regions, skinning weights, the correction) wait until something asks
     model = model_on(model.eval(), dev)
@@ -269,7 +290,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     prepared = PreparedTarget(
         key=TargetKey(key), name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
         skin_vertices_ict=v_ict, skin_faces=skin_f, network=network, decoder=decoder, binding=binding,
-        timings=timings)
+        timings=timings, mouth=mouth)
     if use_cache:
         _PREPARED.put(key, prepared)
     progress(1.0, "target ready")
@@ -285,14 +306,13 @@ PREPARE_STAGES = [name for name, _ in PREPARE_STEPS]
 
 def _prepare_steps(progress: Progress, n_vertices: int):
     """A callback ``step(name, detail)`` reporting the start of each step of PREPARE_STEPS to `progress` as
-    ``"name: detail (step k/n)"`` at the fraction the steps before it take."""
+    ``"name: detail (V vertices)"`` at the fraction the steps before it take."""
     starts, at = {}, 0.0
     for name, share in PREPARE_STEPS:
         starts[name], at = at, at + share
 
     def step(name: str, detail: str) -> None:
-        k = PREPARE_STAGES.index(name) + 1
-        progress(starts[name] / at, f"{name}: {detail} (step {k}/{len(PREPARE_STEPS)}, {n_vertices:,} vertices)")
+        progress(starts[name] / at, f"{name}: {detail} ({n_vertices:,} vertices)")
 
     return step
 
