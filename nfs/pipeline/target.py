@@ -30,7 +30,6 @@ from nfs.model.precision import inference_dtype, resolve_device
 from nfs.pipeline.models import model_on
 from nfs.pipeline.network_inputs import LazyNetworkInputs
 from nfs.prior import template_expression_basis
-from nfs.prior.face_fit import one_blas_thread
 from nfs.progress import Progress, no_progress
 
 # below this face confidence (`nfs.mesh.faceness`: MediaPipe's face detector and landmarks on a render of the aligned
@@ -272,10 +271,9 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     t = time.perf_counter()
     prior = None
     if model.cfg.template_prior:
-        with one_blas_thread():
-            # the opened lips each follow their own lip, the interior hangs from both
-            basis = (open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean)) if mouth is not None
-                     else template_expression_basis(v_ict, faces=skin_f))
+        # the opened lips each follow their own lip, the interior hangs from both
+        basis = (open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean)) if mouth is not None
+                 else template_expression_basis(v_ict, faces=skin_f))
         prior = torch.from_numpy(basis).to(dev)
     timings["prior"] = time.perf_counter() - t
     # operators, render and encoders (regions, skinning weights, the correction) wait until something asks

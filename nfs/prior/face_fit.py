@@ -5,7 +5,6 @@ template prior (`nfs.prior.template`) and the mesh-sequence sources build on the
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -41,16 +40,6 @@ def _pose_deltas() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     idx = np.array([EXPRESSION_NAMES.index(n) for n in REST_POSE_BOUNDS])
     lo, hi = np.array(list(REST_POSE_BOUNDS.values()), np.float64).T
     return idx, deltas[idx].astype(np.float64), lo, hi
-
-
-def one_blas_thread():
-    """A context in which BLAS runs on one thread: the fits' products are small (about a hundred columns), where
-    handing work between threads costs more than it saves, many times more on a busy machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:                                  # not installed: BLAS as configured
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 @dataclass
@@ -123,13 +112,6 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
     (Points more than 2 mm behind the face were once down-weighted harder, against geometry inside the head; that
     stalled the fit of big identities half-way, while a mouth bag, the case it was for, fits as well without it.)
     """
-    with one_blas_thread():
-        return _fit_ict_face(points, iterations, n_points, noise_cm, point_weight, rigid, seed, rest_pose, converged,
-                             stages)
-
-
-def _fit_ict_face(points, iterations, n_points, noise_cm, point_weight, rigid, seed, rest_pose, converged, stages
-                  ) -> FaceFit:
     mean, faces, _, identity = skin_template()
     if rest_pose:
         _, pose_deltas, pose_lo, pose_hi = _pose_deltas()
