@@ -3,8 +3,9 @@
 The preparation runs on a worker thread while the event's own thread waits for it or for Cancel: a cancelled
 event returns at once (the session keeps the target it had), and the worker stops at its next step, raising
 `Cancelled` there, before anything of the step after is computed or kept (the session removes the copy of the
-upload it was preparing; caches are written whole or not at all). Each preparation has its own `CancelToken`,
-so a new upload right after a cancel is not stopped by it.
+upload it was preparing; caches are written whole or not at all). Once the session has taken the new target
+(`CancelToken.commit`), Cancel no longer applies and the event finishes normally. Each preparation has its own
+token, so a new upload right after a cancel is not stopped by it.
 """
 from __future__ import annotations
 
@@ -30,13 +31,10 @@ class Preparations:
         return token
 
     def cancel(self, sid: str) -> bool:
-        """Stop the session's running preparation; False when none was running."""
+        """Stop the session's running preparation; False when none was running or it had already finished."""
         with self._lock:
             token = self._tokens.pop(sid, None)
-        if token is None:
-            return False
-        token.cancel()
-        return True
+        return token is not None and token.cancel()
 
     def finish(self, sid: str, token: CancelToken) -> None:
         with self._lock:
@@ -49,13 +47,14 @@ def run_cancellable(work: Callable[[Progress], T], emit: Progress, token: Cancel
     """`work(progress)` on a worker thread, reported to `emit` as the app's staged line (`RunProgress` over
     `stages`: the step k of n, its own time left, the whole preparation's and the time elapsed, re-sent every
     quarter second). Returns its result, re-raises its error, or raises `Cancelled` as soon as `token` is
-    cancelled (the worker stops at its next progress report)."""
+    cancelled; `work` stops itself through the same token (`token.watch` on its steps, `token.commit` before it
+    keeps its result)."""
     outcome: dict = {}
     done = threading.Event()
     with RunProgress(emit, stages) as line:
         def worker() -> None:
             try:
-                outcome["value"] = work(token.watch(line))
+                outcome["value"] = work(line)
             except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
                 outcome["error"] = e
             finally:
