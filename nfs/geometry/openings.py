@@ -265,7 +265,10 @@ def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie
     would sit on the rim if the component's level (its vertices at the same hop count) were scaled back out to
     it, about its centre; where two rim vertices are about as near (`tie_cm`: lips that touch at rest), the one
     fewer hops away, so an upper-lip cap vertex never hangs from the lower lip. A component built by `loop_fill`
-    is reproduced exactly. Components larger than `max_component` are left out.
+    is reproduced exactly. Components larger than `max_component` are left out. A component at most SHALLOW_HOPS
+    deep (a scan's cap, re-tessellated coarser than such rings) has no levels to grade by: each vertex hangs from
+    the two rim vertices whose spokes (from the rim's centre) pass nearest it, blended by how near, its depth the
+    fraction of the spoke out to it (`_spokes`).
 
     With `rim_side` ((V,) float: 1 on one side of the opening, 0 on the other, 0.5 where neither, e.g. the upper
     and the lower lip), a vertex whose nearest rim vertices tie across the two sides (a scan's cap, re-tessellated
@@ -383,11 +386,11 @@ def _side_weights(graph: sp.csr_matrix, n_rim: int, rim_side: np.ndarray, hang: 
 
 
 def carry_radially(values: np.ndarray, fill: list, in_place: bool = False) -> np.ndarray:
-    """Per-vertex values (..., V, C) with each `radial_fill` component replaced by (1 - s) times the value of the
-    rim vertex it hangs from plus s times the rim's mean (a copy, or `values` itself with `in_place`)."""
+    """Per-vertex values (..., V, C) with each `radial_fill` component replaced by (1 - s) times the value at the
+    rim it hangs from (its rim vertex, or the blend of two by their weight) plus s times the rim's mean (a copy, or
+    `values` itself with `in_place`)."""
     out = values if in_place else np.array(values, copy=True)
-    for comp, rim, *how in fill:
-        hang, s, other, weight = how
+    for comp, rim, hang, s, other, weight in fill:
         mean = values[..., rim, :].mean(-2, keepdims=True)
         at_rim = weight[:, None] * values[..., rim[hang], :] + (1.0 - weight)[:, None] * values[..., rim[other], :]
         out[..., comp, :] = ((1.0 - s)[:, None] * at_rim + s[:, None] * mean).astype(out.dtype)
