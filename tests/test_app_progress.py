@@ -15,7 +15,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from app_harness import running_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from app.session import stages_of_run  # noqa: E402
+from app.state import stages_of_run  # noqa: E402
 from nfs.geometry.remesh import decimate  # noqa: E402
 from nfs.ict import load_ict  # noqa: E402
 from nfs.io import save_obj  # noqa: E402
