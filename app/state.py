@@ -88,7 +88,7 @@ class Session:
         self.last_refusal = ""                            # the last refused upload, named, for the status line
         self.clip: Clip | None = None
         self.clip_key = ""
-        self.video_clip: Clip | None = None              # the last video loaded in the Video tab (app/video_tab.py)
+        self.video_clip: Clip | None = None              # the last video loaded in the Video tab (app/tabs/video.py)
         self.video_key = ""
         self.head_pose = False                           # apply a video clip's head motion to the target
         self.result: RetargetResult | None = None

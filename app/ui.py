@@ -27,6 +27,7 @@ CSS = """
    animation frames to a cross-origin frame scrolled out of sight, and the viewer applies what the server sends
    (new frames, its playback controls' frame count and rate) on its next animation frame */
 #viewer-column {position: sticky; top: 8px; align-self: flex-start;}
+.gradio-container {overflow: clip !important;}   /* clipped as before, but no scroll container: sticky holds */
 #run-status {min-height: 2em}
 /* download names in full: wrap instead of cutting them to "me….zip" */
 [id^=file-] td.filename, [id^=file-] td.filename span, #target-upload td.filename span,
