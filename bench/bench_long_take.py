@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -70,16 +71,23 @@ def test_helper(name: str):
 
 
 class StageClock:
-    """Progress callback that records when the pipeline enters each stage (for the per-stage wall times)."""
+    """Progress callback that records when the pipeline enters each stage: wall time and this process's CPU time
+    (all threads; on a shared machine the CPU time is the steadier figure)."""
 
     def __init__(self):
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
         self.last = ""
+        self.cpu: dict[str, float] = {}      # stage -> CPU seconds spent in it
 
     def __call__(self, fraction: float, message: str) -> None:
         head = message.split(" · ")[0].split(":")[0]
-        if head != self.last and "frame" not in message:
-            print(f"  {time.perf_counter() - self.t0:7.2f} s  {head}", flush=True)
+        if head != self.last:
+            now = time.process_time()
+            if self.last:
+                self.cpu[self.last] = self.cpu.get(self.last, 0.0) + now - self.c0
+            self.c0 = now
+            if "frame" not in message:
+                print(f"  {time.perf_counter() - self.t0:7.2f} s  {head}", flush=True)
         self.last = head
 
 
@@ -98,6 +106,9 @@ def main() -> None:
                    help="use the operator cache as it is (default: an empty one, as on a first run)")
     a = p.parse_args()
     import torch
+    flags = open("/proc/cpuinfo").read()
+    print("CPU flags: " + (" ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags)
+                           or "none of avx2/avx512"))
 
     from nfs.model.precision import describe_device
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {describe_device(a.device)}")
@@ -114,16 +125,21 @@ def main() -> None:
     print(f"Live Link take: {a.rows} rows at 60 Hz -> clip of {clip.n_frames} frames at {clip.fps:g} fps "
           f"({clip.duration_s:.1f} s); read in {t_load:.2f} s")
     out = work / "out"
-    t0 = time.perf_counter()
-    result = retarget(a.target, clip, out, model=model, exports=tuple(a.exports.split(",")), progress=StageClock(),
+    t0, c0 = time.perf_counter(), time.process_time()
+    clock = StageClock()
+    result = retarget(a.target, clip, out, model=model, exports=tuple(a.exports.split(",")), progress=clock,
                       device=a.device, correction=a.correction)
+    cpu = time.process_time() - c0
     print(f"positions: {'template prior + network correction' if a.correction else 'template prior alone'}")
     wall = time.perf_counter() - t0 + t_load
     print(f"target {result.target.name}: {result.target.n_vertices:,} vertices; "
           "prepare: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.target.timings.items()))
     print("stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in {"read take": t_load, **result.timings}.items()))
-    print(f"END TO END (read take .. {a.exports} written): {wall:.1f} s "
-          f"({result.source.n_frames / result.timings['decode']:.1f} frames/s decoded)")
+    print(f"END TO END (read take .. {a.exports} written): {wall:.1f} s wall, {cpu:.1f} s CPU "
+          f"({result.source.n_frames / result.timings['decode']:.1f} frames/s decoded); load average "
+          + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    print("CPU seconds per stage (all threads): " + ", ".join(f"{k} {v:.2f}" for k, v in clock.cpu.items())
+          + f"; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f} GiB")
     if "obj_zip" in result.exports:
         import zipfile
         with zipfile.ZipFile(result.exports["obj_zip"]) as zf:

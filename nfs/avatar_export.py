@@ -32,6 +32,7 @@ import numpy as np
 
 from nfs.arkit import ARKIT_NAMES, VISEME_NAMES, ict_to_arkit_shapes, ict_to_arkit_weights, viseme_matrix
 from nfs.io.files import discard, new_partial, publish
+from nfs.io.gltf import column_min_max
 from nfs.io.gltf_document import DECODED, DRACO, MESHOPT, MESHOPT_KHR, GltfDocument, read_document
 from nfs.io.mesh import MeshError, RawMesh
 
@@ -107,14 +108,14 @@ def export_avatar(path, source, filename: str, raw: RawMesh, shapes: np.ndarray,
         if names[: len(ARKIT_NAMES)] != list(ARKIT_NAMES):
             raise ValueError("visemes are mixes of the 52 ARKit shapes: pass them in ARKIT_NAMES order")
         mix = viseme_matrix()
-        shapes = np.concatenate([shapes, np.einsum("va,a...->v...", mix, shapes[: len(ARKIT_NAMES)])])
+        shapes = np.concatenate([shapes, np.einsum("va,a...->v...", mix.astype(np.float32), shapes[: len(ARKIT_NAMES)])])
         weights = np.concatenate([weights, np.zeros((len(weights), len(VISEME_NAMES)), np.float32)], 1)
         names += list(VISEME_NAMES)
     doc = read_document(source, filename)
     writer = _Writer(doc, source)
     info = AvatarExportInfo(path, [], names, notes=list(notes or []))
     size = float(np.linalg.norm(np.ptp(raw.vertices, axis=0))) or 1.0
-    shapes = np.where(np.linalg.norm(shapes, axis=-1, keepdims=True) < ZERO_FRACTION * size, 0.0, shapes)
+    shapes = _zero_small(shapes, ZERO_FRACTION * size)
     moving = _moving_meshes(raw, shapes, doc)
     if not moving:
         raise MeshError(f"{filename}: no mesh of the avatar moves with the face; nothing to put targets on")
@@ -134,7 +135,7 @@ def export_avatar(path, source, filename: str, raw: RawMesh, shapes: np.ndarray,
     writer.finish()
     tmp = new_partial(path)
     try:
-        tmp.write_bytes(writer.glb())
+        writer.write_glb(tmp)
         publish(tmp, path)
     finally:
         discard(tmp)
@@ -144,10 +145,24 @@ def export_avatar(path, source, filename: str, raw: RawMesh, shapes: np.ndarray,
 # ----------------------------------------------------------------------------------------------- which meshes
 
 
+def _zero_small(shapes: np.ndarray, threshold: float) -> np.ndarray:
+    """A float32 copy of `shapes` (K, V, 3) with each vertex delta shorter than `threshold` set to zero, made one
+    shape at a time (no (K, V, 3) temporaries besides the copy)."""
+    out = np.empty(shapes.shape, np.float32)
+    for k, shape in enumerate(shapes):
+        length2 = np.einsum("vi,vi->v", shape, shape)
+        np.copyto(out[k], shape)
+        out[k][length2 < threshold * threshold] = 0.0
+    return out
+
+
+
 def _moving_meshes(raw: RawMesh, shapes: np.ndarray, doc: GltfDocument) -> dict[int, list]:
     """mesh index -> its parts (first node instance of each primitive), for meshes some shape moves."""
     size = float(np.linalg.norm(np.ptp(raw.vertices, axis=0))) or 1.0
-    per_vertex = np.abs(shapes).max(axis=(0, 2))
+    per_vertex = np.zeros(shapes.shape[1], np.float32)
+    for shape in shapes:                      # one shape at a time: no (K, V, 3) temporary
+        np.maximum(per_vertex, np.abs(shape).max(axis=1), out=per_vertex)
     first_node: dict[int, int] = {}
     out: dict[int, list] = {}
     for part in raw.parts:
@@ -400,8 +415,8 @@ class _Writer:
         if normalized:
             acc["normalized"] = True
         if minmax:
-            acc["min"] = [float(x) for x in arr.min(0)]
-            acc["max"] = [float(x) for x in arr.max(0)]
+            mn, mx = column_min_max(arr)
+            acc["min"], acc["max"] = [float(x) for x in mn], [float(x) for x in mx]
         return self._accessor(acc)
 
     def zero_accessor(self, count: int, type_: str) -> int:
@@ -419,7 +434,7 @@ class _Writer:
         moved = np.flatnonzero(np.abs(local).max(1) > 0)
         if len(moved) == 0:
             return self.zero_accessor(count, "VEC3")
-        mn, mx = [float(x) for x in local.min(0)], [float(x) for x in local.max(0)]
+        mn, mx = [[float(x) for x in m] for m in column_min_max(local)]
         if len(moved) * 2 < count:
             index_type, component = (np.uint16, 5123) if count <= 65535 else (np.uint32, 5125)
             idx_view = self._view(moved.astype(index_type).tobytes())
@@ -474,12 +489,20 @@ class _Writer:
             for name in gone & set(top):
                 del top[name]
 
-    def glb(self) -> bytes:
+    def write_glb(self, path) -> None:
+        """The GLB onto `path`: header, JSON chunk, then the BIN chunk written from the buffer as it is (no copy
+        of the binary data is made)."""
         text = json.dumps(self.g, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         text += b" " * (-len(text) % 4)
-        binary = bytes(self.bin) + b"\0" * (-len(self.bin) % 4)
-        body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + binary
-        return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+        pad = b"\0" * (-len(self.bin) % 4)
+        binary_length = len(self.bin) + len(pad)
+        total = 12 + 8 + len(text) + 8 + binary_length
+        with open(path, "wb") as f:
+            f.write(struct.pack("<4sII", b"glTF", 2, total))
+            f.write(struct.pack("<I4s", len(text), b"JSON") + text)
+            f.write(struct.pack("<I4s", binary_length, b"BIN\0"))
+            f.write(memoryview(self.bin))
+            f.write(pad)
 
 
 def _stored_type(arr: np.ndarray, old: dict):

@@ -8,6 +8,10 @@ extrapolated), and one writes it (`format_eta`). Three consumers:
 - `ConsoleBar`: the command line's one-line bar on stderr;
 - `RunProgress`: the app's line, "stage 4/8 · writing the OBJ zip: 120/600 frames · about 6 s left in this stage ·
   whole run about 40 s left · 31 s elapsed", re-sent by a heartbeat so a quiet step still shows a moving clock.
+
+A run is stopped from outside through a `CancelToken`: its `watch(progress)` callback raises `Cancelled` at the
+run's next progress report after `cancel()`, so the run stops between two of its steps, before anything of the
+step after is computed or written.
 """
 from __future__ import annotations
 
@@ -55,6 +59,44 @@ def parse_count(text: str) -> tuple[int, int] | None:
     """(i, n) of the first 'i/n' in a progress message, or None."""
     m = _COUNT.search(text)
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+class Cancelled(Exception):
+    """The run was stopped by the user (`CancelToken.cancel`)."""
+
+
+class CancelToken:
+    """A flag another thread sets to stop a run (`cancel`); the run sees it at its next progress report
+    (`watch`) or where it calls `check`."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    def reset(self) -> None:
+        self._event.clear()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise `Cancelled` if `cancel` was called."""
+        if self._event.is_set():
+            raise Cancelled("stopped by the user")
+
+    def wait(self, timeout: float) -> bool:
+        """Block until `cancel` is called or `timeout` seconds pass; True when cancelled."""
+        return self._event.wait(timeout)
+
+    def watch(self, progress: Progress) -> Progress:
+        """`progress`, raising `Cancelled` before a report once `cancel` was called."""
+        def report(fraction: float, message: str) -> None:
+            self.check()
+            progress(fraction, message)
+        return report
 
 
 class CountClock:

@@ -42,3 +42,32 @@ def test_the_app_line_names_the_stage_of_the_run():
     progress.set_stages(["decoding frames", "writing"])
     progress.stage_named("writing", "the file")
     assert lines[-1].startswith("stage 2/2 · writing: the file")
+
+
+def test_preparation_reports_its_steps_and_stops_when_cancelled():
+    """A preparation names its steps in order with rising fractions, and a cancelled one stops at the next step
+    without caching anything: the same mesh is prepared from the start afterwards."""
+    from nfs import REPO_ROOT
+    from nfs.pipeline import PREPARE_STAGES, CancelToken, Cancelled, load_shipped_model, prepare_target
+    from nfs.pipeline.target import _PREPARED
+    import pytest
+
+    model, _ = load_shipped_model()
+    seen, token = [], CancelToken()
+
+    def progress(fraction, message):
+        seen.append((fraction, message))
+        if message.startswith("operators:"):
+            token.cancel()
+
+    before = len(_PREPARED)
+    with pytest.raises(Cancelled):
+        prepare_target(REPO_ROOT / "assets" / "targets" / "face_crop_metres.obj", model, progress=token.watch(progress),
+                       device="cpu", force=True)
+    assert [m.split(":")[0] for _, m in seen] == PREPARE_STAGES[:3]
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] > 0.1
+    assert "(step 3/7" in seen[-1][1] and len(_PREPARED) == before
+    with pytest.raises(Cancelled):                     # stays cancelled until reset
+        token.check()
+    token.reset()
+    token.check()

@@ -12,6 +12,15 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     the triangles (F, 3)); vertices no face uses (or whose faces cancel out) get `ISOLATED_NORMAL` (+Z)."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
+    if v.ndim == 2:            # one mesh: sums per vertex by bincount (a quarter of the sparse product's time)
+        face_n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+        n_v = len(v)
+        n = np.zeros((n_v, 3))
+        for k in range(3):
+            for axis in range(3):
+                n[:, axis] += np.bincount(f[:, k], face_n[:, axis], minlength=n_v)
+        norm = np.linalg.norm(n, axis=-1, keepdims=True)
+        return np.where(norm > 1e-20, n / np.maximum(norm, 1e-20), ISOLATED_NORMAL)
     corner = [v[..., f[:, k], :] for k in range(3)]
     face_n = np.cross(corner[1] - corner[0], corner[2] - corner[0])            # (..., F, 3)
     n_v, n_f = v.shape[-2], len(f)

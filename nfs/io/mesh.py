@@ -103,6 +103,19 @@ def check_vertex_limit(n: int, filename: str, max_vertices: int | None) -> None:
 MAX_COORDINATE = 1e15  # beyond this, areas and distances overflow or lose all precision
 
 
+def parts_read_notes(parts: list, skipped: list[str], unreadable: str, kind: str, joined_by: str) -> list[str]:
+    """Notes on how a multi-part file was read, or a MeshError when it held no triangle mesh.
+
+    parts: the parts read; skipped: names of the geometries that are not triangles; unreadable: the message when
+    nothing was read; kind: what a part is called ("primitives", "geometries"); joined_by: what placed them."""
+    if not parts:
+        raise MeshError("point clouds are not supported" if skipped else unreadable)
+    notes = [f"ignored {len(skipped)} {kind} that are not triangles ({', '.join(skipped[:3])})"] if skipped else []
+    if len(parts) > 1:
+        notes.append(f"concatenated {len(parts)} {kind} with their {joined_by}")
+    return notes
+
+
 def check_measurable(vertices: np.ndarray, filename: str = "") -> None:
     """Refuse coordinates so large that areas overflow, and meshes whose vertices all sit at one point."""
     name = f"{filename}: " if filename else ""

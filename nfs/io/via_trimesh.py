@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from nfs.io.mesh import MeshError, MeshPart, RawMesh
+from nfs.io.mesh import MeshError, MeshPart, RawMesh, parts_read_notes
 
 
 def trimesh_load(file_obj, file_type: str, filename: str):
@@ -77,13 +77,8 @@ def scene_to_raw(scene, filename: str, file_type: str) -> RawMesh:
         parts.append(MeshPart(str(node), n_v, len(v), n_f, len(f)))
         n_v += len(v)
         n_f += len(f)
-    if not parts:
-        if skipped:
-            raise MeshError("point clouds are not supported")
-        raise MeshError(f"{filename}: unreadable {file_type.upper()} file (no triangle meshes inside)")
-    notes = [f"ignored {len(skipped)} non-triangle geometries ({', '.join(skipped[:3])})"] if skipped else []
-    if len(parts) > 1:
-        notes.append(f"concatenated {len(parts)} geometries with their scene transforms")
+    notes = parts_read_notes(parts, skipped, f"{filename}: unreadable {file_type.upper()} file (no triangle meshes "
+                             "inside)", "geometries", "scene transforms")
     uv = np.concatenate(uvs) if all(u is not None for u in uvs) else None
     f_all = np.concatenate(faces)
     return RawMesh(np.concatenate(vertices), f_all, np.arange(len(f_all)), uv=uv, parts=parts, notes=notes)

@@ -27,9 +27,10 @@ from nfs.pipeline.sources import (SourceCodes, encode_expression_frames, encode_
                                   source_preview_frames, video_calibration, video_lacks_duration)
 from nfs.options import EXPORT_KINDS, OptionError, RetargetOptions, option_specs
 from nfs.pipeline.stages import STAGE_NAMES, run_stages, stage_spans
-from nfs.pipeline.target import (MIN_FACE_CONFIDENCE, SEAM_CM, NotAFaceError, PreparedTarget, TargetKey, as_raw_mesh,
+from nfs.pipeline.target import (MIN_FACE_CONFIDENCE, PREPARE_STAGES, SEAM_CM, NotAFaceError, PreparedTarget, TargetKey, as_raw_mesh,
                                  check_face, content_key, manual_alignment, prepare_target, template_skin)
-from nfs.progress import ConsoleBar, Progress, RunProgress, StageProgress, format_eta, rate_eta
+from nfs.progress import (CancelToken, Cancelled, ConsoleBar, Progress, RunProgress, StageProgress, format_eta,
+                          rate_eta)
 from nfs.regions import N_REGIONS, REGION_NAMES, region_colors
 from nfs.render import render_normal_depth, render_shaded
 from nfs.resources import SHIPPED_MODEL_DIR
@@ -49,6 +50,6 @@ __all__ = [
     "EXPORT_KINDS", "OptionError", "RetargetOptions", "option_specs", "STAGE_NAMES", "run_stages", "stage_spans",
     "MIN_FACE_CONFIDENCE", "SEAM_CM", "NotAFaceError", "PreparedTarget", "TargetKey", "Progress", "as_raw_mesh", "check_face",
     "content_key", "manual_alignment", "prepare_target", "template_skin",
-    "StageProgress", "RunProgress", "ConsoleBar", "rate_eta", "format_eta", "N_REGIONS", "REGION_NAMES", "region_colors", "render_normal_depth",
+    "StageProgress", "RunProgress", "CancelToken", "Cancelled", "PREPARE_STAGES", "ConsoleBar", "rate_eta", "format_eta", "N_REGIONS", "REGION_NAMES", "region_colors", "render_normal_depth",
     "render_shaded", "SHIPPED_MODEL_DIR",
 ]
