@@ -121,7 +121,7 @@ def test_the_import_reader_sees_every_form():
     ("nfs/eval/figures.py", "nfs.render", False), ("nfs/eval/report.py", "nfs.data.benchmark", False),
     ("nfs/eval/metrics.py", "nfs.geometry.normals", True), ("nfs/eval/baselines.py", "nfs.ict", True),
     ("nfs/eval/baselines.py", "nfs.pipeline", False),
-    ("app/ui.py", "nfs.io.registry", True), ("app/ui.py", "nfs.export", True), ("app/ui.py", "app.session", True),
+    ("app/ui.py", "nfs.io.registry", True), ("app/ui.py", "nfs.export", True), ("app/ui.py", "app.state", True),
     ("app/ui.py", "gradio", True), ("app/ui.py", "nfs", False), ("app/tabs/video.py", "nfs.video", False),
     ("app.py", "nfs.model.network", False), ("app.py", "nfs.exporter", False),
     ("nfs/pipeline/target.py", "nfs.model.network", True), ("nfs/pipeline/run.py", "gradio", False),
