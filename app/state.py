@@ -149,9 +149,10 @@ class Session:
             v.show(view_content(self), reset_camera=reset_camera)
 
     # ------------------------------------------------------------------------------------------ target
-    def load_target(self, path: str | Path, progress: Progress = _no_progress, force: bool = False) -> PreparedTarget:
+    def load_target(self, path: str | Path, progress: Progress = _no_progress, force: bool = False,
+                    open_mouth: bool = False) -> PreparedTarget:
         """Copy an uploaded (or demo) mesh into the session dir and prepare it (cached by content). A mesh that
-        does not look like a face is refused unless `force`."""
+        does not look like a face is refused unless `force`; `open_mouth` cuts a mouth modelled closed open."""
         src = Path(path)
         if not src.is_file():
             raise MeshError(f"{src.name}: file not found")
@@ -164,7 +165,7 @@ class Session:
 
         try:
             prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device,
-                                      force=force)
+                                      force=force, open_mouth=open_mouth)
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise

@@ -59,7 +59,7 @@ def main() -> None:
     print(f"{a.frames} frames x {frames.shape[1]:,} vertices; peak RSS before writing "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     work = Path(tempfile.mkdtemp(prefix="nfs_obj_zip_"))
-    isal = zip_stream._isal
+    isal = getattr(zip_stream, "_isal", None)          # None: a build without ISA-L support
     for backend in a.deflate.split(","):
         if backend == "isal" and isal is None:
             print("isal: not installed")

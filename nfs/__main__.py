@@ -112,7 +112,7 @@ def _model_arg(p):
 
 def _force_arg(p):
     from nfs.options import add_arguments
-    add_arguments(p, ["force"])
+    add_arguments(p, ["force", "open_mouth"])
 
 
 def _load_model(path):
@@ -140,7 +140,8 @@ def _prepared_target(name: str, description: str, argv: list[str], outputs: dict
     _force_arg(p)
     _model_arg(p)
     a = p.parse_args(argv)
-    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar(), device=a.device, force=a.force)
+    return a, prepare_target(a.target, _load_model(a.model), progress=_Bar(), device=a.device, force=a.force,
+                             open_mouth=a.open_mouth)
 
 
 def cmd_prepare(argv: list[str]) -> int:

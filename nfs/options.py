@@ -73,6 +73,11 @@ class RetargetOptions:
     force: bool = field(default=False, metadata=_option(
         "use it even if it does not look like a face", "go on with a target that does not look like a face "
         "(alignment confidence below the threshold)"))
+    open_mouth: bool = field(default=False, metadata=_option(
+        "open a closed mouth", "a mouth modelled closed (the lips one surface, as in dense scans and some game "
+        "heads) is cut open along the lip line and given a mouth interior, so the lips part; the mesh's vertices "
+        "keep their indices and positions, the new ones are appended after them (lips already apart are left as "
+        "they are)"))
     device: str = field(default="auto", metadata=_option(
         "device", "where the encoders and decoder run: auto (a CUDA GPU when torch sees one), cpu or cuda",
         choices=DEVICES))
@@ -90,7 +95,8 @@ class RetargetOptions:
         return {"exports": self.exports, "fps": self.fps or None, "smoothing_sigma": self.smoothing_sigma,
                 "gain": self.gain, "correction": self.correction, "glb_tolerance_mm": self.glb_tolerance_mm,
                 "head_pose": self.head_pose, "visemes": self.visemes,
-                "keep_existing_targets": self.keep_existing_targets, "force": self.force, "device": self.device}
+                "keep_existing_targets": self.keep_existing_targets, "force": self.force, "device": self.device,
+                "open_mouth": self.open_mouth}
 
 
 @dataclass(frozen=True)

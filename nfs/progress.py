@@ -67,16 +67,31 @@ class Cancelled(Exception):
 
 class CancelToken:
     """A flag another thread sets to stop a run (`cancel`); the run sees it at its next progress report
-    (`watch`) or where it calls `check`."""
+    (`watch`) or where it calls `check`. Once the run has `commit`ted its result, it can no longer be cancelled."""
 
     def __init__(self):
         self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._committed = False
 
-    def cancel(self) -> None:
-        self._event.set()
+    def cancel(self) -> bool:
+        """Ask the run to stop; False when it had already committed its result (nothing is stopped)."""
+        with self._lock:
+            if self._committed:
+                return False
+            self._event.set()
+            return True
+
+    def commit(self) -> None:
+        """The point of no return: raise `Cancelled` if `cancel` came first, else make later cancels no-ops."""
+        with self._lock:
+            self.check()
+            self._committed = True
 
     def reset(self) -> None:
-        self._event.clear()
+        with self._lock:
+            self._event.clear()
+            self._committed = False
 
     @property
     def cancelled(self) -> bool:

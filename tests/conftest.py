@@ -22,17 +22,7 @@ SHARED_APP_MAX_FRAMES = 12
 
 
 def pytest_collection_modifyitems(config, items):
-    """Browser tests skip, with the reason, where there is no system Chromium. Under pytest-xdist (`-n 2 --dist
-    loadgroup`) a test module runs on one worker, so its module fixtures are built once, and every module that uses the
-    shared app runs on the same worker, so one app server serves them all."""
-    uses = {}
-    for item in items:
-        shared = uses.setdefault(item.module.__name__, set())
-        shared.update(name for name in ("app", "compressed") if name in getattr(item, "fixturenames", ()))
-    for item in items:
-        shared = uses[item.module.__name__]
-        group = "app" if "app" in shared else "compressed" if "compressed" in shared else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Browser tests skip, with the reason, where there is no system Chromium."""
     if HAVE_CHROMIUM:
         return
     skip = pytest.mark.skip(reason=NO_CHROMIUM)
@@ -43,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory):
-    """The real app (`python app.py`, clips cut to 12 frames) on free ports, shared by every test of the run."""
+    """The real app (`python app.py`, clips cut to 12 frames) on free ports, shared by every test of the run (of each worker process under `-n 2`)."""
     from app_harness import running_app
 
     with running_app(tmp_path_factory.mktemp("app_log"), max_frames=SHARED_APP_MAX_FRAMES,

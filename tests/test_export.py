@@ -123,25 +123,6 @@ def test_fixed_point_text_reads_back_as_printf():
         fixed_point_rows(np.array([[1e12, 0.0]]), b"", 6)
 
 
-def test_fixed_point_word_layout_matches_the_column_layout():
-    """The word-at-a-time text (3-8 decimals, up to 6 integer digits) is byte for byte the digit-column text, for
-    every integer width and sign; the four-digit ASCII step is exact over its whole range."""
-    from nfs.io import fixed_point as fp
-    assert fp.four_digit_ascii(np.arange(10000, dtype=np.uint32)).tobytes() == \
-        "".join(f"{i:04d}" for i in range(10000)).encode()
-    rng = np.random.default_rng(5)
-    for top in (0.4, 9.9, 99.0, 999.0, 9999.0, 99999.0, 999999.0):
-        x = rng.uniform(-top, top, (300, 3))
-        x[0] = [top, -top, 0.0]
-        x[1] = [-0.0, -1e-12, 5e-7]
-        for p in (3, 4, 6, 7, 8):
-            if not fp.fits_fixed_point(x, p):
-                continue
-            n_int = max(1, len(str(int(np.rint(np.abs(x).max() * 10.0 ** p)) // 10 ** p)))
-            words = fp._digits_block_words(x, b"v ", p, n_int)
-            assert words.tobytes() == fp._digits_block_columns(x, b"v ", p, n_int).tobytes(), (top, p)
-
-
 def test_zip_stream_crc_shift_and_zip64(tmp_path):
     """The CRC of a concatenation from its parts, and an archive of more than 65,535 members (ZIP64 end
     records) read by Python's zipfile and by unzip."""

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "assets" / "targets" / "stylized_head.obj"
 # option -> the elem_id of the app's control for it
 APP_CONTROLS = {"smoothing_sigma": "smoothing", "gain": "gain", "correction": "correction", "fps": "fps-pick",
-                "glb_tolerance_mm": "glb-tolerance"}
+                "glb_tolerance_mm": "glb-tolerance", "open_mouth": "open-mouth"}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_cli_and_app_show_the_same_bounds_and_defaults(name, app_components):
     assert action.default == spec.default == props["value"]
     if spec.kind == "bool":
         assert app_components[APP_CONTROLS[name]]["type"] == "checkbox"
-        assert retarget_parser().parse_args(["--target", "t", "--clip", "c", "--out", "o", spec.flag]).correction
+        assert getattr(retarget_parser().parse_args(["--target", "t", "--clip", "c", "--out", "o", spec.flag]), name)
         return
     assert (props["minimum"], props["maximum"], props["step"]) == (spec.minimum, spec.maximum, spec.step)
     accept = action.type

@@ -9,6 +9,7 @@ import gradio as gr
 from nfs.io import MESH_EXTENSIONS
 from nfs.pipeline import UP_AXES
 
+from app.controls import option_checkbox
 from app.demo_assets import DESCRIPTIONS, demo_target_path, demo_targets
 from app.state import MAX_UPLOAD_MB
 from app.tabs.common import HEAVY, NO_TARGET, guarded, one_line, viewer_html
@@ -24,6 +25,7 @@ def build(app, w) -> None:
                                 file_types=MESH_TYPES, type="filepath", elem_id="target-upload")
         w.force_face = gr.Checkbox(False, label="use it even if it does not look like a face",
                                    elem_id="force-face")
+        w.open_mouth = option_checkbox("open_mouth", elem_id="open-mouth")
         w.demo_pick = gr.Radio(list(demos), label="…or a bundled demo target", value=None,
                                info=" · ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items() if k in demos),
                                elem_id="demo-targets")
@@ -46,11 +48,12 @@ def warn_low_confidence(app, session) -> None:
 def wire(app, w) -> None:
     target_outputs = [w.state, w.target_info, w.viewer, w.up_axis, w.flip, w.scale, w.show_template]
 
-    def load(session_state, path, request, progress, name: str, force: bool = False) -> tuple:
+    def load(session_state, path, request, progress, name: str, force: bool = False,
+             open_mouth: bool = False) -> tuple:
         session = app.session(session_state, request)
         session.last_refusal = ""
         try:
-            session.load_target(path, lambda f, m: progress(f, desc=m), force=force)
+            session.load_target(path, lambda f, m: progress(f, desc=m), force=force, open_mouth=open_mouth)
         except Exception as e:
             session.last_refusal = f"{name}: {one_line(e)}"
             raise
@@ -58,12 +61,13 @@ def wire(app, w) -> None:
         return session, app.target_markdown(session), viewer_html(session.viewer_url()), "auto", False, 1.0, True
 
     @guarded
-    def on_upload(session_state, path, force=False, request: gr.Request = None, progress=gr.Progress()):
+    def on_upload(session_state, path, force=False, open_mouth=False, request: gr.Request = None,
+                  progress=gr.Progress()):
         if not path:
             raise ValueError("no file received")
-        return load(session_state, path, request, progress, Path(path).name, bool(force))
+        return load(session_state, path, request, progress, Path(path).name, bool(force), bool(open_mouth))
 
-    upload = w.target_file.upload(on_upload, [w.state, w.target_file, w.force_face], target_outputs,
+    upload = w.target_file.upload(on_upload, [w.state, w.target_file, w.force_face, w.open_mouth], target_outputs,
                                   api_name="upload_target", concurrency_id=HEAVY, show_progress_on=[w.target_info])
     app.after_change(w, upload)
 

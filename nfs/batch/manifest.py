@@ -27,10 +27,11 @@ class TargetInput:
     path: str
     sha: str
     force: bool = False
+    open_mouth: bool = False
 
     @property
     def key(self) -> str:
-        return f"{self.sha}{':force' if self.force else ''}"
+        return f"{self.sha}{':force' if self.force else ''}{':open-mouth' if self.open_mouth else ''}"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import dataclasses
 from nfs.options import OptionError, RetargetOptions, option_specs, parse_exports as parse_export_list
 
 BATCH_WIDE = ("device",)               # one value for the whole batch (--device), not per row
-PREPARE_OPTIONS = ("force",)           # options that change the prepared target (part of its key)
+PREPARE_OPTIONS = ("force", "open_mouth")   # options that change the prepared target (part of its key)
 CLIP_OPTIONS = ("neutral_frame", "keep_neutral", "dead_zone", "shape_gains")   # applied when the clip is loaded
                                                                                 # (part of its key)
 

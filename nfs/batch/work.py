@@ -89,7 +89,7 @@ def prepare_target_job(job: TargetJob):
         _setup(job.threads)
         path = _local_copy(job.data, job.target.path) if job.data is not None else Path(job.target.path)
         prepared = prepare_target(str(path), _model(job.model_dir), device=job.device, force=job.target.force,
-                                  use_cache=False)
+                                  open_mouth=job.target.open_mouth, use_cache=False)
     except Exception as e:  # noqa: BLE001  (any failure is this target's, reported with its pairs)
         return {"ok": False, "error": error_message(e), "seconds": time.perf_counter() - t}, None
     finally:

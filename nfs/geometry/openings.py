@@ -191,6 +191,9 @@ def carry_into_fill(values: np.ndarray, loop: np.ndarray, weights: np.ndarray) -
     return np.einsum("nl,...lc->...nc", weights, stacked).astype(values.dtype)
 
 
+SHALLOW_HOPS = 2     # a spanning component at most this many hops deep is graded along spokes, not by hops
+
+
 def sparse_adjacency(faces: np.ndarray, n: int) -> sp.csr_matrix:
     """(n, n) 0/1 vertex adjacency of a triangle mesh."""
     f = np.asarray(faces, np.int64)
@@ -201,7 +204,7 @@ def sparse_adjacency(faces: np.ndarray, n: int) -> sp.csr_matrix:
 
 
 def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie_cm: float = 0.02,
-                max_component: int = 20000) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+                max_component: int = 20000, rim_side: np.ndarray | None = None) -> list[tuple]:
     """How geometry spanning an opening (a cap, a mouth bag: `region`, (V,) bool) hangs from its rim: each vertex
     as a blend of one rim vertex ("behind" it, seen from the rim's centre) and the mean of the rim, by depth.
 
@@ -213,7 +216,15 @@ def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie
     fewer hops away, so an upper-lip cap vertex never hangs from the lower lip. A component built by `loop_fill`
     is reproduced exactly. Components larger than `max_component` are left out.
 
-    vertices (V, 3), faces (F, 3). Returns [(component (N,), rim (R,), hang (N,) index into rim, s (N,))]."""
+    With `rim_side` ((V,) float: 1 on one side of the opening, 0 on the other, 0.5 where neither, e.g. the upper
+    and the lower lip), a vertex whose nearest rim vertices tie across the two sides (a scan's cap, re-tessellated
+    along lips that touch, where hops alternate from one vertex to the next) hangs from both, by a weight solved
+    harmonically (graph Laplacian) over those vertices from the rim's sides and the other vertices' choices, so the
+    membrane opens smoothly between the sides instead of alternating; a vertex with one side's rim vertices alone
+    near hangs from its one as before.
+
+    vertices (V, 3), faces (F, 3). Returns [(component (N,), rim (R,), hang (N,) index into rim, s (N,), other
+    (N,) index into rim, weight (N,) of hang against other)]."""
     from scipy.sparse.csgraph import connected_components, dijkstra
 
     v = np.asarray(vertices, np.float64)
@@ -240,6 +251,15 @@ def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie
         s = from_rim / np.maximum(from_rim + to_deep, 1e-9)
         centre = v[rim].mean(0)
         hang = np.zeros(len(comp), np.int64)
+        other, weight = hang.copy(), np.ones(len(comp))
+        torn = np.zeros(len(comp), bool)                # ties across the two sides
+        side = None if rim_side is None else np.asarray(rim_side, np.float64)[rim]
+        if from_rim.max() <= SHALLOW_HOPS:   # too few levels to grade the depth by: along the spokes instead
+            hang, s, other, torn, weight = _spokes(v[comp], v[rim], side, tie_cm)
+            if torn.any():
+                weight = np.where(torn, _side_weights(graph, n_rim, side, hang, torn), weight)
+            out.append((comp, rim, hang, s, other, weight))
+            continue
         for level in np.unique(from_rim)[:-1]:          # the deepest vertices hang from the rim's mean alone
             at = np.nonzero(from_rim == level)[0]
             on_rim = centre + (v[comp[at]] - v[comp[at]].mean(0)) / np.maximum(1.0 - s[at, None], 1e-6)
@@ -254,17 +274,72 @@ def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie
             hops[near.sum(1) == 1] = 0.0
             score = np.where(near, np.minimum(hops, 1e6), 2e6)       # unreachable in a few hops: by distance
             hang[at] = np.argmin(score + 1e-3 * dist, axis=1)
-        out.append((comp, rim, hang, s))
+            other[at] = hang[at]
+            if side is not None:
+                up, low = near & (side[None] == 1.0), near & (side[None] == 0.0)
+                tie = up.any(1) & low.any(1)
+                torn[at] = tie
+                hang[at] = np.where(tie, np.argmin(np.where(up, score + 1e-3 * dist, np.inf), axis=1), hang[at])
+                other[at] = np.where(tie, np.argmin(np.where(low, score + 1e-3 * dist, np.inf), axis=1), hang[at])
+        if torn.any():
+            deepest = from_rim == from_rim.max()
+            weight = np.where(torn, _side_weights(graph, n_rim, side, hang, torn | deepest), 1.0)
+        out.append((comp, rim, hang, s, other, weight))
     return out
+
+
+def _spokes(points: np.ndarray, rim: np.ndarray, side: np.ndarray | None, tie_cm: float):
+    """Each point (N, 3) on the spoke from the rim's (R, 3) centre to one rim vertex: the rim vertex whose spoke
+    passes nearest it (within its length), and its depth s = 1 - the fraction of the spoke out to it. Returns
+    (hang (N,), s (N,), other (N,): the nearest spoke on the other side where both sides' spokes pass within
+    tie_cm of the nearest (side (R,) as `radial_fill`'s rim_side), torn (N,) bool: those)."""
+    centre = rim.mean(0)
+    spoke = rim - centre                                                         # (R, 3)
+    rel = points - centre
+    t = np.clip(rel @ spoke.T / np.maximum((spoke ** 2).sum(1), 1e-12)[None], 0.0, 1.0)      # (N, R)
+    off = np.linalg.norm(rel[:, None, :] - t[..., None] * spoke[None], axis=-1)
+    order = np.argsort(off, axis=1)
+    hang, rows = order[:, 0], np.arange(len(points))
+    # between the two nearest spokes, by how near each passes
+    other = order[:, 1] if off.shape[1] > 1 else hang.copy()
+    o1, o2 = off[rows, hang], off[rows, other]
+    weight = np.where(o1 + o2 > 0, o2 / np.maximum(o1 + o2, 1e-12), 1.0)
+    torn = np.zeros(len(points), bool)
+    if side is not None:
+        near = off <= off[rows, hang][:, None] + tie_cm
+        up, low = near & (side[None] == 1.0), near & (side[None] == 0.0)
+        torn = up.any(1) & low.any(1)
+        hang = np.where(torn, np.argmin(np.where(up, off, np.inf), axis=1), hang)
+        other = np.where(torn, np.argmin(np.where(low, off, np.inf), axis=1), other)
+    depth = 1.0 - (weight * t[rows, hang] + (1.0 - weight) * t[rows, other])
+    return hang, depth, other, torn, weight
+
+
+def _side_weights(graph: sp.csr_matrix, n_rim: int, rim_side: np.ndarray, hang: np.ndarray, free: np.ndarray
+                  ) -> np.ndarray:
+    """(N,) harmonic weight in [0, 1] (graph Laplacian of `graph`: the rim's n_rim nodes, then the component's N)
+    over the component's `free` vertices, held at rim_side (R,) on the rim and at the side of the rim vertex each
+    other component vertex hangs from (hang (N,))."""
+    known = np.concatenate([rim_side, rim_side[hang]])
+    free = np.concatenate([np.zeros(n_rim, bool), free])
+    lap = (sp.diags(np.asarray(graph.sum(1)).ravel()) - graph).tocsr()
+    f_idx, h_idx = np.nonzero(free)[0], np.nonzero(~free)[0]
+    l_ff = lap[f_idx][:, f_idx].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
+    solved = spla.spsolve(l_ff, -(lap[f_idx][:, h_idx] @ known[h_idx]))
+    out = known.copy()
+    out[f_idx] = np.clip(np.atleast_1d(solved), 0.0, 1.0)
+    return out[n_rim:]
 
 
 def carry_radially(values: np.ndarray, fill: list, in_place: bool = False) -> np.ndarray:
     """Per-vertex values (..., V, C) with each `radial_fill` component replaced by (1 - s) times the value of the
     rim vertex it hangs from plus s times the rim's mean (a copy, or `values` itself with `in_place`)."""
     out = values if in_place else np.array(values, copy=True)
-    for comp, rim, hang, s in fill:
+    for comp, rim, *how in fill:
+        hang, s, other, weight = how
         mean = values[..., rim, :].mean(-2, keepdims=True)
-        out[..., comp, :] = ((1.0 - s)[:, None] * values[..., rim[hang], :] + s[:, None] * mean).astype(out.dtype)
+        at_rim = weight[:, None] * values[..., rim[hang], :] + (1.0 - weight)[:, None] * values[..., rim[other], :]
+        out[..., comp, :] = ((1.0 - s)[:, None] * at_rim + s[:, None] * mean).astype(out.dtype)
     return out
 
 

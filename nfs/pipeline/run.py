@@ -109,7 +109,8 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
              progress: Progress = no_progress, chunk_frames: int | None = None, video_size: int = 320,
              correction: bool = False, fps: float | None = None, device: str | torch.device = "auto",
              glb_tolerance_mm: float = GLB_TOLERANCE_MM, head_pose: bool = False,
-             force: bool = False, visemes: bool = False, keep_existing_targets: bool = False) -> RetargetResult:
+             force: bool = False, visemes: bool = False, keep_existing_targets: bool = False,
+             open_mouth: bool = False) -> RetargetResult:
     """Prepare the target (or take `target_mesh` as it is when it is a `PreparedTarget`), encode the clip, decode every frame once into a compact morph basis (`nfs.morph_basis`,
     within `glb_tolerance_mm` of every decoded frame, held in memory: nothing but the exports is written to
     `out_dir`), then stream the chosen exports from it chunk by chunk (`exports`: a subset of EXPORT_KINDS; None:
@@ -121,7 +122,9 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     alone unless `correction=True` adds the network's learned correction (off by default: the prior alone is more
     accurate in every category of `python -m nfs eval`; the network's regions and skinning weights are used either
     way); `head_pose` applies a video clip's head motion to each decoded chunk (`nfs.video.pose`); `force`
-    prepares a target that does not look like a face. `device`: auto, cpu or cuda. `progress(fraction,
+    prepares a target that does not look like a face; `open_mouth` cuts a mouth modelled closed open
+    (`nfs.mesh.mouth_cut`: new vertices are appended, so the avatar export, which writes the file back as it
+    was, is left out of the default and refused when asked for). `device`: auto, cpu or cuda. `progress(fraction,
     "stage: detail")` with the stage names of `run_stages(exports)`, in that order. The avatar export
     (`nfs.avatar_export`; the default for a glTF / VRM target) writes the input file back whole with the 52 ARKit
     targets (`visemes`: and the 15 Oculus visemes; `keep_existing_targets`: targets of those names already in the
@@ -137,6 +140,7 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     if not isinstance(target_mesh, PreparedTarget):   # a path or an array: read (and refused) before any work
         target_mesh = as_raw_mesh(target_mesh)
     gltf_target = (target_mesh.raw if isinstance(target_mesh, PreparedTarget) else target_mesh).is_gltf
+    chosen = exports is not None
     if exports is None:
         exports = default_exports(clip.n_frames, gltf_target)
         if preview_note(clip.n_frames):
@@ -153,7 +157,14 @@ def retarget(target_mesh, clip: Clip, out_dir: str | Path, *, model: NFSNetwork,
     t = time.perf_counter()
     spans["prepare"].report(progress, 0.0, "")
     target = prepare_target(target_mesh, model, alignment=alignment, force=force,   # a PreparedTarget as it is
-                            progress=spans["prepare"].sub(progress), device=dev)
+                            progress=spans["prepare"].sub(progress), device=dev, open_mouth=open_mouth)
+    if target.mouth is not None and "avatar" in exports:
+        if chosen:
+            raise ValueError("the avatar export writes your file back with its own vertices; the opened mouth "
+                             "adds vertices to it: choose the rig or the animated GLB, or run without --open-mouth")
+        exports = tuple(k for k in exports if k != "avatar")
+        notes.append("avatar export left out: the opened mouth adds vertices your file does not have (the rig "
+                     "and the animated GLB carry them)")
     if model.cfg.template_prior:   # without a template prior the network is the positions: always on
         target = target.with_correction(correction)
     timings["prepare"] = time.perf_counter() - t

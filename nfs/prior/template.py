@@ -325,6 +325,16 @@ def lip_ambiguity(vertices: np.ndarray, face: np.ndarray, face_triangles: np.nda
     return out
 
 
+def opening_side_values(labels: np.ndarray) -> np.ndarray:
+    """(V,) 1 where a vertex's closest point is on the upper lip or an upper lid, 0 on the lower ones, 0.5
+    elsewhere (labels (V,): the ICT region at each vertex's closest point)."""
+    out = np.full(len(labels), 0.5)
+    for o in OPENINGS:
+        out[labels == REGION_NAMES.index(o.upper)] = 1.0
+        out[labels == REGION_NAMES.index(o.lower)] = 0.0
+    return out
+
+
 def _robust_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     """(V, V) cotangent Laplacian of a triangle mesh (`robust_laplacian`: also for non-manifold meshes)."""
     import robust_laplacian
@@ -382,7 +392,8 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     if stretch is not None and stretch.any() and vertices is not None:
         # geometry spanning the opening (a cap, a bag) hangs from its rim radially, as such geometry is built; a
         # harmonic fill of a cap that is flat at rest (lips that touch) folds it when the mouth opens
-        out = carry_radially(out, radial_fill(vertices, faces, stretch), in_place=True)
+        out = carry_radially(out, radial_fill(vertices, faces, stretch, rim_side=opening_side_values(labels)),
+                             in_place=True)
     return out
 
 
