@@ -23,11 +23,6 @@ from app.tabs.common import NO_TARGET, Widgets, bullets, guarded, viewer_html
 
 CSS = """
 #viewer-frame iframe {width: 100%; height: 620px; border: 1px solid #8884; border-radius: 8px;}
-/* the viewer stays on screen while the page scrolls (to the run button, the files, the sliders): a browser gives no
-   animation frames to a cross-origin frame scrolled out of sight, and the viewer applies what the server sends
-   (new frames, its playback controls' frame count and rate) on its next animation frame */
-#viewer-column {position: sticky; top: 8px; align-self: flex-start;}
-.gradio-container {overflow: clip !important;}   /* clipped as before, but no scroll container: sticky holds */
 #run-status {min-height: 2em}
 /* download names in full: wrap instead of cutting them to "me….zip" */
 [id^=file-] td.filename, [id^=file-] td.filename span, #target-upload td.filename span,
@@ -78,7 +73,7 @@ class App:
                         edit.build(self, w)
                         about.build(self, w)
                     run.build(self, w)
-                with gr.Column(scale=7, min_width=560, elem_id="viewer-column"):
+                with gr.Column(scale=7, min_width=560):
                     display.build(self, w)
             self._page_events(page, w)
             target.wire(self, w)

@@ -70,7 +70,8 @@ def result_report(session) -> list[str]:
     if r is None:
         return []
     if not session.result_valid():
-        now = f"{session.target.name if session.target else '(no target)'} ← {session.clip.name if session.clip else '(no clip)'}"
+        now = (f"{session.target.name if session.target else '(no target)'} ← "
+               f"{session.clip.name if session.clip else '(no clip)'}")
         return [f"⚠ **No result for {now} yet** (the last run, {r.target.name} ← {r.source.name}, was for another "
                 "target or clip; its files are withdrawn). Press **Retarget & export**."]
     lines = [f"**{r.target.name} ← {r.source.name}**: {r.source.n_frames} frames at {r.source.fps:g} fps, "

@@ -13,6 +13,9 @@ from app.state import CLIP_STAGE, FILE_EXPORTS, PREVIEW_CHOICES, stages_of_run
 from app.tabs.common import HEAVY, guarded, viewer_html
 from app.tabs.source import clip_spec
 
+SHOW_VIEWER = ("() => { const v = document.querySelector('#viewer-frame'); "
+               "if (v) v.scrollIntoView({block: 'nearest'}); }")
+
 
 def build(app, w) -> None:
     with gr.Row():
@@ -66,3 +69,7 @@ def wire(app, w) -> None:
 
     run.success(after_run, [w.state, w.scope], [w.edit_status, w.carry_btn], api_visibility="private",
                 concurrency_limit=None, show_progress="hidden")
+    # the finished run's viewer in sight: a browser gives a cross-origin frame scrolled out of sight (the page
+    # scrolls down to the run button) no animation frames, and the viewer applies what the server sends (the
+    # result's frames, its playback controls' frame count and rate) on its next animation frame
+    run.success(None, None, None, js=SHOW_VIEWER, api_visibility="private", show_progress="hidden")

@@ -127,8 +127,8 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
         info = gr.Markdown("*No video yet.*", elem_id="video-info")
 
         @guarded
-        def on_video(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text, request: gr.Request,
-                     progress=gr.Progress()):
+        def on_video(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text,
+                     request: gr.Request, progress=gr.Progress()):
             from nfs.pipeline import remux_video_with_duration, video_lacks_duration
             s = app.session(session_state, request)
             clip = load_video_into_session(s, path, neutral_frame, bool(pose), lambda f, m: progress(f, desc=m),
@@ -146,14 +146,14 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
                     gr.update(maximum=max(clip.n_frames - 1, 1), value=start), shown)
 
         @guarded
-        def on_change(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text, request: gr.Request,
-                      progress=gr.Progress()):
+        def on_change(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text,
+                      request: gr.Request, progress=gr.Progress()):
             s = app.session(session_state, request)
             if not path or str(path) == getattr(s, "video_display_path", None):
                 # cleared (the session keeps its clip), or the remuxed copy of the recording just read
                 return (gr.skip(),) * 7
-            return on_video(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text, request,
-                            progress)
+            return on_video(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text,
+                            request, progress)
 
         def on_frame(session_state, frame_index, request: gr.Request):
             s = app.session(session_state, request)
