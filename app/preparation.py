@@ -9,6 +9,7 @@ token, so a new upload right after a cancel is not stopped by it.
 """
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Callable, TypeVar
 
@@ -60,7 +61,9 @@ def run_cancellable(work: Callable[[Progress], T], emit: Progress, token: Cancel
             finally:
                 done.set()
 
-        threading.Thread(target=worker, name="prepare-target", daemon=True).start()
+        # in a copy of this context: Gradio finds the event's progress channel through context variables
+        threading.Thread(target=contextvars.copy_context().run, args=(worker,), name="prepare-target",
+                         daemon=True).start()
         while not done.wait(poll_s):
             if token.cancelled:
                 raise Cancelled(CANCELLED_MESSAGE)

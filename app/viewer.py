@@ -52,7 +52,7 @@ class TargetView:
     title: str
     faces: np.ndarray
     frame: Callable[[int], np.ndarray]                  # frame index -> (V, 3) cm
-    labels: np.ndarray | None = None                    # (V,) region index per vertex, -1 none
+    labels: Callable[[], np.ndarray] | np.ndarray | None = None  # (V,) region per vertex, -1 none (or its maker)
     weights: Callable[[int], np.ndarray] | None = None  # code dimension -> (V,) skinning weight
     code_names: list[str] = field(default_factory=list)
     colors: np.ndarray | None = None                    # (F, 3) uint8 base colour per triangle (textured files)
@@ -250,7 +250,7 @@ class Viewer:
         if self.mode == MODES[1] and t.labels is not None:
             palette = {i: tuple(c) for i, c in enumerate(region_colors())}
             palette[-1] = UNLABELED_COLOR
-            groups = face_groups_from_vertex_labels(t.faces, t.labels)
+            groups = face_groups_from_vertex_labels(t.faces, t.labels() if callable(t.labels) else t.labels)
             return _Patches(scene, "/target/mesh", verts, t.faces, groups, palette)
         if self.mode == MODES[2] and t.weights is not None:
             groups, self.heat_peak = heat_bands(t.weights(self.code_dim), t.faces)

@@ -166,12 +166,12 @@ def target_view(session) -> TargetView | None:
             return align.apply(base + np.tensordot(w, rig[1], axes=(0, 0)))
 
     m = t.binding.matrix
-    weights = t.skinning_weights
-    names = list(EXPRESSION_NAMES) + [f"free_{j}" for j in range(weights.shape[1] - N_EXPRESSION)]
+    names = list(EXPRESSION_NAMES) + [f"free_{j}" for j in range(t.decoder.code_dim - N_EXPRESSION)]
+    # regions and weights are the network's, computed when the view first shows them
     return TargetView(title=f"target: {t.name}" + ("" if valid else " (aligned, not run)"), faces=t.raw.faces,
-                      frame=frame, labels=t.region_labels_original(),
-                      weights=lambda k: np.asarray(m @ weights[:, k]).ravel(), colors=face_colors(session, t),
-                      code_names=names)
+                      frame=frame, labels=t.region_labels_original,
+                      weights=lambda k: np.asarray(m @ t.skinning_weights[:, k]).ravel(),
+                      colors=face_colors(session, t), code_names=names)
 
 
 def peak_frame(session) -> int:

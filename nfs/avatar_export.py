@@ -145,14 +145,21 @@ def export_avatar(path, source, filename: str, raw: RawMesh, shapes: np.ndarray,
 # ----------------------------------------------------------------------------------------------- which meshes
 
 
+def _row_abs_max(a: np.ndarray) -> np.ndarray:
+    """Largest |value| of each row of (N, C), a column at a time (numpy's axis-1 reduce over short rows is slow)."""
+    out = np.abs(a[:, 0])
+    for c in range(1, a.shape[1]):
+        np.maximum(out, np.abs(a[:, c]), out=out)
+    return out
+
+
 def _zero_small(shapes: np.ndarray, threshold: float) -> np.ndarray:
     """A float32 copy of `shapes` (K, V, 3) with each vertex delta shorter than `threshold` set to zero, made one
     shape at a time (no (K, V, 3) temporaries besides the copy)."""
-    out = np.empty(shapes.shape, np.float32)
+    out = np.zeros(shapes.shape, np.float32)
     for k, shape in enumerate(shapes):
-        length2 = np.einsum("vi,vi->v", shape, shape)
-        np.copyto(out[k], shape)
-        out[k][length2 < threshold * threshold] = 0.0
+        length2 = shape[:, 0] * shape[:, 0] + shape[:, 1] * shape[:, 1] + shape[:, 2] * shape[:, 2]
+        np.copyto(out[k], shape, where=(length2 >= threshold * threshold)[:, None])
     return out
 
 
@@ -162,7 +169,7 @@ def _moving_meshes(raw: RawMesh, shapes: np.ndarray, doc: GltfDocument) -> dict[
     size = float(np.linalg.norm(np.ptp(raw.vertices, axis=0))) or 1.0
     per_vertex = np.zeros(shapes.shape[1], np.float32)
     for shape in shapes:                      # one shape at a time: no (K, V, 3) temporary
-        np.maximum(per_vertex, np.abs(shape).max(axis=1), out=per_vertex)
+        np.maximum(per_vertex, _row_abs_max(shape), out=per_vertex)
     first_node: dict[int, int] = {}
     out: dict[int, list] = {}
     for part in raw.parts:
@@ -431,7 +438,7 @@ class _Writer:
         if local is None:
             return self.zero_accessor(count, "VEC3")
         local = local.astype(np.float32)
-        moved = np.flatnonzero(np.abs(local).max(1) > 0)
+        moved = np.flatnonzero(_row_abs_max(local) > 0)
         if len(moved) == 0:
             return self.zero_accessor(count, "VEC3")
         mn, mx = [[float(x) for x in m] for m in column_min_max(local)]

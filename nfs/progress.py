@@ -15,6 +15,7 @@ step after is computed or written.
 """
 from __future__ import annotations
 
+import contextvars
 import re
 import sys
 import threading
@@ -242,7 +243,10 @@ class RunProgress:
             self._send()
 
     def __enter__(self) -> "RunProgress":
-        self._thread = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
+        # the heartbeat runs in a copy of the caller's context: a web framework that finds its progress channel
+        # through context variables (Gradio does) still receives the re-sent line
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._beat,),
+                                        name="progress-heartbeat", daemon=True)
         self._thread.start()
         return self
 

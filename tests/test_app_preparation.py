@@ -62,3 +62,16 @@ def test_errors_come_back_as_they_were_raised():
     with pytest.raises(ValueError, match="no faces"):
         run_cancellable(broken, lambda f, m: None, Preparations().start("s"))
     assert CANCELLED_MESSAGE.startswith("preparation cancelled")
+
+
+def test_the_worker_reports_through_the_events_context():
+    """Gradio finds an event's progress channel in context variables: the worker's reports reach it."""
+    import contextvars
+
+    channel = contextvars.ContextVar("channel", default=None)
+    got: list = []
+    channel.set(got)
+    token = Preparations().start("s")
+    run_cancellable(_steps(2, 0.0, [], token), lambda f, m: channel.get() is not None and channel.get().append(m),
+                    token)
+    assert any("aligning" in m for m in got)

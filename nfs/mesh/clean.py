@@ -131,7 +131,7 @@ def clean_mesh(vertices: np.ndarray, faces: np.ndarray, max_vertices: int = DEFA
     faces = faces[keep]
 
     # 3. duplicate triangles: same corner set, either orientation; keep the first
-    _, first_face = np.unique(np.sort(faces, axis=1), axis=0, return_index=True)
+    first_face, _ = _unique_rows(np.sort(faces, axis=1))
     report.duplicate_faces_removed = len(faces) - len(first_face)
     faces = faces[np.sort(first_face)]
     if len(faces) == 0:
@@ -191,11 +191,24 @@ def _merge_duplicates(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     merged vertices keep the order of their first occurrence."""
     tolerance = max(MERGE_TOLERANCE * _diagonal(vertices), np.finfo(np.float64).tiny)
     keys = np.round((vertices - vertices.min(0)) / tolerance).astype(np.int64)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    first, inverse = _unique_rows(keys)
     order = np.argsort(first)            # unique rows sorted by first occurrence
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return rank[inverse.reshape(-1)], first[order]
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of an integer array (N, C): the index of each one's first occurrence (U,) and each row's
+    distinct row (N,), as `np.unique(rows, axis=0, return_index=True, return_inverse=True)` gives them, by a
+    stable sort on the columns (several times faster than sorting the rows as opaque records)."""
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    new = np.ones(len(rows), bool)
+    new[1:] = (ordered[1:] != ordered[:-1]).any(1)
+    inverse = np.empty(len(rows), np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return order[new], inverse
 
 
 def triangle_areas(points: np.ndarray, faces: np.ndarray) -> np.ndarray:

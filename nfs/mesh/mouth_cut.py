@@ -612,7 +612,9 @@ def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut)
     """The template prior (`nfs.prior.template_expression_basis`, (53, V, 3) cm) of a skin whose mouth was
     opened (`cut` in the skin's numbering): the prior of the skin without its mouth interior, where the lip
     opening is a slit whose edges follow their own lips, and the interior carried from the lip loop as it was
-    built (its blend weights), so it hangs from both lips and opens with them."""
+    built (its blend weights), so it hangs from both lips and opens with them. The lip edges and the rings
+    around them are filled from their own lip (`_follow_own_lip`) and a lone vertex that took the other lip's
+    motion takes its neighbours' (`_mend_strays`)."""
     from nfs.geometry.openings import carry_into_fill
     from nfs.prior import template_expression_basis
 
@@ -628,6 +630,7 @@ def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut)
     basis = np.zeros((len(sub), n, 3), np.float32)
     basis[:, outside] = sub
     _follow_own_lip(basis, vertices_ict, kept, cut)
+    _mend_strays(basis, kept)
     basis[:, cut.interior] = carry_into_fill(basis, cut.loop, cut.interior_weights)
     return basis
 
@@ -662,6 +665,24 @@ def _follow_own_lip(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, 
     around = basis[:, h_idx[cols]].transpose(1, 0, 2).reshape(len(cols), -1).astype(np.float64)
     solved = spla.splu(l_ff).solve(-(l_fh[:, cols] @ around))
     basis[:, f_idx] = solved.reshape(len(f_idx), len(basis), 3).transpose(1, 0, 2).astype(basis.dtype)
+
+
+def _mend_strays(basis: np.ndarray, faces: np.ndarray, ratio: float = 4.0, floor_cm: float = 0.5) -> None:
+    """Near the lips' contact closest points can put a lone vertex on the other lip (a spike when the jaw opens):
+    in place, a vertex whose deltas (53, V, 3) stand far from its neighbours' mean (over faces (F, 3)) while they
+    agree (more than `ratio` times their own spread about that mean, and more than `floor_cm` over the 53
+    shapes) takes their mean."""
+    from nfs.geometry.openings import sparse_adjacency
+
+    adjacency = sparse_adjacency(faces, basis.shape[1]).tocsr()
+    degree = np.maximum(np.asarray(adjacency.sum(1)).ravel(), 1.0)
+    mean = np.stack([adjacency @ b for b in basis]) / degree[None, :, None]
+    deviation = np.linalg.norm(basis - mean, axis=(0, 2))
+    rows, cols = adjacency.nonzero()
+    spread = np.bincount(rows, weights=np.linalg.norm(basis[:, cols] - mean[:, rows], axis=(0, 2)),
+                         minlength=basis.shape[1]) / degree
+    stray = (deviation > ratio * spread) & (deviation > floor_cm)
+    basis[:, stray] = mean[:, stray].astype(basis.dtype)
 
 
 def open_target_mouth(raw: RawMesh, clean: CleanMesh, alignment: Alignment

@@ -26,6 +26,7 @@ bfloat16 autocast on the plain decoder, which spends most of its time in GroupNo
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 
@@ -275,12 +276,16 @@ class FoldedDecoder:
 @dataclass
 class LazyFoldedDecoder:
     """A target's decoder whose network part is folded only when the network's correction is first asked for: the
-    template prior alone (the default) decodes as one product of the codes with the prior's basis and needs none
-    of the (V, decoder width) folded tensors, which at a million vertices are gigabytes. Copies made by
-    `without_correction` share the folded decoder once it is built."""
+    template prior alone (the default) decodes as one product of the codes with the prior's basis and needs neither
+    the target's encoding (`encode`, called then: operators and encoders run on first use) nor the (V, decoder
+    width) folded tensors, which at a million vertices are gigabytes. Copies made by `without_correction` share the
+    folded decoder once it is built."""
 
     model: NFSNetwork
-    encoding: TargetEncoding
+    encode: Callable[[], TargetEncoding]   # the target's encoding, computed (once) when first called
+    basis: torch.Tensor | None             # (n_expression, V, 3) template prior, cm, on `device`
+    n_vertices: int
+    device: torch.device
     dtype: torch.dtype
     correction: bool = True
     _folded: dict = None            # {"decoder": FoldedDecoder} once built, shared by copies
@@ -290,16 +295,13 @@ class LazyFoldedDecoder:
             self._folded = {}
 
     @property
-    def device(self) -> torch.device:
-        return self.encoding.static.device
+    def encoding(self) -> TargetEncoding:
+        """The target's encoding (computed on first use)."""
+        return self.encode()
 
     @property
     def code_dim(self) -> int:
         return self.model.cfg.code_dim
-
-    @property
-    def n_vertices(self) -> int:
-        return self.encoding.static.shape[1]
 
     @property
     def n_expression(self) -> int:
@@ -308,7 +310,7 @@ class LazyFoldedDecoder:
     @property
     def prior(self) -> torch.Tensor | None:
         """(n_expression, V * 3) float32 template basis, cm (None without a template prior)."""
-        p = self.encoding.prior
+        p = self.basis if self.model.cfg.template_prior else None
         return None if p is None else p.float().reshape(p.shape[0], -1)
 
     def folded(self) -> FoldedDecoder:
@@ -323,7 +325,8 @@ class LazyFoldedDecoder:
     @torch.no_grad()
     def __call__(self, z_ge: torch.Tensor, batch_frames: int | None = None) -> torch.Tensor:
         """Expression codes (B, code) -> displacements (B, V, 3) float32 cm, as `FoldedDecoder.__call__`."""
-        if self.correction or self.encoding.prior is None:
+        prior = self.prior
+        if self.correction or prior is None:
             return self.folded()(z_ge, batch_frames)
         z = z_ge.float().to(self.device)
-        return (z[:, :self.n_expression] @ self.prior).reshape(z.shape[0], self.n_vertices, 3)
+        return (z[:, :self.n_expression] @ prior).reshape(z.shape[0], self.n_vertices, 3)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nfs.geometry.operators import Operators, get_operators
-from nfs.geometry.proxy import PROXY_ABOVE, SurfaceProxy, make_proxy
+from nfs.geometry.operators import Operators
+from nfs.geometry.proxy import SurfaceProxy
 from nfs.io.mesh import MeshError, RawMesh
 from nfs.io.registry import load_mesh
 from nfs.mesh.align import Alignment
@@ -24,15 +24,13 @@ from nfs.mesh.mouth_cut import MouthCut, open_mouth_prior, open_target_mouth
 from nfs.mesh.parts import part_hints
 from nfs.mesh.overrides import compose_alignment
 from nfs.model.checkpoint import weights_hash
-from nfs.model.diffusion_net import operators_to_torch
 from nfs.model.fast_decoder import LazyFoldedDecoder
-from nfs.model.proxy_encoding import carry_encoding
 from nfs.model.network import NFSNetwork, TargetEncoding
-from nfs.model.precision import inference_dtype, model_autocast, resolve_device
+from nfs.model.precision import inference_dtype, resolve_device
 from nfs.pipeline.models import model_on
+from nfs.pipeline.network_inputs import LazyNetworkInputs
 from nfs.prior import template_expression_basis
 from nfs.progress import Progress, no_progress
-from nfs.render import render_normal_depth
 
 # below this face confidence (`nfs.mesh.faceness`: MediaPipe's face detector and landmarks on a render of the aligned
 # head, or half the geometric fit's confidence when that is higher) a target is refused as not a face unless forced.
@@ -64,17 +62,44 @@ class PreparedTarget:
     alignment: Alignment
     skin_vertices_ict: np.ndarray  # (S, 3) cm, ICT frame
     skin_faces: np.ndarray       # (Fs, 3)
-    ops: Operators
-    image: np.ndarray            # (4, 256, 256)
-    encoding: TargetEncoding     # torch tensors, no grad
+    network: LazyNetworkInputs   # operators, render and encoders, computed on first use (shared by copies)
     decoder: LazyFoldedDecoder   # the decoder folded for this target when the correction is first used
-    region_labels: np.ndarray    # (S,) argmax of the skinning encoder's logits
-    skinning_weights: np.ndarray  # (S, code_dim)
     binding: SecondaryBinding
     timings: dict = field(default_factory=dict)
-    proxy: SurfaceProxy | None = None  # a dense skin's decimated stand-in: `ops` and `image` are the proxy's
     reused: bool = False         # this preparation came from the cache (nothing was computed again)
     mouth: MouthCut | None = None  # the mouth opened at intake (`open_mouth`): `raw` is the cut mesh
+
+    # the network's view of the target: computed when one of these is first read (the template prior, the default
+    # decoding path, needs none of them), then kept
+    @property
+    def ops(self) -> Operators:
+        """Spectral operators of the skin (of its proxy when it has one)."""
+        return self.network.get().ops
+
+    @property
+    def image(self) -> np.ndarray:
+        """(4, 256, 256) normal + depth render of the skin (of its proxy when it has one)."""
+        return self.network.get().image
+
+    @property
+    def encoding(self) -> TargetEncoding:
+        """The encoders' output, per skin vertex (torch tensors, no grad)."""
+        return self.network.get().encoding
+
+    @property
+    def region_labels(self) -> np.ndarray:
+        """(S,) argmax of the skinning encoder's logits."""
+        return self.network.get().region_labels
+
+    @property
+    def skinning_weights(self) -> np.ndarray:
+        """(S, code_dim) the network's skinning weights."""
+        return self.network.get().skinning_weights
+
+    @property
+    def proxy(self) -> SurfaceProxy | None:
+        """A dense skin's decimated stand-in (`ops` and `image` are the proxy's), None for a skin of few vertices."""
+        return self.network.get().proxy
 
     @property
     def n_vertices(self) -> int:
@@ -242,38 +267,19 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     skin_v, skin_f = clean.skin_points, clean.skin_faces
     v_ict = alignment.apply(skin_v).astype(np.float32)
     timings["align"] = time.perf_counter() - t
-    step("operators", "Laplacian and its eigenvectors" + (" on a decimated proxy" if len(skin_v) > PROXY_ABOVE else ""))
-    t = time.perf_counter()
-    # a dense mesh's network inputs are computed on a decimated proxy and carried back to every vertex
-    proxy = make_proxy(v_ict, skin_f)
-    net_v, net_f = (v_ict, skin_f) if proxy is None else (proxy.vertices.astype(np.float32), proxy.faces)
-    ops = get_operators(net_v, net_f, model.cfg.k_eig)
-    timings["operators"] = time.perf_counter() - t
-    step("rendering", "normal and depth image")
-    t = time.perf_counter()
-    image = render_normal_depth(net_v, net_f, size=model.cfg.image_size)
-    timings["render"] = time.perf_counter() - t
     step("template prior", "the 53 ICT expressions carried onto the skin")
     t = time.perf_counter()
-    if not model.cfg.template_prior:
-        prior = None
-    elif mouth is not None:       # the opened lips each follow their own lip, the interior hangs from both
-        prior = torch.from_numpy(open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean)))
-    else:
-        prior = torch.from_numpy(template_expression_basis(v_ict, faces=skin_f))
+    prior = None
+    if model.cfg.template_prior:
+        # the opened lips each follow their own lip, the interior hangs from both
+        basis = (open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean)) if mouth is not None
+                 else template_expression_basis(v_ict, faces=skin_f))
+        prior = torch.from_numpy(basis).to(dev)
     timings["prior"] = time.perf_counter() - t
-    step("encoding", "identity code, regions and skinning weights")
-    t = time.perf_counter()
+    # operators, render and encoders (regions, skinning weights, the correction) wait until something asks
     model = model_on(model.eval(), dev)
-    with model_autocast(dev):
-        ot = operators_to_torch(ops, model.cfg.k_eig).to(dev)
-        enc = model.encode_target(torch.from_numpy(net_v)[None].to(dev), ot, torch.from_numpy(image)[None].to(dev),
-                                  None if prior is None or proxy is not None else prior.to(dev),
-                                  require_prior=proxy is None)
-    if proxy is not None:
-        enc = carry_encoding(enc, proxy, v_ict, skin_f, None if prior is None else prior.to(dev))
-    decoder = LazyFoldedDecoder(model, enc, inference_dtype(dev))
-    timings["encoders"] = time.perf_counter() - t
+    network = LazyNetworkInputs(model, v_ict, skin_f, prior, dev, timings)
+    decoder = LazyFoldedDecoder(model, network.encoding, prior, len(v_ict), dev, inference_dtype(dev))
     step("binding", "parts that follow the skin (eyes, teeth, hair, body)")
     t = time.perf_counter()
     binding = SecondaryBinding.build(clean, alignment, seam=SEAM_CM / alignment.scale,
@@ -281,20 +287,18 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     timings["binding"] = time.perf_counter() - t
     prepared = PreparedTarget(
         key=TargetKey(key), name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
-        skin_vertices_ict=v_ict, skin_faces=skin_f, ops=ops, image=image, encoding=enc, decoder=decoder, proxy=proxy,
-        region_labels=enc.logits[0].float().argmax(-1).cpu().numpy(),
-        skinning_weights=enc.weights[0].float().cpu().numpy(),
-        binding=binding, timings=timings, mouth=mouth)
+        skin_vertices_ict=v_ict, skin_faces=skin_f, network=network, decoder=decoder, binding=binding,
+        timings=timings, mouth=mouth)
     if use_cache:
         _PREPARED.put(key, prepared)
     progress(1.0, "target ready")
     return prepared
 
 
-# The steps of a preparation, in order, with their share of its time (CPU time measured on 5k and 300k heads: the
-# template prior takes 45-65 %, the operators 15-25 %); a step's progress starts where the shares before it end.
-PREPARE_STEPS = (("cleaning", 0.03), ("aligning", 0.10), ("operators", 0.20), ("rendering", 0.01),
-                 ("template prior", 0.55), ("encoding", 0.08), ("binding", 0.03))
+# The steps of a preparation, in order, with their share of its time (measured on 10k-1M heads: the template prior
+# dominates); a step's progress starts where the shares before it end. The network's operators, render and encoders
+# are not among them: they run when first needed (`nfs.pipeline.network_inputs`).
+PREPARE_STEPS = (("cleaning", 0.05), ("aligning", 0.35), ("template prior", 0.55), ("binding", 0.05))
 PREPARE_STAGES = [name for name, _ in PREPARE_STEPS]
 
 
