@@ -69,8 +69,9 @@ def main(argv=None) -> int:
 
     import gradio as gr
 
-    from app.session import MAX_UPLOAD_MB, SessionRegistry
-    from app.ui import CSS, DEFAULT_HEAT_DIM, App
+    from app.state import MAX_UPLOAD_MB, SessionRegistry
+    from app.tabs.display import DEFAULT_HEAT_DIM
+    from app.ui import CSS, App
     from app.viewer import ViewerPool
 
     root = Path(tempfile.mkdtemp(prefix="nfs_app_"))

@@ -29,7 +29,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="LiteRT threads per model")
     p.add_argument("--fps", type=float, default=30.0, help="the simulated camera's frame rate")
     a = p.parse_args()
-    from app.video_tab import live_content
+    from app.tabs.video import live_content
     from nfs.video.live import LiveChain
     from app.viewer import Viewer
     from nfs.pipeline import load_shipped_model, prepare_target, rig_shapes

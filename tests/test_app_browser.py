@@ -206,9 +206,6 @@ def viewer_timing(b, expected_frames: int | None = None, timeout: float = 60.0) 
     return int(shown[0]), float(shown[1])
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: with the current main the viewer keeps the clip's frame count and "
-                   "fps after a resampled run (12 at 30 instead of the GLB's 9 at 24); passed before the options "
-                   "wiring and avatar colours were merged")
 def test_resampled_run_viewer_and_files_agree(app, app_page, tmp_path):
     """A 30 fps take run at 24 fps: the viewer plays the files' frames at their rate (its frame count and fps
     equal the exported GLB animation's), and a new clip sets the frame-rate field back to the clip's own rate."""

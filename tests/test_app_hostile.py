@@ -30,7 +30,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from data_makers import bad_inputs as corpus  # noqa: E402
 from app.demo_assets import demo_target_path  # noqa: E402
-from app.session import MAX_UPLOAD_MB  # noqa: E402
+from app.state import MAX_UPLOAD_MB  # noqa: E402
 from app_harness import write_expression_csv  # noqa: E402
 from nfs import REPO_ROOT  # noqa: E402
 from nfs.clips import MAX_FRAMES  # noqa: E402
@@ -61,7 +61,8 @@ def evil_files() -> list[str]:
 def file_types(role: str) -> list[str]:
     """The extensions the app's upload component accepts for a role (imported when first needed: the page's
     module brings Gradio, which the test process needs for nothing else)."""
-    from app.ui import CLIP_TYPES, MESH_TYPES
+    from app.tabs.source import CLIP_TYPES
+    from app.tabs.target import MESH_TYPES
     return {"target": MESH_TYPES, "clip": CLIP_TYPES}[role]
 
 

@@ -1,6 +1,8 @@
-"""A long take through the real app (`python app.py --max-frames 600`) and gradio_client: the run's progress
+"""A long take through the real app (`python app.py --max-frames 240`) and gradio_client: the run's progress
 messages, as a client receives them, move at least once a second through every stage, name the stage (k of n)
-and give an ETA. The target is a small decimated ICT head so that the 600 frames stay quick on 2 cores."""
+and give an ETA. 240 frames (8 s at 30 fps) keep the MP4 preview (10-20 frames/s) busy for well over ten seconds, so
+a stage that reported only at its start and end would show; the target is a small decimated ICT head so that the
+take stays quick on 2 cores."""
 from __future__ import annotations
 
 import os
@@ -15,13 +17,13 @@ gradio_client = pytest.importorskip("gradio_client")
 from app_harness import running_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from app.session import stages_of_run  # noqa: E402
+from app.state import stages_of_run  # noqa: E402
 from nfs.geometry.remesh import decimate  # noqa: E402
 from nfs.ict import load_ict  # noqa: E402
 from nfs.io import save_obj  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-N_FRAMES = 600
+N_FRAMES = 240
 # the stages of the run below (an OBJ target with the default files and the preview: no avatar), in order
 RUN_STAGES = stages_of_run(("obj_zip", "glb", "rig", "mp4"))
 MAX_GAP_S = 1.0
@@ -78,8 +80,8 @@ def test_long_take_progress_moves_every_second(long_app, small_head):
     stage_of = [next((k for k, name in enumerate(RUN_STAGES) if f"· {name}" in m), None) for _, m, _ in seen]
     assert None not in stage_of, [m for (_, m, _), k in zip(seen, stage_of) if k is None][:3]
     assert stage_of == sorted(stage_of), "stages went backwards"
-    # decoding and the preview are 600 frames each and report frame by frame; the OBJ zip and the rig can be done
-    # between two polls on a fast machine (CI once saw no OBJ-zip message: it took less than a poll), and the gap
+    # decoding and the preview are N_FRAMES frames each and report frame by frame; the OBJ zip and the rig can be
+    # done between two polls on a fast machine (CI once saw no OBJ-zip message: it took less than a poll), and the gap
     # check below covers them whether they are seen or not
     long_stages = {RUN_STAGES.index(n) for n in ("decoding frames", "rendering the preview MP4")}
     assert long_stages <= set(stage_of), sorted(set(stage_of))

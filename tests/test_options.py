@@ -23,7 +23,7 @@ APP_CONTROLS = {"smoothing_sigma": "smoothing", "gain": "gain", "correction": "c
 def app_components() -> dict:
     """The app's components by elem_id, read from the Blocks config the real app builds."""
     pytest.importorskip("gradio")
-    from app.session import SessionRegistry
+    from app.state import SessionRegistry
     from app.ui import App
     with tempfile.TemporaryDirectory() as root:
         demo = App(SessionRegistry(Path(root), None, None), {}, "ckpts/nfs_cpu", untrained=True).build()

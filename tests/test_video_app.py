@@ -140,7 +140,7 @@ def _playwright_missing() -> str | None:
 
 
 def _live_numbers(text: str) -> dict:
-    """The numbers of the live stats line (app/video_tab.py's live_stats_markdown)."""
+    """The numbers of the live stats line (app/tabs/video.py's live_stats_markdown)."""
     import re
     out = {}
     for key, pattern in (("frames", r"Live: (\d+) frames"), ("fps", r"([\d.]+) frames/s"),

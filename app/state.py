@@ -1,8 +1,8 @@
-"""One browser session's work: its target, clip, last result, slider edits, temp dir and leased viewer.
+"""One browser session's state: its target, clip, last result, slider edits, temp dir and leased viewer.
 
-Everything heavy goes through `nfs.pipeline`; this module only keeps results and turns them into the arrays a
-`Viewer` draws. A new target, clip or run replaces the old one only once it has succeeded, so a failed step
-never loses the user's previous result. Sessions are kept in a `SessionRegistry` (keyed by Gradio's
+Everything heavy goes through `nfs.pipeline`; this module only keeps results (what the viewer and the page show
+of them is built in `app.views`). A new target, clip or run replaces the old one only once it has succeeded, so a
+failed step never loses the user's previous result. Sessions are kept in a `SessionRegistry` (keyed by Gradio's
 session hash) that closes them when the browser tab goes away or after a long idle time.
 """
 from __future__ import annotations
@@ -19,21 +19,18 @@ from typing import Callable
 import numpy as np
 
 from nfs.io import MESH_EXTENSIONS, MeshError
-from nfs.io.gltf_colors import face_colors
 from nfs.options import RetargetOptions
-from nfs.pipeline import (GLB_TOLERANCE_MM, EXPORT_KINDS, EXPRESSION_NAMES, N_EXPRESSION, Clip, PreparedTarget, RetargetResult,
-                          SourceCodes, StageProgress, content_key, load_clip, manual_alignment, prepare_target,
-                          preview_note, resample_rows, retarget, rig_shapes, run_stages, source_preview_frames,
-                          template_skin)
+from nfs.pipeline import (EXPORT_KINDS, GLB_TOLERANCE_MM, Clip, PreparedTarget, RetargetResult, StageProgress,
+                          content_key, load_clip, manual_alignment, prepare_target, preview_note, resample_rows,
+                          retarget, rig_shapes, run_stages)
 
 from app.edits import SCOPES, Edits
-from app.viewer import SourceView, TargetView, ViewContent, Viewer, ViewerPool
+from app.viewer import Viewer, ViewerPool
+from app.views import ViewCache, face_colors, view_content
 
 log = logging.getLogger("nfs.app")
 Progress = Callable[[float, str], None]
 MAX_UPLOAD_MB = 50
-LOW_CONFIDENCE = 0.3
-WEIGHT_MAX = 1.5          # retarget clips edited weights to [0, 1.5]
 FILE_EXPORTS = ("obj_zip", "glb", "rig", "avatar")   # what a run writes besides the MP4 preview (chosen in the UI;
 # avatar: the uploaded glTF / VRM back whole with the ARKit targets and the clip, only for such uploads)
 PREVIEW_CHOICES = ("auto", "always", "never")
@@ -91,7 +88,7 @@ class Session:
         self.last_refusal = ""                            # the last refused upload, named, for the status line
         self.clip: Clip | None = None
         self.clip_key = ""
-        self.video_clip: Clip | None = None              # the last video loaded in the Video tab (app/video_tab.py)
+        self.video_clip: Clip | None = None              # the last video loaded in the Video tab (app/tabs/video.py)
         self.video_key = ""
         self.head_pose = False                           # apply a video clip's head motion to the target
         self.result: RetargetResult | None = None
@@ -103,10 +100,10 @@ class Session:
         self._edits: dict[tuple[str, str], Edits] = {}    # slider edits per (target, clip) pair
         self._pair_names: dict[tuple[str, str], str] = {}
         self.carry_offer: tuple[str, str] | None = None  # a pair left with edits, offered for carry-over
-        self._offsets: np.ndarray | None = None          # (T, 53) current edits, None when there are none
-        self._rigs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.offsets: np.ndarray | None = None           # (T, 53) current edits, None when there are none
+        self.rigs: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # baked linear rig per target key
         self._rig_lock = threading.Lock()
-        self._source_cache: dict[str, Callable] = {}
+        self.view_cache = ViewCache()                     # what the viewer's drawing keeps between redraws
         self._viewer: Viewer | None = None
         self._runs = 0
         self.fps_field_clip_key: str | None = None       # the clip the frame-rate field's value was chosen for
@@ -137,7 +134,7 @@ class Session:
             if not self.pool.owned_by(self._viewer, self):
                 self._viewer = self.pool.acquire(self)
                 if self._viewer is not None:
-                    self._viewer.show(self.view_content())
+                    self._viewer.show(view_content(self))
             return self._viewer
 
     def viewer_url(self) -> str:
@@ -149,7 +146,7 @@ class Session:
     def redraw(self, reset_camera: bool = True) -> None:
         v = self.viewer
         if v is not None:
-            v.show(self.view_content(), reset_camera=reset_camera)
+            v.show(view_content(self), reset_camera=reset_camera)
 
     # ------------------------------------------------------------------------------------------ target
     def load_target(self, path: str | Path, progress: Progress = _no_progress, force: bool = False,
@@ -172,7 +169,7 @@ class Session:
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise
-        self._face_colors(prepared)                # textures decoded now: what cannot be shown is in the notes
+        face_colors(self, prepared)                # textures decoded now: what cannot be shown is in the notes
         with self.lock:
             old_pair = self.pair
             self.target = prepared
@@ -210,30 +207,6 @@ class Session:
             return None
         return self.target.alignment
 
-    def target_report(self) -> tuple[list[str], list[str]]:
-        """(intake summary lines, warnings) of the current target."""
-        t = self.target
-        if t is None:
-            return [], []
-        lines = [f"**{t.name}** — {t.n_vertices:,} vertices"] + list(t.raw.notes) + t.summary()
-        if len(t.clean.other_components) == 0:
-            lines.append("components: 1 (skin only)")
-        else:
-            roles = ", ".join(f"{n} {r}" for r, n in sorted(t.binding.roles().items()))
-            lines.append(f"components: skin + {len(t.clean.other_components)} others ({roles}: jaw and skull ones "
-                         "move rigidly, skin ones follow the skin, still ones stay put)")
-        if self.override != {"up": "auto", "flip": False, "scale": 1.0}:
-            o = self.override
-            lines.append(f"manual alignment: up {o['up']}, flip {'yes' if o['flip'] else 'no'}, "
-                         f"scale x{o['scale']:g}")
-        lines.append("preparation: reused (same mesh prepared before)" if self.target_reused
-                     else "preparation: computed")
-        warnings = []
-        if t.alignment.confidence < LOW_CONFIDENCE:
-            warnings.append(f"low face confidence ({t.alignment.confidence:.2f}): check the mesh against "
-                            "the blue ICT template in the viewer and use the manual alignment override")
-        return lines, warnings
-
     # ------------------------------------------------------------------------------------------ clip
     def set_clip(self, spec: str, key: str | None = None) -> Clip:
         """Load a clip (built-in name or uploaded file) unless it is the one already loaded."""
@@ -252,14 +225,6 @@ class Session:
             self._switch_pair(old_pair)
         self.redraw()
         return clip
-
-    def clip_report(self) -> list[str]:
-        c = self.clip
-        if c is None:
-            return []
-        kind = "ICT FACS weights" if c.kind == "codes" else f"mesh sequence, {c.frames.shape[1]:,} vertices"
-        return [f"**{c.name}** — {c.n_frames} frames, {c.fps:g} fps, {c.duration_s:.1f} s ({kind})"] + [
-            f"⚠ {w}" for w in c.warnings]
 
     # ------------------------------------------------------------------------------------------ run
     def run(self, smoothing_sigma: float = 0.0, gain: float = 1.0, progress: Progress = _no_progress,
@@ -292,7 +257,7 @@ class Session:
             progress(0.97, LIVE_RIG_STAGE)
             if result.rig is not None:                  # the exported rig is the live-edit rig
                 with self._rig_lock:
-                    self._rigs.setdefault(result.target.key, result.rig)
+                    self.rigs.setdefault(result.target.key, result.rig)
             self.ensure_rig(result.target, lambda f, m: progress(0.97 + 0.03 * f, f"{LIVE_RIG_STAGE}: {m}"))
         except Exception:
             shutil.rmtree(out, ignore_errors=True)
@@ -331,31 +296,8 @@ class Session:
         return (r is not None and self.target is not None and r.target.key == self.target.key
                 and self.result_clip_key == self.clip_key)
 
-    def result_report(self) -> list[str]:
-        r = self.result
-        if r is None:
-            return []
-        if not self.result_valid():
-            now = f"{self.target.name if self.target else '(no target)'} ← {self.clip.name if self.clip else '(no clip)'}"
-            return [f"⚠ **No result for {now} yet** (the last run, {r.target.name} ← {r.source.name}, was for another "
-                    "target or clip; its files are withdrawn). Press **Retarget & export**."]
-        lines = [f"**{r.target.name} ← {r.source.name}**: {r.source.n_frames} frames at {r.source.fps:g} fps, "
-                 f"{r.target.n_vertices:,} vertices; smoothing {self.result_settings.get('smoothing', 0):g}, "
-                 f"gain {self.result_settings.get('gain', 1):g}"
-                 + ("; network correction on" if self.result_settings.get("correction", False) else
-                    "; template prior alone (network correction off)")]
-        lines += r.summary()
-        if self.result_offsets is not None:
-            lines.append(f"slider edits included in the exports: {self.result_edits}")
-        else:
-            lines.append("no slider edits in the exports")
-        if not self._offsets_match_result():
-            lines.append("⚠ slider edits changed since this run (now: "
-                         f"{self.edits.listing()}): press **Retarget & export** to put them in the files")
-        return lines
-
-    def _offsets_match_result(self) -> bool:
-        a, b = self._offsets, self.result_offsets
+    def offsets_match_result(self) -> bool:
+        a, b = self.offsets, self.result_offsets
         if a is None or b is None:
             return a is None and b is None
         return a.shape == b.shape and bool(np.allclose(a, b))
@@ -368,12 +310,12 @@ class Session:
         if target is None:
             raise ValueError("load a target mesh first")
         with self._rig_lock:                      # a background bake of the same target finishes first
-            if target.key not in self._rigs:
+            if target.key not in self.rigs:
                 progress(0.0, "baking the linear rig (once per target)")
-                self._rigs[target.key] = rig_shapes(target, progress)
-                while len(self._rigs) > 2:
-                    self._rigs.pop(next(iter(self._rigs)))
-            return self._rigs[target.key]
+                self.rigs[target.key] = rig_shapes(target, progress)
+                while len(self.rigs) > 2:
+                    self.rigs.pop(next(iter(self.rigs)))
+            return self.rigs[target.key]
 
     @property
     def pair(self) -> tuple[str, str]:
@@ -382,6 +324,10 @@ class Session:
 
     def pair_name(self, pair: tuple[str, str] | None = None) -> str:
         return self._pair_names.get(pair or self.pair, "(nothing loaded)")
+
+    def pair_edits(self, pair: tuple[str, str] | None) -> Edits | None:
+        """The slider edits kept for a (target, clip) pair, None when it has none."""
+        return self._edits.get(pair) if pair is not None else None
 
     @property
     def edits(self) -> Edits:
@@ -422,19 +368,9 @@ class Session:
         return note + (f" (frame edits at {', '.join(map(str, dropped))} are past this clip's end: left behind)"
                        if dropped else "")
 
-    def edit_report(self) -> str:
-        """Which pair the sliders edit, its edits by name, and any carry-over offer (markdown)."""
-        text = f"edits of **{self.pair_name()}**: {self.edits.listing()}"
-        offer = self.carry_offer
-        if offer is not None and offer in self._edits and self._edits[offer].active:
-            text += (f"  \n⚠ the sliders were reset for this pair; the edits of **{self.pair_name(offer)}** "
-                     f"({self._edits[offer].listing()}) stay with that pair. Press **Carry edits over** to use them "
-                     "here.")
-        return text
-
     def _update_offsets(self) -> None:
         c = self.clip
-        self._offsets = self.edits.offsets(c.n_frames, c.fps) if (c is not None and self.edits.active) else None
+        self.offsets = self.edits.offsets(c.n_frames, c.fps) if (c is not None and self.edits.active) else None
 
     def current_frame(self) -> int:
         """The viewer's frame (a frame of the shown result's files, see `view_timing`)."""
@@ -514,105 +450,6 @@ class Session:
             "carry_offer": self.pair_name(self.carry_offer) if self.carry_offer else None,
             "viewer_url": self.viewer_url(),
         }
-
-    # ------------------------------------------------------------------------------------------ view
-    def _source_view(self) -> SourceView | None:
-        clip = self.clip
-        if clip is None:
-            return None
-        if self.clip_key not in self._source_cache:
-            codes = clip.codes if clip.kind == "codes" else np.zeros((clip.n_frames, N_EXPRESSION), np.float32)
-            self._source_cache = {self.clip_key: source_preview_frames(
-                SourceCodes(clip.name, clip.fps, codes, clip.kind), clip)}
-        frames = self._source_cache[self.clip_key]
-        faces = frames(0)[1]
-        clip_frame = self.clip_frame                 # the viewer plays the result's rate; the source at its own
-        return SourceView(title=f"source: {clip.name}", faces=np.asarray(faces),
-                          frame=lambda i: np.asarray(frames(clip_frame(i))[0], np.float64))
-
-    def _face_colors(self, t: PreparedTarget) -> np.ndarray | None:
-        """A glTF / VRM target's per-triangle base colours (textures decoded once per upload); textures shown as
-        flat colours are added to the upload's notes."""
-        if getattr(self, "_colors_of", (None,))[0] is not t.raw:
-            colors, notes = face_colors(t.raw)
-            t.raw.notes.extend(n for n in notes if n not in t.raw.notes)
-            self._colors_of = (t.raw, colors)
-        return self._colors_of[1]
-
-    def _target_view(self) -> TargetView | None:
-        t = self.target
-        if t is None:
-            return None
-        align, base, rigs, key = t.alignment, t.raw.vertices, self._rigs, t.key
-        valid = self.result_valid()
-        if valid:
-            frames = self.result.frames()
-            base_w = self.result.source.weights      # (T, 53) at the result's rate, as its frames
-            run_off = self.at_view_rate(self.result_offsets)
-            edits_now = {}                           # the current edits at the result's rate, by their identity
-
-            def frame(i: int) -> np.ndarray:
-                v = np.asarray(frames[min(i, len(frames) - 1)], np.float64)
-                now, rig = self._offsets, rigs.get(key)
-                if now is not None:
-                    if edits_now.get("of") is not now:
-                        edits_now.update({"of": now, "rows": self.at_view_rate(now)})
-                    now = edits_now["rows"]
-                if rig is not None and (now is not None or run_off is not None):
-                    i = min(i, len(base_w) - 1)
-                    w0 = base_w[i] - (run_off[i] if run_off is not None else 0.0)
-                    w = np.clip(w0 + (now[i] if now is not None else 0.0), 0.0, WEIGHT_MAX)
-                    d = w - base_w[i]
-                    if np.any(np.abs(d) > 1e-6):
-                        v = v + np.tensordot(d, rig[1], axes=(0, 0))
-                return align.apply(v)
-        else:                                    # not run yet: the neutral mesh, plus any slider edits (rig)
-
-            def frame(i: int) -> np.ndarray:
-                now, rig = self._offsets, rigs.get(key)
-                if rig is None or now is None:
-                    return align.apply(base)
-                w = np.clip(now[min(i, len(now) - 1)], 0.0, WEIGHT_MAX)
-                return align.apply(base + np.tensordot(w, rig[1], axes=(0, 0)))
-
-        m = t.binding.matrix
-        names = list(EXPRESSION_NAMES) + [f"free_{j}" for j in range(t.decoder.code_dim - N_EXPRESSION)]
-        # regions and weights are the network's, computed when the view first shows them
-        return TargetView(title=f"target: {t.name}" + ("" if valid else " (aligned, not run)"), faces=t.raw.faces,
-                          frame=frame, labels=t.region_labels_original,
-                          weights=lambda k: np.asarray(m @ t.skinning_weights[:, k]).ravel(),
-                          colors=self._face_colors(t),
-                          code_names=names)
-
-    def peak_frame(self) -> int:
-        """The frame with the strongest expression (where the viewer starts after a run)."""
-        if self.result_valid():
-            return int(np.argmax(self.result.source.weights.sum(1)))
-        if self.clip is not None and self.clip.kind == "codes":
-            return int(np.argmax(self.clip.codes.sum(1)))
-        return 0
-
-    def view_content(self) -> ViewContent:
-        with self.lock:
-            clip = self.clip
-            n, fps = self.view_timing()
-            valid = self.result_valid()
-            parts = []
-            if clip is not None:
-                parts.append(f"source **{clip.name}** ({n} frames, {fps:g} fps"
-                             + (f", resampled from {clip.n_frames} at {clip.fps:g} fps)"
-                                if abs(fps - clip.fps) > 1e-9 else ")"))
-            if self.target is not None:
-                parts.append(f"target **{self.target.name}**" + (" — retargeted" if valid else " — not run yet"))
-            if self.edits.active:
-                parts.append(f"edits: {self.edits.describe()}")
-            template = None
-            if self.target is not None:
-                template = template_skin()
-            landmarks = getattr(clip, "landmarks_cm", None) if getattr(clip, "landmarks", None) is not None else None
-            return ViewContent(n_frames=n, fps=fps, source=self._source_view(), target=self._target_view(),
-                               template=template, show_template=self.target is not None and not valid,
-                               start_frame=self.peak_frame(), caption=" · ".join(parts), landmarks=landmarks)
 
 
 class SessionRegistry:

@@ -44,7 +44,7 @@ def calibration_from_fields(neutral_frame, subtract=True, dead_zone=0.0, gains_t
 def load_video_into_session(session, path, neutral_frame, head_pose: bool, progress=None, subtract=True,
                             dead_zone=0.0, gains_text=""):
     """Read a video and make it the session's source. Returns the clip."""
-    from app.session import check_upload, truncate_clip
+    from app.state import check_upload, truncate_clip
     from nfs.pipeline import load_face_video
 
     if not path:
@@ -127,12 +127,12 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
         info = gr.Markdown("*No video yet.*", elem_id="video-info")
 
         @guarded
-        def on_video(st, path, neutral_frame, pose, sub, dz, gain_text, request: gr.Request,
-                     progress=gr.Progress()):
+        def on_video(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text,
+                     request: gr.Request, progress=gr.Progress()):
             from nfs.pipeline import remux_video_with_duration, video_lacks_duration
-            s = app.session(st, request)
+            s = app.session(session_state, request)
             clip = load_video_into_session(s, path, neutral_frame, bool(pose), lambda f, m: progress(f, desc=m),
-                                           sub, dz, gain_text)
+                                           subtract_neutral, dead_zone_value, gain_text)
             for w in clip.warnings:
                 gr.Warning(w)
             shown = gr.skip()
@@ -146,18 +146,19 @@ def build(app, state, clip_info, clip_kind, guarded) -> None:
                     gr.update(maximum=max(clip.n_frames - 1, 1), value=start), shown)
 
         @guarded
-        def on_change(st, path, neutral_frame, pose, sub, dz, gain_text, request: gr.Request,
-                      progress=gr.Progress()):
-            s = app.session(st, request)
+        def on_change(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text,
+                      request: gr.Request, progress=gr.Progress()):
+            s = app.session(session_state, request)
             if not path or str(path) == getattr(s, "video_display_path", None):
                 # cleared (the session keeps its clip), or the remuxed copy of the recording just read
                 return (gr.skip(),) * 7
-            return on_video(st, path, neutral_frame, pose, sub, dz, gain_text, request, progress)
+            return on_video(session_state, path, neutral_frame, pose, subtract_neutral, dead_zone_value, gain_text,
+                            request, progress)
 
-        def on_frame(st, f, request: gr.Request):
-            s = app.session(st, request)
+        def on_frame(session_state, frame_index, request: gr.Request):
+            s = app.session(session_state, request)
             clip = getattr(s, "video_clip", None)
-            return gr.skip() if clip is None else weights_plot(clip, int(f or 0))
+            return gr.skip() if clip is None else weights_plot(clip, int(frame_index or 0))
 
         inputs = [state, video, neutral, head_pose, subtract, dead_zone, gains]
         outputs = [state, info, clip_info, clip_kind, plot, frame_no, video]
@@ -199,14 +200,15 @@ def live_stats_markdown(session) -> str:
     chain = getattr(session, "live_chain", None)
     if chain is None:
         return "*Live: not started.*"
-    st = chain.stats()
-    rec = f" · recording: {st.take_frames} frames" if st.recording else ""
-    yaw, pitch = st.head_yaw_pitch
-    now = (f" · now: jawOpen {st.jaw_open:.2f}, eyeBlink {st.blinks[0]:.2f}/{st.blinks[1]:.2f}, "
-           f"head yaw {yaw:.0f}°, pitch {pitch:.0f}°, target moved {st.target_moved_mm:.1f} mm")
-    return (f"Live: {st.frames} frames, **{st.fps:.1f} frames/s** drawn, {st.latency_ms:.0f} ms from a frame's "
-            f"arrival to the viewer (reading {st.read_ms:.0f} ms, rig {st.rig_ms:.1f} ms, drawing {st.draw_ms:.1f} ms)"
-            f"{'' if not st.no_face else f' · no face in {st.no_face} frames'}{now}{rec}")
+    stats = chain.stats()
+    rec = f" · recording: {stats.take_frames} frames" if stats.recording else ""
+    yaw, pitch = stats.head_yaw_pitch
+    now = (f" · now: jawOpen {stats.jaw_open:.2f}, eyeBlink {stats.blinks[0]:.2f}/{stats.blinks[1]:.2f}, "
+           f"head yaw {yaw:.0f}°, pitch {pitch:.0f}°, target moved {stats.target_moved_mm:.1f} mm")
+    return (f"Live: {stats.frames} frames, **{stats.fps:.1f} frames/s** drawn, {stats.latency_ms:.0f} ms from a "
+            f"frame's arrival to the viewer (reading {stats.read_ms:.0f} ms, rig {stats.rig_ms:.1f} ms, drawing "
+            f"{stats.draw_ms:.1f} ms)"
+            f"{'' if not stats.no_face else f' · no face in {stats.no_face} frames'}{now}{rec}")
 
 
 def build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no) -> None:
@@ -227,10 +229,10 @@ def build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no) 
         timer = gr.Timer(1.0)
 
         @guarded
-        def on_frame(st, frame, request: gr.Request):
+        def on_frame(session_state, frame, request: gr.Request):
             if frame is None:
                 return
-            s = app.session(st, request)
+            s = app.session(session_state, request)
             chain = live_chain(s)
             viewer = s.viewer
             key = (s.target.key if s.target is not None else None)
@@ -247,19 +249,19 @@ def build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no) 
             chain.process(np.asarray(frame)[..., :3], draw=viewer.refresh if viewer is not None else None)
 
         @guarded
-        def on_neutral(st, request: gr.Request):
-            live_chain(app.session(st, request)).reset_neutral()
+        def on_neutral(session_state, request: gr.Request):
+            live_chain(app.session(session_state, request)).reset_neutral()
             return "*Neutral: the next frame with a face.*"
 
         @guarded
-        def on_record(st, request: gr.Request):
-            s = app.session(st, request)
+        def on_record(session_state, request: gr.Request):
+            s = app.session(session_state, request)
             live_chain(s).start_recording()
             return live_stats_markdown(s)
 
         @guarded
-        def on_stop(st, request: gr.Request):
-            s = app.session(st, request)
+        def on_stop(session_state, request: gr.Request):
+            s = app.session(session_state, request)
             clip = live_chain(s).stop_recording()
             key = f"live:{time.time():.3f}"
             with s.lock:
@@ -269,8 +271,8 @@ def build_live(app, state, clip_info, clip_kind, guarded, info, plot, frame_no) 
             return (s, video_report(clip), app.clip_markdown(s), VIDEO_KIND, weights_plot(clip, start),
                     gr.update(maximum=max(clip.n_frames - 1, 1), value=start))
 
-        def on_tick(st, request: gr.Request):
-            return live_stats_markdown(app.session(st, request))
+        def on_tick(session_state, request: gr.Request):
+            return live_stats_markdown(app.session(session_state, request))
 
         cam.stream(on_frame, [state, cam], [], stream_every=STREAM_EVERY_S, concurrency_limit=1,
                    show_progress="hidden", api_name="live_frame")
