@@ -20,9 +20,9 @@ import numpy as np
 
 from nfs.io import MESH_EXTENSIONS, MeshError
 from nfs.options import RetargetOptions
-from nfs.pipeline import (EXPORT_KINDS, GLB_TOLERANCE_MM, Clip, PreparedTarget, RetargetResult, StageProgress,
-                          content_key, load_clip, manual_alignment, prepare_target, preview_note, resample_rows,
-                          retarget, rig_shapes, run_stages)
+from nfs.pipeline import (EXPORT_KINDS, GLB_TOLERANCE_MM, CancelToken, Clip, PreparedTarget, RetargetResult,
+                          StageProgress, content_key, load_clip, manual_alignment, prepare_target, preview_note,
+                          resample_rows, retarget, rig_shapes, run_stages)
 
 from app.edits import SCOPES, Edits
 from app.viewer import Viewer, ViewerPool
@@ -31,6 +31,7 @@ from app.views import ViewCache, face_colors, view_content
 log = logging.getLogger("nfs.app")
 Progress = Callable[[float, str], None]
 MAX_UPLOAD_MB = 50
+RIG_STAGE = "baking the linear rig (once per target)"   # after a preparation, the app's last stage
 FILE_EXPORTS = ("obj_zip", "glb", "rig", "avatar")   # what a run writes besides the MP4 preview (chosen in the UI;
 # avatar: the uploaded glTF / VRM back whole with the ARKit targets and the clip, only for such uploads)
 PREVIEW_CHOICES = ("auto", "always", "never")
@@ -150,9 +151,11 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ target
     def load_target(self, path: str | Path, progress: Progress = _no_progress, force: bool = False,
-                    open_mouth: bool = False) -> PreparedTarget:
+                    open_mouth: bool = False, cancel: CancelToken | None = None) -> PreparedTarget:
         """Copy an uploaded (or demo) mesh into the session dir and prepare it (cached by content). A mesh that
-        does not look like a face is refused unless `force`; `open_mouth` cuts a mouth modelled closed open."""
+        does not look like a face is refused unless `force`; `open_mouth` cuts a mouth modelled closed open.
+        `cancel` stops the preparation at its next step (`Cancelled`): the copy is removed and the session keeps
+        the target it had."""
         src = Path(path)
         if not src.is_file():
             raise MeshError(f"{src.name}: file not found")
@@ -161,15 +164,16 @@ class Session:
         dest_dir.mkdir(parents=True)
         dest = dest_dir / src.name
         shutil.copyfile(src, dest)
-        track = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
-
+        track = progress if cancel is None else cancel.watch(progress)   # the app's line gives the time left
         try:
             prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device,
                                       force=force, open_mouth=open_mouth)
+            face_colors(self, prepared)            # textures decoded now: what cannot be shown is in the notes
+            if cancel is not None:
+                cancel.commit()                    # from here on the new target is kept
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise
-        face_colors(self, prepared)                # textures decoded now: what cannot be shown is in the notes
         with self.lock:
             old_pair = self.pair
             self.target = prepared
@@ -311,7 +315,7 @@ class Session:
             raise ValueError("load a target mesh first")
         with self._rig_lock:                      # a background bake of the same target finishes first
             if target.key not in self.rigs:
-                progress(0.0, "baking the linear rig (once per target)")
+                progress(0.0, RIG_STAGE)
                 self.rigs[target.key] = rig_shapes(target, progress)
                 while len(self.rigs) > 2:
                     self.rigs.pop(next(iter(self.rigs)))

@@ -32,7 +32,7 @@ def test_the_staged_line_and_the_result():
     token = Preparations().start("s")
     assert run_cancellable(_steps(3, 0.3, log, token), lambda f, m: lines.append(m), token) == "prepared"
     assert log == PREPARE_STAGES[:3] + ["committed"]
-    assert any(m.startswith(f"stage 3/{len(PREPARE_STAGES)} · operators: step detail") for m in lines)
+    assert any(m.startswith(f"stage 3/{len(PREPARE_STAGES)} · {PREPARE_STAGES[2]}: step detail") for m in lines)
     assert all("elapsed" in m for m in lines)
 
 
@@ -75,3 +75,26 @@ def test_the_worker_reports_through_the_events_context():
     run_cancellable(_steps(2, 0.0, [], token), lambda f, m: channel.get() is not None and channel.get().append(m),
                     token)
     assert any("aligning" in m for m in got)
+
+
+def test_a_cancelled_upload_leaves_the_session_as_it_was(tmp_path):
+    """Session.load_target with a token cancelled during the preparation: Cancelled, no target, and the copy of
+    the upload removed from the session folder (nothing half made is left)."""
+    from app.state import Session
+    from nfs import REPO_ROOT
+    from nfs.pipeline import CancelToken, load_shipped_model
+
+    session = Session("cancel-test", tmp_path, load_shipped_model()[0], None, device="cpu")
+    token = CancelToken()
+
+    def progress(fraction, message):
+        if message.startswith("template prior:"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        session.load_target(REPO_ROOT / "assets" / "targets" / "face_crop_metres.obj", progress, force=True,
+                            cancel=token)
+    assert session.target is None
+    assert list((session.dir / "targets").glob("*/*")) == []
+    assert token.cancelled
+    session.close()

@@ -10,9 +10,10 @@ import zipfile
 import gradio as gr
 
 from nfs.io import ClipError, MeshError
+from nfs.pipeline import Cancelled
 
 log = logging.getLogger("nfs.app")
-USER_ERRORS = (MeshError, ClipError, ValueError, FileNotFoundError, zipfile.BadZipFile, OSError)
+USER_ERRORS = (MeshError, ClipError, ValueError, FileNotFoundError, zipfile.BadZipFile, OSError, Cancelled)
 HEAVY = "heavy"  # the one concurrency group of every event that prepares, parses or decodes
 NO_TARGET = "*No target yet: upload a mesh or pick a demo.*"
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import gradio as gr
 
 from nfs.io import MESH_EXTENSIONS
-from nfs.pipeline import UP_AXES
+from nfs.pipeline import PREPARE_STAGES, UP_AXES
 
 from app.controls import option_checkbox
 from app.demo_assets import DESCRIPTIONS, demo_target_path, demo_targets
-from app.state import MAX_UPLOAD_MB
+from app.preparation import Preparations, run_cancellable
+from app.state import MAX_UPLOAD_MB, RIG_STAGE
 from app.tabs.common import HEAVY, NO_TARGET, guarded, one_line, viewer_html
 from app.views import target_report
 
@@ -30,6 +31,7 @@ def build(app, w) -> None:
                                info=" · ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items() if k in demos),
                                elem_id="demo-targets")
         w.target_info = gr.Markdown(NO_TARGET, elem_id="target-info")
+        w.cancel_prepare = gr.Button("Cancel preparation", elem_id="cancel-prepare", size="sm", variant="stop")
         with gr.Accordion("Manual alignment override", open=False):
             gr.Markdown("If the mesh sits wrongly on the blue ICT template in the viewer: say which axis of "
                         "*your file* points up, turn it around, or rescale it.")
@@ -48,15 +50,23 @@ def warn_low_confidence(app, session) -> None:
 def wire(app, w) -> None:
     target_outputs = [w.state, w.target_info, w.viewer, w.up_axis, w.flip, w.scale, w.show_template]
 
+    preparations = Preparations()
+
     def load(session_state, path, request, progress, name: str, force: bool = False,
              open_mouth: bool = False) -> tuple:
+        """Prepare on a worker thread with the staged line (step k of n, time left) until done or cancelled."""
         session = app.session(session_state, request)
         session.last_refusal = ""
+        token = preparations.start(session.id)
         try:
-            session.load_target(path, lambda f, m: progress(f, desc=m), force=force, open_mouth=open_mouth)
+            run_cancellable(lambda line: session.load_target(path, line, force=force, open_mouth=open_mouth,
+                                                             cancel=token),
+                            lambda f, m: progress(f, desc=m), token, PREPARE_STAGES + [RIG_STAGE])
         except Exception as e:
             session.last_refusal = f"{name}: {one_line(e)}"
             raise
+        finally:
+            preparations.finish(session.id, token)
         warn_low_confidence(app, session)
         return session, app.target_markdown(session), viewer_html(session.viewer_url()), "auto", False, 1.0, True
 
@@ -70,6 +80,18 @@ def wire(app, w) -> None:
     upload = w.target_file.upload(on_upload, [w.state, w.target_file, w.force_face, w.open_mouth], target_outputs,
                                   api_name="upload_target", concurrency_id=HEAVY, show_progress_on=[w.target_info])
     app.after_change(w, upload)
+
+    @guarded
+    def on_cancel(session_state, request: gr.Request = None):
+        """Stop this session's preparation: its event returns at once and the target loaded before stays."""
+        session = app.session(session_state, request)
+        if preparations.cancel(session.id):
+            gr.Info("Preparation cancelled: the target loaded before is kept.")
+        else:
+            gr.Info("No preparation is running.")
+
+    w.cancel_prepare.click(on_cancel, [w.state], None, api_name="cancel_preparation", concurrency_limit=None,
+                           show_progress="hidden")
 
     @guarded
     def on_refused(session_state, request: gr.Request):
