@@ -32,7 +32,7 @@ def test_the_staged_line_and_the_result():
     token = Preparations().start("s")
     assert run_cancellable(_steps(3, 0.3, log, token), lambda f, m: lines.append(m), token) == "prepared"
     assert log == PREPARE_STAGES[:3] + ["committed"]
-    assert any(m.startswith(f"stage 3/{len(PREPARE_STAGES)} · operators: step detail") for m in lines)
+    assert any(m.startswith(f"stage 3/{len(PREPARE_STAGES)} · {PREPARE_STAGES[2]}: step detail") for m in lines)
     assert all("elapsed" in m for m in lines)
 
 
