@@ -51,6 +51,16 @@ class LazyNetworkInputs:
         self._lock = threading.Lock()
         self._view: NetworkView | None = None
 
+    def __getstate__(self) -> dict:
+        """What a copy in another process gets (a batch's workers): everything but the lock, which is made anew."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def computed(self) -> bool:
         """Whether the network's view has been computed (nothing is computed by asking)."""
