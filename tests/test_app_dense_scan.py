@@ -30,18 +30,6 @@ def progress_lines(b, until: str, timeout: float, what: str) -> list[str]:
     raise TimeoutError(f"waited {timeout:.0f} s for {what}; the page then showed: {b.state()}")
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """An app of its own (not the one the other app tests share): a cancelled preparation of the big scan works on
-    to its next step, and stopping this app at the module's end keeps that work off the tests after it."""
-    from app_harness import running_app
-    from conftest import SHARED_APP_ARGS, SHARED_APP_MAX_FRAMES
-
-    with running_app(tmp_path_factory.mktemp("app_log"), max_frames=SHARED_APP_MAX_FRAMES,
-                     extra_args=SHARED_APP_ARGS) as running:
-        yield running
-
-
 def test_dense_scan_shows_its_steps_cancels_and_runs(app, app_page, tmp_path):
     scan = write_dense_scan(tmp_path / "dense_scan.ply")
     b = app_page
