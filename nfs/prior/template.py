@@ -24,7 +24,8 @@ from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_
 from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
-from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp
+from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop
+from nfs.prior.registration import register_about_opening
 from nfs.regions import REGION_NAMES, ict_region_labels
 
 @dataclass(frozen=True)
@@ -231,7 +232,9 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     seams where the target joins lips or lids are relaxed (`smooth_lip_seam`), a target whose eyes are modelled
     wider open than ICT's (rest eyeBlink < 0) gets blink shapes that still close them, and with `warp_openings`
     eyes modelled bigger, smaller or moved against the fitted face (stylised proportions) are met by a local warp
-    of the fitted face whose Jacobian carries the deltas (`nfs.prior.opening_warp`)."""
+    of the fitted face whose Jacobian carries the deltas (`nfs.prior.opening_warp`), and a narrower mouth by a
+    registration of the fitted face onto the target about it (`register_mouth`) and deltas scaled to its width
+    (`scale_to_mouth`)."""
     mean, tf, deltas, _ = skin_template()
     v = np.asarray(vertices_ict, np.float64)
     fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
@@ -242,13 +245,17 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         warp = fit_opening_warp(q, np.asarray(faces, np.int64), face, ict_opening_loops())
     if warp is not None:
         rest_face, face = face, warp.apply(face)
+    unregistered = face
+    if fit_identity and warp_openings and faces is not None and len(faces):
+        registered = register_mouth(q, np.asarray(faces, np.int64), face, tf)
+        face = face if registered is None else registered
     tri, bary, labels, seam, stretch, trusted = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
     out = interpolate_deltas(deltas, tf[tri], bary)
     if warp is not None:       # the deltas at the unwarped closest point, pushed through the warp there
         jac = warp.jacobian(np.einsum("vjc,vj->vc", rest_face[tf[tri]], bary)).astype(np.float32)
         out = np.einsum("vij,kvj->kvi", jac, out)
     if fit_identity and warp_openings and faces is not None and len(faces):
-        out = scale_to_mouth(out, q, np.asarray(faces, np.int64), face, tf, tri, bary)
+        out = scale_to_mouth(out, q, np.asarray(faces, np.int64), unregistered, tf, tri, bary)
     out = fit.vectors_from_model(out, out=out).astype(np.float32, copy=False)
     assert out.shape[0] == N_EXPRESSION
     rest = fit.expression_weights()
@@ -262,6 +269,19 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                               stretch=stretch,
                               vertices=v, in_place=True)
     return out
+
+
+def register_mouth(q: np.ndarray, faces: np.ndarray, face: np.ndarray, tf: np.ndarray) -> np.ndarray | None:
+    """The fitted face (S, 3) registered onto the target (q (V, 3), faces (F, 3), model frame) about the mouth
+    (`register_about_opening`) where the target's mouth opening is narrower corner to corner than the fitted
+    face's by more than MIN_CHANGE (a stylised mouth the identity fit cannot shrink); None elsewhere: a mouth the
+    fitted face matches (any ICT identity), a wider one, or none (lips joined)."""
+    warp = fit_opening_warp(q, faces, face, ict_opening_loops(), openings=("mouth",))
+    if warp is None or float(warp.linear[0, 0, 0]) > -MIN_CHANGE:
+        return None
+    face_loop = ict_opening_loops()["mouth"]
+    loop = matching_loop(q, boundary_loops(faces), face, face_loop)
+    return None if loop is None else register_about_opening(face, tf, face_loop, q, faces, loop)
 
 
 def interpolate_deltas(deltas: np.ndarray, corners: np.ndarray, bary: np.ndarray, block: int = 1 << 16
@@ -284,11 +304,13 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
                    tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
     """Deltas (53, V, 3) carried at ICT's size (model frame) scaled to the target's own mouth: where the target's
     mouth opening (its boundary loop there) is narrower corner to corner than the fitted face's by more than
-    MIN_CHANGE, each vertex's deltas are scaled in the face plane by I + w (s - 1), s the width ratio and w a
-    plateau the size of the mouth with a Wendland fall-off (`mouth_warp`'s weights) at its closest point (tri (V,),
-    bary (V, 3) on face (S, 3), triangles tf), so a half-size mouth opens half as far. The correspondence is left
-    as it is (warping the face itself turned triangles over at the mouth corners), and so is the warp's fall-off
-    gradient (with it the stylised head turned 39 more triangles over). A mouth the fitted face matches, a wider
+    MIN_CHANGE, each vertex's deltas are scaled by 1 + w (s - 1) in every direction (a smaller mouth pouts and
+    rolls its lips less deep too: on the anime head 6 % fewer triangles turned over than scaling them in the face
+    plane alone), s the width ratio and w a plateau the size of the mouth with a Wendland fall-off (`mouth_warp`'s
+    weights) at its closest point (tri (V,), bary (V, 3) on face (S, 3), the fitted face before its registration
+    about the mouth, triangles tf), so a half-size mouth opens half as far. The correspondence comes from the
+    registration (`register_mouth`; warping the face with the same plateau turned triangles over at the mouth
+    corners), and the warp's fall-off gradient is left out (with it the stylised head turned 39 more over). A mouth the fitted face matches, a wider
     one (scaling a mouth widened alone by 1.09 in both directions made a feature-scaled head 7 % worse), or none
     (lips joined) leaves the deltas as they are."""
     warp = fit_opening_warp(q, faces, face, ict_opening_loops(), openings=("mouth",))
@@ -302,7 +324,7 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     w = plateau(np.linalg.norm(at - warp.centers[0], axis=-1), warp.inner[0], outer[0])
     scale = (1.0 + w * (s - 1.0)).astype(np.float32)
     out = deltas.copy()
-    out[..., :2] *= scale[None, :, None]
+    out *= scale[None, :, None]
     return out
 
 
