@@ -7,7 +7,7 @@ from nfs.data.artist import ArtistStyle, apply_style, feature_centres
 from nfs.geometry.surface import closest_points_exact
 from nfs.ict import load_ict
 from nfs.prior.face_fit import fit_ict_face, skin_template
-from nfs.prior.template import ict_opening_loops, register_mouth
+from nfs.prior.template import ict_opening_loops, register_openings
 from nfs.regions import ict_region_labels
 
 
@@ -33,14 +33,14 @@ def test_a_small_mouth_registers_the_fitted_face_onto_the_target_and_an_ict_mout
     is at least 35 % nearer the true one than on the fitted face alone; an ICT identity's mouth is not registered."""
     v, f = _head(ict, 1_000_011)
     fit = fit_ict_face(v)
-    assert register_mouth(fit.to_model(v), np.asarray(f, np.int64), fit.face(), skin_template()[1]) is None
+    assert register_openings(fit.to_model(v), np.asarray(f, np.int64), fit.face(), skin_template()[1], None) is None
 
     v, f = _head(ict, 1_000_011, mouth_scale=0.6)
     f = np.asarray(f, np.int64)
     fit = fit_ict_face(v)
     q, face = fit.to_model(v), fit.face()
     mean, tf = skin_template()[:2]
-    registered = register_mouth(q, f, face, tf)
+    registered = register_openings(q, f, face, tf, None)
     assert registered is not None
     loop = ict_opening_loops()["mouth"]
     # the face's mouth loop now lies along the head's (the same ICT loop, restyled), within 0.3 mm

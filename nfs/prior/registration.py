@@ -1,7 +1,7 @@
 """Non-rigid registration of the fitted ICT face to a target about one opening (a stylised mouth): the identity fit
 cannot make a mouth half as big (its modes do not, and its robust weights let such a feature go), so the fitted
 face's surface is moved onto the target's there, its opening loop onto the target's loop corner to corner, by
-point-to-plane closest points under a smoothness (bi-Laplacian) penalty, within REACH opening half-widths (zero
+point-to-plane closest points under a smoothness (bi-Laplacian) penalty, within a few opening half-widths (zero
 motion beyond). Closest points on the registered face then land nearer the lip point they belong to: on the eval's
 anime head (mouth 0.5x) the ICT point a mouth vertex takes is 3.7 mm from the true one (median, 3 cm about the
 mouth), 7.8 mm on the fitted face alone.
@@ -16,7 +16,6 @@ from nfs.geometry.normals import vertex_normals
 from nfs.geometry.openings import sparse_adjacency
 from nfs.geometry.surface import closest_points_exact
 
-REACH = 1.5              # the registration moves the face within this many opening half-widths of its centre
 STIFFNESS = (30.0, 10.0, 3.0)   # bi-Laplacian weights, stiff to soft, each for ITERATIONS_PER_STIFFNESS solves
 ITERATIONS_PER_STIFFNESS = 2
 LOOP_WEIGHT = 10.0       # the opening's loop is held on the target's
@@ -58,14 +57,21 @@ def loop_targets(face: np.ndarray, face_loop: np.ndarray, points: np.ndarray, lo
     return ids[first], goals[first]
 
 
-def register_about_opening(face: np.ndarray, tf: np.ndarray, face_loop: np.ndarray, points: np.ndarray,
-                           faces: np.ndarray, loop: np.ndarray) -> np.ndarray:
+def register_about_openings(face: np.ndarray, tf: np.ndarray, points: np.ndarray, faces: np.ndarray,
+                            openings: list[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
     """(S, 3) the fitted face (S, 3), triangles tf, moved onto the target (points (V, 3), faces (F, 3), same frame,
-    cm) within REACH half-widths of its opening `face_loop`, the loop taken onto the target's `loop`."""
-    ids, goals = loop_targets(face, face_loop, points, loop)
-    centre = face[face_loop].mean(0)
-    half_width = 0.5 * float(np.ptp(face[face_loop, 0]))
-    free = np.nonzero(np.linalg.norm(face - centre, axis=1) < REACH * half_width)[0]
+    cm) about its openings: `openings` lists (the face's loop, the target's loop, reach), each face loop taken
+    onto its target loop, the face moved within `reach` half-widths of each opening's centre and not beyond."""
+    ids, goals = [], []
+    near = np.zeros(len(face), bool)
+    for face_loop, loop, reach in openings:
+        i, g = loop_targets(face, face_loop, points, loop)
+        ids.append(i)
+        goals.append(g)
+        half_width = 0.5 * float(np.ptp(face[face_loop, 0]))
+        near |= np.linalg.norm(face - face[face_loop].mean(0), axis=1) < reach * half_width
+    ids, goals = np.concatenate(ids), np.concatenate(goals)
+    free = np.nonzero(near)[0]
     n = len(face)
     index = np.full(n, -1)
     index[free] = np.arange(len(free))
