@@ -59,7 +59,7 @@ class OpeningWarp:
                 + np.einsum("nki,nkj->nij", moved, grad))
 
 
-def _corners(points: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def opening_corners(points: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The -x and +x extreme points (3,) of a loop: an opening's two corners."""
     x = points[loop, 0]
     return points[loop[int(np.argmin(x))]], points[loop[int(np.argmax(x))]]
@@ -98,7 +98,7 @@ def fit_opening_warp(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
             continue
         # corner to corner: the width of an opening is what an artist's proportions change, and it does not
         # depend on how far the lips or lids are apart (the fit's rest pose takes that)
-        (fl, fr), (tl, tr) = _corners(face, ict_loop), _corners(points, loop)
+        (fl, fr), (tl, tr) = opening_corners(face, ict_loop), opening_corners(points, loop)
         scale = float(np.linalg.norm(tr - tl) / max(np.linalg.norm(fr - fl), 1e-9))
         mid, moved = 0.5 * (fl + fr), 0.5 * (tl + tr) - 0.5 * (fl + fr)
         if abs(scale - 1.0) < MIN_CHANGE and float(np.linalg.norm(moved)) < MIN_SHIFT_CM:

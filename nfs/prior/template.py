@@ -24,7 +24,7 @@ from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_
 from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
-from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop
+from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
 from nfs.regions import REGION_NAMES, ict_region_labels
 
@@ -321,10 +321,13 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     mouth opening (its boundary loop there) is narrower corner to corner than the fitted face's by more than
     MIN_CHANGE, each vertex's deltas are scaled by 1 + w (s - 1) in every direction (a smaller mouth pouts and
     rolls its lips less deep too: on the anime head 6 % fewer triangles turned over than scaling them in the face
-    plane alone), s the width ratio and w a plateau the size of the mouth with a Wendland fall-off (`mouth_warp`'s
+    plane alone), s the head's mouth width over the wider of the fitted face's and ICT's mean face's (the deltas are
+    the mean face's; the identity fit narrows the face's mouth part of the way toward a stylised one: on the anime
+    head to 0.91 of the mean's, and measured against it the lip gap at jawOpen = 1 was 1.31x the truth's, against
+    the mean's 1.19x; an ICT identity with a narrow mouth, stylised, is scaled that much too far) and w a plateau the size of the mouth with a Wendland fall-off (`mouth_warp`'s
     weights) at its closest point (tri (V,), bary (V, 3) on face (S, 3), the fitted face before its registration
     about the mouth, triangles tf), so a half-size mouth opens half as far. The correspondence comes from the
-    registration (`register_mouth`; warping the face with the same plateau turned triangles over at the mouth
+    registration (`register_openings`; warping the face with the same plateau turned triangles over at the mouth
     corners), and the warp's fall-off gradient is left out (with it the stylised head turned 39 more over). A mouth the fitted face matches, a wider
     one (scaling a mouth widened alone by 1.09 in both directions made a feature-scaled head 7 % worse), or none
     (lips joined) leaves the deltas as they are."""
@@ -334,6 +337,9 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     s = float(warp.linear[0, 0, 0]) + 1.0
     if s > 1.0 - MIN_CHANGE:    # a wider mouth is left: one wider only (a feature-scaled head) got worse
         return deltas
+    # ICT's deltas are made for the mean face's mouth: where the fit narrowed the face's mouth toward the head's, the
+    # head's width is measured against the mean face's instead
+    s *= min(mouth_width(face) / mouth_width(skin_template()[0]), 1.0)
     outer = warp.inner * MOUTH_SHRINK_REACH
     at = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
     w = plateau(np.linalg.norm(at - warp.centers[0], axis=-1), warp.inner[0], outer[0])
@@ -341,6 +347,12 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     out = deltas.copy()
     out *= scale[None, :, None]
     return out
+
+
+def mouth_width(face: np.ndarray) -> float:
+    """Corner-to-corner width (cm) of the mouth opening of an ICT skin (S, 3)."""
+    left, right = opening_corners(face, ict_opening_loops()["mouth"])
+    return float(np.linalg.norm(right - left))
 
 
 def lip_ambiguity(vertices: np.ndarray, face: np.ndarray, face_triangles: np.ndarray, labels: np.ndarray,
