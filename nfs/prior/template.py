@@ -238,7 +238,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     wider open than ICT's (rest eyeBlink < 0) gets blink shapes that still close them, and with `warp_openings`
     eyes modelled bigger, smaller or moved against the fitted face (stylised proportions) are met by a local warp
     of the fitted face whose Jacobian carries the deltas (`nfs.prior.opening_warp`), and a narrower mouth by a
-    registration of the fitted face onto the target about it (`register_mouth`) and deltas scaled to its width
+    registration of the fitted face onto the target about it (`register_openings`) and deltas scaled to its width
     (`scale_to_mouth`)."""
     mean, tf, deltas, _ = skin_template()
     v = np.asarray(vertices_ict, np.float64)
@@ -339,7 +339,7 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
         return deltas
     # ICT's deltas are made for the mean face's mouth: where the fit narrowed the face's mouth toward the head's, the
     # head's width is measured against the mean face's instead
-    s *= min(mouth_width(face) / mouth_width(skin_template()[0]), 1.0)
+    s *= min(opening_width(face) / opening_width(skin_template()[0]), 1.0)
     outer = warp.inner * MOUTH_SHRINK_REACH
     at = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
     w = plateau(np.linalg.norm(at - warp.centers[0], axis=-1), warp.inner[0], outer[0])
@@ -349,9 +349,9 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     return out
 
 
-def mouth_width(face: np.ndarray) -> float:
-    """Corner-to-corner width (cm) of the mouth opening of an ICT skin (S, 3)."""
-    left, right = opening_corners(face, ict_opening_loops()["mouth"])
+def opening_width(face: np.ndarray, name: str = "mouth") -> float:
+    """Corner-to-corner width (cm) of an opening (`OPENINGS`' names) of an ICT skin (S, 3)."""
+    left, right = opening_corners(face, ict_opening_loops()[name])
     return float(np.linalg.norm(right - left))
 
 
