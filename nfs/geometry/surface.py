@@ -8,6 +8,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
+from nfs.progress import checkpoint
+
+from nfs.progress import checkpoint
+
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0,
                    return_faces: bool = False) -> tuple[np.ndarray, ...]:
@@ -180,6 +184,7 @@ def closest_points_exact(points: np.ndarray, vertices: np.ndarray, faces: np.nda
             todo = np.arange(len(q))
             k = min(first_k, len(ids))
             while len(todo):
+                checkpoint()                                          # a cancelled run stops here
                 dc, c = tree.query(q[todo], k=k)
                 dc, c = dc.reshape(len(todo), k), c.reshape(len(todo), k)
                 valid = dc - reach <= best[3][todo, None]            # others cannot be nearer
