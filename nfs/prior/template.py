@@ -335,6 +335,16 @@ def opening_side_values(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+LAPLACIAN_MARGIN = 4     # rings of the mesh around the lip seam's free vertices that their Laplacian is built on
+
+
+def _grown(faces: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(V,) bool `mask` grown by one ring: every vertex of a triangle touching it."""
+    out = mask.copy()
+    out[faces[mask[faces].any(1)]] = True
+    return out
+
+
 def _robust_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     """(V, V) cotangent Laplacian of a triangle mesh (`robust_laplacian`: also for non-manifold meshes)."""
     import robust_laplacian
@@ -369,21 +379,35 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     free[seam.ravel()] = True
     if not free.any() and (stretch is None or not stretch.any()):
         return basis
-    adjacency = sparse_adjacency(faces, n)
     for _ in range(rings):
-        free |= (adjacency @ free.astype(np.float64)) > 0
+        free = _grown(faces, free)
     if keep is not None:
         free &= ~keep
     if stretch is not None:
         free |= stretch
     # the harmonic fill, solved directly with the cotangent (robust) Laplacian of the target's rest shape, which
-    # keeps the fill's triangles in proportion (a relaxation left half-way keeps steps that fold triangles)
-    laplacian = _robust_laplacian(vertices, faces) if vertices is not None else (
-        sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
-    f_idx, h_idx = np.nonzero(free)[0], np.nonzero(~free)[0]
-    l_ff = laplacian[f_idx][:, f_idx].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
+    # keeps the fill's triangles in proportion (a relaxation left half-way keeps steps that fold triangles). Only
+    # the free vertices' rows are needed: the Laplacian is built on the part of the mesh within LAPLACIAN_MARGIN
+    # rings of them (its intrinsic Delaunay flips are local), not on the whole mesh (a minute and gigabytes at a
+    # million vertices).
+    near = free
+    for _ in range(LAPLACIAN_MARGIN):
+        near = _grown(faces, near)
+    part = faces[near[faces].any(1)]
+    used, local_faces = np.unique(part, return_inverse=True)
+    local_faces = local_faces.reshape(-1, 3)
+    if vertices is not None:
+        laplacian = _robust_laplacian(np.asarray(vertices, np.float64)[used], local_faces)
+    else:
+        adjacency = sparse_adjacency(local_faces, len(used))
+        laplacian = (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
+    local_free = free[used]
+    f_loc, h_loc = np.nonzero(local_free)[0], np.nonzero(~local_free)[0]
+    f_idx, h_idx = used[f_loc], used[h_loc]
+    rows = laplacian[f_loc]
+    l_ff = rows[:, f_loc].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
     # only the held vertices next to the free ones enter the solve (a few rings, not the whole mesh)
-    l_fh = laplacian[f_idx][:, h_idx].tocsc()
+    l_fh = rows[:, h_loc].tocsc()
     cols = np.nonzero(np.diff(l_fh.indptr))[0]
     held = basis[:, h_idx[cols]].transpose(1, 0, 2).reshape(len(cols), -1).astype(np.float64)
     solved = spla.splu(l_ff).solve(-(l_fh[:, cols] @ held))
