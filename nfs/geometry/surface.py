@@ -38,12 +38,16 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
 
     Returns points (N, 3) and barycentric coordinates (N, 3) w.r.t. (a, b, c).
     """
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
-    bp = p - b
-    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
-    cp = p - c
-    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    # coordinates as rows (3, N): the dot products are sums of contiguous rows, the same sums as `(x * y).sum(1)`
+    # in the same order (so the same bits), without numpy's slow reduction over an axis of three
+    pt, at, bt, ct = (np.ascontiguousarray(np.asarray(x).T) for x in (p, a, b, c))
+    ab, ac, ap = bt - at, ct - at, pt - at
+    d1, d2 = _dot_rows(ab, ap), _dot_rows(ac, ap)
+    bp = pt - bt
+    d3, d4 = _dot_rows(ab, bp), _dot_rows(ac, bp)
+    cp = pt - ct
+    d5, d6 = _dot_rows(ab, cp), _dot_rows(ac, cp)
+    del pt, at, bt, ct, ab, ac, ap, bp, cp
     va = d3 * d6 - d5 * d4
     vb = d5 * d2 - d1 * d6
     vc = d1 * d4 - d3 * d2
@@ -72,6 +76,11 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
     bary = np.nan_to_num(bary, nan=1 / 3)
     points = bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * c
     return points, bary
+
+
+def _dot_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Dot products of the columns of x and y (3, N) -> (N,)."""
+    return x[0] * y[0] + x[1] * y[1] + x[2] * y[2]
 
 
 INCOMPATIBLE_PENALTY = 1e6   # added to the distance of a candidate triangle that faces the wrong way

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from nfs.geometry.fits import umeyama_batch
+from nfs.blas_threads import single_blas_thread
 from nfs.geometry.rotations import axis_rotations, axis_to_axis, rotation_angle_deg, rotation_from_vector
 from nfs.geometry.surface import principal_axes, sample_surface
 from nfs.io.mesh import MeshError
@@ -362,6 +363,7 @@ def _score(cand: Candidates, target: SampledSurface, n_target: int, template: Al
 # ----------------------------------------------------------------------------- entry point
 
 
+@single_blas_thread()
 def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None = None, seed: int = 0) -> Alignment:
     """Find the similarity transform taking a face/head mesh (V, 3), (F, 3) in any units, position and
     axis convention onto the ICT neutral skin. partial: True for a face crop, False for a whole head,
@@ -399,6 +401,7 @@ def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None =
     return _polish(winner, target, template, centroid, rms, is_partial, n_tried, margin)
 
 
+@single_blas_thread()
 def refine_alignment(vertices: np.ndarray, faces: np.ndarray, initial: Alignment, partial: bool | None = None,
                      seed: int = 0) -> Alignment:
     """Local similarity ICP from a given alignment (e.g. one a user fixed by hand) to the nearest fit.

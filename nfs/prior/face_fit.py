@@ -12,6 +12,7 @@ import numpy as np
 
 
 from nfs.geometry.openings import boundary_loops
+from nfs.blas_threads import single_blas_thread
 from nfs.geometry.rotations import rotation_from_vector
 from nfs.geometry.surface import closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict
@@ -88,6 +89,7 @@ class FaceFit:
         return out
 
 
+@single_blas_thread()
 def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000, noise_cm: float = 0.02,
                  point_weight: float = 0.01, rigid: bool = True, seed: int = 0, rest_pose: bool = True,
                  converged: float = 1e-3, stages: tuple = ((4, 10), (8, 30))) -> FaceFit:

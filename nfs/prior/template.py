@@ -18,6 +18,7 @@ import scipy.sparse.linalg as spla
 from scipy.spatial import cKDTree
 
 from nfs.geometry.falloff import plateau
+from nfs.blas_threads import single_blas_thread
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_radially, geodesic_distances,
                                    geodesic_distances_near, grow_within, loop_halves, radial_fill, sparse_adjacency)
@@ -221,6 +222,7 @@ def _outward_normals(q: np.ndarray, faces: np.ndarray, closest_normals: np.ndarr
     return normals if np.median((closest_normals * normals).sum(1)) >= 0 else -normals
 
 
+@single_blas_thread()
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
                               faces: np.ndarray | None = None, warp_openings: bool = True) -> np.ndarray:
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
