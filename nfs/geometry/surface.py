@@ -8,20 +8,22 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
+from nfs.geometry.triangle_math import row_norms, triangle_normals
+
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0,
                    return_faces: bool = False) -> tuple[np.ndarray, ...]:
     """n area-uniform random points on the surface (n, 3) and their unit face normals (n, 3)
     (and, with return_faces, the sampled triangle of each (n,))."""
-    a, b, c = (vertices[faces[:, k]] for k in range(3))
-    normal = np.cross(b - a, c - a)
-    area = np.linalg.norm(normal, axis=1)
+    normal = triangle_normals(vertices, faces)
+    area = row_norms(normal)
     rng = np.random.default_rng(seed)
     face = rng.choice(len(faces), size=n, p=area / area.sum())
     u, v = rng.random((2, n))
     flip = u + v > 1
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    points = a[face] + u[:, None] * (b - a)[face] + v[:, None] * (c - a)[face]
+    a, b, c = (np.asarray(vertices)[faces[face, k]] for k in range(3))     # only the sampled triangles' corners
+    points = a + u[:, None] * (b - a) + v[:, None] * (c - a)
     normals = normal[face] / np.maximum(area[face], 1e-300)[:, None]
     return (points, normals, face) if return_faces else (points, normals)
 
@@ -86,13 +88,30 @@ def _dot_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 INCOMPATIBLE_PENALTY = 1e6   # added to the distance of a candidate triangle that faces the wrong way
 
 
+def vertex_face_table(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """(V, max degree) the faces around each vertex, padded with -1 (in face order)."""
+    f = np.asarray(faces, np.int64)
+    order = np.argsort(f.ravel(), kind="stable")
+    vert_of = f.ravel()[order]
+    face_of = order // 3
+    counts = np.bincount(vert_of, minlength=n_vertices)
+    max_deg = max(int(counts.max()), 1) if len(counts) else 1
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    table = -np.ones((n_vertices, max_deg), np.int64)
+    rank = np.arange(len(vert_of)) - starts[vert_of]
+    table[vert_of, rank] = face_of
+    return table
+
+
 def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k_candidates: int = 8,
-                           point_normals: np.ndarray | None = None, min_normal_dot: float = 0.0):
+                           point_normals: np.ndarray | None = None, min_normal_dot: float = 0.0,
+                           table: np.ndarray | None = None):
     """Closest surface points of points (N, 3) on a mesh. Candidate triangles are those around the
     k nearest mesh vertices (exact for reasonable meshes). With point_normals (N, 3) (unit), the closest
     *compatible* point: triangles whose unit normal has a dot product below min_normal_dot with the point's normal
     are taken only where a point has no other candidate (two surfaces facing each other, such as the inner lips
-    where they touch, are told apart). Returns (points (N,3), tri (N,), bary (N,3), dist (N,))."""
+    where they touch, are told apart). `table`: `vertex_face_table(faces, V)` when the caller keeps it (a fit
+    that asks many times on one mesh's moving vertices). Returns (points (N,3), tri (N,), bary (N,3), dist (N,))."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     p = np.asarray(points, np.float64)
@@ -100,18 +119,10 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
         tri_normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
         tri_normals /= np.maximum(np.linalg.norm(tri_normals, axis=1, keepdims=True), 1e-20)
         point_normals = np.asarray(point_normals, np.float64)
-    # vertex -> incident faces (padded table)
-    order = np.argsort(f.ravel(), kind="stable")
-    vert_of = f.ravel()[order]
-    face_of = order // 3
-    counts = np.bincount(vert_of, minlength=len(v))
-    max_deg = max(int(counts.max()), 1)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    table = -np.ones((len(v), max_deg), np.int64)
-    rank = np.arange(len(vert_of)) - starts[vert_of]
-    table[vert_of, rank] = face_of
+    if table is None:                    # vertex -> incident faces (padded table)
+        table = vertex_face_table(f, len(v))
     k = min(k_candidates, len(v))
-    _, nn = cKDTree(v).query(p, k=k)
+    _, nn = cKDTree(v).query(p, k=k, workers=-1)
     nn = nn.reshape(len(p), -1)
     # candidate triangles of each point, each once (neighbouring vertices share most of their triangles)
     cand = np.sort(table[nn].reshape(len(p), -1), axis=1)

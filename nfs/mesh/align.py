@@ -28,6 +28,7 @@ from nfs.geometry.fits import umeyama_batch
 from nfs.blas_threads import single_blas_thread
 from nfs.geometry.rotations import axis_rotations, axis_to_axis, rotation_angle_deg, rotation_from_vector
 from nfs.geometry.surface import principal_axes, sample_surface
+from nfs.geometry.triangle_math import triangle_areas
 from nfs.io.mesh import MeshError
 
 CONFIDENCE_SCALE_CM = 0.5      # confidence = exp(-residual_cm / CONFIDENCE_SCALE_CM)
@@ -123,7 +124,7 @@ class Alignment:
 def surface_moments(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Area-weighted centroid (3,), RMS distance of the surface from it, and total area."""
     a, b, c = (vertices[faces[:, k]] for k in range(3))
-    area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    area = triangle_areas(vertices, faces)
     total = area.sum()
     if not total > 0:
         raise MeshError("the mesh has zero surface area")
@@ -161,7 +162,7 @@ class SampledSurface:
                  upper_bound: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
         """Distance of each query point (..., 3) to the surface (inf beyond upper_bound), and the nearest
         sample index. point_to_plane: use the sample's tangent plane within 2 sample spacings."""
-        dist, idx = self.tree.query(query, distance_upper_bound=upper_bound)
+        dist, idx = self.tree.query(query, distance_upper_bound=upper_bound, workers=-1)
         idx = np.minimum(idx, len(self.points) - 1)
         if point_to_plane:
             plane = np.abs(((query - self.points[idx]) * self.normals[idx]).sum(-1))
@@ -294,7 +295,7 @@ def _icp(cand: Candidates, target: SampledSurface, n_target: int, template: Alig
     z_normals = template.sparse_normals[:n_template]
     for _ in range(iterations):
         y = cand.forward(x)                                       # (K, n, 3) in ICT
-        dist, idx = surface.tree.query(y, eps=eps)
+        dist, idx = surface.tree.query(y, eps=eps, workers=-1)
         match, normal = surface.points[idx], surface.normals[idx]
         weight = _trim_weights(dist, keep_fraction)
         src, dst = np.broadcast_to(x, y.shape), match
@@ -322,7 +323,7 @@ def _reverse_matches(cand: Candidates, target: SampledSurface, z: np.ndarray, ke
     index = np.zeros((len(cand.scale), len(z)), np.int64)
     sym = np.nonzero(cand.symmetric)[0]
     both = cand.take(sym)
-    dist, idx = target.tree.query(both.backward(z), eps=eps,
+    dist, idx = target.tree.query(both.backward(z), eps=eps, workers=-1,
                                   distance_upper_bound=REVERSE_CAP_CM / both.scale.min())
     found = idx < len(target.points)
     dist = np.where(found, dist * both.scale[:, None], REVERSE_CAP_CM)   # cm

@@ -247,10 +247,9 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     tri, bary, labels, seam, stretch, trusted = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
     out = interpolate_deltas(deltas, tf[tri], bary)
     if warp is not None:       # the deltas at the unwarped closest point, pushed through the warp there
-        jac = warp.jacobian(np.einsum("vjc,vj->vc", rest_face[tf[tri]], bary)).astype(np.float32)
-        out = np.einsum("vij,kvj->kvi", jac, out)
+        out = _through_warp(out, warp, rest_face, tf, tri, bary)
     if fit_identity and warp_openings and faces is not None and len(faces):
-        out = scale_to_mouth(out, q, np.asarray(faces, np.int64), face, tf, tri, bary)
+        out = scale_to_mouth(out, q, np.asarray(faces, np.int64), face, tf, tri, bary, in_place=True)
     out = fit.vectors_from_model(out, out=out).astype(np.float32, copy=False)
     assert out.shape[0] == N_EXPRESSION
     rest = fit.expression_weights()
@@ -266,6 +265,20 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     return out
 
 
+def _through_warp(deltas: np.ndarray, warp, rest_face: np.ndarray, tf: np.ndarray, tri: np.ndarray,
+                  bary: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+    """Deltas (K, V, 3) float32 at closest points (tri (V,), bary (V, 3) on the unwarped face rest_face (S, 3),
+    triangles tf) pushed through the warp's Jacobian there, in place, a block of vertices at a time."""
+    for s0 in range(0, deltas.shape[1], block):
+        sl = slice(s0, s0 + block)
+        at = np.einsum("vjc,vj->vc", rest_face[tf[tri[sl]]], bary[sl])
+        jac = np.ascontiguousarray(warp.jacobian(at).astype(np.float32).transpose(1, 2, 0))     # (3, 3, n)
+        for k in range(len(deltas)):          # J @ d per vertex, with rows of coordinates (einsum's sums, 4x faster)
+            d = np.ascontiguousarray(deltas[k, sl].T)                                   # (3, n)
+            deltas[k, sl] = (jac[:, 0] * d[0] + jac[:, 1] * d[1] + jac[:, 2] * d[2]).T
+    return deltas
+
+
 def interpolate_deltas(deltas: np.ndarray, corners: np.ndarray, bary: np.ndarray, block: int = 1 << 16
                        ) -> np.ndarray:
     """(K, S, 3) per-template-vertex deltas at barycentric points: corners (V, 3) template vertices, bary (V, 3)
@@ -273,17 +286,20 @@ def interpolate_deltas(deltas: np.ndarray, corners: np.ndarray, bary: np.ndarray
     k = len(deltas)
     out = np.empty((k, len(corners), 3), np.float32)
     w = np.asarray(bary, np.float32)
+    # one row of 3K values per template vertex: each corner is one contiguous gather, not K strided ones (the same
+    # products and sums, so the same bits)
+    rows = np.ascontiguousarray(np.asarray(deltas).transpose(1, 0, 2)).reshape(deltas.shape[1], -1)
     for s0 in range(0, len(corners), block):
         c, b = corners[s0:s0 + block], w[s0:s0 + block]
-        acc = deltas[:, c[:, 0]] * b[None, :, 0, None]
-        acc += deltas[:, c[:, 1]] * b[None, :, 1, None]
-        acc += deltas[:, c[:, 2]] * b[None, :, 2, None]
-        out[:, s0:s0 + block] = acc
+        acc = rows[c[:, 0]] * b[:, 0, None]
+        acc += rows[c[:, 1]] * b[:, 1, None]
+        acc += rows[c[:, 2]] * b[:, 2, None]
+        out[:, s0:s0 + block] = acc.reshape(len(c), k, 3).transpose(1, 0, 2)
     return out
 
 
 def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: np.ndarray, tf: np.ndarray,
-                   tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
+                   tri: np.ndarray, bary: np.ndarray, in_place: bool = False) -> np.ndarray:
     """Deltas (53, V, 3) carried at ICT's size (model frame) scaled to the target's own mouth: where the target's
     mouth opening (its boundary loop there) is narrower corner to corner than the fitted face's by more than
     MIN_CHANGE, each vertex's deltas are scaled in the face plane by I + w (s - 1), s the width ratio and w a
@@ -292,7 +308,7 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     as it is (warping the face itself turned triangles over at the mouth corners), and so is the warp's fall-off
     gradient (with it the stylised head turned 39 more triangles over). A mouth the fitted face matches, a wider
     one (scaling a mouth widened alone by 1.09 in both directions made a feature-scaled head 7 % worse), or none
-    (lips joined) leaves the deltas as they are."""
+    (lips joined) leaves the deltas as they are. `in_place`: scale `deltas` itself."""
     warp = fit_opening_warp(q, faces, face, ict_opening_loops(), openings=("mouth",))
     if warp is None:
         return deltas
@@ -303,7 +319,7 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     at = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
     w = plateau(np.linalg.norm(at - warp.centers[0], axis=-1), warp.inner[0], outer[0])
     scale = (1.0 + w * (s - 1.0)).astype(np.float32)
-    out = deltas.copy()
+    out = deltas if in_place else deltas.copy()
     out[..., :2] *= scale[None, :, None]
     return out
 
