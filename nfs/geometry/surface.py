@@ -12,9 +12,9 @@ from nfs.geometry.triangle_math import row_norms, triangle_normals
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0,
-                   return_faces: bool = False) -> tuple[np.ndarray, ...]:
+                   return_faces: bool = False, return_area: bool = False) -> tuple[np.ndarray, ...]:
     """n area-uniform random points on the surface (n, 3) and their unit face normals (n, 3)
-    (and, with return_faces, the sampled triangle of each (n,))."""
+    (and, with return_faces, the sampled triangle of each (n,); with return_area, the surface's total area)."""
     normal = triangle_normals(vertices, faces)
     area = row_norms(normal)
     rng = np.random.default_rng(seed)
@@ -25,7 +25,9 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
     a, b, c = (np.asarray(vertices)[faces[face, k]] for k in range(3))     # only the sampled triangles' corners
     points = a + u[:, None] * (b - a) + v[:, None] * (c - a)
     normals = normal[face] / np.maximum(area[face], 1e-300)[:, None]
-    return (points, normals, face) if return_faces else (points, normals)
+    out = (points, normals) + ((face,) if return_faces else ())
+    # (half of each cross product's length is exact in binary: the same total as summing the triangles' areas)
+    return out + (float((0.5 * area).sum()),) if return_area else out
 
 
 def principal_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ def corner_rows(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.n
     """The three corners of every triangle as rows: a, b, c (3, F) each, in the points' dtype."""
     pt = np.ascontiguousarray(np.asarray(points).T)
     f = np.asarray(faces, np.int64)
-    return tuple(pt[:, np.ascontiguousarray(f[:, k])] for k in range(3))
+    return tuple(np.take(pt, np.ascontiguousarray(f[:, k]), axis=1) for k in range(3))
 
 
 def triangle_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:

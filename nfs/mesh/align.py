@@ -28,7 +28,7 @@ from nfs.geometry.fits import umeyama_batch
 from nfs.blas_threads import single_blas_thread
 from nfs.geometry.rotations import axis_rotations, axis_to_axis, rotation_angle_deg, rotation_from_vector
 from nfs.geometry.surface import principal_axes, sample_surface
-from nfs.geometry.triangle_math import triangle_areas
+from nfs.geometry.triangle_math import corner_rows, cross_rows, norm_rows
 from nfs.io.mesh import MeshError
 
 CONFIDENCE_SCALE_CM = 0.5      # confidence = exp(-residual_cm / CONFIDENCE_SCALE_CM)
@@ -123,16 +123,23 @@ class Alignment:
 
 def surface_moments(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Area-weighted centroid (3,), RMS distance of the surface from it, and total area."""
-    a, b, c = (vertices[faces[:, k]] for k in range(3))
-    area = triangle_areas(vertices, faces)
+    a, b, c = corner_rows(np.asarray(vertices, np.float64), faces)          # (3, F) each
+    area = 0.5 * norm_rows(cross_rows(b - a, c - a))
     total = area.sum()
     if not total > 0:
         raise MeshError("the mesh has zero surface area")
-    centroid = (area[:, None] * (a + b + c)).sum(0) / (3 * total)
-    a, b, c = a - centroid, b - centroid, c - centroid
+    # summed over the triangles as (F, 3) rows, in the order a sum over axis 0 takes them
+    centroid = np.ascontiguousarray((area * (a + b + c)).T).sum(0) / (3 * total)
+    a, b, c = a - centroid[:, None], b - centroid[:, None], c - centroid[:, None]
     # integral of |x|^2 over a triangle = area/12 * (|a|^2 + |b|^2 + |c|^2 + |a+b+c|^2)
-    second = area * ((a * a).sum(1) + (b * b).sum(1) + (c * c).sum(1) + ((a + b + c) ** 2).sum(1)) / 12
+    squares = [_squared_rows(x) for x in (a, b, c, a + b + c)]
+    second = area * (((squares[0] + squares[1]) + squares[2]) + squares[3]) / 12
     return centroid, float(np.sqrt(second.sum() / total)), float(total)
+
+
+def _squared_rows(x: np.ndarray) -> np.ndarray:
+    """Squared lengths (N,) of the columns of x (3, N)."""
+    return x[0] * x[0] + x[1] * x[1] + x[2] * x[2]
 
 
 # ----------------------------------------------------------------------------- the template
@@ -149,8 +156,7 @@ class SampledSurface:
 
     @classmethod
     def build(cls, vertices, faces, n: int, seed: int) -> "SampledSurface":
-        points, normals = sample_surface(vertices, faces, n, seed)
-        area = surface_moments(vertices, faces)[2]
+        points, normals, area = sample_surface(vertices, faces, n, seed, return_area=True)
         return cls(points, normals, cKDTree(points), float(np.sqrt(area / n)))
 
     def prefix(self, n: int) -> "SampledSurface":
