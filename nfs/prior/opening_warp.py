@@ -65,6 +65,23 @@ def _corners(points: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return points[loop[int(np.argmin(x))]], points[loop[int(np.argmax(x))]]
 
 
+def matching_loop(points: np.ndarray, target_loops: list, face: np.ndarray, face_loop: np.ndarray
+                  ) -> np.ndarray | None:
+    """The target's boundary loop (vertex indices into points (V, 3)) that is the fitted face's (S, 3) opening
+    `face_loop`: centred within half the opening's size of it and 0.3-2 times as big, the nearest such; None if
+    the target has none (an opening modelled closed)."""
+    centre = face[face_loop].mean(0)
+    size = float(np.linalg.norm(face[face_loop] - centre, axis=1).max())
+    best = None
+    for loop in target_loops:
+        c = points[loop].mean(0)
+        extent = float(np.linalg.norm(points[loop] - c, axis=1).max())
+        gap = float(np.linalg.norm(c - centre))
+        if gap < 0.5 * size and 0.3 * size < extent < 2.0 * size and (best is None or gap < best[0]):
+            best = (gap, loop)
+    return None if best is None else best[1]
+
+
 def fit_opening_warp(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
                      face_loops: dict[str, np.ndarray], openings: tuple = WARPED_OPENINGS) -> OpeningWarp | None:
     """The warp of the fitted face (S, 3) that takes each of its openings (`face_loops`: name -> loop vertex
@@ -75,20 +92,13 @@ def fit_opening_warp(points: np.ndarray, faces: np.ndarray, face: np.ndarray,
     for name, ict_loop in face_loops.items():
         if name not in openings:
             continue
-        centre = face[ict_loop].mean(0)
-        size = float(np.linalg.norm(face[ict_loop] - centre, axis=1).max())
-        best = None
-        for loop in target_loops:
-            c = points[loop].mean(0)
-            extent = float(np.linalg.norm(points[loop] - c, axis=1).max())
-            gap = float(np.linalg.norm(c - centre))
-            if gap < 0.5 * size and 0.3 * size < extent < 2.0 * size and (best is None or gap < best[0]):
-                best = (gap, loop)
-        if best is None:
+        size = float(np.linalg.norm(face[ict_loop] - face[ict_loop].mean(0), axis=1).max())
+        loop = matching_loop(points, target_loops, face, ict_loop)
+        if loop is None:
             continue
         # corner to corner: the width of an opening is what an artist's proportions change, and it does not
         # depend on how far the lips or lids are apart (the fit's rest pose takes that)
-        (fl, fr), (tl, tr) = _corners(face, ict_loop), _corners(points, best[1])
+        (fl, fr), (tl, tr) = _corners(face, ict_loop), _corners(points, loop)
         scale = float(np.linalg.norm(tr - tl) / max(np.linalg.norm(fr - fl), 1e-9))
         mid, moved = 0.5 * (fl + fr), 0.5 * (tl + tr) - 0.5 * (fl + fr)
         if abs(scale - 1.0) < MIN_CHANGE and float(np.linalg.norm(moved)) < MIN_SHIFT_CM:
