@@ -178,27 +178,43 @@ def closest_points_exact(points: np.ndarray, vertices: np.ndarray, faces: np.nda
     exactly; 15-20x faster than the KD-trees on 100k points), "kdtree" the KD-trees of triangle centroids below,
     "auto" the box tree when libigl is installed. Where two triangles are equally near (the closest point on their
     shared edge or corner) either may be returned: the point and its interpolated values are the same."""
-    if index not in ("auto", "aabb", "kdtree"):
-        raise ValueError(f"index must be auto, aabb or kdtree, got {index!r}")
-    if index != "kdtree" and len(faces) and len(points):
-        try:
-            return _closest_points_aabb(points, vertices, faces, block)
-        except ImportError:
-            if index == "aabb":
-                raise
-    return _closest_points_kdtree(points, vertices, faces, first_k, block)
+    if not len(points):
+        return _closest_points_kdtree(points, vertices, faces, first_k, block)
+    return TriangleIndex(vertices, faces, index).closest(points, first_k, block)
 
 
-def _closest_points_aabb(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, block: int):
-    """`closest_points_exact` through libigl's AABB tree: the nearest triangle of each point, then its closest
-    point and barycentric coordinates by `closest_point_on_triangles` (a block of points at a time)."""
-    import igl
+class TriangleIndex:
+    """A triangle mesh (V, 3), (F, 3) indexed once for exact closest points asked many times (a registration's
+    iterations onto one target): libigl's box tree when `index` allows it and libigl is installed, else the
+    centroid KD-trees of `closest_points_exact`, built per ask."""
 
-    v = np.ascontiguousarray(vertices, np.float64)
-    f = np.ascontiguousarray(faces, np.int64)
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, index: str = "auto"):
+        if index not in ("auto", "aabb", "kdtree"):
+            raise ValueError(f"index must be auto, aabb or kdtree, got {index!r}")
+        self.vertices = np.ascontiguousarray(vertices, np.float64)
+        self.faces = np.ascontiguousarray(faces, np.int64)
+        self.tree = None
+        if index != "kdtree" and len(self.faces):
+            try:
+                import igl
+            except ImportError:
+                if index == "aabb":
+                    raise
+            else:
+                self.tree = igl.AABB()
+                self.tree.init(self.vertices, self.faces)
+
+    def closest(self, points: np.ndarray, first_k: int = 4, block: int = 1 << 17):
+        """(points (N, 3), tri (N,), bary (N, 3), dist (N,)) of points (N, 3): see `closest_points_exact`."""
+        if self.tree is None:
+            return _closest_points_kdtree(points, self.vertices, self.faces, first_k, block)
+        return _closest_points_aabb(points, self.vertices, self.faces, self.tree, block)
+
+
+def _closest_points_aabb(points: np.ndarray, v: np.ndarray, f: np.ndarray, tree, block: int):
+    """`closest_points_exact` through libigl's AABB tree of (v, f): the nearest triangle of each point, then its
+    closest point and barycentric coordinates by `closest_point_on_triangles` (a block of points at a time)."""
     p = np.ascontiguousarray(points, np.float64)
-    tree = igl.AABB()
-    tree.init(v, f)
     n = len(p)
     out_pt, out_tri = np.empty((n, 3)), np.empty(n, np.int64)
     out_bary, out_d = np.empty((n, 3)), np.empty(n)
