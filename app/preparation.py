@@ -1,8 +1,9 @@
 """Preparing an upload in the app: the staged progress line with its own time left, and the Cancel button.
 
 The preparation runs on a worker thread while the event's own thread waits for it or for Cancel: a cancelled
-event returns at once (the session keeps the target it had), and the worker stops at its next step, raising
-`Cancelled` there, before anything of the step after is computed or kept (the session removes the copy of the
+event returns at once (the session keeps the target it had), and the worker stops within the block of work it is
+in (`nfs.progress.checkpoint`, with the token active on its thread) or at its next step, raising `Cancelled`
+there, before anything after is computed or kept (the session removes the copy of the
 upload it was preparing; caches are written whole or not at all). Once the session has taken the new target
 (`CancelToken.commit`), Cancel no longer applies and the event finishes normally. Each preparation has its own
 token, so a new upload right after a cancel is not stopped by it.

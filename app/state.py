@@ -7,6 +7,7 @@ session hash) that closes them when the browser tab goes away or after a long id
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -166,8 +167,9 @@ class Session:
         shutil.copyfile(src, dest)
         track = progress if cancel is None else cancel.watch(progress)   # the app's line gives the time left
         try:
-            prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device,
-                                      force=force, open_mouth=open_mouth)
+            with cancel.active() if cancel is not None else contextlib.nullcontext():   # stops inside a step too
+                prepared = prepare_target(dest, self.model, progress=track, name=src.stem, device=self.device,
+                                          force=force, open_mouth=open_mouth)
             face_colors(self, prepared)            # textures decoded now: what cannot be shown is in the notes
             if cancel is not None:
                 cancel.commit()                    # from here on the new target is kept

@@ -11,10 +11,12 @@ extrapolated), and one writes it (`format_eta`). Three consumers:
 
 A run is stopped from outside through a `CancelToken`: its `watch(progress)` callback raises `Cancelled` at the
 run's next progress report after `cancel()`, so the run stops between two of its steps, before anything of the
-step after is computed or written.
+step after is computed or written. Inside a step, long computations call `checkpoint()` between their blocks: while
+a token is `active` on the thread, that raises `Cancelled` too, so a cancelled step stops within a block of work.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import re
 import sys
@@ -66,6 +68,17 @@ class Cancelled(Exception):
     """The run was stopped by the user (`CancelToken.cancel`)."""
 
 
+_ACTIVE_TOKEN: contextvars.ContextVar["CancelToken | None"] = contextvars.ContextVar("nfs_cancel_token", default=None)
+
+
+def checkpoint() -> None:
+    """Raise `Cancelled` when the run on this thread (its `CancelToken.active`) was cancelled; nothing otherwise.
+    Costs a context-variable lookup: call it between blocks of a long computation, never inside a tight loop."""
+    token = _ACTIVE_TOKEN.get()
+    if token is not None:
+        token.check()
+
+
 class CancelToken:
     """A flag another thread sets to stop a run (`cancel`); the run sees it at its next progress report
     (`watch`) or where it calls `check`. Once the run has `commit`ted its result, it can no longer be cancelled."""
@@ -106,6 +119,15 @@ class CancelToken:
     def wait(self, timeout: float) -> bool:
         """Block until `cancel` is called or `timeout` seconds pass; True when cancelled."""
         return self._event.wait(timeout)
+
+    @contextlib.contextmanager
+    def active(self):
+        """Within this block, `checkpoint()` on this thread raises `Cancelled` once `cancel` was called."""
+        reset = _ACTIVE_TOKEN.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE_TOKEN.reset(reset)
 
     def watch(self, progress: Progress) -> Progress:
         """`progress`, raising `Cancelled` before a report once `cancel` was called."""

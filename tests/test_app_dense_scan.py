@@ -11,6 +11,7 @@ import pytest
 
 from app_page import drawn_fraction
 from data_makers.dense_scan import write_dense_scan
+from nfs.pipeline import PREPARE_STAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 INFO = "document.querySelector('#target-info').innerText"
@@ -38,7 +39,10 @@ def test_dense_scan_shows_its_steps_cancels_and_runs(app, app_page, tmp_path):
     # the staged line: the step k of n by name and an elapsed clock that moves on its own (the heartbeat)
     lines = progress_lines(b, f"/stage [2-9]\\/\\d+ · /.test({INFO})", 600, "the second step of the preparation")
     staged = [m for m in (STAGE.search(t) for t in lines) if m]
-    assert staged and staged[0].group(3).startswith("cleaning"), lines[-3:]
+    numbers = [int(m.group(1)) for m in staged]
+    assert staged and numbers == sorted(numbers), lines[-3:]                      # the steps, in order
+    assert all(m.group(3).startswith(PREPARE_STAGES[int(m.group(1)) - 1]) for m in staged   # then the rig's
+               if int(m.group(1)) <= len(PREPARE_STAGES)), lines[-3:]
     clocks = progress_lines(b, f"/(\\d+) s elapsed/.test({INFO}) && {INFO}.match(/(\\d+) s elapsed/)[1] >= 3",
                             120, "the clock to pass 3 s")
     assert any("elapsed" in t for t in clocks)

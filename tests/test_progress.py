@@ -73,6 +73,66 @@ def test_preparation_reports_its_steps_and_stops_when_cancelled():
     token.check()
 
 
+def test_a_cancel_stops_a_preparation_inside_its_step():
+    """With the token active on the thread, a cancel that comes while the template prior is being computed stops
+    it there (from inside the prior's own work, not at the next step's report), and nothing is cached."""
+    import traceback
+
+    import pytest
+
+    from nfs import REPO_ROOT
+    from nfs.pipeline import CancelToken, Cancelled, load_shipped_model, prepare_target
+    from nfs.pipeline.target import _PREPARED
+
+    model, _ = load_shipped_model()
+    token = CancelToken()
+
+    def progress(fraction, message):       # reported before the prior starts: the cancel lands inside it
+        if message.startswith("template prior:"):
+            token.cancel()
+
+    before = len(_PREPARED)
+    with token.active(), pytest.raises(Cancelled) as stopped:
+        prepare_target(REPO_ROOT / "assets" / "targets" / "stylized_head.obj", model, progress=progress,
+                       device="cpu", force=True, use_cache=False)
+    frames = [f.name for f in traceback.extract_tb(stopped.value.__traceback__)]
+    assert "template_expression_basis" in frames, frames
+    assert len(_PREPARED) == before
+    token.reset()
+    with token.active():                   # not cancelled: the same preparation runs to its end
+        assert prepare_target(REPO_ROOT / "assets" / "targets" / "stylized_head.obj", model, device="cpu",
+                              force=True, use_cache=False).skin_vertices_ict.shape[0] > 1000
+
+
+def test_checkpoint_does_nothing_without_an_active_token_or_a_cancel():
+    import threading
+
+    import pytest
+
+    from nfs.progress import CancelToken, Cancelled, checkpoint
+
+    checkpoint()                            # no token: nothing happens
+    token = CancelToken()
+    token.cancel()
+    checkpoint()                            # cancelled, but not active on this thread
+    raised = []
+
+    def other_thread():
+        try:
+            with token.active():
+                checkpoint()
+        except Cancelled:
+            raised.append(True)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join()
+    assert raised == [True]
+    checkpoint()                            # the other thread's token does not reach this one
+    with token.active(), pytest.raises(Cancelled):
+        checkpoint()
+
+
 def test_the_heartbeat_keeps_the_callers_context():
     """The re-sent line reaches a callback that looks its channel up in a context variable (as Gradio's
     progress does), from the heartbeat's own thread."""

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from nfs.geometry.triangle_math import row_norms, triangle_normals
+from nfs.progress import checkpoint
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0,
@@ -220,6 +221,7 @@ def _closest_points_aabb(points: np.ndarray, v: np.ndarray, f: np.ndarray, tree,
     out_bary, out_d = np.empty((n, 3)), np.empty(n)
     for s0 in range(0, n, block):
         q = p[s0:s0 + block]
+        checkpoint()                                              # a cancelled run stops here
         _, tri, _ = tree.squared_distance(v, f, q)
         corners = f[tri]
         pt, bc = closest_point_on_triangles(q, v[corners[:, 0]], v[corners[:, 1]], v[corners[:, 2]])
@@ -261,6 +263,7 @@ def _closest_points_kdtree(points: np.ndarray, vertices: np.ndarray, faces: np.n
             todo = np.arange(len(q))
             k = min(first_k, len(ids))
             while len(todo):
+                checkpoint()                                          # a cancelled run stops here
                 dc, c = tree.query(q[todo], k=k)
                 dc, c = dc.reshape(len(todo), k), c.reshape(len(todo), k)
                 valid = dc - reach <= best[3][todo, None]            # others cannot be nearer

@@ -31,6 +31,7 @@ from nfs.mesh.align import (Alignment, Candidates, SampledSurface, align_to_ict,
 from nfs.mesh.clean import CleanMesh, face_components, triangle_areas
 from nfs.mesh.faceness import FaceCheck, check_face_render, face_confidence
 from nfs.mesh.parts import eye_pair, head_around_eyes
+from nfs.progress import checkpoint
 
 SEARCH_BELOW = 0.35          # the face is searched for over the whole mesh when no alignment is this confident
 FACE_LEVELS = 0.6 / np.sqrt(2.0) ** np.arange(7)   # template face RMS radius / target RMS radius tried
@@ -231,7 +232,8 @@ def _face_distances(cand: Candidates, target: SampledSurface, z: np.ndarray, chu
     out = np.empty((len(cand.scale), len(z)))
     for s in range(0, len(cand.scale), chunk):
         part = cand.take(np.arange(s, min(s + chunk, len(cand.scale))))
-        dist, _ = target.tree.query(part.backward(z), eps=eps, distance_upper_bound=CAP_CM / part.scale.min())
+        dist, _ = target.tree.query(part.backward(z), eps=eps, distance_upper_bound=CAP_CM / part.scale.min(),
+                                     workers=-1)
         out[s:s + len(part.scale)] = np.minimum(dist * part.scale[:, None], CAP_CM)
     return out
 
@@ -247,7 +249,7 @@ def _local_misfit(cand: Candidates, target: SampledSurface, face: _FaceTemplate,
     lo, hi = face.box
     y = cand.forward(target.points[:n])
     inside = ((y > lo) & (y < hi)).all(-1)
-    dist = np.minimum(template.surface.tree.query(y, distance_upper_bound=CAP_CM)[0], CAP_CM)
+    dist = np.minimum(template.surface.tree.query(y, distance_upper_bound=CAP_CM, workers=-1)[0], CAP_CM)
     return (dist * inside).sum(1) / np.maximum(inside.sum(1), 1)
 
 
@@ -256,7 +258,7 @@ def _face_icp(cand: Candidates, target: SampledSurface, face: _FaceTemplate, n_p
     """Trimmed point-to-plane similarity ICP pulling the template face samples onto the target."""
     z, z_normals = face.points[:n_points], face.normals[:n_points]
     for _ in range(iterations):
-        _, idx = target.tree.query(cand.backward(z), eps=eps)
+        _, idx = target.tree.query(cand.backward(z), eps=eps, workers=-1)
         src = target.points[idx]                                   # (K, m, 3) target points
         y = cand.forward(src)
         dist = np.linalg.norm(y - z, axis=-1)
@@ -343,7 +345,9 @@ def find_head(clean: CleanMesh, hints: np.ndarray | None = None) -> tuple[Alignm
         results.append(_checked(clean, refine_alignment(head.skin_points, head.skin_faces, found), head))
         if results[0][0].confidence >= SEARCH_BELOW:
             return results[0]
+    checkpoint()
     first, _ = _checked(clean, align_to_ict(clean.skin_points, clean.skin_faces), clean)
+    checkpoint()
     results.append((first, clean))
     if first.confidence >= SEARCH_BELOW:                 # a face: is there a body below its neck?
         head = split_head(clean, first)
@@ -351,6 +355,7 @@ def find_head(clean: CleanMesh, hints: np.ndarray | None = None) -> tuple[Alignm
             return max(results, key=lambda r: r[0].confidence)
         results.append(_checked(clean, *_align_head(clean, head)))
     if max(a.confidence for a, _ in results) < SEARCH_BELOW:
+        checkpoint()                                   # a cancelled preparation stops before the search
         located = locate_face(clean.vertices, clean.faces)
         around = _around_face(clean, located)          # the search finds where the face is; its orientation
         if around is not None:                         # comes from the whole-head alignment of that part

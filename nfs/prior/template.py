@@ -27,6 +27,7 @@ from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop
 from nfs.prior.registration import register_about_openings
+from nfs.progress import checkpoint
 from nfs.regions import REGION_NAMES, ict_region_labels
 
 @dataclass(frozen=True)
@@ -245,6 +246,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     mean, tf, deltas, _ = skin_template()
     v = np.asarray(vertices_ict, np.float64)
     fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
+    checkpoint()                                   # a cancelled preparation stops between these steps
     face = fit.face() if fit_identity else mean
     q = fit.to_model(v)
     warp = None
@@ -256,7 +258,9 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     if fit_identity and warp_openings and faces is not None and len(faces):
         registered = register_openings(q, np.asarray(faces, np.int64), face, tf, warp)
         face = face if registered is None else registered
+    checkpoint()
     tri, bary, labels, seam, stretch, trusted = side_aware_closest_points(q, faces if fit_identity else None, face, tf)
+    checkpoint()
     out = interpolate_deltas(deltas, tf[tri], bary)
     if warp is not None:       # the deltas at the unwarped closest point, pushed through the warp there
         out = _through_warp(out, warp, rest_face, tf, tri, bary)
@@ -269,6 +273,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         k = EXPRESSION_NAMES.index(name)
         if rest[k] < -0.05:
             out[k] *= np.float32(1.0 - rest[k])
+    checkpoint()
     if faces is not None and len(faces):
         coin_toss = lip_ambiguity(q, face, tf, labels)
         out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam, keep=trusted & ~coin_toss,
