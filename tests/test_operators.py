@@ -394,9 +394,11 @@ def brute_force_distances(points, v, f):
     return out
 
 
-def test_exact_closest_points_match_brute_force(decimated):
-    """The KD-tree search over triangle centroids finds the nearest triangle of every point, near the surface
-    and far from it, with triangles of very different sizes (a few made 30x larger)."""
+@pytest.mark.parametrize("index", ["aabb", "kdtree"])
+def test_exact_closest_points_match_brute_force(decimated, index):
+    """Both spatial indexes (libigl's box tree, the KD-trees over triangle centroids) find the nearest triangle of
+    every point, near the surface and far from it, with triangles of very different sizes (a few made 30x
+    larger)."""
     from nfs.geometry.surface import closest_points_exact
     v, f = decimated
     v = v.copy()
@@ -406,7 +408,7 @@ def test_exact_closest_points_match_brute_force(decimated):
     size = np.ptp(v, 0).max()
     points = np.concatenate([v[rng.choice(len(v), 300)] + rng.normal(0, 0.003 * size, (300, 3)),
                              rng.uniform(v.min(0) - 0.2 * size, v.max(0) + 0.2 * size, (200, 3))])
-    pt, tri, bary, dist = closest_points_exact(points, v, f, block=128)
+    pt, tri, bary, dist = closest_points_exact(points, v, f, block=128, index=index)
     np.testing.assert_allclose(dist, brute_force_distances(points, v, f), rtol=0, atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(pt - points, axis=1), dist, atol=1e-12)
     np.testing.assert_allclose((bary[:, :, None] * v[f[tri]]).sum(1), pt, atol=1e-9)

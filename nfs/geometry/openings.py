@@ -7,21 +7,23 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 
-_LAST_LOOPS: dict = {}          # the last call's faces digest -> loops: the prior asks for one mesh's thrice
+_LAST_LOOPS: dict = {}          # recent calls' faces digest -> loops: the prior asks for one mesh's thrice,
+_KEPT_LOOPS = 3                 # between asks for the ICT skin's own
 
 
 def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     """Ordered boundary loops of a triangle mesh (F, 3): each an int64 array of vertex indices following the
     boundary half-edges (a -> b where the face has a -> b and no face has b -> a), so a cap whose faces traverse each
     loop edge backwards is consistently oriented with the mesh. Non-manifold boundary vertices (two outgoing boundary
-    half-edges) end a walk early; loops shorter than 3 are dropped. The last call's answer is kept for the same
-    faces (by content; loops are copied out, never shared)."""
+    half-edges) end a walk early; loops shorter than 3 are dropped. The answers for the last three meshes are kept
+    (by the faces' content; loops are copied out, never shared)."""
     import hashlib
 
     f = np.ascontiguousarray(faces, np.int64)
     key = (f.shape, hashlib.blake2b(f.data, digest_size=16).digest())
     if key not in _LAST_LOOPS:
-        _LAST_LOOPS.clear()
+        while len(_LAST_LOOPS) >= _KEPT_LOOPS:
+            _LAST_LOOPS.pop(next(iter(_LAST_LOOPS)))       # the oldest first
         _LAST_LOOPS[key] = _boundary_loops(f)
     return [loop.copy() for loop in _LAST_LOOPS[key]]
 

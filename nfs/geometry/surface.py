@@ -8,26 +8,27 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from nfs.progress import checkpoint
-
+from nfs.geometry.triangle_math import row_norms, triangle_normals
 from nfs.progress import checkpoint
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0,
-                   return_faces: bool = False) -> tuple[np.ndarray, ...]:
+                   return_faces: bool = False, return_area: bool = False) -> tuple[np.ndarray, ...]:
     """n area-uniform random points on the surface (n, 3) and their unit face normals (n, 3)
-    (and, with return_faces, the sampled triangle of each (n,))."""
-    a, b, c = (vertices[faces[:, k]] for k in range(3))
-    normal = np.cross(b - a, c - a)
-    area = np.linalg.norm(normal, axis=1)
+    (and, with return_faces, the sampled triangle of each (n,); with return_area, the surface's total area)."""
+    normal = triangle_normals(vertices, faces)
+    area = row_norms(normal)
     rng = np.random.default_rng(seed)
     face = rng.choice(len(faces), size=n, p=area / area.sum())
     u, v = rng.random((2, n))
     flip = u + v > 1
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    points = a[face] + u[:, None] * (b - a)[face] + v[:, None] * (c - a)[face]
+    a, b, c = (np.asarray(vertices)[faces[face, k]] for k in range(3))     # only the sampled triangles' corners
+    points = a + u[:, None] * (b - a) + v[:, None] * (c - a)
     normals = normal[face] / np.maximum(area[face], 1e-300)[:, None]
-    return (points, normals, face) if return_faces else (points, normals)
+    out = (points, normals) + ((face,) if return_faces else ())
+    # (half of each cross product's length is exact in binary: the same total as summing the triangles' areas)
+    return out + (float((0.5 * area).sum()),) if return_area else out
 
 
 def principal_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,12 +43,16 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
 
     Returns points (N, 3) and barycentric coordinates (N, 3) w.r.t. (a, b, c).
     """
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
-    bp = p - b
-    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
-    cp = p - c
-    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    # coordinates as rows (3, N): the dot products are sums of contiguous rows, the same sums as `(x * y).sum(1)`
+    # in the same order (so the same bits), without numpy's slow reduction over an axis of three
+    pt, at, bt, ct = (np.ascontiguousarray(np.asarray(x).T) for x in (p, a, b, c))
+    ab, ac, ap = bt - at, ct - at, pt - at
+    d1, d2 = _dot_rows(ab, ap), _dot_rows(ac, ap)
+    bp = pt - bt
+    d3, d4 = _dot_rows(ab, bp), _dot_rows(ac, bp)
+    cp = pt - ct
+    d5, d6 = _dot_rows(ab, cp), _dot_rows(ac, cp)
+    del pt, at, bt, ct, ab, ac, ap, bp, cp
     va = d3 * d6 - d5 * d4
     vb = d5 * d2 - d1 * d6
     vc = d1 * d4 - d3 * d2
@@ -78,16 +83,38 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
     return points, bary
 
 
+def _dot_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Dot products of the columns of x and y (3, N) -> (N,)."""
+    return x[0] * y[0] + x[1] * y[1] + x[2] * y[2]
+
+
 INCOMPATIBLE_PENALTY = 1e6   # added to the distance of a candidate triangle that faces the wrong way
 
 
+def vertex_face_table(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """(V, max degree) the faces around each vertex, padded with -1 (in face order)."""
+    f = np.asarray(faces, np.int64)
+    order = np.argsort(f.ravel(), kind="stable")
+    vert_of = f.ravel()[order]
+    face_of = order // 3
+    counts = np.bincount(vert_of, minlength=n_vertices)
+    max_deg = max(int(counts.max()), 1) if len(counts) else 1
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    table = -np.ones((n_vertices, max_deg), np.int64)
+    rank = np.arange(len(vert_of)) - starts[vert_of]
+    table[vert_of, rank] = face_of
+    return table
+
+
 def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k_candidates: int = 8,
-                           point_normals: np.ndarray | None = None, min_normal_dot: float = 0.0):
+                           point_normals: np.ndarray | None = None, min_normal_dot: float = 0.0,
+                           table: np.ndarray | None = None):
     """Closest surface points of points (N, 3) on a mesh. Candidate triangles are those around the
     k nearest mesh vertices (exact for reasonable meshes). With point_normals (N, 3) (unit), the closest
     *compatible* point: triangles whose unit normal has a dot product below min_normal_dot with the point's normal
     are taken only where a point has no other candidate (two surfaces facing each other, such as the inner lips
-    where they touch, are told apart). Returns (points (N,3), tri (N,), bary (N,3), dist (N,))."""
+    where they touch, are told apart). `table`: `vertex_face_table(faces, V)` when the caller keeps it (a fit
+    that asks many times on one mesh's moving vertices). Returns (points (N,3), tri (N,), bary (N,3), dist (N,))."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     p = np.asarray(points, np.float64)
@@ -95,18 +122,10 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
         tri_normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
         tri_normals /= np.maximum(np.linalg.norm(tri_normals, axis=1, keepdims=True), 1e-20)
         point_normals = np.asarray(point_normals, np.float64)
-    # vertex -> incident faces (padded table)
-    order = np.argsort(f.ravel(), kind="stable")
-    vert_of = f.ravel()[order]
-    face_of = order // 3
-    counts = np.bincount(vert_of, minlength=len(v))
-    max_deg = max(int(counts.max()), 1)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    table = -np.ones((len(v), max_deg), np.int64)
-    rank = np.arange(len(vert_of)) - starts[vert_of]
-    table[vert_of, rank] = face_of
+    if table is None:                    # vertex -> incident faces (padded table)
+        table = vertex_face_table(f, len(v))
     k = min(k_candidates, len(v))
-    _, nn = cKDTree(v).query(p, k=k)
+    _, nn = cKDTree(v).query(p, k=k, workers=-1)
     nn = nn.reshape(len(p), -1)
     # candidate triangles of each point, each once (neighbouring vertices share most of their triangles)
     cand = np.sort(table[nn].reshape(len(p), -1), axis=1)
@@ -152,15 +171,75 @@ def _first_minimum_per_run(runs: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def closest_points_exact(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, first_k: int = 4,
-                         block: int = 1 << 17):
-    """Exact closest surface points of points (N, 3) on a triangle mesh, through KD-trees of triangle centroids.
+                         block: int = 1 << 17, index: str = "auto"):
+    """Exact closest surface points of points (N, 3) on a triangle mesh (F, 3). Returns (points (N, 3), tri (N,),
+    bary (N, 3), dist (N,)).
+
+    `index`: "aabb" a bounding-box tree of the triangles (libigl's `AABB`, C++, every point's nearest triangle
+    exactly; 15-20x faster than the KD-trees on 100k points), "kdtree" the KD-trees of triangle centroids below,
+    "auto" the box tree when libigl is installed. Where two triangles are equally near (the closest point on their
+    shared edge or corner) either may be returned: the point and its interpolated values are the same."""
+    if not len(points):
+        return _closest_points_kdtree(points, vertices, faces, first_k, block)
+    return TriangleIndex(vertices, faces, index).closest(points, first_k, block)
+
+
+class TriangleIndex:
+    """A triangle mesh (V, 3), (F, 3) indexed once for exact closest points asked many times (a registration's
+    iterations onto one target): libigl's box tree when `index` allows it and libigl is installed, else the
+    centroid KD-trees of `closest_points_exact`, built per ask."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, index: str = "auto"):
+        if index not in ("auto", "aabb", "kdtree"):
+            raise ValueError(f"index must be auto, aabb or kdtree, got {index!r}")
+        self.vertices = np.ascontiguousarray(vertices, np.float64)
+        self.faces = np.ascontiguousarray(faces, np.int64)
+        self.tree = None
+        if index != "kdtree" and len(self.faces):
+            try:
+                import igl
+            except ImportError:
+                if index == "aabb":
+                    raise
+            else:
+                self.tree = igl.AABB()
+                self.tree.init(self.vertices, self.faces)
+
+    def closest(self, points: np.ndarray, first_k: int = 4, block: int = 1 << 17):
+        """(points (N, 3), tri (N,), bary (N, 3), dist (N,)) of points (N, 3): see `closest_points_exact`."""
+        if self.tree is None:
+            return _closest_points_kdtree(points, self.vertices, self.faces, first_k, block)
+        return _closest_points_aabb(points, self.vertices, self.faces, self.tree, block)
+
+
+def _closest_points_aabb(points: np.ndarray, v: np.ndarray, f: np.ndarray, tree, block: int):
+    """`closest_points_exact` through libigl's AABB tree of (v, f): the nearest triangle of each point, then its
+    closest point and barycentric coordinates by `closest_point_on_triangles` (a block of points at a time)."""
+    p = np.ascontiguousarray(points, np.float64)
+    n = len(p)
+    out_pt, out_tri = np.empty((n, 3)), np.empty(n, np.int64)
+    out_bary, out_d = np.empty((n, 3)), np.empty(n)
+    for s0 in range(0, n, block):
+        q = p[s0:s0 + block]
+        checkpoint()                                              # a cancelled run stops here
+        _, tri, _ = tree.squared_distance(v, f, q)
+        corners = f[tri]
+        pt, bc = closest_point_on_triangles(q, v[corners[:, 0]], v[corners[:, 1]], v[corners[:, 2]])
+        out_pt[s0:s0 + block], out_tri[s0:s0 + block], out_bary[s0:s0 + block] = pt, tri, bc
+        out_d[s0:s0 + block] = np.linalg.norm(pt - q, axis=1)
+    return out_pt, out_tri, out_bary, out_d
+
+
+def _closest_points_kdtree(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, first_k: int = 4,
+                           block: int = 1 << 17):
+    """Exact closest surface points through KD-trees of triangle centroids (no compiled library needed).
 
     A triangle t is no nearer to p than ``|p - c_t| - r_t`` (c_t its centroid, r_t the largest distance from c_t
     to a corner). Triangles are grouped by r_t (powers of two of the median), one tree per group, so that a few
     large triangles do not widen every search. In each group a point tries the triangles of its `first_k` nearest
     centroids, then, while the farthest of those is not beyond the best distance found plus the group's largest
     r_t, four times as many: no triangle that could be nearer is ever skipped. Points are handled in blocks of
-    `block` (bounded scratch memory). Returns (points (N, 3), tri (N,), bary (N, 3), dist (N,))."""
+    `block` (bounded scratch memory)."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     p = np.asarray(points, np.float64)

@@ -25,8 +25,10 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from nfs.geometry.fits import umeyama_batch
+from nfs.blas_threads import single_blas_thread
 from nfs.geometry.rotations import axis_rotations, axis_to_axis, rotation_angle_deg, rotation_from_vector
 from nfs.geometry.surface import principal_axes, sample_surface
+from nfs.geometry.triangle_math import corner_rows, cross_rows, norm_rows
 from nfs.io.mesh import MeshError
 
 CONFIDENCE_SCALE_CM = 0.5      # confidence = exp(-residual_cm / CONFIDENCE_SCALE_CM)
@@ -121,16 +123,23 @@ class Alignment:
 
 def surface_moments(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Area-weighted centroid (3,), RMS distance of the surface from it, and total area."""
-    a, b, c = (vertices[faces[:, k]] for k in range(3))
-    area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    a, b, c = corner_rows(np.asarray(vertices, np.float64), faces)          # (3, F) each
+    area = 0.5 * norm_rows(cross_rows(b - a, c - a))
     total = area.sum()
     if not total > 0:
         raise MeshError("the mesh has zero surface area")
-    centroid = (area[:, None] * (a + b + c)).sum(0) / (3 * total)
-    a, b, c = a - centroid, b - centroid, c - centroid
+    # summed over the triangles as (F, 3) rows, in the order a sum over axis 0 takes them
+    centroid = np.ascontiguousarray((area * (a + b + c)).T).sum(0) / (3 * total)
+    a, b, c = a - centroid[:, None], b - centroid[:, None], c - centroid[:, None]
     # integral of |x|^2 over a triangle = area/12 * (|a|^2 + |b|^2 + |c|^2 + |a+b+c|^2)
-    second = area * ((a * a).sum(1) + (b * b).sum(1) + (c * c).sum(1) + ((a + b + c) ** 2).sum(1)) / 12
+    squares = [_squared_rows(x) for x in (a, b, c, a + b + c)]
+    second = area * (((squares[0] + squares[1]) + squares[2]) + squares[3]) / 12
     return centroid, float(np.sqrt(second.sum() / total)), float(total)
+
+
+def _squared_rows(x: np.ndarray) -> np.ndarray:
+    """Squared lengths (N,) of the columns of x (3, N)."""
+    return x[0] * x[0] + x[1] * x[1] + x[2] * x[2]
 
 
 # ----------------------------------------------------------------------------- the template
@@ -147,8 +156,7 @@ class SampledSurface:
 
     @classmethod
     def build(cls, vertices, faces, n: int, seed: int) -> "SampledSurface":
-        points, normals = sample_surface(vertices, faces, n, seed)
-        area = surface_moments(vertices, faces)[2]
+        points, normals, area = sample_surface(vertices, faces, n, seed, return_area=True)
         return cls(points, normals, cKDTree(points), float(np.sqrt(area / n)))
 
     def prefix(self, n: int) -> "SampledSurface":
@@ -160,7 +168,7 @@ class SampledSurface:
                  upper_bound: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
         """Distance of each query point (..., 3) to the surface (inf beyond upper_bound), and the nearest
         sample index. point_to_plane: use the sample's tangent plane within 2 sample spacings."""
-        dist, idx = self.tree.query(query, distance_upper_bound=upper_bound)
+        dist, idx = self.tree.query(query, distance_upper_bound=upper_bound, workers=-1)
         idx = np.minimum(idx, len(self.points) - 1)
         if point_to_plane:
             plane = np.abs(((query - self.points[idx]) * self.normals[idx]).sum(-1))
@@ -293,7 +301,7 @@ def _icp(cand: Candidates, target: SampledSurface, n_target: int, template: Alig
     z_normals = template.sparse_normals[:n_template]
     for _ in range(iterations):
         y = cand.forward(x)                                       # (K, n, 3) in ICT
-        dist, idx = surface.tree.query(y, eps=eps)
+        dist, idx = surface.tree.query(y, eps=eps, workers=-1)
         match, normal = surface.points[idx], surface.normals[idx]
         weight = _trim_weights(dist, keep_fraction)
         src, dst = np.broadcast_to(x, y.shape), match
@@ -321,7 +329,7 @@ def _reverse_matches(cand: Candidates, target: SampledSurface, z: np.ndarray, ke
     index = np.zeros((len(cand.scale), len(z)), np.int64)
     sym = np.nonzero(cand.symmetric)[0]
     both = cand.take(sym)
-    dist, idx = target.tree.query(both.backward(z), eps=eps,
+    dist, idx = target.tree.query(both.backward(z), eps=eps, workers=-1,
                                   distance_upper_bound=REVERSE_CAP_CM / both.scale.min())
     found = idx < len(target.points)
     dist = np.where(found, dist * both.scale[:, None], REVERSE_CAP_CM)   # cm
@@ -362,6 +370,7 @@ def _score(cand: Candidates, target: SampledSurface, n_target: int, template: Al
 # ----------------------------------------------------------------------------- entry point
 
 
+@single_blas_thread()
 def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None = None, seed: int = 0) -> Alignment:
     """Find the similarity transform taking a face/head mesh (V, 3), (F, 3) in any units, position and
     axis convention onto the ICT neutral skin. partial: True for a face crop, False for a whole head,
@@ -399,6 +408,7 @@ def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None =
     return _polish(winner, target, template, centroid, rms, is_partial, n_tried, margin)
 
 
+@single_blas_thread()
 def refine_alignment(vertices: np.ndarray, faces: np.ndarray, initial: Alignment, partial: bool | None = None,
                      seed: int = 0) -> Alignment:
     """Local similarity ICP from a given alignment (e.g. one a user fixed by hand) to the nearest fit.

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from nfs.geometry.triangle_math import triangle_areas  # noqa: F401 (also used from here by other modules)
 from nfs.io.mesh import DEFAULT_MAX_VERTICES, MeshError
 
 MERGE_TOLERANCE = 1e-7  # duplicate-vertex tolerance, relative to the bounding-box diagonal
@@ -209,12 +210,6 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.empty(len(rows), np.int64)
     inverse[order] = np.cumsum(new) - 1
     return order[new], inverse
-
-
-def triangle_areas(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(F,) area of each triangle of `faces` (F, 3) on `points` (V, 3), in the points' units squared."""
-    a, b, c = points[faces[:, 0]], points[faces[:, 1]], points[faces[:, 2]]
-    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
 
 def face_components(n_vertices: int, faces: np.ndarray) -> tuple[np.ndarray, int]:

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from nfs.geometry.rotations import rotation_from_vector as _rotation_from_vector
+from nfs.blas_threads import single_blas_thread
 from nfs.geometry.surface import sample_surface
 from nfs.mesh.align import (Alignment, Candidates, SampledSurface, align_to_ict, alignment_template, plane_step,
                             refine_alignment, surface_moments)
@@ -117,6 +118,7 @@ def _neck_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- the face search
 
 
+@single_blas_thread()
 def locate_face(vertices: np.ndarray, faces: np.ndarray, seed: int = 0) -> Alignment:
     """Where the face is on any mesh (V, 3), (F, 3): a similarity user -> ICT frame that puts the ICT narrow
     face onto the target surface. residual_cm: mean capped distance from the template face to the target;

@@ -14,6 +14,7 @@ import torch
 
 from nfs.geometry.operators import Operators
 from nfs.geometry.proxy import SurfaceProxy
+from nfs.blas_threads import single_blas_thread
 from nfs.io.mesh import MeshError, RawMesh
 from nfs.io.registry import load_mesh
 from nfs.mesh.align import Alignment
@@ -205,6 +206,7 @@ def as_raw_mesh(mesh) -> RawMesh:
 
 
 @torch.no_grad()
+@single_blas_thread()        # small normal equations: a second BLAS thread only spins on a busy machine
 def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = None,
                    progress: Progress = no_progress, use_cache: bool = True, name: str = "",
                    device: str | torch.device = "auto", force: bool = False,

@@ -12,8 +12,9 @@ import numpy as np
 
 
 from nfs.geometry.openings import boundary_loops
+from nfs.blas_threads import single_blas_thread
 from nfs.geometry.rotations import rotation_from_vector
-from nfs.geometry.surface import closest_points_on_mesh
+from nfs.geometry.surface import closest_points_on_mesh, vertex_face_table
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict
 
 # Expression shapes fitted with the identity to the target's rest pose, with their bounds: a mouth modelled
@@ -88,6 +89,7 @@ class FaceFit:
         return out
 
 
+@single_blas_thread()
 def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000, noise_cm: float = 0.02,
                  point_weight: float = 0.01, rigid: bool = True, seed: int = 0, rest_pose: bool = True,
                  converged: float = 1e-3, stages: tuple = ((4, 10), (8, 30))) -> FaceFit:
@@ -124,10 +126,11 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
     fit = FaceFit(np.zeros(n_modes), 1.0, np.eye(3), np.zeros(3))
     n_id = n_modes - (len(pose_deltas) if rest_pose else 0)
     may_stop = max([3] + [until for until, _ in stages])    # convergence counts once every mode is free
+    table = vertex_face_table(faces, len(mean))               # the face's topology: the same every iteration
     for it in range(iterations):
         face = mean + np.tensordot(fit.coeffs, identity, axes=1)
         q = fit.to_model(p)
-        _, tri, bary, dist = closest_points_on_mesh(q, face, faces)
+        _, tri, bary, dist = closest_points_on_mesh(q, face, faces, table=table)
         corners = faces[tri]
         normal = np.cross(face[corners[:, 1]] - face[corners[:, 0]], face[corners[:, 2]] - face[corners[:, 0]])
         normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12

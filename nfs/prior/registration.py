@@ -14,7 +14,7 @@ import scipy.sparse.linalg as spla
 
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.openings import sparse_adjacency
-from nfs.geometry.surface import closest_points_exact
+from nfs.geometry.surface import TriangleIndex
 
 STIFFNESS = (30.0, 10.0, 3.0)   # bi-Laplacian weights, stiff to soft, each for ITERATIONS_PER_STIFFNESS solves
 ITERATIONS_PER_STIFFNESS = 2
@@ -93,10 +93,11 @@ def register_about_openings(face: np.ndarray, tf: np.ndarray, points: np.ndarray
         out[free] += m
         return out
 
+    target = TriangleIndex(points, faces)                 # built once: the target does not move
     for stiffness in STIFFNESS:
         for _ in range(ITERATIONS_PER_STIFFNESS):
             at = face[free] + motion
-            closest, tri, _, dist = closest_points_exact(at, points, faces)
+            closest, tri, _, dist = target.closest(at)
             normal = np.cross(points[faces[tri, 1]] - points[faces[tri, 0]], points[faces[tri, 2]] - points[faces[tri, 0]])
             normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-20)
             scale = float(np.clip(3.0 * np.median(dist), 0.03, 0.5))

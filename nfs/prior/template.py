@@ -18,6 +18,7 @@ import scipy.sparse.linalg as spla
 from scipy.spatial import cKDTree
 
 from nfs.geometry.falloff import plateau
+from nfs.blas_threads import single_blas_thread
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_radially, geodesic_distances,
                                    geodesic_distances_near, grow_within, loop_halves, radial_fill, sparse_adjacency)
@@ -228,6 +229,7 @@ def _outward_normals(q: np.ndarray, faces: np.ndarray, closest_normals: np.ndarr
     return normals if np.median((closest_normals * normals).sum(1)) >= 0 else -normals
 
 
+@single_blas_thread()
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
                               faces: np.ndarray | None = None, warp_openings: bool = True) -> np.ndarray:
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
@@ -261,10 +263,9 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     checkpoint()
     out = interpolate_deltas(deltas, tf[tri], bary)
     if warp is not None:       # the deltas at the unwarped closest point, pushed through the warp there
-        jac = warp.jacobian(np.einsum("vjc,vj->vc", rest_face[tf[tri]], bary)).astype(np.float32)
-        out = np.einsum("vij,kvj->kvi", jac, out)
+        out = _through_warp(out, warp, rest_face, tf, tri, bary)
     if fit_identity and warp_openings and faces is not None and len(faces):
-        out = scale_to_mouth(out, q, np.asarray(faces, np.int64), unregistered, tf, tri, bary)
+        out = scale_to_mouth(out, q, np.asarray(faces, np.int64), unregistered, tf, tri, bary, in_place=True)
     out = fit.vectors_from_model(out, out=out).astype(np.float32, copy=False)
     assert out.shape[0] == N_EXPRESSION
     rest = fit.expression_weights()
@@ -279,6 +280,20 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                               stretch=stretch,
                               vertices=v, in_place=True)
     return out
+
+
+def _through_warp(deltas: np.ndarray, warp, rest_face: np.ndarray, tf: np.ndarray, tri: np.ndarray,
+                  bary: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+    """Deltas (K, V, 3) float32 at closest points (tri (V,), bary (V, 3) on the unwarped face rest_face (S, 3),
+    triangles tf) pushed through the warp's Jacobian there, in place, a block of vertices at a time."""
+    for s0 in range(0, deltas.shape[1], block):
+        sl = slice(s0, s0 + block)
+        at = np.einsum("vjc,vj->vc", rest_face[tf[tri[sl]]], bary[sl])
+        jac = np.ascontiguousarray(warp.jacobian(at).astype(np.float32).transpose(1, 2, 0))     # (3, 3, n)
+        for k in range(len(deltas)):          # J @ d per vertex, with rows of coordinates (einsum's sums, 4x faster)
+            d = np.ascontiguousarray(deltas[k, sl].T)                                   # (3, n)
+            deltas[k, sl] = (jac[:, 0] * d[0] + jac[:, 1] * d[1] + jac[:, 2] * d[2]).T
+    return deltas
 
 
 def register_openings(q: np.ndarray, faces: np.ndarray, face: np.ndarray, tf: np.ndarray, warp
@@ -311,17 +326,20 @@ def interpolate_deltas(deltas: np.ndarray, corners: np.ndarray, bary: np.ndarray
     k = len(deltas)
     out = np.empty((k, len(corners), 3), np.float32)
     w = np.asarray(bary, np.float32)
+    # one row of 3K values per template vertex: each corner is one contiguous gather, not K strided ones (the same
+    # products and sums, so the same bits)
+    rows = np.ascontiguousarray(np.asarray(deltas).transpose(1, 0, 2)).reshape(deltas.shape[1], -1)
     for s0 in range(0, len(corners), block):
         c, b = corners[s0:s0 + block], w[s0:s0 + block]
-        acc = deltas[:, c[:, 0]] * b[None, :, 0, None]
-        acc += deltas[:, c[:, 1]] * b[None, :, 1, None]
-        acc += deltas[:, c[:, 2]] * b[None, :, 2, None]
-        out[:, s0:s0 + block] = acc
+        acc = rows[c[:, 0]] * b[:, 0, None]
+        acc += rows[c[:, 1]] * b[:, 1, None]
+        acc += rows[c[:, 2]] * b[:, 2, None]
+        out[:, s0:s0 + block] = acc.reshape(len(c), k, 3).transpose(1, 0, 2)
     return out
 
 
 def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: np.ndarray, tf: np.ndarray,
-                   tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
+                   tri: np.ndarray, bary: np.ndarray, in_place: bool = False) -> np.ndarray:
     """Deltas (53, V, 3) carried at ICT's size (model frame) scaled to the target's own mouth: where the target's
     mouth opening (its boundary loop there) is narrower corner to corner than the fitted face's by more than
     MIN_CHANGE, each vertex's deltas are scaled by 1 + w (s - 1) in every direction (a smaller mouth pouts and
@@ -335,7 +353,7 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     registration (`register_openings`; warping the face with the same plateau turned triangles over at the mouth
     corners), and the warp's fall-off gradient is left out (with it the stylised head turned 39 more over). A mouth the fitted face matches, a wider
     one (scaling a mouth widened alone by 1.09 in both directions made a feature-scaled head 7 % worse), or none
-    (lips joined) leaves the deltas as they are."""
+    (lips joined) leaves the deltas as they are. `in_place`: scale `deltas` itself."""
     warp = fit_opening_warp(q, faces, face, ict_opening_loops(), openings=("mouth",))
     if warp is None:
         return deltas
@@ -349,7 +367,7 @@ def scale_to_mouth(deltas: np.ndarray, q: np.ndarray, faces: np.ndarray, face: n
     at = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
     w = plateau(np.linalg.norm(at - warp.centers[0], axis=-1), warp.inner[0], outer[0])
     scale = (1.0 + w * (s - 1.0)).astype(np.float32)
-    out = deltas.copy()
+    out = deltas if in_place else deltas.copy()
     out *= scale[None, :, None]
     return out
 
@@ -390,6 +408,16 @@ def opening_side_values(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+LAPLACIAN_MARGIN = 4     # rings of the mesh around the lip seam's free vertices that their Laplacian is built on
+
+
+def _grown(faces: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(V,) bool `mask` grown by one ring: every vertex of a triangle touching it."""
+    out = mask.copy()
+    out[faces[mask[faces].any(1)]] = True
+    return out
+
+
 def _robust_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     """(V, V) cotangent Laplacian of a triangle mesh (`robust_laplacian`: also for non-manifold meshes)."""
     import robust_laplacian
@@ -424,21 +452,35 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     free[seam.ravel()] = True
     if not free.any() and (stretch is None or not stretch.any()):
         return basis
-    adjacency = sparse_adjacency(faces, n)
     for _ in range(rings):
-        free |= (adjacency @ free.astype(np.float64)) > 0
+        free = _grown(faces, free)
     if keep is not None:
         free &= ~keep
     if stretch is not None:
         free |= stretch
     # the harmonic fill, solved directly with the cotangent (robust) Laplacian of the target's rest shape, which
-    # keeps the fill's triangles in proportion (a relaxation left half-way keeps steps that fold triangles)
-    laplacian = _robust_laplacian(vertices, faces) if vertices is not None else (
-        sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
-    f_idx, h_idx = np.nonzero(free)[0], np.nonzero(~free)[0]
-    l_ff = laplacian[f_idx][:, f_idx].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
+    # keeps the fill's triangles in proportion (a relaxation left half-way keeps steps that fold triangles). Only
+    # the free vertices' rows are needed: the Laplacian is built on the part of the mesh within LAPLACIAN_MARGIN
+    # rings of them (its intrinsic Delaunay flips are local), not on the whole mesh (a minute and gigabytes at a
+    # million vertices).
+    near = free
+    for _ in range(LAPLACIAN_MARGIN):
+        near = _grown(faces, near)
+    part = faces[near[faces].any(1)]
+    used, local_faces = np.unique(part, return_inverse=True)
+    local_faces = local_faces.reshape(-1, 3)
+    if vertices is not None:
+        laplacian = _robust_laplacian(np.asarray(vertices, np.float64)[used], local_faces)
+    else:
+        adjacency = sparse_adjacency(local_faces, len(used))
+        laplacian = (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
+    local_free = free[used]
+    f_loc, h_loc = np.nonzero(local_free)[0], np.nonzero(~local_free)[0]
+    f_idx, h_idx = used[f_loc], used[h_loc]
+    rows = laplacian[f_loc]
+    l_ff = rows[:, f_loc].tocsc() + 1e-9 * sp.eye(len(f_idx), format="csc")
     # only the held vertices next to the free ones enter the solve (a few rings, not the whole mesh)
-    l_fh = laplacian[f_idx][:, h_idx].tocsc()
+    l_fh = rows[:, h_loc].tocsc()
     cols = np.nonzero(np.diff(l_fh.indptr))[0]
     held = basis[:, h_idx[cols]].transpose(1, 0, 2).reshape(len(cols), -1).astype(np.float64)
     solved = spla.splu(l_ff).solve(-(l_fh[:, cols] @ held))
