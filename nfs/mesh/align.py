@@ -19,7 +19,7 @@ whole head if the best two-sided fit covers most of the template. The winner is 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -38,13 +38,17 @@ MIN_FACE_COVERAGE = 0.6        # confidence shrinks when less of the ICT narrow 
 REVERSE_CAP_CM = 4.0           # template points farther than this from the target count as uncovered
 TEMPLATE_REGIONS = ("skin", "face", "narrow_face")
 SCALE_RANGE = (0.6, 1.6)       # ICP scale bounds relative to each hypothesis's starting scale
-COARSE_SAMPLES = 200           # target and template samples per candidate in the sweep over all starts
+COARSE_SAMPLES = 150           # target and template samples per candidate in the sweep over all starts
 COARSE_ITERATIONS = 6
+COARSE_PRUNE_AFTER = 3         # sweep iterations on every start before the clearly worse ones stop
+COARSE_KEPT_PER_CRITERION = 16 # starts that run the rest of the sweep, best under each criterion
 TEMPLATE_COARSE_SAMPLES = 8000
 TARGET_COARSE_SAMPLES = 3000
 REFINED_PER_CRITERION = 3
 REFINE_ITERATIONS = 6
 POLISH_ITERATIONS = 4
+JITTER_ITERATIONS = 4          # the jittered restarts start near a fit; the polish finishes the winner
+JITTER_SCORE_SAMPLES = 2000
 JITTER_DEGREES = 8.0
 
 
@@ -385,8 +389,7 @@ def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None =
     # coarse: every start, few samples, approximate nearest neighbours
     cand = _starting_candidates(template, target.points, partial)
     n_tried = len(cand.scale)
-    swept = _icp(cand, target_coarse, COARSE_SAMPLES, template, COARSE_SAMPLES, COARSE_ITERATIONS, coarse=True)
-    swept_scores = _score(swept, target_coarse, COARSE_SAMPLES, template, COARSE_SAMPLES, coarse=True)
+    swept, swept_scores = _sweep(cand, target_coarse, template)
 
     # refine the few best under each criterion, then choose
     best = set(np.argsort(swept_scores.one_sided)[:REFINED_PER_CRITERION].tolist())
@@ -401,11 +404,34 @@ def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None =
 
     # trimmed ICP has nearby local minima: restart from small turns of the winner, keep the best
     jittered = _jitter(_settle(cand.take([pick]), symmetric=not is_partial), JITTER_DEGREES)
-    jittered = _icp(jittered, target, 1000, template, 1000, REFINE_ITERATIONS)
-    jitter_scores = _score(jittered, target, 3000, template, 3000, point_to_plane=True)
+    jittered = _icp(jittered, target, 1000, template, 1000, JITTER_ITERATIONS)
+    jitter_scores = _score(jittered, target, JITTER_SCORE_SAMPLES, template, JITTER_SCORE_SAMPLES, point_to_plane=True)
     best_jitter = int(np.argmin(jitter_scores.one_sided if is_partial else jitter_scores.chamfer))
     winner = jittered.take([best_jitter])
     return _polish(winner, target, template, centroid, rms, is_partial, n_tried, margin)
+
+
+def _sweep(cand: Candidates, target: SampledSurface, template: AlignmentTemplate) -> tuple[Candidates, _Scores]:
+    """Coarse ICP from every start (COARSE_SAMPLES samples, approximate nearest neighbours) and the scores of
+    where each ended. After COARSE_PRUNE_AFTER iterations only the COARSE_KEPT_PER_CRITERION best starts under
+    each criterion (one-sided, and the two-sided chamfer) go on to COARSE_ITERATIONS; the others keep the scores
+    they had then (already clearly worse: only the best few under each criterion are refined)."""
+    n = COARSE_SAMPLES
+    swept = _icp(cand, target, n, template, n, COARSE_PRUNE_AFTER, coarse=True)
+    scores = _score(swept, target, n, template, n, coarse=True)
+    keep = set(np.argsort(scores.one_sided)[:COARSE_KEPT_PER_CRITERION].tolist())
+    keep |= set(np.argsort(scores.full_chamfer(swept))[:COARSE_KEPT_PER_CRITERION].tolist())
+    keep = np.array(sorted(keep))
+    if len(keep) == len(swept.scale):
+        rest = _icp(swept, target, n, template, n, COARSE_ITERATIONS - COARSE_PRUNE_AFTER, coarse=True)
+        return rest, _score(rest, target, n, template, n, coarse=True)
+    rest = _icp(swept.take(keep), target, n, template, n, COARSE_ITERATIONS - COARSE_PRUNE_AFTER, coarse=True)
+    rest_scores = _score(rest, target, n, template, n, coarse=True)
+    swept = swept.take(np.arange(len(swept.scale)))                      # a copy, then the kept ones updated
+    swept.scale[keep], swept.rotation[keep], swept.translation[keep] = rest.scale, rest.rotation, rest.translation
+    for field in fields(_Scores):
+        getattr(scores, field.name)[keep] = getattr(rest_scores, field.name)
+    return swept, scores
 
 
 @single_blas_thread()
