@@ -48,6 +48,7 @@ REFINED_PER_CRITERION = 3
 REFINE_ITERATIONS = 6
 POLISH_ITERATIONS = 4
 JITTER_ITERATIONS = 4          # the jittered restarts start near a fit; the polish finishes the winner
+JITTER_SAMPLES = 500            # target and template samples a jittered restart matches
 JITTER_SCORE_SAMPLES = 2000
 JITTER_DEGREES = 8.0
 
@@ -404,7 +405,7 @@ def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None =
 
     # trimmed ICP has nearby local minima: restart from small turns of the winner, keep the best
     jittered = _jitter(_settle(cand.take([pick]), symmetric=not is_partial), JITTER_DEGREES)
-    jittered = _icp(jittered, target, 1000, template, 1000, JITTER_ITERATIONS)
+    jittered = _icp(jittered, target, JITTER_SAMPLES, template, JITTER_SAMPLES, JITTER_ITERATIONS)
     jitter_scores = _score(jittered, target, JITTER_SCORE_SAMPLES, template, JITTER_SCORE_SAMPLES, point_to_plane=True)
     best_jitter = int(np.argmin(jitter_scores.one_sided if is_partial else jitter_scores.chamfer))
     winner = jittered.take([best_jitter])
