@@ -124,10 +124,16 @@ def test_lips_already_apart_are_left_as_they_are(ict, category):
     assert np.array_equal(noted.faces, raw.faces) and any("already apart" in note for note in noted.notes)
 
 
-def test_no_mouth_is_a_clear_error():
+def test_no_mouth_is_a_clear_error(ict):
+    """A head with no surface where its mouth is (cut away, as on a mask) cannot have its mouth opened: one line
+    says so. (A mesh that is no face at all is refused before, by the face check.)"""
     from nfs.io.mesh import MeshError
-    sphere = trimesh.creation.icosphere(subdivisions=4, radius=9.0)
-    raw = _raw(np.asarray(sphere.vertices), np.asarray(sphere.faces), "ball.obj")
+    from nfs.mesh.mouth_cut import lip_line
+    t = build_target(HEADS[0], 0, ict)
+    line = lip_line(np.asarray(ict.neutral[: ict.skin_count], np.float64))
+    centroid = t.vertices[t.faces].mean(1)
+    kept = t.faces[np.linalg.norm(centroid - line.curve().mean(0), axis=1) > 0.9 * line.width]
+    raw = _raw(t.vertices, kept, "mask.obj")
     with pytest.raises(MouthCutError, match="^(no mouth found|could not open the mouth)") as caught:
         open_mouth(raw, clean_mesh(raw.vertices, raw.faces), identity_alignment())
     assert isinstance(caught.value, MeshError) and "\n" not in str(caught.value)   # one line, as bad input is told
