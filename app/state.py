@@ -72,6 +72,10 @@ def check_upload(path: Path, extensions, max_mb: float, kind: str, error=ValueEr
                     "limit")
 
 
+# the decoding mode of an upload's live-edit rig (baked right after the preparation): a run's default, the template
+# prior alone unless the correction is asked for (the network's inputs then wait until something needs them)
+DEFAULT_CORRECTION = RetargetOptions().correction
+
 class Session:
     def __init__(self, sid: str, root: Path, model, pool: ViewerPool | None, max_frames: int = 0,
                  device: str = "auto"):
@@ -176,6 +180,7 @@ class Session:
         except Exception:
             shutil.rmtree(dest_dir, ignore_errors=True)
             raise
+        prepared = prepared.with_correction(DEFAULT_CORRECTION)   # the live rig as a run decodes by default
         with self.lock:
             old_pair = self.pair
             self.target = prepared
@@ -197,7 +202,7 @@ class Session:
         track = StageProgress(progress, {"prepare": (0.0, 1.0)}).stage("prepare")   # messages carry the ETA
 
         prepared = prepare_target(self.target.raw, self.model, alignment=alignment, progress=track,
-                                  name=self.target.name, device=self.device)
+                                  name=self.target.name, device=self.device).with_correction(DEFAULT_CORRECTION)
         with self.lock:
             self.target = prepared
             self.override = {"up": up, "flip": bool(flip), "scale": float(scale)}

@@ -90,7 +90,7 @@ class FaceFit:
 
 
 @single_blas_thread()
-def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 800, noise_cm: float = 0.02,
+def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000, noise_cm: float = 0.02,
                  point_weight: float = 0.01, rigid: bool = True, seed: int = 0, rest_pose: bool = True,
                  converged: float = 1e-3, stages: tuple = ((4, 10), (8, 30))) -> FaceFit:
     """The ICT face (100 identity coefficients, and with `rigid` a rotation and translation refining the
