@@ -2,7 +2,9 @@
 Chromium through Playwright, a fresh browser context per test)."""
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("browser") is not None:
             item.add_marker(skip)
+
+
+@functools.lru_cache(maxsize=None)
+def _uses_an_app_server(path: Path) -> bool:
+    """Whether a test file's tests take the shared app (`app`) or start their own (`long_app`, `running_app`)."""
+    import ast
+    tree = ast.parse(path.read_text())
+    names = {"app", "long_app"}
+    return any(isinstance(node, ast.FunctionDef) and any(a.arg in names for a in node.args.args)
+               for node in ast.walk(tree)) or "running_app" in path.read_text()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under `-n N` (pytest-xdist): every test file that drives an app server runs on one worker, one file after
+    the other, with the one shared app and one browser; the other files go to whichever worker is free."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = Path(str(config.rootpath))
+
+    class AppFilesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "the app's test files" if _uses_an_app_server(root / file) else file
+
+    return AppFilesTogether(config, log)
 
 
 @pytest.fixture(scope="session")
