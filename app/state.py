@@ -159,8 +159,8 @@ class Session:
                     open_mouth: bool = False, cancel: CancelToken | None = None) -> PreparedTarget:
         """Copy an uploaded (or demo) mesh into the session dir and prepare it (cached by content). A mesh that
         does not look like a face is refused unless `force`; `open_mouth` cuts a mouth modelled closed open.
-        `cancel` stops the preparation at its next step (`Cancelled`): the copy is removed and the session keeps
-        the target it had."""
+        `cancel` stops the preparation within its current block of work or at its next step (`Cancelled`): the
+        copy is removed and the session keeps the target it had."""
         src = Path(path)
         if not src.is_file():
             raise MeshError(f"{src.name}: file not found")

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from nfs.geometry.triangle_math import row_norms, triangle_normals
+from nfs.geometry.triangle_math import dot_rows, row_norms, triangle_normals
 from nfs.progress import checkpoint
 
 
@@ -47,11 +47,11 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
     # in the same order (so the same bits), without numpy's slow reduction over an axis of three
     pt, at, bt, ct = (np.ascontiguousarray(np.asarray(x).T) for x in (p, a, b, c))
     ab, ac, ap = bt - at, ct - at, pt - at
-    d1, d2 = _dot_rows(ab, ap), _dot_rows(ac, ap)
+    d1, d2 = dot_rows(ab, ap), dot_rows(ac, ap)
     bp = pt - bt
-    d3, d4 = _dot_rows(ab, bp), _dot_rows(ac, bp)
+    d3, d4 = dot_rows(ab, bp), dot_rows(ac, bp)
     cp = pt - ct
-    d5, d6 = _dot_rows(ab, cp), _dot_rows(ac, cp)
+    d5, d6 = dot_rows(ab, cp), dot_rows(ac, cp)
     del pt, at, bt, ct, ab, ac, ap, bp, cp
     va = d3 * d6 - d5 * d4
     vb = d5 * d2 - d1 * d6
@@ -81,11 +81,6 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
     bary = np.nan_to_num(bary, nan=1 / 3)
     points = bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * c
     return points, bary
-
-
-def _dot_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Dot products of the columns of x and y (3, N) -> (N,)."""
-    return x[0] * y[0] + x[1] * y[1] + x[2] * y[2]
 
 
 INCOMPATIBLE_PENALTY = 1e6   # added to the distance of a candidate triangle that faces the wrong way

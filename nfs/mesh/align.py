@@ -24,11 +24,11 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nfs.geometry.fits import umeyama_batch
 from nfs.blas_threads import single_blas_thread
+from nfs.geometry.fits import umeyama_batch
 from nfs.geometry.rotations import axis_rotations, axis_to_axis, rotation_angle_deg, rotation_from_vector
 from nfs.geometry.surface import principal_axes, sample_surface
-from nfs.geometry.triangle_math import corner_rows, cross_rows, norm_rows
+from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows, norm_rows
 from nfs.io.mesh import MeshError
 
 CONFIDENCE_SCALE_CM = 0.5      # confidence = exp(-residual_cm / CONFIDENCE_SCALE_CM)
@@ -137,14 +137,9 @@ def surface_moments(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray
     centroid = np.ascontiguousarray((area * (a + b + c)).T).sum(0) / (3 * total)
     a, b, c = a - centroid[:, None], b - centroid[:, None], c - centroid[:, None]
     # integral of |x|^2 over a triangle = area/12 * (|a|^2 + |b|^2 + |c|^2 + |a+b+c|^2)
-    squares = [_squared_rows(x) for x in (a, b, c, a + b + c)]
+    squares = [dot_rows(x, x) for x in (a, b, c, a + b + c)]
     second = area * (((squares[0] + squares[1]) + squares[2]) + squares[3]) / 12
     return centroid, float(np.sqrt(second.sum() / total)), float(total)
-
-
-def _squared_rows(x: np.ndarray) -> np.ndarray:
-    """Squared lengths (N,) of the columns of x (3, N)."""
-    return x[0] * x[0] + x[1] * x[1] + x[2] * x[2]
 
 
 # ----------------------------------------------------------------------------- the template
@@ -423,9 +418,6 @@ def _sweep(cand: Candidates, target: SampledSurface, template: AlignmentTemplate
     keep = set(np.argsort(scores.one_sided)[:COARSE_KEPT_PER_CRITERION].tolist())
     keep |= set(np.argsort(scores.full_chamfer(swept))[:COARSE_KEPT_PER_CRITERION].tolist())
     keep = np.array(sorted(keep))
-    if len(keep) == len(swept.scale):
-        rest = _icp(swept, target, n, template, n, COARSE_ITERATIONS - COARSE_PRUNE_AFTER, coarse=True)
-        return rest, _score(rest, target, n, template, n, coarse=True)
     rest = _icp(swept.take(keep), target, n, template, n, COARSE_ITERATIONS - COARSE_PRUNE_AFTER, coarse=True)
     rest_scores = _score(rest, target, n, template, n, coarse=True)
     swept = swept.take(np.arange(len(swept.scale)))                      # a copy, then the kept ones updated

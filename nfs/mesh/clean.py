@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from nfs.geometry.triangle_math import triangle_areas  # noqa: F401 (also used from here by other modules)
+from nfs.geometry.triangle_math import triangle_areas
 from nfs.io.mesh import DEFAULT_MAX_VERTICES, MeshError
 
 MERGE_TOLERANCE = 1e-7  # duplicate-vertex tolerance, relative to the bounding-box diagonal

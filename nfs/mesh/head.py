@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nfs.geometry.rotations import rotation_from_vector as _rotation_from_vector
 from nfs.blas_threads import single_blas_thread
+from nfs.geometry.rotations import rotation_from_vector as _rotation_from_vector
 from nfs.geometry.surface import sample_surface
+from nfs.geometry.triangle_math import triangle_areas
 from nfs.mesh.align import (Alignment, Candidates, SampledSurface, align_to_ict, alignment_template, plane_step,
                             refine_alignment, surface_moments)
-from nfs.mesh.clean import CleanMesh, face_components, triangle_areas
+from nfs.mesh.clean import CleanMesh, face_components
 from nfs.mesh.faceness import FaceCheck, check_face_render, face_confidence
 from nfs.mesh.parts import eye_pair, head_around_eyes
 from nfs.progress import checkpoint

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nfs.mesh.clean import CleanMesh, face_components, triangle_areas
+from nfs.geometry.triangle_math import triangle_areas
+from nfs.mesh.clean import CleanMesh, face_components
 
 SPHERE_RMS = 0.12               # an eyeball: radial residuals of its sphere fit below this share of its radius
 MIN_EYE_VERTICES = 12

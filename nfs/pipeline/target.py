@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nfs.blas_threads import single_blas_thread
 from nfs.geometry.operators import Operators
 from nfs.geometry.proxy import SurfaceProxy
-from nfs.blas_threads import single_blas_thread
 from nfs.io.mesh import MeshError, RawMesh
 from nfs.io.registry import load_mesh
 from nfs.mesh.align import Alignment

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 
-from nfs.geometry.openings import boundary_loops
 from nfs.blas_threads import single_blas_thread
+from nfs.geometry.openings import boundary_loops
 from nfs.geometry.rotations import rotation_from_vector
 from nfs.geometry.surface import closest_points_on_mesh, vertex_face_table
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict

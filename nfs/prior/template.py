@@ -17,8 +17,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.spatial import cKDTree
 
-from nfs.geometry.falloff import plateau
 from nfs.blas_threads import single_blas_thread
+from nfs.geometry.falloff import plateau
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_radially, geodesic_distances,
                                    geodesic_distances_near, grow_within, loop_halves, radial_fill, sparse_adjacency)
