@@ -25,6 +25,7 @@ from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_
 from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
+from nfs.prior.fold_guard import guard_folds
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
 from nfs.progress import checkpoint
@@ -279,6 +280,10 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam, keep=trusted & ~coin_toss,
                               stretch=stretch,
                               vertices=v, in_place=True)
+    if fit_identity and faces is not None and len(faces):
+        off_by = np.linalg.norm(q - np.einsum("vjc,vj->vc", face[tf[tri]], bary), axis=1)
+        out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
+                          held=stretch)
     return out
 
 
