@@ -18,11 +18,13 @@ import scipy.sparse.linalg as spla
 
 from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows
 
+TURNED_COS = 0.0           # a triangle whose normal has turned past 90 degrees from its rest normal is turned over
 KEEP_SHARES = (0.75, 0.5, 0.25, 0.0)   # shares of a shape's own deltas tried in a fill, largest first
 SOURCE_FACING_COS = float(np.cos(np.radians(75.0)))   # the source keeps its surface facing: within 75 degrees
 SOURCE_COLLAPSED = 0.1     # ... and above this fraction of its rest area (a collapsed triangle has no direction)
 FILL_RINGS = 1             # rings grown around a turned triangle's corners before the first fill
-MAX_ROUNDS = 8             # fills per shape, each grown wider around the triangles still turned
+MAX_ROUNDS = 4             # fills per shape, each grown wider around the triangles still turned (a fold no
+#                            fill within a few rings mends is the shape's own, not a local one: it is left)
 LAPLACIAN_MARGIN = 3       # rings of the mesh kept around the free vertices for their Laplacian rows
 ON_SURFACE_CM = 0.1        # a target vertex this near its closest point on the fitted face is on it
 GUARDED_SHARE = 0.02       # the guard runs on heads with more than this share of vertices off the fitted face
@@ -39,9 +41,11 @@ def turned_triangles(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray)
     """(K, F) bool: triangle f of faces (F, 3) points against its rest normal on vertices (V, 3) moved by shape
     k of basis (K, V, 3) at weight 1."""
     rest = _normals_rows(vertices, faces)
+    rest /= np.maximum(np.sqrt(dot_rows(rest, rest)), 1e-30)
     out = np.zeros((len(basis), len(faces)), bool)
     for k in range(len(basis)):
-        out[k] = dot_rows(_normals_rows(vertices + basis[k], faces), rest) < 0
+        moved = _normals_rows(vertices + basis[k], faces)
+        out[k] = dot_rows(moved, rest) < TURNED_COS * np.sqrt(dot_rows(moved, moved))
     return out
 
 
@@ -131,7 +135,7 @@ def _keeps_facing(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.
 
 def _turned(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(n,) bool: triangles faces (n, 3) of positions moved (V, 3) point against their normal on rest (V, 3)."""
-    return dot_rows(_normals_rows(moved, faces), _normals_rows(rest, faces)) < 0
+    return turned_triangles(rest, faces, (moved - rest)[None])[0]
 
 
 def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, source_face: np.ndarray,
