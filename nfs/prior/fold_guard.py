@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from nfs.geometry.openings import sparse_adjacency
 from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows
 
 TURNED_COS = 0.0           # a triangle whose normal has turned past 90 degrees from its rest normal is turned over
@@ -78,11 +79,12 @@ class SourceImage:
         return (cos > SOURCE_FACING_COS) & (moved_len > SOURCE_COLLAPSED * rest_len)
 
 
-def _grow(faces: np.ndarray, mask: np.ndarray, rings: int = 1) -> np.ndarray:
-    """(V,) bool mask grown by `rings` rings of faces (F, 3)."""
-    out = mask.copy()
+def _grow(adjacency: sp.csr_matrix, mask: np.ndarray, rings: int = 1) -> np.ndarray:
+    """(V,) bool mask grown by `rings` rings of the mesh whose (V, V) vertex adjacency (with the diagonal) is
+    given."""
+    out = mask
     for _ in range(rings):
-        out[faces[out[faces].any(1)]] = True
+        out = (adjacency @ out.astype(np.float32)) > 0
     return out
 
 
@@ -90,8 +92,8 @@ class _LocalLaplacian:
     """The cotangent Laplacian of the target's rest shape on the part of the mesh around a region, rebuilt wider
     when a fill reaches beyond it."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
-        self.vertices, self.faces = vertices, faces
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, adjacency: sp.csr_matrix):
+        self.vertices, self.faces, self.adjacency = vertices, faces, adjacency
         self.inner = np.zeros(len(vertices), bool)
 
     def rows(self, free: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix]:
@@ -102,11 +104,11 @@ class _LocalLaplacian:
 
     def _build(self, region: np.ndarray):
         from nfs.prior.template import _robust_laplacian
-        near = _grow(self.faces, region, LAPLACIAN_MARGIN + 2)
+        near = _grow(self.adjacency, region, LAPLACIAN_MARGIN + 2)
         part = self.faces[near[self.faces].any(1)]
         self.used, local = np.unique(part, return_inverse=True)
         self.laplacian = _robust_laplacian(self.vertices[self.used], local.reshape(-1, 3))
-        self.inner = _grow(self.faces, region, 2)
+        self.inner = _grow(self.adjacency, region, 2)
 
 
 def _harmonic_fill(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian) -> np.ndarray:
@@ -164,31 +166,40 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     if not len(shapes):
         return basis
     image = SourceImage(source_face, source_triangles, source_deltas, tri, bary)
-    lap = _LocalLaplacian(v, faces)
-
-    def unexplained(k: int, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """The turned triangles idx (n,) under shape k (original deltas values (V, 3)) that neither the source
-        nor the deltas around them turn."""
-        if held is not None:
-            idx = idx[~held[faces[idx]].any(1)]
-        off = off_surface[faces[idx]].any(1)
-        out = np.zeros(len(idx), bool)
-        out[~off] = image.keeps_facing(k, faces[idx[~off]])
-        if off.any():
-            around = np.zeros(len(v), bool)
-            around[faces[idx[off]].ravel()] = True
-            reference = _harmonic_fill(values, _grow(faces, around, REFERENCE_RINGS) & movable, lap)
-            out[off] = _keeps_facing(v, v + reference, faces[idx[off]])
-        return idx[out]
+    adjacency = (sparse_adjacency(faces, len(v)) + sp.eye(len(v), format="csr")).tocsr()
+    lap = _LocalLaplacian(v, faces, adjacency)
+    corners = np.zeros(len(v), bool)
+    corners[faces[turned.any(0)].ravel()] = True
+    # one Laplacian around every turned triangle, as far as the fills and references reach
+    lap.rows(_grow(adjacency, corners, FILL_RINGS + MAX_ROUNDS * (MAX_ROUNDS + 1) // 2) & movable)
 
     for k in shapes:
         values = basis[k].astype(np.float64)
-        folded = unexplained(k, values, np.nonzero(turned[k])[0])
+        idx = np.nonzero(turned[k])[0]
+        # the deltas around the turned triangles off the fitted face, interpolated (the reference they are judged by)
+        off = off_surface[faces[idx]].any(1)
+        reference = values
+        if off.any():
+            around = np.zeros(len(v), bool)
+            around[faces[idx[off]].ravel()] = True
+            reference = _harmonic_fill(values, _grow(adjacency, around, REFERENCE_RINGS) & movable, lap)
+
+        def unexplained(tris: np.ndarray) -> np.ndarray:
+            """The turned triangles tris (n,) under shape k that neither the source nor the deltas around them
+            turn."""
+            tris = tris[movable[faces[tris]].all(1)]
+            on = ~off_surface[faces[tris]].any(1)
+            out = np.zeros(len(tris), bool)
+            out[on] = image.keeps_facing(k, faces[tris[on]])
+            out[~on] = _keeps_facing(v, v + reference, faces[tris[~on]])
+            return tris[out]
+
+        folded = unexplained(idx)
         if not len(folded):
             continue
         free = np.zeros(len(v), bool)
         free[faces[folded].ravel()] = True
-        free = _grow(faces, free, FILL_RINGS) & movable
+        free = _grow(adjacency, free, FILL_RINGS) & movable
         best, best_count = None, len(folded)
         for round_ in range(MAX_ROUNDS):
             harmonic = _harmonic_fill(values, free, lap)
@@ -196,7 +207,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             for keep in KEEP_SHARES:            # as much of the shape's own deltas as leaves nothing turned
                 filled = harmonic + keep * (values - harmonic)
                 still = near[_turned(v, v + filled, faces[near])]
-                still = unexplained(k, values, still) if len(still) else still
+                still = unexplained(still) if len(still) else still
                 if len(still) < best_count:
                     best, best_count = filled, len(still)
                 if not len(still):
@@ -205,7 +216,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
                 break
             seeds = np.zeros(len(v), bool)
             seeds[faces[still].ravel()] = True
-            free |= _grow(faces, seeds, FILL_RINGS + round_ + 1) & movable
+            free |= _grow(adjacency, seeds, FILL_RINGS + round_ + 1) & movable
         if best is not None:       # the fill that leaves the fewest turned over
             basis[k] = best
     return basis
