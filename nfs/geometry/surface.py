@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from nfs.geometry.triangle_math import dot_rows, row_norms, triangle_normals
+from nfs.geometry.triangle_math import corner_rows, dot_rows, row_norms, triangle_normals
 from nfs.progress import checkpoint
 
 
@@ -120,14 +120,16 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     if table is None:                    # vertex -> incident faces (padded table)
         table = vertex_face_table(f, len(v))
     k = min(k_candidates, len(v))
-    _, nn = cKDTree(v).query(p, k=k, workers=-1)
-    nn = nn.reshape(len(p), -1)
+    nn_dist, nn = cKDTree(v).query(p, k=k, workers=-1)
+    nn_dist, nn = nn_dist.reshape(len(p), -1), nn.reshape(len(p), -1)
     # candidate triangles of each point, each once (neighbouring vertices share most of their triangles)
     cand = np.sort(table[nn].reshape(len(p), -1), axis=1)
     keep = cand >= 0
     keep[:, 1:] &= cand[:, 1:] != cand[:, :-1]
     rows, cols = np.nonzero(keep)
     tris = cand[rows, cols]
+    if point_normals is None and len(rows) > len(f):
+        rows, tris = _without_farther_triangles(p, v, f, rows, tris, _nearest_corner_distance(nn_dist, nn, table))
     best_d = np.full(len(p), np.inf)
     best_pt = np.zeros_like(p)
     best_tri = np.zeros(len(p), np.int64)
@@ -150,6 +152,34 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     if point_normals is not None:
         best_d = np.linalg.norm(best_pt - p, axis=1)
     return best_pt, best_tri, best_bary, best_d
+
+
+def _nearest_corner_distance(nn_dist: np.ndarray, nn: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(N,) distance of each point to its nearest candidate vertex that is a corner of some triangle (inf where
+    none is): no closest point on the mesh is farther. nn_dist, nn (N, k) the k nearest vertices, nearest first."""
+    has_face = table[:, 0] >= 0
+    dist = np.where(has_face[nn], nn_dist, np.inf)
+    return dist.min(1)
+
+
+def _without_farther_triangles(p: np.ndarray, v: np.ndarray, f: np.ndarray, rows: np.ndarray, tris: np.ndarray,
+                               upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (point, candidate triangle) pairs rows, tris (M,) less those whose triangle is surely farther from the
+    point than `upper` (N,) (a distance some candidate reaches): no point's nearest candidate, nor a tie with it,
+    is dropped, so the closest points are the same, with fewer triangles to project on. A triangle is no nearer to
+    p than |p - c| - r (c its corners' mean, r the distance from c to its farthest corner); the margin covers
+    rounding, and NaNs are kept."""
+    a, b, c = corner_rows(v, f)                                           # (3, F) each
+    centre = (a + b + c) / 3.0
+    radius = np.sqrt(np.maximum(np.maximum(dot_rows(a - centre, a - centre), dot_rows(b - centre, b - centre)),
+                                dot_rows(c - centre, c - centre)))
+    pt = np.ascontiguousarray(p.T)
+    offset = np.take(pt, rows, axis=1) - np.take(centre, tris, axis=1)
+    lower = np.sqrt(dot_rows(offset, offset)) - radius[tris]
+    bound = upper[rows]
+    slack = 1e-6 * (bound + radius[tris]) + 1e-9 * (1.0 + np.abs(pt).max(initial=0.0))
+    keep = ~(lower > bound + slack)
+    return rows[keep], tris[keep]
 
 
 def _first_minimum_per_run(runs: np.ndarray, values: np.ndarray) -> np.ndarray:

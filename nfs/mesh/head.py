@@ -66,22 +66,47 @@ class _FaceTemplate:
     neck_down: np.ndarray   # (3,) unit normal of the cut plane pointing away from the head
 
 
+def _face_samples() -> tuple[np.ndarray, np.ndarray]:
+    """(4000, 3) random samples of the ICT narrow face (cm, float64) and their normals, in the order drawn."""
+    from nfs.ict import load_ict
+
+    model = load_ict()
+    return sample_surface(model.skin_mesh()[0].astype(np.float64), model.region_faces("narrow_face"),
+                          4000, seed=5)
+
+
+def face_search_order() -> np.ndarray:
+    """(4000,) the order of `_face_samples` whose prefixes the search uses spread over the whole face (farthest
+    point first; shipped, `nfs.ict_derived`)."""
+    return _farthest_first(_face_samples()[0], SCORE_POINTS)
+
+
+def neck_loop_indices() -> np.ndarray:
+    """Vertex indices of the ICT skin's lowest boundary loop, the neck (shipped, `nfs.ict_derived`)."""
+    from nfs.ict import load_ict
+
+    model = load_ict()
+    vertices, faces = model.skin_mesh()
+    return _neck_loop(vertices.astype(np.float64), faces)
+
+
 @functools.lru_cache(maxsize=1)
 def _face_template() -> _FaceTemplate:
     from nfs.ict import load_ict
+    from nfs.ict_derived import derived
 
     model = load_ict()
     vertices, faces = model.skin_mesh()
     vertices = vertices.astype(np.float64)
     face_faces = model.region_faces("narrow_face")
-    points, normals = sample_surface(vertices, face_faces, 4000, seed=5)
-    order = _farthest_first(points, SCORE_POINTS)    # the prefixes the search uses spread over the whole face
+    points, normals = _face_samples()
+    order = derived("face_search_order", face_search_order)
     points, normals = points[order], normals[order]
     centroid, rms, _ = surface_moments(vertices, face_faces)
     near_axis = np.linalg.norm(points[:, :2] - centroid[:2], axis=1) < 2.0
     anchor = np.array([centroid[0], centroid[1], np.median(points[near_axis, 2])])
     lo, hi = points.min(0) - 2.0, points.max(0) + 2.0
-    neck = _neck_loop(vertices, faces)
+    neck = vertices[derived("neck_loop", neck_loop_indices)]
     down = np.linalg.svd(neck - neck.mean(0))[2][2]
     if down @ (neck.mean(0) - vertices.mean(0)) < 0:
         down = -down
@@ -106,14 +131,14 @@ def _farthest_first(points: np.ndarray, count: int | None = None) -> np.ndarray:
 
 
 def _neck_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(n, 3) vertices of the template's lowest boundary loop (the neck)."""
+    """(n,) indices of the template's vertices on its lowest boundary loop (the neck)."""
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
     uniq, count = np.unique(edges, axis=0, return_counts=True)
     boundary = uniq[count == 1]
     labels, _ = face_components(len(vertices), np.concatenate([boundary, boundary[:, :1]], axis=1))
     on_boundary = np.unique(boundary)
     lowest = min(np.unique(labels[on_boundary]), key=lambda lab: vertices[on_boundary[labels[on_boundary] == lab], 1].mean())
-    return vertices[on_boundary[labels[on_boundary] == lowest]]
+    return on_boundary[labels[on_boundary] == lowest]
 
 
 # ----------------------------------------------------------------------------- the face search

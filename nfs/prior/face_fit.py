@@ -43,6 +43,21 @@ def _pose_deltas() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return idx, deltas[idx].astype(np.float64), lo, hi
 
 
+@functools.lru_cache(maxsize=2)
+def _fit_modes(rest_pose: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What every fit works with, built once: the fitted modes (M, S, 3) float64 (the 100 identity modes, then
+    with `rest_pose` REST_POSE_BOUNDS' expression shapes), the same as (S, 3, M) (gathered per closest point) and
+    the skin's vertex -> faces table. Read-only."""
+    mean, faces, _, identity = skin_template()
+    if rest_pose:
+        identity = np.concatenate([identity, _pose_deltas()[1]])
+    modes_vck = np.ascontiguousarray(identity.transpose(1, 2, 0))
+    table = vertex_face_table(faces, len(mean))
+    for a in (identity, modes_vck, table):
+        a.flags.writeable = False
+    return identity, modes_vck, table
+
+
 @dataclass
 class FaceFit:
     """An ICT face fitted to points: coefficients, and the transform q = scale * p @ rotation.T + translation that
@@ -114,19 +129,17 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
     (Points more than 2 mm behind the face were once down-weighted harder, against geometry inside the head; that
     stalled the fit of big identities half-way, while a mouth bag, the case it was for, fits as well without it.)
     """
-    mean, faces, _, identity = skin_template()
+    mean, faces, _, _ = skin_template()
+    identity, modes_vck, table = _fit_modes(bool(rest_pose))
     if rest_pose:
         _, pose_deltas, pose_lo, pose_hi = _pose_deltas()
-        identity = np.concatenate([identity, pose_deltas])
     p = np.asarray(points, np.float64)
     if len(p) > n_points:
         p = p[np.random.default_rng(seed).choice(len(p), n_points, replace=False)]
     n_modes, n_rigid = len(identity), 6 if rigid else 0
-    modes_vck = np.ascontiguousarray(identity.transpose(1, 2, 0))     # (S, 3, modes): gathered per closest point
     fit = FaceFit(np.zeros(n_modes), 1.0, np.eye(3), np.zeros(3))
     n_id = n_modes - (len(pose_deltas) if rest_pose else 0)
     may_stop = max([3] + [until for until, _ in stages])    # convergence counts once every mode is free
-    table = vertex_face_table(faces, len(mean))               # the face's topology: the same every iteration
     for it in range(iterations):
         face = mean + np.tensordot(fit.coeffs, identity, axes=1)
         q = fit.to_model(p)

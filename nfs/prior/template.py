@@ -24,6 +24,7 @@ from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_
                                    geodesic_distances_near, grow_within, loop_halves, radial_fill, sparse_adjacency)
 from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
+from nfs.ict_derived import derived_opening_sides
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
@@ -157,7 +158,12 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray, close
 @functools.lru_cache(maxsize=1)
 def ict_opening_sides() -> dict[str, np.ndarray]:
     """(S,) int8 side of every ICT skin vertex for each opening (`opening_sides` on the ICT mean skin itself),
-    so that a target and the ICT face are split by one and the same rule."""
+    so that a target and the ICT face are split by one and the same rule (shipped, `nfs.ict_derived`)."""
+    return derived_opening_sides(compute_ict_opening_sides)
+
+
+def compute_ict_opening_sides() -> dict[str, np.ndarray]:
+    """`ict_opening_sides` computed from the ICT model."""
     mean, tf, _, _ = skin_template()
     labels = ict_region_labels()[: len(mean)]
     return {o.name: side for o, side, _, _ in opening_sides(mean, tf, mean, labels, np.zeros(len(mean)))}
