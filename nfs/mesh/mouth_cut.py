@@ -626,7 +626,8 @@ def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut)
     remap[outside] = np.arange(len(outside))
     kept = faces[~inside[faces].any(1)]
     basis = np.zeros((0, n, 3), np.float32)
-    sub = template_expression_basis(vertices_ict[outside], faces=remap[kept])
+    # the fold guard would mend the lip edges' strays before `_follow_own_lip` does, from the other lip too
+    sub = template_expression_basis(vertices_ict[outside], faces=remap[kept], fold_guard=False)
     basis = np.zeros((len(sub), n, 3), np.float32)
     basis[:, outside] = sub
     _follow_own_lip(basis, vertices_ict, kept, cut)

@@ -26,6 +26,7 @@ from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.ict_derived import derived_opening_sides
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
+from nfs.prior.fold_guard import guard_folds
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
 from nfs.progress import checkpoint
@@ -237,7 +238,8 @@ def _outward_normals(q: np.ndarray, faces: np.ndarray, closest_normals: np.ndarr
 
 @single_blas_thread()
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
-                              faces: np.ndarray | None = None, warp_openings: bool = True) -> np.ndarray:
+                              faces: np.ndarray | None = None, warp_openings: bool = True,
+                              fold_guard: bool = True) -> np.ndarray:
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
     (barycentric interpolation) on the ICT face fitted to the vertices (identity, rest pose and a refined rigid
     motion; with `fit_identity=False`: the mean face as the vertices are).
@@ -248,7 +250,8 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     eyes modelled bigger, smaller or moved against the fitted face (stylised proportions) are met by a local warp
     of the fitted face whose Jacobian carries the deltas (`nfs.prior.opening_warp`), and a narrower mouth by a
     registration of the fitted face onto the target about it (`register_openings`) and deltas scaled to its width
-    (`scale_to_mouth`)."""
+    (`scale_to_mouth`). With `fold_guard`, shapes that turn triangles over where the fitted face keeps its surface
+    facing are mended (`nfs.prior.fold_guard`)."""
     mean, tf, deltas, _ = skin_template()
     v = np.asarray(vertices_ict, np.float64)
     fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
@@ -285,6 +288,11 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam, keep=trusted & ~coin_toss,
                               stretch=stretch,
                               vertices=v, in_place=True)
+    if fold_guard and fit_identity and faces is not None and len(faces):
+        closest = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
+        off_by = np.linalg.norm(q - closest, axis=1)
+        out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
+                          held=stretch)
     return out
 
 

@@ -1,0 +1,222 @@
+"""Fold guard for the template prior: no expression shape may turn a triangle of the target over where the ICT face
+it was carried from keeps its surface facing.
+
+Closest-point transfer carries ICT-sized deltas; on a head shaped unlike ICT (a small nose, a narrow mouth, lips
+modelled closed) neighbouring vertices receive deltas from points of the face that move apart, and a triangle of
+the target turns over at weight 1 where no triangle of the source does. For each shape, such triangles' vertices
+(and a ring around them) get the harmonic interpolation (cotangent Laplacian of the target's rest shape) of the
+deltas around them, blended with as much of their own deltas as leaves nothing turned, grown ring by ring where
+triangles are still turned. The guard runs on heads with a notable share of vertices off the fitted face
+(GUARDED_SHARE): where the fitted ICT face matches the head (an ICT head, a remesh, a crop, lips or lids modelled
+closed) the transfer is the source's own deformation and the basis is left bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from nfs.geometry.openings import sparse_adjacency
+from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows
+
+TURNED_COS = 0.0           # a triangle whose normal has turned past 90 degrees from its rest normal is turned over
+KEEP_SHARES = (0.75, 0.5, 0.25, 0.0)   # shares of a shape's own deltas tried in a fill, largest first
+SOURCE_FACING_COS = float(np.cos(np.radians(75.0)))   # the source keeps its surface facing: within 75 degrees
+SOURCE_COLLAPSED = 0.1     # ... and above this fraction of its rest area (a collapsed triangle has no direction)
+FILL_RINGS = 1             # rings grown around a turned triangle's corners before the first fill
+MAX_ROUNDS = 4             # fills per shape, each grown wider around the triangles still turned (a fold no
+#                            fill within a few rings mends is the shape's own, not a local one: it is left)
+LAPLACIAN_MARGIN = 3       # rings of the mesh kept around the free vertices for their Laplacian rows
+ON_SURFACE_CM = 0.1        # a target vertex this near its closest point on the fitted face is on it
+GUARDED_SHARE = 0.02       # the guard runs on heads with more than this share of vertices off the fitted face
+REFERENCE_RINGS = 3        # rings of deltas a triangle off the fitted face is judged by
+
+
+def _normals_rows(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(3, F) un-normalised normals of faces (F, 3) on points (V, 3)."""
+    a, b, c = corner_rows(points, faces)
+    return cross_rows(b - a, c - a)
+
+
+def turned_triangles(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """(K, F) bool: triangle f of faces (F, 3) points against its rest normal on vertices (V, 3) moved by shape
+    k of basis (K, V, 3) at weight 1."""
+    rest = _normals_rows(vertices, faces)
+    rest /= np.maximum(np.sqrt(dot_rows(rest, rest)), 1e-30)
+    out = np.zeros((len(basis), len(faces)), bool)
+    for k in range(len(basis)):
+        moved = _normals_rows(vertices + basis[k], faces)
+        out[k] = dot_rows(moved, rest) < TURNED_COS * np.sqrt(dot_rows(moved, moved))
+    return out
+
+
+class SourceImage:
+    """Each target vertex's closest point on the source face (S, 3) (tri (V,) into triangles (T, 3), bary (V, 3))
+    and the source's deltas (K, S, 3) there: the image of a target triangle on the source, and how the source's
+    own deformation moves it."""
+
+    def __init__(self, face: np.ndarray, triangles: np.ndarray, deltas: np.ndarray, tri: np.ndarray,
+                 bary: np.ndarray):
+        self.corners = triangles[tri]                              # (V, 3)
+        self.bary = np.asarray(bary, np.float64)
+        self.deltas = deltas
+        self.rest = np.einsum("vjc,vj->vc", np.asarray(face, np.float64)[self.corners], self.bary)
+
+    def at(self, k: int, verts: np.ndarray) -> np.ndarray:
+        """(n, 3) the closest points of target vertices verts (n,) moved by shape k at weight 1."""
+        d = np.einsum("vjc,vj->vc", self.deltas[k][self.corners[verts]].astype(np.float64), self.bary[verts])
+        return self.rest[verts] + d
+
+    def keeps_facing(self, k: int, faces: np.ndarray) -> np.ndarray:
+        """(n,) bool: the images of target triangles faces (n, 3) stay within 75 degrees of their rest normal and
+        above SOURCE_COLLAPSED of their rest area under shape k."""
+        verts, local = np.unique(faces, return_inverse=True)
+        local = local.reshape(-1, 3)
+        rest = _normals_rows(self.rest[verts], local)
+        moved = _normals_rows(self.at(k, verts), local)
+        rest_len, moved_len = np.sqrt(dot_rows(rest, rest)), np.sqrt(dot_rows(moved, moved))
+        cos = dot_rows(moved, rest) / np.maximum(moved_len * rest_len, 1e-30)
+        return (cos > SOURCE_FACING_COS) & (moved_len > SOURCE_COLLAPSED * rest_len)
+
+
+def _grow(adjacency: sp.csr_matrix, mask: np.ndarray, rings: int = 1) -> np.ndarray:
+    """(V,) bool mask grown by `rings` rings of the mesh whose (V, V) vertex adjacency (with the diagonal) is
+    given."""
+    out = mask
+    for _ in range(rings):
+        out = (adjacency @ out.astype(np.float32)) > 0
+    return out
+
+
+class _LocalLaplacian:
+    """The cotangent Laplacian of the target's rest shape on the part of the mesh around a region, rebuilt wider
+    when a fill reaches beyond it."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, adjacency: sp.csr_matrix):
+        self.vertices, self.faces, self.adjacency = vertices, faces, adjacency
+        self.inner = np.zeros(len(vertices), bool)
+
+    def rows(self, free: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix]:
+        """(the mesh vertices the Laplacian is built on (n,), its (n, n) rows) covering free (V,) bool."""
+        if (free & ~self.inner).any():
+            self._build(free | self.inner)
+        return self.used, self.laplacian
+
+    def _build(self, region: np.ndarray):
+        from nfs.prior.template import _robust_laplacian
+        near = _grow(self.adjacency, region, LAPLACIAN_MARGIN + 2)
+        part = self.faces[near[self.faces].any(1)]
+        self.used, local = np.unique(part, return_inverse=True)
+        self.laplacian = _robust_laplacian(self.vertices[self.used], local.reshape(-1, 3))
+        self.inner = _grow(self.adjacency, region, 2)
+
+
+def _harmonic_fill(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian) -> np.ndarray:
+    """values (V, 3) with the free vertices' (V,) bool replaced by the harmonic interpolation of the rest."""
+    used, laplacian = lap.rows(free)
+    local_free = free[used]
+    f_loc, h_loc = np.nonzero(local_free)[0], np.nonzero(~local_free)[0]
+    rows = laplacian[f_loc]
+    l_ff = rows[:, f_loc].tocsc() + 1e-9 * sp.eye(len(f_loc), format="csc")
+    l_fh = rows[:, h_loc].tocsc()
+    cols = np.nonzero(np.diff(l_fh.indptr))[0]
+    held = values[used[h_loc[cols]]].astype(np.float64)
+    out = values.copy()
+    out[used[f_loc]] = spla.splu(l_ff).solve(-(l_fh[:, cols] @ held))
+    return out
+
+
+def _keeps_facing(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(n,) bool: triangles faces (n, 3) of positions moved (V, 3) stay within 75 degrees of their normal on rest
+    (V, 3) and above SOURCE_COLLAPSED of their rest area."""
+    r, m = _normals_rows(rest, faces), _normals_rows(moved, faces)
+    r_len, m_len = np.sqrt(dot_rows(r, r)), np.sqrt(dot_rows(m, m))
+    cos = dot_rows(m, r) / np.maximum(m_len * r_len, 1e-30)
+    return (cos > SOURCE_FACING_COS) & (m_len > SOURCE_COLLAPSED * r_len)
+
+
+def _turned(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(n,) bool: triangles faces (n, 3) of positions moved (V, 3) point against their normal on rest (V, 3)."""
+    return turned_triangles(rest, faces, (moved - rest)[None])[0]
+
+
+def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, source_face: np.ndarray,
+                source_triangles: np.ndarray, source_deltas: np.ndarray, tri: np.ndarray, bary: np.ndarray,
+                surface_distance: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
+    """The template basis (K, V, 3) float32 on the target (vertices (V, 3), faces (F, 3)) with no shape turning a
+    triangle over at weight 1 where the source does not turn its surface: the source is the fitted ICT face
+    source_face (S, 3) with triangles source_triangles and deltas source_deltas (K, S, 3), and each target vertex's
+    closest point on it is (tri (V,), bary (V, 3)), surface_distance (V,) cm away. Runs where more than
+    GUARDED_SHARE of the vertices are off the fitted face (farther than ON_SURFACE_CM). A triangle on the fitted
+    face is turned by the source where its image there is (`SourceImage`); one off it (a feature far smaller or
+    flatter than ICT's) where the harmonic interpolation of the deltas around it (REFERENCE_RINGS rings) turns it
+    too. Triangles touching `held` (V,) bool vertices (geometry spanning a joined
+    opening, which hangs from its rim by design) are left as they are. Returns basis itself, modified in place
+    where anything was turned over."""
+    off_surface = np.asarray(surface_distance) > ON_SURFACE_CM
+    movable = np.ones(len(off_surface), bool) if held is None else ~np.asarray(held, bool)
+    if not (off_surface & movable).mean() > GUARDED_SHARE:
+        return basis
+    v = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64)
+    turned = turned_triangles(v, faces, basis)
+    if held is not None and held.any():
+        turned &= ~held[faces].any(1)[None]
+    shapes = np.nonzero(turned.any(1))[0]
+    if not len(shapes):
+        return basis
+    image = SourceImage(source_face, source_triangles, source_deltas, tri, bary)
+    adjacency = (sparse_adjacency(faces, len(v)) + sp.eye(len(v), format="csr")).tocsr()
+    lap = _LocalLaplacian(v, faces, adjacency)
+    corners = np.zeros(len(v), bool)
+    corners[faces[turned.any(0)].ravel()] = True
+    # one Laplacian around every turned triangle, as far as the fills and references reach
+    lap.rows(_grow(adjacency, corners, FILL_RINGS + MAX_ROUNDS * (MAX_ROUNDS + 1) // 2) & movable)
+
+    for k in shapes:
+        values = basis[k].astype(np.float64)
+        idx = np.nonzero(turned[k])[0]
+        # the deltas around the turned triangles off the fitted face, interpolated (the reference they are judged by)
+        off = off_surface[faces[idx]].any(1)
+        reference = values
+        if off.any():
+            around = np.zeros(len(v), bool)
+            around[faces[idx[off]].ravel()] = True
+            reference = _harmonic_fill(values, _grow(adjacency, around, REFERENCE_RINGS) & movable, lap)
+
+        def unexplained(tris: np.ndarray) -> np.ndarray:
+            """The turned triangles tris (n,) under shape k that neither the source nor the deltas around them
+            turn."""
+            tris = tris[movable[faces[tris]].all(1)]
+            on = ~off_surface[faces[tris]].any(1)
+            out = np.zeros(len(tris), bool)
+            out[on] = image.keeps_facing(k, faces[tris[on]])
+            out[~on] = _keeps_facing(v, v + reference, faces[tris[~on]])
+            return tris[out]
+
+        folded = unexplained(idx)
+        if not len(folded):
+            continue
+        free = np.zeros(len(v), bool)
+        free[faces[folded].ravel()] = True
+        free = _grow(adjacency, free, FILL_RINGS) & movable
+        best, best_count = None, len(folded)
+        for round_ in range(MAX_ROUNDS):
+            harmonic = _harmonic_fill(values, free, lap)
+            near = np.nonzero(free[faces].any(1))[0]
+            for keep in KEEP_SHARES:            # as much of the shape's own deltas as leaves nothing turned
+                filled = harmonic + keep * (values - harmonic)
+                still = near[_turned(v, v + filled, faces[near])]
+                still = unexplained(still) if len(still) else still
+                if len(still) < best_count:
+                    best, best_count = filled, len(still)
+                if not len(still):
+                    break
+            if best_count == 0:
+                break
+            seeds = np.zeros(len(v), bool)
+            seeds[faces[still].ravel()] = True
+            free |= _grow(adjacency, seeds, FILL_RINGS + round_ + 1) & movable
+        if best is not None:       # the fill that leaves the fewest turned over
+            basis[k] = best
+    return basis
