@@ -12,7 +12,7 @@ def test_shipped_arrays_equal_a_fresh_computation():
         shipped = {name: data[name] for name in data.files}
     fresh = ict_derived.fresh()
     assert sorted(shipped) == sorted(fresh)
-    assert {"face_search_order", "neck_loop", "opening_sides_mouth", "opening_sides_eye_L",
+    assert {"alignment_region_axes", "face_search_order", "neck_loop", "opening_sides_mouth", "opening_sides_eye_L",
             "opening_sides_eye_R"} <= set(shipped)
     for name, array in fresh.items():
         assert shipped[name].dtype == array.dtype, name

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
+from nfs.geometry.kdtree import query as kd_query
 from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows, norm_rows, row_norms, triangle_normals
 from nfs.progress import checkpoint
 
@@ -84,7 +85,6 @@ def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: n
 
 
 INCOMPATIBLE_PENALTY = 1e6   # added to the distance of a candidate triangle that faces the wrong way
-PARALLEL_QUERY_POINTS = 10_000   # closest points of this many points or more query their candidates on every core
 
 
 def vertex_face_table(faces: np.ndarray, n_vertices: int) -> np.ndarray:
@@ -121,8 +121,7 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     if table is None:                    # vertex -> incident faces (padded table)
         table = vertex_face_table(f, len(v))
     k = min(k_candidates, len(v))
-    # a second query thread only for a large query: starting it costs more than a few thousand queries take
-    nn_dist, nn = cKDTree(v).query(p, k=k, workers=-1 if len(p) >= PARALLEL_QUERY_POINTS else 1)
+    nn_dist, nn = kd_query(cKDTree(v), p, k=k)
     nn_dist, nn = nn_dist.reshape(len(p), -1), nn.reshape(len(p), -1)
     # candidate triangles of each point, each once (neighbouring vertices share most of their triangles)
     cand = np.sort(table[nn].reshape(len(p), -1), axis=1)

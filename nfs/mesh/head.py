@@ -24,6 +24,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from nfs.blas_threads import single_blas_thread
+from nfs.geometry.kdtree import query as kd_query
 from nfs.geometry.rotations import rotation_from_vector as _rotation_from_vector
 from nfs.geometry.surface import sample_surface
 from nfs.geometry.triangle_math import triangle_areas
@@ -258,8 +259,7 @@ def _face_distances(cand: Candidates, target: SampledSurface, z: np.ndarray, chu
     out = np.empty((len(cand.scale), len(z)))
     for s in range(0, len(cand.scale), chunk):
         part = cand.take(np.arange(s, min(s + chunk, len(cand.scale))))
-        dist, _ = target.tree.query(part.backward(z), eps=eps, distance_upper_bound=CAP_CM / part.scale.min(),
-                                     workers=-1)
+        dist, _ = kd_query(target.tree, part.backward(z), eps=eps, distance_upper_bound=CAP_CM / part.scale.min())
         out[s:s + len(part.scale)] = np.minimum(dist * part.scale[:, None], CAP_CM)
     return out
 
@@ -275,7 +275,7 @@ def _local_misfit(cand: Candidates, target: SampledSurface, face: _FaceTemplate,
     lo, hi = face.box
     y = cand.forward(target.points[:n])
     inside = ((y > lo) & (y < hi)).all(-1)
-    dist = np.minimum(template.surface.tree.query(y, distance_upper_bound=CAP_CM, workers=-1)[0], CAP_CM)
+    dist = np.minimum(kd_query(template.surface.tree, y, distance_upper_bound=CAP_CM)[0], CAP_CM)
     return (dist * inside).sum(1) / np.maximum(inside.sum(1), 1)
 
 
@@ -284,7 +284,7 @@ def _face_icp(cand: Candidates, target: SampledSurface, face: _FaceTemplate, n_p
     """Trimmed point-to-plane similarity ICP pulling the template face samples onto the target."""
     z, z_normals = face.points[:n_points], face.normals[:n_points]
     for _ in range(iterations):
-        _, idx = target.tree.query(cand.backward(z), eps=eps, workers=-1)
+        _, idx = kd_query(target.tree, cand.backward(z), eps=eps)
         src = target.points[idx]                                   # (K, m, 3) target points
         y = cand.forward(src)
         dist = np.linalg.norm(y - z, axis=-1)

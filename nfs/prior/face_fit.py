@@ -152,7 +152,7 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
         # A c - (omega x q) - tau = q - face(0). (No scale: one-sided, shrinking the points would fit anything;
         # the identity modes carry the face's size.)
         a = np.zeros((len(q), 3, n_modes + n_rigid))
-        a[:, :, :n_modes] = np.einsum("vjck,vj->vck", modes_vck[corners], bary)
+        np.einsum("vjck,vj->vck", modes_vck[corners], bary, out=a[:, :, :n_modes])
         if rigid:
             qx = np.zeros((len(q), 3, 3))                     # [q]x omega = q x omega = -(omega x q)
             qx[:, 0, 1], qx[:, 0, 2], qx[:, 1, 2] = -q[:, 2], q[:, 1], -q[:, 0]
@@ -167,8 +167,13 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
         # a point whose closest point is on the face's open border (the mouth, the eyes, the cut) and off to the
         # side of it is geometry ICT has no surface for (a mouth or eye modelled closed, a cap, a neck): no pull
         w = np.where(beyond_border(q, face, faces, tri, bary, normal), 0.0, w)[:, None]
-        rows = np.concatenate([np.einsum("vc,vck->vk", normal, a) * w,
-                               np.sqrt(point_weight) * (a * w[:, :, None]).reshape(-1, a.shape[-1])])
+        # the rows [plane rows; point rows], written in place (the products of concatenating them, no copies)
+        rows = np.empty((4 * len(q), a.shape[-1]))
+        np.einsum("vc,vck->vk", normal, a, out=rows[:len(q)])
+        rows[:len(q)] *= w
+        point_rows = rows[len(q):].reshape(a.shape)
+        np.multiply(a, w[:, :, None], out=point_rows)
+        point_rows *= np.sqrt(point_weight)
         rhs = np.concatenate([np.einsum("vc,vc->v", normal, r) * w[:, 0],
                               np.sqrt(point_weight) * (r * w).reshape(-1)])
         reg = np.zeros(a.shape[-1])
