@@ -2,8 +2,8 @@
 
 Orthographic cameras look down -Z at a FIXED box in ICT centimetres that holds a whole ICT head, so
 images of different meshes line up pixel for pixel. Triangles are rasterized in batches grouped by
-their pixel bounding-box size (no per-pixel or per-triangle Python loop); the nearest fragment per
-pixel wins via a depth sort.
+their pixel bounding-box size (no per-pixel or per-triangle Python loop), each over the pixels of its
+own bounding box; the nearest fragment per pixel wins via a depth sort.
 """
 from __future__ import annotations
 
@@ -45,27 +45,28 @@ def rasterize(px: np.ndarray, py: np.ndarray, depth: np.ndarray, faces: np.ndarr
     for b in np.unique(bucket[bucket >= 0]):
         side = 1 << int(b)
         tris = np.nonzero(bucket == b)[0]
-        # keep each batch's candidate array to a few million entries
+        # keep each batch's candidate pixels to a few million
         per_batch = max(1, 4_000_000 // (side * side))
-        dj, di = np.meshgrid(np.arange(side), np.arange(side))
-        dj, di = dj.ravel(), di.ravel()
         for start in range(0, len(tris), per_batch):
             t = tris[start:start + per_batch]
-            jj = j0[t, None] + dj[None, :]
-            ii = i0[t, None] + di[None, :]
-            ok = (jj <= j1[t, None]) & (ii <= i1[t, None])
+            # the pixels of each triangle's bounding box, triangle by triangle, row by row
+            box_w, box_h = j1[t] - j0[t] + 1, i1[t] - i0[t] + 1
+            count = box_w * box_h
+            owner = np.repeat(np.arange(len(t)), count)
+            at = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+            di, dj = np.divmod(at, box_w[owner])
+            jj, ii = j0[t][owner] + dj, i0[t][owner] + di
             x, y = jj + 0.5, ii + 0.5
-            x0, x1, x2 = (tx[t, k, None] for k in range(3))
-            y0, y1, y2 = (ty[t, k, None] for k in range(3))
-            a = area[t, None]
+            x0, x1, x2 = (tx[t, k][owner] for k in range(3))
+            y0, y1, y2 = (ty[t, k][owner] for k in range(3))
+            a = area[t][owner]
             w0 = ((x1 - x) * (y2 - y) - (x2 - x) * (y1 - y)) / a
             w1 = ((x2 - x) * (y0 - y) - (x0 - x) * (y2 - y)) / a
             w2 = 1.0 - w0 - w1
-            ok &= (w0 >= -1e-7) & (w1 >= -1e-7) & (w2 >= -1e-7)
-            rows, cols = np.nonzero(ok)
-            tri = t[rows]
-            w = np.stack([w0[rows, cols], w1[rows, cols], w2[rows, cols]], axis=1)
-            frag_pix.append(ii[rows, cols] * width + jj[rows, cols])
+            inside = np.nonzero((w0 >= -1e-7) & (w1 >= -1e-7) & (w2 >= -1e-7))[0]
+            tri = t[owner[inside]]
+            w = np.stack([w0[inside], w1[inside], w2[inside]], axis=1)
+            frag_pix.append(ii[inside] * width + jj[inside])
             frag_depth.append((w * tz[tri]).sum(1))
             frag_face.append(tri)
             frag_bary.append(w)

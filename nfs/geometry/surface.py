@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from nfs.geometry.triangle_math import dot_rows, row_norms, triangle_normals
+from nfs.geometry.kdtree import query as kd_query
+from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows, norm_rows, row_norms, triangle_normals
 from nfs.progress import checkpoint
 
 
@@ -120,14 +121,17 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     if table is None:                    # vertex -> incident faces (padded table)
         table = vertex_face_table(f, len(v))
     k = min(k_candidates, len(v))
-    _, nn = cKDTree(v).query(p, k=k, workers=-1)
-    nn = nn.reshape(len(p), -1)
+    nn_dist, nn = kd_query(cKDTree(v), p, k=k)
+    nn_dist, nn = nn_dist.reshape(len(p), -1), nn.reshape(len(p), -1)
     # candidate triangles of each point, each once (neighbouring vertices share most of their triangles)
     cand = np.sort(table[nn].reshape(len(p), -1), axis=1)
     keep = cand >= 0
     keep[:, 1:] &= cand[:, 1:] != cand[:, :-1]
     rows, cols = np.nonzero(keep)
     tris = cand[rows, cols]
+    # without normals, the nearest candidate is found projecting onto fewer triangles (`_nearest_candidates`)
+    bounds = _TriangleBounds(v, f) if point_normals is None and len(rows) > len(f) else None
+    nearest_corner = _nearest_corner(nn, table) if bounds is not None else None
     best_d = np.full(len(p), np.inf)
     best_pt = np.zeros_like(p)
     best_tri = np.zeros(len(p), np.int64)
@@ -137,9 +141,10 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     step = 1 << 18
     for s0 in range(0, len(rows), step):
         r, t = rows[s0:s0 + step], tris[s0:s0 + step]
-        tri = f[t]
-        pt, bc = closest_point_on_triangles(p[r], v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
-        d = np.linalg.norm(pt - p[r], axis=1)
+        if bounds is None:
+            pt, bc, d = _pair_closest_points(p, v, f, r, t)
+        else:
+            r, t, pt, bc, d = bounds.nearest_candidates(p, v, f, r, t, nearest_corner)
         if point_normals is not None:   # incompatible triangles rank after every compatible one
             d = d + INCOMPATIBLE_PENALTY * ((tri_normals[t] * point_normals[r]).sum(1) < min_normal_dot)
         first = _first_minimum_per_run(r, d)
@@ -150,6 +155,76 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     if point_normals is not None:
         best_d = np.linalg.norm(best_pt - p, axis=1)
     return best_pt, best_tri, best_bary, best_d
+
+
+def _pair_closest_points(p: np.ndarray, v: np.ndarray, f: np.ndarray, r: np.ndarray, t: np.ndarray):
+    """Closest points (M, 3), barycentrics (M, 3) and distances (M,) of points p[r] on triangles f[t]."""
+    tri = f[t]
+    pt, bc = closest_point_on_triangles(p[r], v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
+    return pt, bc, np.linalg.norm(pt - p[r], axis=1)
+
+
+def _nearest_corner(nn: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(N,) each point's nearest candidate vertex that is a corner of some triangle (-1 where none is); nn (N, k)
+    the k nearest vertices, nearest first."""
+    has_face = table[nn, 0] >= 0
+    first = np.argmax(has_face, axis=1)
+    return np.where(has_face.any(1), nn[np.arange(len(nn)), first], -1)
+
+
+class _TriangleBounds:
+    """Lower bounds of the distance from a point to each triangle of a mesh (V, 3), (F, 3): a triangle is no
+    nearer to p than |p - c| - r (c the mean of its corners, r the distance from c to its farthest corner) nor
+    than p's distance to its plane."""
+
+    def __init__(self, v: np.ndarray, f: np.ndarray):
+        a, b, c = corner_rows(v, f)                                        # (3, F) each
+        self.centre = (a + b + c) / 3.0
+        self.radius = np.sqrt(np.maximum(np.maximum(dot_rows(a - self.centre, a - self.centre),
+                                                    dot_rows(b - self.centre, b - self.centre)),
+                                         dot_rows(c - self.centre, c - self.centre)))
+        normal = cross_rows(b - a, c - a)
+        length = norm_rows(normal)
+        self.normal = normal / np.where(length > 0, length, np.inf)         # zero for a degenerate triangle
+        self.corner = a
+        # margins over the rounding of the bounds: relative to the distances compared, and to the coordinates
+        self.absolute_margin = 1e-9 * (1.0 + float(np.abs(v).max(initial=0.0)))
+
+    def lower(self, pt: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """(M,) lower bounds of the distance from points pt[:, r] ((3, N) rows) to triangles t (M,)."""
+        q = np.take(pt, r, axis=1)
+        offset = q - np.take(self.centre, t, axis=1)
+        sphere = np.sqrt(dot_rows(offset, offset)) - self.radius[t]
+        plane = np.abs(dot_rows(q - np.take(self.corner, t, axis=1), np.take(self.normal, t, axis=1)))
+        return np.maximum(sphere, plane)
+
+    def nearest_candidates(self, p: np.ndarray, v: np.ndarray, f: np.ndarray, r: np.ndarray, t: np.ndarray,
+                           nearest_corner: np.ndarray):
+        """The (point, candidate triangle) pairs r, t (M,) (sorted by point) less those surely farther than
+        another candidate of the same point, with their closest points, barycentrics and distances: first the
+        triangles around each point's nearest corner (`nearest_corner` (N,)) give each point a distance some
+        candidate reaches, then only the other candidates whose lower bound is not beyond it are projected on.
+        No point's nearest candidate, nor one tied with it, is dropped (the margin covers rounding; NaNs are
+        kept), and every distance is computed as for all pairs, so each point's first nearest candidate is
+        the same. Returns (r, t, points, barycentrics, distances) of the kept pairs, in their order."""
+        first_ring = (f[t] == nearest_corner[r][:, None]).any(1)
+        ring = np.flatnonzero(first_ring)
+        pt1, bc1, d1 = _pair_closest_points(p, v, f, r[ring], t[ring])
+        upper = np.full(len(p), np.inf)
+        np.minimum.at(upper, r[ring], d1)
+        rest = np.flatnonzero(~first_ring)
+        pts = np.ascontiguousarray(p.T)
+        bound = upper[r[rest]]
+        slack = 1e-6 * (bound + self.radius[t[rest]]) + self.absolute_margin
+        rest = rest[~(self.lower(pts, r[rest], t[rest]) > bound + slack)]
+        pt2, bc2, d2 = _pair_closest_points(p, v, f, r[rest], t[rest])
+        kept = np.sort(np.concatenate([ring, rest]))
+        at = np.empty(len(r), np.int64)
+        at[kept] = np.arange(len(kept))
+        pt, bc, d = np.empty((len(kept), 3)), np.empty((len(kept), 3)), np.empty(len(kept))
+        pt[at[ring]], bc[at[ring]], d[at[ring]] = pt1, bc1, d1
+        pt[at[rest]], bc[at[rest]], d[at[rest]] = pt2, bc2, d2
+        return r[kept], t[kept], pt, bc, d
 
 
 def _first_minimum_per_run(runs: np.ndarray, values: np.ndarray) -> np.ndarray:

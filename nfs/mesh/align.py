@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 
 from nfs.blas_threads import single_blas_thread
 from nfs.geometry.fits import umeyama_batch
+from nfs.geometry.kdtree import query as kd_query
 from nfs.geometry.rotations import axis_rotations, axis_to_axis, rotation_angle_deg, rotation_from_vector
 from nfs.geometry.surface import principal_axes, sample_surface
 from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows, norm_rows
@@ -168,10 +169,10 @@ class SampledSurface:
                  upper_bound: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
         """Distance of each query point (..., 3) to the surface (inf beyond upper_bound), and the nearest
         sample index. point_to_plane: use the sample's tangent plane within 2 sample spacings."""
-        dist, idx = self.tree.query(query, distance_upper_bound=upper_bound, workers=-1)
+        dist, idx = kd_query(self.tree, query, distance_upper_bound=upper_bound)
         idx = np.minimum(idx, len(self.points) - 1)
         if point_to_plane:
-            plane = np.abs(((query - self.points[idx]) * self.normals[idx]).sum(-1))
+            plane = np.abs(_dot_last(query - self.points[idx], self.normals[idx]))
             dist = np.where(dist < 2 * self.spacing, plane, dist)
         return dist, idx
 
@@ -193,22 +194,37 @@ class AlignmentTemplate:
 def alignment_template() -> AlignmentTemplate:
     """The ICT neutral skin prepared for matching, shared by the alignment and the head search."""
     from nfs.ict import load_ict
+    from nfs.ict_derived import derived
 
     model = load_ict()
     vertices, faces = model.skin_mesh()
     vertices = vertices.astype(np.float64)
     surface = SampledSurface.build(vertices, faces, 60_000, seed=1)
-    stats, region_axes = {}, {}
+    stats = {}
     for region in TEMPLATE_REGIONS:
         centroid, rms, _ = surface_moments(vertices, model.region_faces(region))
         stats[region] = (centroid, rms)
-        lengths, axes = principal_axes(sample_surface(vertices, model.region_faces(region), 20_000, seed=3)[0])
-        rank = int(np.argmax(_isolation(lengths)))
-        region_axes[region] = (rank, axes[:, rank])
+    axes = derived("alignment_region_axes", region_axes)
+    region_axes_by_name = {region: (int(row[0]), row[1:].copy()) for region, row in zip(TEMPLATE_REGIONS, axes)}
     sparse, sparse_normals, sparse_faces = sample_surface(vertices, faces, 4000, seed=2, return_faces=True)
     sparse_in_face = (faces[sparse_faces] < model.region_vertex_count("narrow_face")).all(1)
     return AlignmentTemplate(surface, surface.prefix(TEMPLATE_COARSE_SAMPLES), sparse, sparse_normals, sparse_in_face,
-                     stats, region_axes)
+                     stats, region_axes_by_name)
+
+
+def region_axes() -> np.ndarray:
+    """(len(TEMPLATE_REGIONS), 4) per template region: the rank of its most distinct principal axis (of 20,000
+    surface samples) and that axis (3,) (shipped, `nfs.ict_derived`)."""
+    from nfs.ict import load_ict
+
+    model = load_ict()
+    vertices = model.skin_mesh()[0].astype(np.float64)
+    out = np.zeros((len(TEMPLATE_REGIONS), 4))
+    for i, region in enumerate(TEMPLATE_REGIONS):
+        lengths, axes = principal_axes(sample_surface(vertices, model.region_faces(region), 20_000, seed=3)[0])
+        rank = int(np.argmax(_isolation(lengths)))
+        out[i] = (rank, *axes[:, rank])
+    return out
 
 
 def _isolation(lengths: np.ndarray) -> np.ndarray:
@@ -267,9 +283,16 @@ def plane_step(cand: Candidates, y: np.ndarray, q: np.ndarray, n: np.ndarray, w:
     y: (K, N, 3) transformed source points, q: (K, N, 3) matches, n: (K, N, 3) unit normals at q, w: (K, N)."""
     centre = (y * w[..., None]).sum(1) / np.maximum(w.sum(1), 1e-12)[:, None]
     lever = y - centre[:, None]
-    # residual r = n.(y - q); d r / d(log-scale, omega, shift) = (n.lever, lever x n, n)
-    jac = np.concatenate([(n * lever).sum(-1, keepdims=True), np.cross(lever, n), n], axis=-1)  # (K, N, 7)
-    res = ((y - q) * n).sum(-1)
+    # residual r = n.(y - q); d r / d(log-scale, omega, shift) = (n.lever, lever x n, n), written out per
+    # coordinate (the products and sums of `np.cross` and `.sum(-1)`, so the same bits, several times faster)
+    jac = np.empty(lever.shape[:-1] + (7,))                                                  # (K, N, 7)
+    jac[..., 0] = _dot_last(lever, n)
+    (l0, l1, l2), (n0, n1, n2) = _coordinates(lever), _coordinates(n)
+    jac[..., 1] = l1 * n2 - l2 * n1
+    jac[..., 2] = l2 * n0 - l0 * n2
+    jac[..., 3] = l0 * n1 - l1 * n0
+    jac[..., 4:] = n
+    res = _dot_last(y - q, n)
     weighted_t = (jac * w[..., None]).transpose(0, 2, 1)
     hess = weighted_t @ jac
     grad = (weighted_t @ res[..., None])[..., 0]
@@ -282,6 +305,17 @@ def plane_step(cand: Candidates, y: np.ndarray, q: np.ndarray, n: np.ndarray, w:
     rotation = turn @ cand.rotation
     translation = grow[:, None] * np.einsum("kij,kj->ki", turn, cand.translation - centre) + centre + step[:, 4:]
     return Candidates(scale, rotation, translation, cand.symmetric, cand.scale_bounds)
+
+
+def _coordinates(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three coordinates of points (..., 3), each (...)."""
+    return x[..., 0], x[..., 1], x[..., 2]
+
+
+def _dot_last(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(...) dot products of x and y (..., 3) over the last axis: `(x * y).sum(-1)`'s products and sums."""
+    (x0, x1, x2), (y0, y1, y2) = _coordinates(x), _coordinates(y)
+    return x0 * y0 + x1 * y1 + x2 * y2
 
 
 def _trim_weights(dist: np.ndarray, keep_fraction: float) -> np.ndarray:
@@ -301,7 +335,7 @@ def _icp(cand: Candidates, target: SampledSurface, n_target: int, template: Alig
     z_normals = template.sparse_normals[:n_template]
     for _ in range(iterations):
         y = cand.forward(x)                                       # (K, n, 3) in ICT
-        dist, idx = surface.tree.query(y, eps=eps, workers=-1)
+        dist, idx = kd_query(surface.tree, y, eps=eps)
         match, normal = surface.points[idx], surface.normals[idx]
         weight = _trim_weights(dist, keep_fraction)
         src, dst = np.broadcast_to(x, y.shape), match
@@ -329,7 +363,7 @@ def _reverse_matches(cand: Candidates, target: SampledSurface, z: np.ndarray, ke
     index = np.zeros((len(cand.scale), len(z)), np.int64)
     sym = np.nonzero(cand.symmetric)[0]
     both = cand.take(sym)
-    dist, idx = target.tree.query(both.backward(z), eps=eps, workers=-1,
+    dist, idx = kd_query(target.tree, both.backward(z), eps=eps,
                                   distance_upper_bound=REVERSE_CAP_CM / both.scale.min())
     found = idx < len(target.points)
     dist = np.where(found, dist * both.scale[:, None], REVERSE_CAP_CM)   # cm

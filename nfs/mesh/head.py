@@ -24,6 +24,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from nfs.blas_threads import single_blas_thread
+from nfs.geometry.kdtree import query as kd_query
 from nfs.geometry.rotations import rotation_from_vector as _rotation_from_vector
 from nfs.geometry.surface import sample_surface
 from nfs.geometry.triangle_math import triangle_areas
@@ -66,22 +67,47 @@ class _FaceTemplate:
     neck_down: np.ndarray   # (3,) unit normal of the cut plane pointing away from the head
 
 
+def _face_samples() -> tuple[np.ndarray, np.ndarray]:
+    """(4000, 3) random samples of the ICT narrow face (cm, float64) and their normals, in the order drawn."""
+    from nfs.ict import load_ict
+
+    model = load_ict()
+    return sample_surface(model.skin_mesh()[0].astype(np.float64), model.region_faces("narrow_face"),
+                          4000, seed=5)
+
+
+def face_search_order() -> np.ndarray:
+    """(4000,) the order of `_face_samples` whose prefixes the search uses spread over the whole face (farthest
+    point first; shipped, `nfs.ict_derived`)."""
+    return _farthest_first(_face_samples()[0], SCORE_POINTS)
+
+
+def neck_loop_indices() -> np.ndarray:
+    """Vertex indices of the ICT skin's lowest boundary loop, the neck (shipped, `nfs.ict_derived`)."""
+    from nfs.ict import load_ict
+
+    model = load_ict()
+    vertices, faces = model.skin_mesh()
+    return _neck_loop(vertices.astype(np.float64), faces)
+
+
 @functools.lru_cache(maxsize=1)
 def _face_template() -> _FaceTemplate:
     from nfs.ict import load_ict
+    from nfs.ict_derived import derived
 
     model = load_ict()
     vertices, faces = model.skin_mesh()
     vertices = vertices.astype(np.float64)
     face_faces = model.region_faces("narrow_face")
-    points, normals = sample_surface(vertices, face_faces, 4000, seed=5)
-    order = _farthest_first(points, SCORE_POINTS)    # the prefixes the search uses spread over the whole face
+    points, normals = _face_samples()
+    order = derived("face_search_order", face_search_order)
     points, normals = points[order], normals[order]
     centroid, rms, _ = surface_moments(vertices, face_faces)
     near_axis = np.linalg.norm(points[:, :2] - centroid[:2], axis=1) < 2.0
     anchor = np.array([centroid[0], centroid[1], np.median(points[near_axis, 2])])
     lo, hi = points.min(0) - 2.0, points.max(0) + 2.0
-    neck = _neck_loop(vertices, faces)
+    neck = vertices[derived("neck_loop", neck_loop_indices)]
     down = np.linalg.svd(neck - neck.mean(0))[2][2]
     if down @ (neck.mean(0) - vertices.mean(0)) < 0:
         down = -down
@@ -106,14 +132,14 @@ def _farthest_first(points: np.ndarray, count: int | None = None) -> np.ndarray:
 
 
 def _neck_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(n, 3) vertices of the template's lowest boundary loop (the neck)."""
+    """(n,) indices of the template's vertices on its lowest boundary loop (the neck)."""
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
     uniq, count = np.unique(edges, axis=0, return_counts=True)
     boundary = uniq[count == 1]
     labels, _ = face_components(len(vertices), np.concatenate([boundary, boundary[:, :1]], axis=1))
     on_boundary = np.unique(boundary)
     lowest = min(np.unique(labels[on_boundary]), key=lambda lab: vertices[on_boundary[labels[on_boundary] == lab], 1].mean())
-    return vertices[on_boundary[labels[on_boundary] == lowest]]
+    return on_boundary[labels[on_boundary] == lowest]
 
 
 # ----------------------------------------------------------------------------- the face search
@@ -233,8 +259,7 @@ def _face_distances(cand: Candidates, target: SampledSurface, z: np.ndarray, chu
     out = np.empty((len(cand.scale), len(z)))
     for s in range(0, len(cand.scale), chunk):
         part = cand.take(np.arange(s, min(s + chunk, len(cand.scale))))
-        dist, _ = target.tree.query(part.backward(z), eps=eps, distance_upper_bound=CAP_CM / part.scale.min(),
-                                     workers=-1)
+        dist, _ = kd_query(target.tree, part.backward(z), eps=eps, distance_upper_bound=CAP_CM / part.scale.min())
         out[s:s + len(part.scale)] = np.minimum(dist * part.scale[:, None], CAP_CM)
     return out
 
@@ -250,7 +275,7 @@ def _local_misfit(cand: Candidates, target: SampledSurface, face: _FaceTemplate,
     lo, hi = face.box
     y = cand.forward(target.points[:n])
     inside = ((y > lo) & (y < hi)).all(-1)
-    dist = np.minimum(template.surface.tree.query(y, distance_upper_bound=CAP_CM, workers=-1)[0], CAP_CM)
+    dist = np.minimum(kd_query(template.surface.tree, y, distance_upper_bound=CAP_CM)[0], CAP_CM)
     return (dist * inside).sum(1) / np.maximum(inside.sum(1), 1)
 
 
@@ -259,7 +284,7 @@ def _face_icp(cand: Candidates, target: SampledSurface, face: _FaceTemplate, n_p
     """Trimmed point-to-plane similarity ICP pulling the template face samples onto the target."""
     z, z_normals = face.points[:n_points], face.normals[:n_points]
     for _ in range(iterations):
-        _, idx = target.tree.query(cand.backward(z), eps=eps, workers=-1)
+        _, idx = kd_query(target.tree, cand.backward(z), eps=eps)
         src = target.points[idx]                                   # (K, m, 3) target points
         y = cand.forward(src)
         dist = np.linalg.norm(y - z, axis=-1)

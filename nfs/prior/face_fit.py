@@ -43,6 +43,21 @@ def _pose_deltas() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return idx, deltas[idx].astype(np.float64), lo, hi
 
 
+@functools.lru_cache(maxsize=2)
+def _fit_modes(rest_pose: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What every fit works with, built once: the fitted modes (M, S, 3) float64 (the 100 identity modes, then
+    with `rest_pose` REST_POSE_BOUNDS' expression shapes), the same as (S, 3, M) (gathered per closest point) and
+    the skin's vertex -> faces table. Read-only."""
+    mean, faces, _, identity = skin_template()
+    if rest_pose:
+        identity = np.concatenate([identity, _pose_deltas()[1]])
+    modes_vck = np.ascontiguousarray(identity.transpose(1, 2, 0))
+    table = vertex_face_table(faces, len(mean))
+    for a in (identity, modes_vck, table):
+        a.flags.writeable = False
+    return identity, modes_vck, table
+
+
 @dataclass
 class FaceFit:
     """An ICT face fitted to points: coefficients, and the transform q = scale * p @ rotation.T + translation that
@@ -114,19 +129,17 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
     (Points more than 2 mm behind the face were once down-weighted harder, against geometry inside the head; that
     stalled the fit of big identities half-way, while a mouth bag, the case it was for, fits as well without it.)
     """
-    mean, faces, _, identity = skin_template()
+    mean, faces, _, _ = skin_template()
+    identity, modes_vck, table = _fit_modes(bool(rest_pose))
     if rest_pose:
         _, pose_deltas, pose_lo, pose_hi = _pose_deltas()
-        identity = np.concatenate([identity, pose_deltas])
     p = np.asarray(points, np.float64)
     if len(p) > n_points:
         p = p[np.random.default_rng(seed).choice(len(p), n_points, replace=False)]
     n_modes, n_rigid = len(identity), 6 if rigid else 0
-    modes_vck = np.ascontiguousarray(identity.transpose(1, 2, 0))     # (S, 3, modes): gathered per closest point
     fit = FaceFit(np.zeros(n_modes), 1.0, np.eye(3), np.zeros(3))
     n_id = n_modes - (len(pose_deltas) if rest_pose else 0)
     may_stop = max([3] + [until for until, _ in stages])    # convergence counts once every mode is free
-    table = vertex_face_table(faces, len(mean))               # the face's topology: the same every iteration
     for it in range(iterations):
         face = mean + np.tensordot(fit.coeffs, identity, axes=1)
         q = fit.to_model(p)
@@ -139,7 +152,7 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
         # A c - (omega x q) - tau = q - face(0). (No scale: one-sided, shrinking the points would fit anything;
         # the identity modes carry the face's size.)
         a = np.zeros((len(q), 3, n_modes + n_rigid))
-        a[:, :, :n_modes] = np.einsum("vjck,vj->vck", modes_vck[corners], bary)
+        np.einsum("vjck,vj->vck", modes_vck[corners], bary, out=a[:, :, :n_modes])
         if rigid:
             qx = np.zeros((len(q), 3, 3))                     # [q]x omega = q x omega = -(omega x q)
             qx[:, 0, 1], qx[:, 0, 2], qx[:, 1, 2] = -q[:, 2], q[:, 1], -q[:, 0]
@@ -154,8 +167,13 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
         # a point whose closest point is on the face's open border (the mouth, the eyes, the cut) and off to the
         # side of it is geometry ICT has no surface for (a mouth or eye modelled closed, a cap, a neck): no pull
         w = np.where(beyond_border(q, face, faces, tri, bary, normal), 0.0, w)[:, None]
-        rows = np.concatenate([np.einsum("vc,vck->vk", normal, a) * w,
-                               np.sqrt(point_weight) * (a * w[:, :, None]).reshape(-1, a.shape[-1])])
+        # the rows [plane rows; point rows], written in place (the products of concatenating them, no copies)
+        rows = np.empty((4 * len(q), a.shape[-1]))
+        np.einsum("vc,vck->vk", normal, a, out=rows[:len(q)])
+        rows[:len(q)] *= w
+        point_rows = rows[len(q):].reshape(a.shape)
+        np.multiply(a, w[:, :, None], out=point_rows)
+        point_rows *= np.sqrt(point_weight)
         rhs = np.concatenate([np.einsum("vc,vc->v", normal, r) * w[:, 0],
                               np.sqrt(point_weight) * (r * w).reshape(-1)])
         reg = np.zeros(a.shape[-1])

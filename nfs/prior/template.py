@@ -22,8 +22,9 @@ from nfs.geometry.falloff import plateau
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_radially, geodesic_distances,
                                    geodesic_distances_near, grow_within, loop_halves, radial_fill, sparse_adjacency)
-from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh
+from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh, vertex_face_table
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
+from nfs.ict_derived import derived_opening_sides
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
 from nfs.prior.fold_guard import guard_folds
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
@@ -158,7 +159,12 @@ def opening_sides(points: np.ndarray, faces: np.ndarray, face: np.ndarray, close
 @functools.lru_cache(maxsize=1)
 def ict_opening_sides() -> dict[str, np.ndarray]:
     """(S,) int8 side of every ICT skin vertex for each opening (`opening_sides` on the ICT mean skin itself),
-    so that a target and the ICT face are split by one and the same rule."""
+    so that a target and the ICT face are split by one and the same rule (shipped, `nfs.ict_derived`)."""
+    return derived_opening_sides(compute_ict_opening_sides)
+
+
+def compute_ict_opening_sides() -> dict[str, np.ndarray]:
+    """`ict_opening_sides` computed from the ICT model."""
     mean, tf, _, _ = skin_template()
     labels = ict_region_labels()[: len(mean)]
     return {o.name: side for o, side, _, _ in opening_sides(mean, tf, mean, labels, np.zeros(len(mean)))}
@@ -200,16 +206,14 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
             if sign:
                 wrong_side = (side == sign) & (ict_side[nearest] == -sign)
                 redo = wrong_side | ((side == sign) & near & facing_away)
-                allowed = np.nonzero(~(ict_side[tf] == -sign).any(1))[0]
             else:
                 wrong_side = np.zeros(len(q), bool)
                 redo = (side == 0) & near & facing_away & ~off_face
-                allowed = np.arange(len(tf))
             redo = np.nonzero(redo)[0]
             if not len(redo):
                 continue
-            used, sub = np.unique(tf[allowed], return_inverse=True)   # candidates come from used vertices only
-            _, t2, b2, d2 = closest_points_on_mesh(q[redo], face[used], sub.reshape(-1, 3), k_candidates=24,
+            allowed, used, sub, table = _side_triangles(tf, ict_side, sign)
+            _, t2, b2, d2 = closest_points_on_mesh(q[redo], face[used], sub, k_candidates=24, table=table,
                                                    point_normals=normals[redo], min_normal_dot=MIN_NORMAL_DOT)
             # a vertex moved for its normal alone takes the compatible point only about as near as the first (a
             # surface folded against another); farther, it is its own normal that leans (beside a cap, a crease)
@@ -220,6 +224,33 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
     # trusted: clearly on one side, or sitting on the fitted face as tightly as the fit allows
     trusted = ((clear & ~seam) | (dist <= slack_cm)) & ~stretch
     return tri, bary, labels_ict[nearest], seam, stretch, trusted
+
+
+def _side_triangles(tf: np.ndarray, ict_side: np.ndarray, sign: int):
+    """The triangles of tf (F, 3) off the -sign side of an opening (ict_side (S,), `ict_opening_sides`; all of them
+    for sign 0): their indices (A,), the vertices they use (U,), themselves over those vertices (A, 3) and its
+    vertex -> faces table. Kept per opening and sign for the ICT skin (the same for every target)."""
+    skin_faces = skin_template()[1]
+    if tf is skin_faces or (tf.shape == skin_faces.shape and np.array_equal(tf, skin_faces)):
+        for name, side in ict_opening_sides().items():
+            if side is ict_side:
+                return _ict_side_triangles(name, sign)
+    return _compute_side_triangles(tf, ict_side, sign)
+
+
+@functools.lru_cache(maxsize=16)
+def _ict_side_triangles(name: str, sign: int):
+    out = _compute_side_triangles(skin_template()[1], ict_opening_sides()[name], sign)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _compute_side_triangles(tf: np.ndarray, ict_side: np.ndarray, sign: int):
+    allowed = np.nonzero(~(ict_side[tf] == -sign).any(1))[0] if sign else np.arange(len(tf))
+    used, sub = np.unique(tf[allowed], return_inverse=True)        # candidates come from used vertices only
+    sub = sub.reshape(-1, 3)
+    return allowed, used, sub, vertex_face_table(sub, len(used))
 
 
 def _outward_normals(q: np.ndarray, faces: np.ndarray, closest_normals: np.ndarray) -> np.ndarray:

@@ -17,3 +17,4 @@ SHIPPED_MODEL_DIR = RESOURCES / "shipped_model"                     # the traine
 BUILTIN_CLIPS_DIR = RESOURCES / "clips"                             # the built-in clips (assets/clips)
 MEDIAPIPE_DIR = RESOURCES / "mediapipe"                            # MediaPipe face models (Apache-2.0), third_party
 LANDMARK_CORRESPONDENCE_PATH = RESOURCES / "mediapipe_ict.npz"     # 468 landmarks on the ICT skin (nfs/video)
+ICT_DERIVED_PATH = RESOURCES / "ict_derived.npz"                   # arrays derived from ICT (nfs/ict_derived.py)
