@@ -39,14 +39,22 @@ def _normals_rows(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return cross_rows(b - a, c - a)
 
 
+def _gathered_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(n, 3) un-normalised normals of a few triangles faces (n, 3) on points (V, 3) (gathered, no transpose of
+    the whole point array)."""
+    p = points[faces]
+    return np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+
+
 def turned_triangles(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """(K, F) bool: triangle f of faces (F, 3) points against its rest normal on vertices (V, 3) moved by shape
     k of basis (K, V, 3) at weight 1."""
+    vertices = np.asarray(vertices, np.float32)         # a sign test: single precision is plenty
     rest = _normals_rows(vertices, faces)
     rest /= np.maximum(np.sqrt(dot_rows(rest, rest)), 1e-30)
     out = np.zeros((len(basis), len(faces)), bool)
     for k in range(len(basis)):
-        moved = _normals_rows(vertices + basis[k], faces)
+        moved = _normals_rows(vertices + np.asarray(basis[k], np.float32), faces)
         out[k] = dot_rows(moved, rest) < TURNED_COS * np.sqrt(dot_rows(moved, moved))
     return out
 
@@ -83,9 +91,10 @@ class SourceImage:
 def _grow(adjacency: sp.csr_matrix, mask: np.ndarray, rings: int = 1) -> np.ndarray:
     """(V,) bool mask grown by `rings` rings of the mesh whose (V, V) vertex adjacency (with the diagonal) is
     given."""
-    out = mask
+    out = np.array(mask, bool, copy=True)
     for _ in range(rings):
-        out = (adjacency @ out.astype(np.float32)) > 0
+        rows = adjacency[np.nonzero(out)[0]]
+        out[rows.indices] = True
     return out
 
 
@@ -112,8 +121,10 @@ class _LocalLaplacian:
         self.inner = _grow(self.adjacency, region, 2)
 
 
-def _harmonic_fill(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian) -> np.ndarray:
-    """values (V, 3) with the free vertices' (V,) bool replaced by the harmonic interpolation of the rest."""
+def _harmonic_values(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The harmonic interpolation of values (V, 3) on the free vertices (V,) bool from the rest: (their indices
+    (n,), their values (n, 3))."""
     used, laplacian = lap.rows(free)
     local_free = free[used]
     f_loc, h_loc = np.nonzero(local_free)[0], np.nonzero(~local_free)[0]
@@ -122,23 +133,23 @@ def _harmonic_fill(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian) -
     l_fh = rows[:, h_loc].tocsc()
     cols = np.nonzero(np.diff(l_fh.indptr))[0]
     held = values[used[h_loc[cols]]].astype(np.float64)
-    out = values.copy()
-    out[used[f_loc]] = spla.splu(l_ff).solve(-(l_fh[:, cols] @ held))
-    return out
+    return used[f_loc], spla.splu(l_ff).solve(-(l_fh[:, cols] @ held))
 
 
 def _keeps_facing(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(n,) bool: triangles faces (n, 3) of positions moved (V, 3) stay within 75 degrees of their normal on rest
     (V, 3) and above SOURCE_COLLAPSED of their rest area."""
-    r, m = _normals_rows(rest, faces), _normals_rows(moved, faces)
-    r_len, m_len = np.sqrt(dot_rows(r, r)), np.sqrt(dot_rows(m, m))
-    cos = dot_rows(m, r) / np.maximum(m_len * r_len, 1e-30)
+    r, m = _gathered_normals(rest, faces), _gathered_normals(moved, faces)
+    r_len, m_len = np.linalg.norm(r, axis=1), np.linalg.norm(m, axis=1)
+    cos = (m * r).sum(1) / np.maximum(m_len * r_len, 1e-30)
     return (cos > SOURCE_FACING_COS) & (m_len > SOURCE_COLLAPSED * r_len)
 
 
 def _turned(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(n,) bool: triangles faces (n, 3) of positions moved (V, 3) point against their normal on rest (V, 3)."""
-    return turned_triangles(rest, faces, (moved - rest)[None])[0]
+    """(n,) bool: triangles faces (n, 3) of positions moved (V, 3) point against their normal on rest (V, 3)
+    (turned more than acos(TURNED_COS))."""
+    r, m = _gathered_normals(rest, faces), _gathered_normals(moved, faces)
+    return (m * r).sum(1) < TURNED_COS * np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1)
 
 
 def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, source_face: np.ndarray,
@@ -181,16 +192,19 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     # one Laplacian around every turned triangle, as far as the fills and references reach
     lap.rows(_grow(adjacency, corners, FILL_RINGS + MAX_ROUNDS * (MAX_ROUNDS + 1) // 2) & movable)
 
+    incident = sp.csr_matrix((np.ones(faces.size, bool), (faces.ravel(), np.repeat(np.arange(len(faces)), 3))),
+                             shape=(len(v), len(faces)))              # (V, F) the triangles around each vertex
     for k in shapes:
         values = basis[k].astype(np.float64)
         idx = np.nonzero(turned[k])[0]
         # the deltas around the turned triangles off the fitted face, interpolated (the reference they are judged by)
         off = off_surface[faces[idx]].any(1)
-        reference = values
+        reference = v + values              # positions under the interpolated deltas
         if off.any():
             around = np.zeros(len(v), bool)
             around[faces[idx[off]].ravel()] = True
-            reference = _harmonic_fill(values, _grow(adjacency, around, REFERENCE_RINGS) & movable, lap)
+            at, solved = _harmonic_values(values, _grow(adjacency, around, REFERENCE_RINGS) & movable, lap)
+            reference[at] = v[at] + solved
 
         def unexplained(tris: np.ndarray) -> np.ndarray:
             """The turned triangles tris (n,) under shape k that neither the source nor the deltas around them
@@ -199,7 +213,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             on = ~off_surface[faces[tris]].any(1)
             out = np.zeros(len(tris), bool)
             out[on] = image.keeps_facing(k, faces[tris[on]])
-            out[~on] = _keeps_facing(v, v + reference, faces[tris[~on]])
+            out[~on] = _keeps_facing(v, reference, faces[tris[~on]])
             return tris[out]
 
         folded = unexplained(idx)
@@ -208,16 +222,18 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
         free = np.zeros(len(v), bool)
         free[faces[folded].ravel()] = True
         free = _grow(adjacency, free, FILL_RINGS) & movable
+        trial = v + values                  # positions under the shape, the free vertices' rewritten per trial
         best, best_count = None, len(folded)
         for round_ in range(MAX_ROUNDS):
-            harmonic = _harmonic_fill(values, free, lap)
-            near = np.nonzero(free[faces].any(1))[0]
+            at, harmonic = _harmonic_values(values, free, lap)
+            near = np.unique(incident[at].indices)
             for keep in KEEP_SHARES:            # as much of the shape's own deltas as leaves nothing turned
-                filled = harmonic + keep * (values - harmonic)
-                still = near[_turned(v, v + filled, faces[near])]
+                filled = harmonic + keep * (values[at] - harmonic)
+                trial[at] = v[at] + filled
+                still = near[_turned(v, trial, faces[near])]
                 still = unexplained(still) if len(still) else still
                 if len(still) < best_count:
-                    best, best_count = filled, len(still)
+                    best, best_count = (at, filled), len(still)
                 if not len(still):
                     break
             if best_count == 0:
@@ -226,5 +242,5 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             seeds[faces[still].ravel()] = True
             free |= _grow(adjacency, seeds, FILL_RINGS + round_ + 1) & movable
         if best is not None:       # the fill that leaves the fewest turned over
-            basis[k] = best
+            basis[k][best[0]] = best[1]
     return basis
