@@ -29,6 +29,7 @@ MAX_ROUNDS = 4             # fills per shape, each grown wider around the triang
 LAPLACIAN_MARGIN = 3       # rings of the mesh kept around the free vertices for their Laplacian rows
 ON_SURFACE_CM = 0.1        # a target vertex this near its closest point on the fitted face is on it
 GUARDED_SHARE = 0.02       # the guard runs on heads with more than this share of vertices off the fitted face
+RIM_RINGS = 2              # rings around the pinned rims (the eyes') that keep their own deltas too
 REFERENCE_RINGS = 3        # rings of deltas a triangle off the fitted face is judged by
 
 
@@ -142,7 +143,8 @@ def _turned(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarra
 
 def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, source_face: np.ndarray,
                 source_triangles: np.ndarray, source_deltas: np.ndarray, tri: np.ndarray, bary: np.ndarray,
-                surface_distance: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
+                surface_distance: np.ndarray, held: np.ndarray | None = None,
+                pinned: np.ndarray | None = None) -> np.ndarray:
     """The template basis (K, V, 3) float32 on the target (vertices (V, 3), faces (F, 3)) with no shape turning a
     triangle over at weight 1 where the source does not turn its surface: the source is the fitted ICT face
     source_face (S, 3) with triangles source_triangles and deltas source_deltas (K, S, 3), and each target vertex's
@@ -151,22 +153,28 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     face is turned by the source where its image there is (`SourceImage`); one off it (a feature far smaller or
     flatter than ICT's) where the harmonic interpolation of the deltas around it (REFERENCE_RINGS rings) turns it
     too. Triangles touching `held` (V,) bool vertices (geometry spanning a joined
-    opening, which hangs from its rim by design) are left as they are. Returns basis itself, modified in place
+    opening, which hangs from its rim by design) are left as they are; `pinned` (V,) bool vertices (the rims of the
+    eyes) and RIM_RINGS rings around them keep their deltas. Returns basis itself, modified in place
     where anything was turned over."""
     off_surface = np.asarray(surface_distance) > ON_SURFACE_CM
-    movable = np.ones(len(off_surface), bool) if held is None else ~np.asarray(held, bool)
-    if not (off_surface & movable).mean() > GUARDED_SHARE:
+    held = np.zeros(len(off_surface), bool) if held is None else np.asarray(held, bool)
+    if not (off_surface & ~held).mean() > GUARDED_SHARE:
         return basis
     v = np.asarray(vertices, np.float64)
     faces = np.asarray(faces, np.int64)
     turned = turned_triangles(v, faces, basis)
-    if held is not None and held.any():
+    if held.any():
         turned &= ~held[faces].any(1)[None]
     shapes = np.nonzero(turned.any(1))[0]
     if not len(shapes):
         return basis
     image = SourceImage(source_face, source_triangles, source_deltas, tri, bary)
     adjacency = (sparse_adjacency(faces, len(v)) + sp.eye(len(v), format="csr")).tocsr()
+    # the rims of the head's eyes and RIM_RINGS rings around them keep their own deltas: a lid's front edge, a ring
+    # or two off ICT's rim, carries how far it closes (filled, an anime head's lids stopped 1.9 mm short of closing)
+    movable = ~held
+    if pinned is not None and pinned.any():
+        movable &= ~_grow(adjacency, np.asarray(pinned, bool), RIM_RINGS)
     lap = _LocalLaplacian(v, faces, adjacency)
     corners = np.zeros(len(v), bool)
     corners[faces[turned.any(0)].ravel()] = True
@@ -187,7 +195,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
         def unexplained(tris: np.ndarray) -> np.ndarray:
             """The turned triangles tris (n,) under shape k that neither the source nor the deltas around them
             turn."""
-            tris = tris[movable[faces[tris]].all(1)]
+            tris = tris[~held[faces[tris]].any(1)]
             on = ~off_surface[faces[tris]].any(1)
             out = np.zeros(len(tris), bool)
             out[on] = image.keeps_facing(k, faces[tris[on]])

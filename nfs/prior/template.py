@@ -316,8 +316,13 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     if fold_guard and fit_identity and faces is not None and len(faces):
         closest = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
         off_by = np.linalg.norm(q - closest, axis=1)
+        eye_rims = np.zeros(len(q), bool)
+        for name in ("eye_L", "eye_R"):
+            loop = matching_loop(q, boundary_loops(np.asarray(faces, np.int64)), face, ict_opening_loops()[name])
+            if loop is not None:
+                eye_rims[loop] = True
         out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
-                          held=stretch)
+                          held=stretch, pinned=eye_rims)
     return out
 
 
