@@ -323,6 +323,34 @@ def test_closest_points_on_mesh_match_brute_force():
     assert np.allclose(pts, np.einsum("ni,nic->nc", bary, v[f[tri]]), atol=1e-9)
 
 
+@pytest.mark.parametrize("case", ["sphere", "grid_ties", "isolated_vertices"])
+def test_closest_points_on_mesh_skip_only_farther_triangles(case, monkeypatch):
+    """The candidates dropped by their lower bounds (`_TriangleBounds`) change nothing: every output bit for bit
+    as projecting each point onto all its candidates, also where points are equally near two triangles (a flat
+    grid, points on its vertices and edges) and where vertices without triangles are among the nearest."""
+    import nfs.geometry.surface as surface
+    rng = np.random.default_rng(7)
+    if case == "sphere":
+        sphere = trimesh.creation.icosphere(subdivisions=3)
+        v, f = np.array(sphere.vertices) * rng.uniform(0.9, 1.1, (len(sphere.vertices), 1)), np.asarray(sphere.faces)
+        p = rng.standard_normal((3000, 3)) * 0.7
+    else:
+        g = np.stack(np.meshgrid(np.arange(12.0), np.arange(12.0)), -1).reshape(-1, 2)
+        v = np.c_[g, np.zeros(len(g))]
+        idx = np.arange(144).reshape(12, 12)
+        a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+        f = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+        p = np.c_[rng.integers(0, 23, (2000, 2)) / 2.0, rng.integers(-2, 3, 2000) / 4.0]
+        if case == "isolated_vertices":
+            v = np.concatenate([v, np.c_[rng.uniform(0, 11, (300, 2)), rng.uniform(-0.1, 0.1, 300)]])
+    pruned = closest_points_on_mesh(p, v, f)
+    assert surface._TriangleBounds is not None
+    monkeypatch.setattr(surface, "_TriangleBounds", lambda *args: None)       # every candidate projected on
+    everything = closest_points_on_mesh(p, v, f)
+    for got, want in zip(pruned, everything):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_embedding_of_a_decimated_skin_interpolates_linear_fields(skin, decimated):
     v, f = skin
     vd, fd = decimated

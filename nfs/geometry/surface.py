@@ -129,7 +129,7 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     keep[:, 1:] &= cand[:, 1:] != cand[:, :-1]
     rows, cols = np.nonzero(keep)
     tris = cand[rows, cols]
-    # without normals, the nearest candidate is found projecting onto fewer triangles (`_nearest_candidates`)
+    # without normals, the nearest candidate is found projecting onto fewer triangles (`_TriangleBounds`)
     bounds = _TriangleBounds(v, f) if point_normals is None and len(rows) > len(f) else None
     nearest_corner = _nearest_corner(nn, table) if bounds is not None else None
     best_d = np.full(len(p), np.inf)

@@ -15,7 +15,7 @@ from nfs.blas_threads import single_blas_thread
 from nfs.geometry.openings import boundary_loops
 from nfs.geometry.rotations import rotation_from_vector
 from nfs.geometry.surface import closest_points_on_mesh, vertex_face_table
-from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, load_ict
+from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION, N_IDENTITY, load_ict
 
 # Expression shapes fitted with the identity to the target's rest pose, with their bounds: a mouth modelled
 # slightly open (lip slit) fits jawOpen > 0, eyes modelled wide open fit eyeBlink < 0, so that closest points are
@@ -26,21 +26,35 @@ REST_POSE_BOUNDS = {"jawOpen": (0.0, 0.5), "eyeBlink_L": (-0.6, 0.0), "eyeBlink_
 
 @functools.lru_cache(maxsize=1)
 def skin_template():
-    """ICT mean skin (S, 3) cm float64, its faces, expression deltas (53, S, 3) and identity deltas (100, S, 3)."""
+    """ICT mean skin (S, 3) cm float64, its faces, expression deltas (53, S, 3) and identity deltas (100, S, 3)
+    float64 (read-only: the first modes of `_fitted_modes`)."""
     ict = load_ict()
     v, f = ict.skin_mesh()
     s = ict.skin_count
     return (v.astype(np.float64), np.asarray(f, np.int64), ict.expression_deltas[:, :s],
-            ict.identity_deltas[:, :s].astype(np.float64))
+            _fitted_modes()[:N_IDENTITY])
+
+
+@functools.lru_cache(maxsize=1)
+def _fitted_modes() -> np.ndarray:
+    """(100 + P, S, 3) float64, read-only: the ICT identity modes on the skin, then the deltas of
+    REST_POSE_BOUNDS' expression shapes, in one array (the fit's modes without a copy)."""
+    ict = load_ict()
+    s = ict.skin_count
+    idx = [EXPRESSION_NAMES.index(n) for n in REST_POSE_BOUNDS]
+    out = np.empty((N_IDENTITY + len(idx), s, 3))
+    out[:N_IDENTITY] = ict.identity_deltas[:, :s]
+    out[N_IDENTITY:] = ict.expression_deltas[idx, :s]
+    out.setflags(write=False)
+    return out
 
 
 @functools.lru_cache(maxsize=1)
 def _pose_deltas() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Indices (P,) of the rest-pose shapes, their deltas (P, S, 3) float64 and bounds (P,), (P,)."""
-    _, _, deltas, _ = skin_template()
     idx = np.array([EXPRESSION_NAMES.index(n) for n in REST_POSE_BOUNDS])
     lo, hi = np.array(list(REST_POSE_BOUNDS.values()), np.float64).T
-    return idx, deltas[idx].astype(np.float64), lo, hi
+    return idx, _fitted_modes()[N_IDENTITY:], lo, hi
 
 
 @functools.lru_cache(maxsize=2)
@@ -48,12 +62,11 @@ def _fit_modes(rest_pose: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What every fit works with, built once: the fitted modes (M, S, 3) float64 (the 100 identity modes, then
     with `rest_pose` REST_POSE_BOUNDS' expression shapes), the same as (S, 3, M) (gathered per closest point) and
     the skin's vertex -> faces table. Read-only."""
-    mean, faces, _, identity = skin_template()
-    if rest_pose:
-        identity = np.concatenate([identity, _pose_deltas()[1]])
+    mean, faces, _, _ = skin_template()
+    identity = _fitted_modes() if rest_pose else _fitted_modes()[:N_IDENTITY]
     modes_vck = np.ascontiguousarray(identity.transpose(1, 2, 0))
     table = vertex_face_table(faces, len(mean))
-    for a in (identity, modes_vck, table):
+    for a in (modes_vck, table):
         a.flags.writeable = False
     return identity, modes_vck, table
 
