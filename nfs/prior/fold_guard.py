@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from nfs.geometry.openings import sparse_adjacency
 from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows
@@ -31,6 +33,12 @@ ON_SURFACE_CM = 0.1        # a target vertex this near its closest point on the 
 GUARDED_SHARE = 0.02       # the guard runs on heads with more than this share of vertices off the fitted face
 RIM_RINGS = 2              # rings around the pinned rims (the eyes') that keep their own deltas too
 REFERENCE_RINGS = 3        # rings of deltas a triangle off the fitted face is judged by
+ATTENUATE_FALLOFF = (2.0, 4.0, 8.0)   # radii (in the largest delta's lengths) over which a last-resort
+#                                  attenuation eases out, widest tried last
+DEBUG = False
+ATTENUATE_RADIUS_CM = 3.0
+ATTENUATE_MAX_SHARE = 0.5
+ATTENUATE_STEPS = 7        # bisection steps for the attenuation's strength (1/128 of the shape's deltas)
 
 
 def _normals_rows(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -155,7 +163,7 @@ def _turned(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarra
 def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, source_face: np.ndarray,
                 source_triangles: np.ndarray, source_deltas: np.ndarray, tri: np.ndarray, bary: np.ndarray,
                 surface_distance: np.ndarray, held: np.ndarray | None = None,
-                pinned: np.ndarray | None = None) -> np.ndarray:
+                pinned: np.ndarray | None = None, lid_shapes: tuple = ()) -> np.ndarray:
     """The template basis (K, V, 3) float32 on the target (vertices (V, 3), faces (F, 3)) with no shape turning a
     triangle over at weight 1 where the source does not turn its surface: the source is the fitted ICT face
     source_face (S, 3) with triangles source_triangles and deltas source_deltas (K, S, 3), and each target vertex's
@@ -243,4 +251,114 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             free |= _grow(adjacency, seeds, FILL_RINGS + round_ + 1) & movable
         if best is not None:       # the fill that leaves the fewest turned over
             basis[k][best[0]] = best[1]
+    # the last resort: what no fill mended (and the eyes' bands, which are not filled) is attenuated locally
+    rest_unit = _gathered_normals(v, faces)
+    rest_unit /= np.maximum(np.linalg.norm(rest_unit, axis=1, keepdims=True), 1e-30)
+    for k in shapes:
+        _attenuate_turned(basis[k], v, faces, rest_unit, image, k, adjacency, incident, ~held,
+                          pinned if k in lid_shapes else None)
     return basis
+
+
+def _source_turns(image: SourceImage, k: int, faces: np.ndarray) -> np.ndarray:
+    """(n,) bool: the images of target triangles faces (n, 3) on the source turn over under shape k (past 90
+    degrees, keeping a share of their area: a collapsed image has no direction to judge by)."""
+    verts, local = np.unique(faces, return_inverse=True)
+    local = local.reshape(-1, 3)
+    rest = _normals_rows(image.rest[verts], local)
+    moved = _normals_rows(image.at(k, verts), local)
+    rest_len, moved_len = np.sqrt(dot_rows(rest, rest)), np.sqrt(dot_rows(moved, moved))
+    return (dot_rows(moved, rest) < 0) & (moved_len > SOURCE_COLLAPSED * rest_len)
+
+
+def _turned_facing(rest_unit: np.ndarray, moved: np.ndarray, faces: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(n,) bool: triangles tris (n,) of faces on positions moved (V, 3) point against their unit rest normals
+    rest_unit (F, 3)."""
+    m = _gathered_normals(moved, faces[tris])
+    return (m * rest_unit[tris]).sum(1) < TURNED_COS * np.linalg.norm(m, axis=1)
+
+
+def _attenuate_turned(values: np.ndarray, v: np.ndarray, faces: np.ndarray, rest_unit: np.ndarray,
+                      image: SourceImage, k: int,
+                      adjacency: sp.csr_matrix, incident: sp.csr_matrix, movable: np.ndarray,
+                      pinned: np.ndarray | None) -> None:
+    """Shape k's deltas values (V, 3) (float32, in place) scaled down smoothly about each group of triangles it
+    still turns over (and its source does not): a factor 1 - a * falloff, the falloff 1 on the triangles' corners
+    and a ring around them and easing to 0 over ATTENUATE_FALLOFF rings, a the smallest (bisected) that leaves no
+    triangle there turned. The eyes' rims (`pinned`) keep their deltas: a lid closes as far as it did."""
+    moved = v + values
+    turned = np.nonzero(_turned_facing(rest_unit, moved, faces, np.arange(len(faces))))[0]
+    if not len(turned):
+        return
+    turned = turned[~_source_turns(image, k, faces[turned])]
+    turned = turned[movable[faces[turned]].all(1)]
+    if not len(turned):
+        return
+    scalable = movable.copy()
+    if pinned is not None:
+        scalable &= ~pinned
+    seeds = np.zeros(len(v), bool)
+    seeds[faces[turned].ravel()] = True
+    core = _grow(adjacency, seeds, 1)
+    n_groups, group = connected_components(adjacency[core][:, core], directed=False)
+    core_idx = np.nonzero(core)[0]
+    total = float(np.linalg.norm(values, axis=1).sum())
+    for g in range(n_groups):
+        members = core_idx[group == g]
+        reach = float(np.linalg.norm(values[members], axis=1).max())
+        member_tree = cKDTree(v[members])
+        for widths in ATTENUATE_FALLOFF:
+            radius = min(widths * reach, ATTENUATE_RADIUS_CM)
+            dist, _ = member_tree.query(v, distance_upper_bound=radius)
+            near_v = np.nonzero(np.isfinite(dist))[0]
+            x = np.clip(dist[near_v] / max(radius, 1e-9), 0.0, 1.0)
+            weight_near = 1.0 - x * x * (3.0 - 2.0 * x)          # smoothstep: 1 on the group, 0 a radius away
+            keep = scalable[near_v] & (weight_near > 0)
+            at, weight = near_v[keep], weight_near[keep]
+            if not len(at):
+                break
+            near = np.unique(incident[at].indices)
+            own = values[at].astype(np.float64)
+            trial = v + values
+            others = np.setdiff1d(turned, np.unique(incident[members].indices))  # other groups' to mend
+            near = np.setdiff1d(near, others)
+
+            def still(a: float) -> np.ndarray:
+                trial[at] = v[at] + own * (1.0 - a * weight[:, None])
+                tris = near[_turned_facing(rest_unit, trial, faces, near)]
+                return tris[~_source_turns(image, k, faces[tris])] if len(tris) else tris
+
+            if len(still(1.0)):
+                if DEBUG: print('k', k, 'group', g, 'widths', widths, 'reach', reach, 'at1', len(still(1.0)), 'at0', len(still(0.0)), 'pinned', (~scalable[faces[still(1.0)]]).any(1).sum(), 'nturned', len(turned))
+                continue                  # a wider falloff may mend what this one cannot
+            lo, hi = 0.0, 1.0
+            for _ in range(ATTENUATE_STEPS):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (lo, mid) if not len(still(mid)) else (mid, hi)
+            removed = hi * float((weight * np.linalg.norm(own, axis=1)).sum())
+            if removed > ATTENUATE_MAX_SHARE * total:
+                if DEBUG: print('too much', k, g, widths, hi, removed / total)
+                continue
+            values[at] = (own * (1.0 - hi * weight[:, None])).astype(values.dtype)
+            if DEBUG: print('OK k', k, 'g', g, 'widths', widths, 'reach', round(reach, 2), 'a', hi, 'n', len(at), 'members', len(members))
+            break
+            near = np.unique(incident[at].indices)
+            own = values[at].astype(np.float64)
+            trial = v + values
+            others = np.setdiff1d(turned, np.unique(incident[members].indices))  # other groups' to mend
+            near = np.setdiff1d(near, others)
+
+            def still(a: float) -> np.ndarray:
+                trial[at] = v[at] + own * (1.0 - a * weight[at, None])
+                tris = near[_turned_facing(rest_unit, trial, faces, near)]
+                return tris[~_source_turns(image, k, faces[tris])] if len(tris) else tris
+
+            if len(still(1.0)):
+                if DEBUG: print('k', k, 'group', g, 'falloff', falloff, 'at1', len(still(1.0)), 'at0', len(still(0.0)), 'pinned', (~scalable[faces[still(1.0)]]).any(1).sum(), 'nturned', len(turned))
+                continue                  # a wider falloff may mend what this one cannot
+            lo, hi = 0.0, 1.0
+            for _ in range(ATTENUATE_STEPS):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (lo, mid) if not len(still(mid)) else (mid, hi)
+            values[at] = (own * (1.0 - hi * weight[at, None])).astype(values.dtype)
+            break
