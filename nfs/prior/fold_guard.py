@@ -31,11 +31,12 @@ MAX_ROUNDS = 4             # fills per shape, each grown wider around the triang
 LAPLACIAN_MARGIN = 3       # rings of the mesh kept around the free vertices for their Laplacian rows
 ON_SURFACE_CM = 0.1        # a target vertex this near its closest point on the fitted face is on it
 GUARDED_SHARE = 0.02       # the guard runs on heads with more than this share of vertices off the fitted face
-RIM_RINGS = 2              # rings around the pinned rims (the eyes') that keep their own deltas too
+RIM_RINGS = 2              # rings around the pinned rims (the eyes') that keep their own deltas too in the shapes
+#                            that close the lids
+OTHER_RIM_RINGS = 0        # ... and in the other shapes
 REFERENCE_RINGS = 3        # rings of deltas a triangle off the fitted face is judged by
 ATTENUATE_FALLOFF = (2.0, 4.0, 8.0)   # radii (in the largest delta's lengths) over which a last-resort
 #                                  attenuation eases out, widest tried last
-DEBUG = False
 ATTENUATE_RADIUS_CM = 3.0
 ATTENUATE_MAX_SHARE = 0.5
 ATTENUATE_STEPS = 7        # bisection steps for the attenuation's strength (1/128 of the shape's deltas)
@@ -191,18 +192,21 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     adjacency = (sparse_adjacency(faces, len(v)) + sp.eye(len(v), format="csr")).tocsr()
     # the rims of the head's eyes and RIM_RINGS rings around them keep their own deltas: a lid's front edge, a ring
     # or two off ICT's rim, carries how far it closes (filled, an anime head's lids stopped 1.9 mm short of closing)
-    movable = ~held
-    if pinned is not None and pinned.any():
-        movable &= ~_grow(adjacency, np.asarray(pinned, bool), RIM_RINGS)
+    # the rims of the head's eyes and RIM_RINGS rings around them keep their own deltas in the shapes that close
+    # the lids (lid_shapes); the other shapes keep the rims' deltas only
+    pinned = np.zeros(len(v), bool) if pinned is None else np.asarray(pinned, bool)
+    movable_lids = ~held & ~_grow(adjacency, pinned, RIM_RINGS) if pinned.any() else ~held
+    movable_rest = ~held & ~_grow(adjacency, pinned, OTHER_RIM_RINGS) if pinned.any() else ~held
     lap = _LocalLaplacian(v, faces, adjacency)
     corners = np.zeros(len(v), bool)
     corners[faces[turned.any(0)].ravel()] = True
     # one Laplacian around every turned triangle, as far as the fills and references reach
-    lap.rows(_grow(adjacency, corners, FILL_RINGS + MAX_ROUNDS * (MAX_ROUNDS + 1) // 2) & movable)
+    lap.rows(_grow(adjacency, corners, FILL_RINGS + MAX_ROUNDS * (MAX_ROUNDS + 1) // 2) & movable_rest)
 
     incident = sp.csr_matrix((np.ones(faces.size, bool), (faces.ravel(), np.repeat(np.arange(len(faces)), 3))),
                              shape=(len(v), len(faces)))              # (V, F) the triangles around each vertex
     for k in shapes:
+        movable = movable_lids if k in lid_shapes else movable_rest
         values = basis[k].astype(np.float64)
         idx = np.nonzero(turned[k])[0]
         # the deltas around the turned triangles off the fitted face, interpolated (the reference they are judged by)
@@ -279,24 +283,37 @@ def _turned_facing(rest_unit: np.ndarray, moved: np.ndarray, faces: np.ndarray, 
 
 
 def _attenuate_turned(values: np.ndarray, v: np.ndarray, faces: np.ndarray, rest_unit: np.ndarray,
-                      image: SourceImage, k: int,
-                      adjacency: sp.csr_matrix, incident: sp.csr_matrix, movable: np.ndarray,
-                      pinned: np.ndarray | None) -> None:
-    """Shape k's deltas values (V, 3) (float32, in place) scaled down smoothly about each group of triangles it
-    still turns over (and its source does not): a factor 1 - a * falloff, the falloff 1 on the triangles' corners
-    and a ring around them and easing to 0 over ATTENUATE_FALLOFF rings, a the smallest (bisected) that leaves no
-    triangle there turned. The eyes' rims (`pinned`) keep their deltas: a lid closes as far as it did."""
-    moved = v + values
-    turned = np.nonzero(_turned_facing(rest_unit, moved, faces, np.arange(len(faces))))[0]
+                      image: SourceImage, k: int, adjacency: sp.csr_matrix, incident: sp.csr_matrix,
+                      movable: np.ndarray, pinned: np.ndarray | None) -> None:
+    """Shape k's deltas values (V, 3) (float32, in place) scaled down about the triangles it still turns over at
+    weight 1 (and its source does not), `_attenuate_groups`. The eyes' rims (`pinned`) keep their deltas."""
+    turned = np.nonzero(_turned_facing(rest_unit, v + values, faces, np.arange(len(faces))))[0]
     if not len(turned):
         return
     turned = turned[~_source_turns(image, k, faces[turned])]
     turned = turned[movable[faces[turned]].all(1)]
     if not len(turned):
         return
-    scalable = movable.copy()
-    if pinned is not None:
-        scalable &= ~pinned
+    trial = v + values
+
+    def still(at: np.ndarray, moved_at: np.ndarray, near: np.ndarray) -> np.ndarray:
+        trial[at] = v[at] + moved_at
+        tris = near[_turned_facing(rest_unit, trial, faces, near)]
+        trial[at] = v[at] + values[at]
+        return tris[~_source_turns(image, k, faces[tris])] if len(tris) else tris
+
+    _attenuate_groups(values, v, faces, turned, movable & ~pinned if pinned is not None else movable,
+                      adjacency, incident, still)
+
+
+def _attenuate_groups(values: np.ndarray, v: np.ndarray, faces: np.ndarray, turned: np.ndarray,
+                      scalable: np.ndarray, adjacency: sp.csr_matrix, incident: sp.csr_matrix, still) -> None:
+    """One shape's deltas values (V, 3) (float32, in place) scaled down smoothly about each connected group of
+    triangles turned (n,): a factor 1 - a * falloff, the falloff 1 on the group's corners and a ring around them
+    and easing to 0 (smoothstep) over ATTENUATE_FALLOFF times the group's largest delta (at most
+    ATTENUATE_RADIUS_CM), a the smallest (bisected) for which still(at (m,), deltas there (m, 3), triangles near
+    (n,)) finds none of the triangles near turned, at most ATTENUATE_MAX_SHARE of the shape's motion removed; only
+    scalable (V,) bool vertices change. A group no such attenuation mends is left as it is."""
     seeds = np.zeros(len(v), bool)
     seeds[faces[turned].ravel()] = True
     core = _grow(adjacency, seeds, 1)
@@ -307,58 +324,26 @@ def _attenuate_turned(values: np.ndarray, v: np.ndarray, faces: np.ndarray, rest
         members = core_idx[group == g]
         reach = float(np.linalg.norm(values[members], axis=1).max())
         member_tree = cKDTree(v[members])
+        others = np.setdiff1d(turned, np.unique(incident[members].indices))   # other groups' triangles
         for widths in ATTENUATE_FALLOFF:
             radius = min(widths * reach, ATTENUATE_RADIUS_CM)
             dist, _ = member_tree.query(v, distance_upper_bound=radius)
             near_v = np.nonzero(np.isfinite(dist))[0]
             x = np.clip(dist[near_v] / max(radius, 1e-9), 0.0, 1.0)
-            weight_near = 1.0 - x * x * (3.0 - 2.0 * x)          # smoothstep: 1 on the group, 0 a radius away
-            keep = scalable[near_v] & (weight_near > 0)
-            at, weight = near_v[keep], weight_near[keep]
+            weight = 1.0 - x * x * (3.0 - 2.0 * x)          # smoothstep: 1 on the group, 0 a radius away
+            keep = scalable[near_v] & (weight > 0)
+            at, weight = near_v[keep], weight[keep, None]
             if not len(at):
                 break
-            near = np.unique(incident[at].indices)
+            near = np.setdiff1d(np.unique(incident[at].indices), others)
             own = values[at].astype(np.float64)
-            trial = v + values
-            others = np.setdiff1d(turned, np.unique(incident[members].indices))  # other groups' to mend
-            near = np.setdiff1d(near, others)
-
-            def still(a: float) -> np.ndarray:
-                trial[at] = v[at] + own * (1.0 - a * weight[:, None])
-                tris = near[_turned_facing(rest_unit, trial, faces, near)]
-                return tris[~_source_turns(image, k, faces[tris])] if len(tris) else tris
-
-            if len(still(1.0)):
-                if DEBUG: print('k', k, 'group', g, 'widths', widths, 'reach', reach, 'at1', len(still(1.0)), 'at0', len(still(0.0)), 'pinned', (~scalable[faces[still(1.0)]]).any(1).sum(), 'nturned', len(turned))
+            if len(still(at, own * (1.0 - weight), near)):
                 continue                  # a wider falloff may mend what this one cannot
             lo, hi = 0.0, 1.0
             for _ in range(ATTENUATE_STEPS):
                 mid = 0.5 * (lo + hi)
-                lo, hi = (lo, mid) if not len(still(mid)) else (mid, hi)
-            removed = hi * float((weight * np.linalg.norm(own, axis=1)).sum())
-            if removed > ATTENUATE_MAX_SHARE * total:
-                if DEBUG: print('too much', k, g, widths, hi, removed / total)
+                lo, hi = (lo, mid) if not len(still(at, own * (1.0 - mid * weight), near)) else (mid, hi)
+            if hi * float((weight[:, 0] * np.linalg.norm(own, axis=1)).sum()) > ATTENUATE_MAX_SHARE * total:
                 continue
-            values[at] = (own * (1.0 - hi * weight[:, None])).astype(values.dtype)
-            if DEBUG: print('OK k', k, 'g', g, 'widths', widths, 'reach', round(reach, 2), 'a', hi, 'n', len(at), 'members', len(members))
-            break
-            near = np.unique(incident[at].indices)
-            own = values[at].astype(np.float64)
-            trial = v + values
-            others = np.setdiff1d(turned, np.unique(incident[members].indices))  # other groups' to mend
-            near = np.setdiff1d(near, others)
-
-            def still(a: float) -> np.ndarray:
-                trial[at] = v[at] + own * (1.0 - a * weight[at, None])
-                tris = near[_turned_facing(rest_unit, trial, faces, near)]
-                return tris[~_source_turns(image, k, faces[tris])] if len(tris) else tris
-
-            if len(still(1.0)):
-                if DEBUG: print('k', k, 'group', g, 'falloff', falloff, 'at1', len(still(1.0)), 'at0', len(still(0.0)), 'pinned', (~scalable[faces[still(1.0)]]).any(1).sum(), 'nturned', len(turned))
-                continue                  # a wider falloff may mend what this one cannot
-            lo, hi = 0.0, 1.0
-            for _ in range(ATTENUATE_STEPS):
-                mid = 0.5 * (lo + hi)
-                lo, hi = (lo, mid) if not len(still(mid)) else (mid, hi)
-            values[at] = (own * (1.0 - hi * weight[at, None])).astype(values.dtype)
+            values[at] = (own * (1.0 - hi * weight)).astype(values.dtype)
             break
