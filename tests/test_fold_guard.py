@@ -69,6 +69,25 @@ def test_a_head_on_the_fitted_face_is_left_alone():
     assert np.array_equal(G.guard_folds(*args), before)
 
 
+@pytest.mark.parametrize("closes_lids", [False, True])
+def test_a_fold_beside_an_eye_rim_is_mended_and_the_rim_keeps_its_deltas(closes_lids):
+    """A spike one ring off a pinned rim (an eye's): a shape that does not close the lids is filled up to the rim; one
+    that does keeps the rim and two rings around it, and what still turns over is scaled down there (the last
+    resort). Either way nothing stays turned and the rim keeps its own deltas."""
+    args, mid = _source_and_target(spike_cm=0.6)
+    basis, target, faces = args[0], args[1], args[2]
+    n = int(round(np.sqrt(len(target))))
+    rim = np.zeros(len(target), bool)
+    rim[np.arange(n) + (mid // n + 1) * n] = True               # the grid row next to the spike
+    assert G.turned_triangles(target, faces, basis)[0].any()
+    before = basis.copy()
+    out = G.guard_folds(*args, pinned=rim, lid_shapes=(0,) if closes_lids else ())
+    assert not G.turned_triangles(target, faces, out).any()
+    assert np.array_equal(out[0, rim], before[0, rim])
+    assert np.array_equal(out[1], before[1])
+    assert 0 < abs(out[0, mid, 0]) < abs(before[0, mid, 0])
+
+
 @pytest.fixture(scope="module")
 def ict():
     from nfs.ict import load_ict

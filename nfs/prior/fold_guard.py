@@ -6,7 +6,8 @@ modelled closed) neighbouring vertices receive deltas from points of the face th
 the target turns over at weight 1 where no triangle of the source does. For each shape, such triangles' vertices
 (and a ring around them) get the harmonic interpolation (cotangent Laplacian of the target's rest shape) of the
 deltas around them, blended with as much of their own deltas as leaves nothing turned, grown ring by ring where
-triangles are still turned. The guard runs on heads with a notable share of vertices off the fitted face
+triangles are still turned. What no fill mends is, as a last resort, scaled down smoothly about it (as little as
+leaves nothing turned there: a slightly smaller motion rather than a fold). The guard runs on heads with a notable share of vertices off the fitted face
 (GUARDED_SHARE): where the fitted ICT face matches the head (an ICT head, a remesh, a crop, lips or lids modelled
 closed) the transfer is the source's own deformation and the basis is left bit for bit.
 """
@@ -174,8 +175,9 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     flatter than ICT's) where the harmonic interpolation of the deltas around it (REFERENCE_RINGS rings) turns it
     too. Triangles touching `held` (V,) bool vertices (geometry spanning a joined
     opening, which hangs from its rim by design) are left as they are; `pinned` (V,) bool vertices (the rims of the
-    eyes) and RIM_RINGS rings around them keep their deltas. Returns basis itself, modified in place
-    where anything was turned over."""
+    eyes) keep their deltas, and in the shapes lid_shapes (indices into basis: those that close the lids) RIM_RINGS
+    rings around them too. What no fill mends is attenuated locally (`_attenuate_groups`). Returns basis itself,
+    modified in place where anything was turned over."""
     off_surface = np.asarray(surface_distance) > ON_SURFACE_CM
     held = np.zeros(len(off_surface), bool) if held is None else np.asarray(held, bool)
     if not (off_surface & ~held).mean() > GUARDED_SHARE:
@@ -205,6 +207,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
 
     incident = sp.csr_matrix((np.ones(faces.size, bool), (faces.ravel(), np.repeat(np.arange(len(faces)), 3))),
                              shape=(len(v), len(faces)))              # (V, F) the triangles around each vertex
+    candidates = {k: np.nonzero(turned[k])[0] for k in shapes}     # where the last resort looks
     for k in shapes:
         movable = movable_lids if k in lid_shapes else movable_rest
         values = basis[k].astype(np.float64)
@@ -255,11 +258,12 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             free |= _grow(adjacency, seeds, FILL_RINGS + round_ + 1) & movable
         if best is not None:       # the fill that leaves the fewest turned over
             basis[k][best[0]] = best[1]
+            candidates[k] = np.union1d(candidates[k], incident[best[0]].indices)
     # the last resort: what no fill mended (and the eyes' bands, which are not filled) is attenuated locally
     rest_unit = _gathered_normals(v, faces)
     rest_unit /= np.maximum(np.linalg.norm(rest_unit, axis=1, keepdims=True), 1e-30)
     for k in shapes:
-        _attenuate_turned(basis[k], v, faces, rest_unit, image, k, adjacency, incident, ~held,
+        _attenuate_turned(basis[k], v, faces, rest_unit, image, k, candidates[k], adjacency, incident, ~held,
                           pinned if k in lid_shapes else None)
     return basis
 
@@ -283,11 +287,12 @@ def _turned_facing(rest_unit: np.ndarray, moved: np.ndarray, faces: np.ndarray, 
 
 
 def _attenuate_turned(values: np.ndarray, v: np.ndarray, faces: np.ndarray, rest_unit: np.ndarray,
-                      image: SourceImage, k: int, adjacency: sp.csr_matrix, incident: sp.csr_matrix,
-                      movable: np.ndarray, pinned: np.ndarray | None) -> None:
-    """Shape k's deltas values (V, 3) (float32, in place) scaled down about the triangles it still turns over at
-    weight 1 (and its source does not), `_attenuate_groups`. The eyes' rims (`pinned`) keep their deltas."""
-    turned = np.nonzero(_turned_facing(rest_unit, v + values, faces, np.arange(len(faces))))[0]
+                      image: SourceImage, k: int, candidates: np.ndarray, adjacency: sp.csr_matrix,
+                      incident: sp.csr_matrix, movable: np.ndarray, pinned: np.ndarray | None) -> None:
+    """Shape k's deltas values (V, 3) (float32, in place) scaled down about the triangles among candidates (n,)
+    it still turns over at weight 1 (and its source does not), `_attenuate_groups`. The eyes' rims (`pinned`)
+    keep their deltas."""
+    turned = candidates[_turned_facing(rest_unit, v + values, faces, candidates)]
     if not len(turned):
         return
     turned = turned[~_source_turns(image, k, faces[turned])]

@@ -322,7 +322,8 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
             if loop is not None:
                 eye_rims[loop] = True
         out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
-                          held=stretch, pinned=eye_rims)
+                          held=stretch, pinned=eye_rims,
+                          lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")))
     return out
 
 
