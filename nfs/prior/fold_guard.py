@@ -39,8 +39,9 @@ OTHER_RIM_RINGS = 0        # ... and in the other shapes
 REFERENCE_RINGS = 3        # rings of deltas a triangle off the fitted face is judged by
 ATTENUATE_FALLOFF = (2.0, 4.0, 8.0)   # radii (in the largest delta's lengths) over which a last-resort
 #                                  attenuation eases out, widest tried last
-ATTENUATE_RADIUS_CM = 3.0
-ATTENUATE_MAX_SHARE = 0.5
+ATTENUATE_RADIUS_CM = 1.0  # ... and at most this far (wider took the anime mouth's opening and doubled a
+#                            feature-scaled head's inner-face error)
+ATTENUATE_MAX_SHARE = 0.5  # an attenuation may take at most this share of the shape's motion
 ATTENUATE_STEPS = 7        # bisection steps for the attenuation's strength (1/128 of the shape's deltas)
 
 
