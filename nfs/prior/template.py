@@ -362,6 +362,8 @@ def _opening_loop_deltas(name: str, deltas: np.ndarray, tf: np.ndarray, fit: Fac
 
 
 CAP_FLAT_CM = 0.15   # geometry across the mouth this near the membrane spanned by the face's mouth loop is a cap
+CAP_EDGE_CM = 0.05   # a vertex beside a cap this near its membrane, inside the loop, is the cap's too
+CAP_EDGE_DEPTH = 0.02   # inside the loop: at least this far from it toward the centroid (polar depth s)
 
 
 def hang_caps(basis: np.ndarray, points: np.ndarray, faces: np.ndarray, stretch: np.ndarray, loop: np.ndarray,
@@ -377,7 +379,9 @@ def hang_caps(basis: np.ndarray, points: np.ndarray, faces: np.ndarray, stretch:
 
     basis (53, V, 3) written in place; points (V, 3) in the fitted face's frame (cm); faces (F, 3); stretch (V,)
     bool; loop (L, 3) the fitted face's mouth loop, loop_values (53, L, 3) the deltas there. Returns (V,) bool:
-    the vertices hung."""
+    the vertices hung. Vertices beside a cap that lie on its membrane inside the loop (a scan re-tessellated
+    across where the lips end and the cap begins, `_membrane_grown`) hang with it.
+    """
     hung = np.zeros(len(points), bool)
     centre = loop.mean(0)
     size = float(np.linalg.norm(loop - centre, axis=1).max())
@@ -389,10 +393,34 @@ def hang_caps(basis: np.ndarray, points: np.ndarray, faces: np.ndarray, stretch:
         membrane = (1 - s)[:, None] * (w[:, None] * loop[a] + (1 - w)[:, None] * loop[b]) + s[:, None] * centre
         if np.linalg.norm(points[part] - membrane, axis=1).max() > CAP_FLAT_CM:
             continue
+        part = _membrane_grown(part, points, faces, loop)
+        a, b, w, s = polar_hang(points[part], loop)
         at = w[None, :, None] * loop_values[:, a] + (1 - w)[None, :, None] * loop_values[:, b]
         basis[:, part] = ((1 - s)[None, :, None] * at + s[None, :, None] * mean).astype(basis.dtype)
         hung[part] = True
     return hung
+
+
+def _membrane_grown(part: np.ndarray, points: np.ndarray, faces: np.ndarray, loop: np.ndarray,
+                    max_rings: int = 8) -> np.ndarray:
+    """A cap's vertices (part) with the vertices around it, ring by ring, that sit within CAP_EDGE_CM of the
+    membrane its loop spans and inside the loop (depth above CAP_EDGE_DEPTH)."""
+    region = np.zeros(len(points), bool)
+    region[part] = True
+    centre = loop.mean(0)
+    for _ in range(max_rings):
+        ring = np.zeros(len(points), bool)
+        ring[faces[region[faces].any(1)]] = True
+        idx = np.nonzero(ring & ~region)[0]
+        if not len(idx):
+            break
+        a, b, w, s = polar_hang(points[idx], loop)
+        membrane = (1 - s)[:, None] * (w[:, None] * loop[a] + (1 - w)[:, None] * loop[b]) + s[:, None] * centre
+        on = (s > CAP_EDGE_DEPTH) & (np.linalg.norm(points[idx] - membrane, axis=1) < CAP_EDGE_CM)
+        if not on.any():
+            break
+        region[idx[on]] = True
+    return np.nonzero(region)[0]
 
 
 def _through_warp(deltas: np.ndarray, warp, rest_face: np.ndarray, tf: np.ndarray, tri: np.ndarray,
