@@ -153,10 +153,11 @@ def fit_ict_face(points: np.ndarray, iterations: int = 20, n_points: int = 2000,
     fit = FaceFit(np.zeros(n_modes), 1.0, np.eye(3), np.zeros(3))
     n_id = n_modes - (len(pose_deltas) if rest_pose else 0)
     may_stop = max([3] + [until for until, _ in stages])    # convergence counts once every mode is free
+    tri = None                                          # the last round's nearest triangles: bounds for the next
     for it in range(iterations):
         face = mean + np.tensordot(fit.coeffs, identity, axes=1)
         q = fit.to_model(p)
-        _, tri, bary, dist = closest_points_on_mesh(q, face, faces, table=table)
+        _, tri, bary, dist = closest_points_on_mesh(q, face, faces, table=table, hint=tri)
         corners = faces[tri]
         normal = np.cross(face[corners[:, 1]] - face[corners[:, 0]], face[corners[:, 2]] - face[corners[:, 0]])
         normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
