@@ -126,12 +126,14 @@ def closest_points_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.n
     k = min(k_candidates, len(v))
     nn_dist, nn = kd_query(cKDTree(v), p, k=k)
     nn_dist, nn = nn_dist.reshape(len(p), -1), nn.reshape(len(p), -1)
-    # candidate triangles of each point, each once (neighbouring vertices share most of their triangles)
-    cand = np.sort(table[nn].reshape(len(p), -1), axis=1)
+    # candidate triangles of each point, each once (neighbouring vertices share most of their triangles; sorted as
+    # 32-bit integers where they fit, twice as fast, the same order)
+    cand = table[nn].reshape(len(p), -1)
+    cand = np.sort(cand.astype(np.int32) if len(f) < 2 ** 31 else cand, axis=1)
     keep = cand >= 0
     keep[:, 1:] &= cand[:, 1:] != cand[:, :-1]
     rows, cols = np.nonzero(keep)
-    tris = cand[rows, cols]
+    tris = cand[rows, cols].astype(np.int64)
     # without normals, the nearest candidate is found projecting onto fewer triangles (`_TriangleBounds`)
     bounds = _TriangleBounds(v, f) if point_normals is None and len(rows) > len(f) else None
     nearest_corner = _nearest_corner(nn, table) if bounds is not None else None
