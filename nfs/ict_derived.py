@@ -2,8 +2,8 @@
 first preparation in a fresh process does not spend a few hundred ms deriving them again: the alignment's principal
 axes of the ICT regions, the face search's farthest-first order of its template samples, the ICT neck loop, and
 the side of every ICT skin vertex at the mouth and at each eye. An array the file lacks is computed from the model
-instead. tools/make_ict_derived.py writes the file; tests/test_ict_derived.py checks that every shipped array
-equals a fresh computation."""
+instead. tools/make_ict_derived.py computes them and writes the file; tests/test_ict_derived.py checks that every
+shipped array equals a fresh computation."""
 from __future__ import annotations
 
 import functools
@@ -40,15 +40,4 @@ def derived_opening_sides(compute: Callable[[], dict[str, np.ndarray]]) -> dict[
     out = shipped or compute()
     for side in out.values():
         side.setflags(write=False)
-    return out
-
-
-def fresh() -> dict[str, np.ndarray]:
-    """Every shipped array computed from the ICT model, by name (what tools/make_ict_derived.py writes)."""
-    from nfs.mesh.align import region_axes
-    from nfs.mesh.head import face_search_order, neck_loop_indices
-    from nfs.prior.template import compute_ict_opening_sides
-    out = {"face_search_order": face_search_order(), "neck_loop": neck_loop_indices(),
-           "alignment_region_axes": region_axes()}
-    out.update({OPENING_SIDES_PREFIX + name: side for name, side in compute_ict_opening_sides().items()})
     return out

@@ -8,8 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from nfs.ict_derived import fresh
+from nfs.ict_derived import OPENING_SIDES_PREFIX
 from nfs.resources import ICT_DERIVED_PATH
+
+
+def fresh() -> dict[str, np.ndarray]:
+    """Every shipped array computed from the ICT model, by name."""
+    from nfs.mesh.align import region_axes
+    from nfs.mesh.head import face_search_order, neck_loop_indices
+    from nfs.prior.template import compute_ict_opening_sides
+    out = {"face_search_order": face_search_order(), "neck_loop": neck_loop_indices(),
+           "alignment_region_axes": region_axes()}
+    out.update({OPENING_SIDES_PREFIX + name: side for name, side in compute_ict_opening_sides().items()})
+    return out
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from nfs.geometry.openings import sparse_adjacency
+from nfs.geometry.operators import laplacian_and_mass
 from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows
 
 TURNED_COS = 0.0           # a triangle whose normal has turned past 90 degrees from its rest normal is turned over
@@ -113,11 +114,10 @@ class _LocalLaplacian:
         return self.used, self.laplacian
 
     def _build(self, region: np.ndarray):
-        from nfs.prior.template import _robust_laplacian
         near = _grow(self.adjacency, region, LAPLACIAN_MARGIN + 2)
         part = self.faces[near[self.faces].any(1)]
         self.used, local = np.unique(part, return_inverse=True)
-        self.laplacian = _robust_laplacian(self.vertices[self.used], local.reshape(-1, 3))
+        self.laplacian = laplacian_and_mass(self.vertices[self.used], local.reshape(-1, 3))[0]
         self.inner = _grow(self.adjacency, region, 2)
 
 

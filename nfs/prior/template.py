@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 from nfs.blas_threads import single_blas_thread
 from nfs.geometry.falloff import plateau
 from nfs.geometry.normals import vertex_normals
+from nfs.geometry.operators import laplacian_and_mass
 from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_radially, geodesic_distances,
                                    geodesic_distances_near, grow_within, loop_halves, mask_components,
                                    polar_hang, radial_fill, sparse_adjacency)
@@ -559,14 +560,6 @@ def _grown(faces: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _robust_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
-    """(V, V) cotangent Laplacian of a triangle mesh (`robust_laplacian`: also for non-manifold meshes)."""
-    import robust_laplacian
-
-    laplacian, _ = robust_laplacian.mesh_laplacian(np.asarray(vertices, np.float64), np.asarray(faces, np.int64))
-    return laplacian.tocsr()
-
-
 def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, ambiguous: np.ndarray | None = None,
                     rings: int = 2, keep: np.ndarray | None = None, stretch: np.ndarray | None = None,
                     vertices: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
@@ -613,7 +606,7 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
     used, local_faces = np.unique(part, return_inverse=True)
     local_faces = local_faces.reshape(-1, 3)
     if vertices is not None:
-        laplacian = _robust_laplacian(np.asarray(vertices, np.float64)[used], local_faces)
+        laplacian = laplacian_and_mass(np.asarray(vertices, np.float64)[used], local_faces)[0]
     else:
         adjacency = sparse_adjacency(local_faces, len(used))
         laplacian = (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
