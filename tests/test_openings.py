@@ -215,3 +215,55 @@ def test_big_eyes_are_met_by_a_local_warp_so_a_blink_still_closes_them(ict):
     warped = gap_error_mm(template_expression_basis(m.vertices, faces=m.faces))
     plain = gap_error_mm(template_expression_basis(m.vertices, faces=m.faces, warp_openings=False))
     assert warped < 0.6 and warped < 0.6 * plain, (warped, plain)
+
+
+def test_polar_hang_recovers_a_cap_built_by_shrinking_its_loop():
+    """Points of rings shrunk toward a bent, elongated loop's centroid (as `loop_fill` builds a cap), and points
+    between the ring copies of two loop vertices: `polar_hang` gives back the loop vertices they come from, the
+    blend between them and the depth, so values carried that way are the construction's own."""
+    from nfs.geometry.openings import polar_hang
+    angle = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    loop = np.stack([2.5 * np.cos(angle), 0.4 * np.sin(angle), -0.3 * np.cos(angle) ** 2], 1)   # a mouth's rim
+    centre = loop.mean(0)
+    values = np.random.default_rng(0).standard_normal((5, len(loop), 3))
+    for s_true in (0.0, 0.3, 0.75):
+        for frac in (0.0, 0.4):
+            i = np.arange(len(loop))
+            j = (i + 1) % len(loop)
+            on_loop = (1 - frac) * loop[i] + frac * loop[j]
+            points = (1 - s_true) * on_loop + s_true * centre
+            a, b, w, s = polar_hang(points, loop)
+            assert np.allclose(s, s_true, atol=1e-6)
+            rebuilt = (1 - s)[:, None] * (w[:, None] * loop[a] + (1 - w)[:, None] * loop[b]) + s[:, None] * centre
+            assert np.abs(rebuilt - points).max() < 1e-6
+            carried = (1 - s)[None, :, None] * (w[None, :, None] * values[:, a] + (1 - w)[None, :, None]
+                                                * values[:, b]) + s[None, :, None] * values.mean(1, keepdims=True)
+            truth = (1 - s_true) * ((1 - frac) * values[:, i] + frac * values[:, j]) \
+                + s_true * values.mean(1, keepdims=True)
+            assert np.abs(carried - truth).max() < 1e-6
+
+
+def test_hang_caps_hangs_a_thin_cap_and_leaves_a_bag():
+    """`hang_caps` takes a connected part of the stretch geometry that lies on the membrane a mouth loop spans
+    (a cap across joined lips) and leaves one that hangs deep behind it (a bag)."""
+    from nfs.prior.template import hang_caps
+    angle = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    loop = np.stack([2.5 * np.cos(angle), 0.4 * np.sin(angle), np.zeros_like(angle)], 1)
+    n = len(loop)
+    rings = [loop] + [(1 - s) * loop + s * loop.mean(0) for s in (1 / 3, 2 / 3)]
+    faces = []
+    for r in range(2):
+        for k in range(n):
+            a, b, c, d = r * n + k, r * n + (k + 1) % n, (r + 1) * n + k, (r + 1) * n + (k + 1) % n
+            faces += [[a, b, d], [a, d, c]]
+    faces = np.asarray(faces)
+    values = np.random.default_rng(1).standard_normal((3, n, 3)).astype(np.float32)
+    for depth, hung_expected in ((0.0, True), (1.5, False)):
+        points = np.concatenate([r + np.array([0, 0, -depth * (i > 0)]) for i, r in enumerate(rings)])
+        stretch = np.arange(len(points)) >= n
+        basis = np.zeros((3, len(points), 3), np.float32)
+        hung = hang_caps(basis, points, faces, stretch, loop, values)
+        assert hung[stretch].all() == hung_expected and not hung[~stretch].any()
+        if hung_expected:
+            inner = (1 / 3) * values + (2 / 3) * values.mean(1, keepdims=True)
+            assert np.abs(basis[:, 2 * n:] - inner).max() < 1e-5

@@ -351,6 +351,29 @@ def test_closest_points_on_mesh_skip_only_farther_triangles(case, monkeypatch):
         np.testing.assert_array_equal(got, want)
 
 
+def test_closest_points_on_mesh_hint_changes_nothing():
+    """A hint per point (a fit's previous nearest triangles, random triangles, triangles that are no candidate,
+    -1) only bounds the search: every output bit for bit as without it, also on a grid with ties."""
+    rng = np.random.default_rng(11)
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    v, f = np.array(sphere.vertices) * rng.uniform(0.95, 1.05, (len(sphere.vertices), 1)), np.asarray(sphere.faces)
+    p = rng.standard_normal((3000, 3)) * 0.6
+    plain = closest_points_on_mesh(p, v, f)
+    moved = closest_points_on_mesh(p + rng.normal(0, 0.01, p.shape), v * 1.01, f)[1]      # the last round's
+    for hint in (moved, plain[1], rng.integers(0, len(f), len(p)), np.full(len(p), -1)):
+        for got, want in zip(closest_points_on_mesh(p, v, f, hint=hint), plain):
+            np.testing.assert_array_equal(got, want)
+    g = np.stack(np.meshgrid(np.arange(12.0), np.arange(12.0)), -1).reshape(-1, 2)
+    gv = np.c_[g, np.zeros(len(g))]
+    idx = np.arange(144).reshape(12, 12)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    gf = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+    gp = np.c_[rng.integers(0, 23, (2000, 2)) / 2.0, rng.integers(-2, 3, 2000) / 4.0]
+    plain = closest_points_on_mesh(gp, gv, gf)
+    for got, want in zip(closest_points_on_mesh(gp, gv, gf, hint=rng.integers(0, len(gf), len(gp))), plain):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_embedding_of_a_decimated_skin_interpolates_linear_fields(skin, decimated):
     v, f = skin
     vd, fd = decimated

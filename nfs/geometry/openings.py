@@ -387,6 +387,46 @@ def _side_weights(graph: sp.csr_matrix, n_rim: int, rim_side: np.ndarray, hang: 
     return out[n_rim:]
 
 
+def mask_components(faces: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """The connected parts (vertex indices) of the vertices in mask ((V,) bool) over the mesh's edges (faces (F, 3))."""
+    from scipy.sparse.csgraph import connected_components
+
+    idx = np.nonzero(np.asarray(mask, bool))[0]
+    if not len(idx):
+        return []
+    adj = sparse_adjacency(faces, len(mask))
+    _, label = connected_components(adj[idx][:, idx], directed=False)
+    return [idx[label == c] for c in np.unique(label)]
+
+
+def polar_hang(points: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where points (N, 3) sit on a membrane spanning a closed loop (L, 3) made of copies of the loop shrunk toward
+    its centroid (as `loop_fill` builds one, with any number of rings): in the loop's best-fit plane, the ray from
+    the centroid through each point crosses the loop's edge between two loop vertices a and b (angular order) at
+    `weight` of a against b, and the point's radius is 1 - s of the crossing's. Returns (a (N,), b (N,), weight
+    (N,), s (N,) in [0, 1]: 0 on the loop, 1 at its centroid). One continuous coordinate across the whole
+    opening, no per-vertex choice of a side. The loop is taken as star-shaped about its centroid in that plane
+    (an opening's rim: a mouth, an eye)."""
+    centre = loop.mean(0)
+    _, _, vt = np.linalg.svd(loop - centre, full_matrices=False)
+    plane = vt[:2].T                                                    # (3, 2)
+    rel_loop, rel = (loop - centre) @ plane, (points - centre) @ plane
+    ang_loop, rad_loop = np.arctan2(rel_loop[:, 1], rel_loop[:, 0]), np.hypot(rel_loop[:, 0], rel_loop[:, 1])
+    ang, rad = np.arctan2(rel[:, 1], rel[:, 0]), np.hypot(rel[:, 0], rel[:, 1])
+    order = np.argsort(ang_loop)
+    k = np.searchsorted(ang_loop[order], ang) % len(order)
+    b, a = order[k], order[k - 1]
+    # where the ray from the centroid through the point crosses the loop's edge a-b (in the plane)
+    edge = rel_loop[b] - rel_loop[a]
+    cross = lambda u, v: u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]      # noqa: E731
+    denom = cross(rel, edge)
+    ok = np.abs(denom) > 1e-12 * np.maximum(rad * np.linalg.norm(edge, axis=1), 1e-30)
+    frac = np.clip(np.where(ok, -cross(rel, rel_loop[a]) / np.where(ok, denom, 1.0), 0.0), 0.0, 1.0)
+    radius = np.linalg.norm(rel_loop[a] + frac[:, None] * edge, axis=1)
+    s = np.clip(1.0 - rad / np.maximum(radius, 1e-12), 0.0, 1.0)
+    return a, b, 1.0 - frac, s
+
+
 def carry_radially(values: np.ndarray, fill: list, in_place: bool = False) -> np.ndarray:
     """Per-vertex values (..., V, C) with each `radial_fill` component replaced by (1 - s) times the value at the
     rim it hangs from (its rim vertex, or the blend of two by their weight) plus s times the rim's mean (a copy, or

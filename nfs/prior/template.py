@@ -22,7 +22,8 @@ from nfs.geometry.falloff import plateau
 from nfs.geometry.normals import vertex_normals
 from nfs.geometry.operators import laplacian_and_mass
 from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_radially, geodesic_distances,
-                                   geodesic_distances_near, grow_within, loop_halves, radial_fill, sparse_adjacency)
+                                   geodesic_distances_near, grow_within, loop_halves, mask_components,
+                                   polar_hang, radial_fill, sparse_adjacency)
 from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh, vertex_face_table
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.ict_derived import derived_opening_sides
@@ -304,15 +305,17 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     out = fit.vectors_from_model(out, out=out).astype(np.float32, copy=False)
     assert out.shape[0] == N_EXPRESSION
     rest = fit.expression_weights()
-    for name in ("eyeBlink_L", "eyeBlink_R"):
-        k = EXPRESSION_NAMES.index(name)
-        if rest[k] < -0.05:
-            out[k] *= np.float32(1.0 - rest[k])
+    out = _blink_fixed(out, rest)
     checkpoint()
     if faces is not None and len(faces):
         coin_toss = lip_ambiguity(q, face, tf, labels)
-        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam, keep=trusted & ~coin_toss,
-                              stretch=stretch,
+        hung = np.zeros(len(q), bool)
+        if stretch.any():
+            loop_values = _opening_loop_deltas("mouth", deltas, tf, fit, warp, rest_face if warp is not None else None)
+            hung = hang_caps(out, q, np.asarray(faces, np.int64), stretch, face[ict_opening_loops()["mouth"]],
+                             _blink_fixed(loop_values, rest))
+        out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam,
+                              keep=(trusted & ~coin_toss) | hung, stretch=stretch & ~hung,
                               vertices=v, in_place=True)
     if fold_guard and fit_identity and faces is not None and len(faces):
         closest = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
@@ -326,6 +329,100 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                           held=stretch, pinned=eye_rims,
                           lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")))
     return out
+
+
+def _blink_fixed(deltas: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """Deltas (53, N, 3) float32 whose blink shapes are scaled, in place, to still close eyes modelled wider open
+    than ICT's (rest (53,): the fitted face's expression weights, eyeBlink < -0.05)."""
+    for name in ("eyeBlink_L", "eyeBlink_R"):
+        k = EXPRESSION_NAMES.index(name)
+        if rest[k] < -0.05:
+            deltas[k] *= np.float32(1.0 - rest[k])
+    return deltas
+
+
+@functools.lru_cache(maxsize=4)
+def _loop_corners(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each vertex of an ICT opening's loop as a point of the ICT skin: a triangle of it (L,) and the one-hot
+    barycentric coordinates (L, 3) that pick the vertex."""
+    loop, tf = ict_opening_loops()[name], skin_template()[1]
+    first = np.full(int(tf.max()) + 1, -1, np.int64)
+    first[tf[::-1].ravel()] = np.repeat(np.arange(len(tf))[::-1], 3)      # a triangle using each vertex
+    tri = first[loop]
+    return tri, (tf[tri] == loop[:, None]).astype(np.float64)
+
+
+def _opening_loop_deltas(name: str, deltas: np.ndarray, tf: np.ndarray, fit: FaceFit, warp,
+                         rest_face: np.ndarray | None) -> np.ndarray:
+    """(53, L, 3) float32 deltas at the fitted face's own loop of an ICT opening, carried as every vertex's are
+    (through the opening warp's Jacobian, into the target's frame)."""
+    tri, bary = _loop_corners(name)
+    out = interpolate_deltas(deltas, tf[tri], bary)
+    if warp is not None:
+        out = _through_warp(out, warp, rest_face, tf, tri, bary)
+    return fit.vectors_from_model(out, out=out).astype(np.float32, copy=False)
+
+
+CAP_FLAT_CM = 0.15   # geometry across the mouth this near the membrane spanned by the face's mouth loop is a cap
+CAP_EDGE_CM = 0.05   # a vertex beside a cap this near its membrane, inside the loop, is the cap's too
+CAP_EDGE_DEPTH = 0.02   # inside the loop: at least this far from it toward the centroid (polar depth s)
+
+
+def hang_caps(basis: np.ndarray, points: np.ndarray, faces: np.ndarray, stretch: np.ndarray, loop: np.ndarray,
+              loop_values: np.ndarray) -> np.ndarray:
+    """A cap across joined lips (a scan's or an artist's membrane over the mouth: a connected part of `stretch`
+    around the fitted face's mouth loop, every vertex of it within CAP_FLAT_CM of the membrane the loop spans when
+    shrunk toward its centroid) hangs from the face's own mouth loop, where the lips part: each vertex takes the
+    loop's values at its angle about the loop's centroid and the loop's mean, blended by how far in it sits
+    (`polar_hang`). One continuous coordinate, the same for every vertex and every shape, so the cap opens as a
+    membrane; hung from the target's own rim instead (vertices a little way up the lips, whose deltas are not
+    the parting line's) its slivers turned over. A bag hanging behind the lips is farther from that membrane and
+    is left to `radial_fill`.
+
+    basis (53, V, 3) written in place; points (V, 3) in the fitted face's frame (cm); faces (F, 3); stretch (V,)
+    bool; loop (L, 3) the fitted face's mouth loop, loop_values (53, L, 3) the deltas there. Returns (V,) bool:
+    the vertices hung. Vertices beside a cap that lie on its membrane inside the loop (a scan re-tessellated
+    across where the lips end and the cap begins, `_membrane_grown`) hang with it.
+    """
+    hung = np.zeros(len(points), bool)
+    centre = loop.mean(0)
+    size = float(np.linalg.norm(loop - centre, axis=1).max())
+    mean = loop_values.mean(1, keepdims=True)
+    for part in mask_components(faces, stretch):
+        if np.linalg.norm(points[part].mean(0) - centre) > size:
+            continue
+        a, b, w, s = polar_hang(points[part], loop)
+        membrane = (1 - s)[:, None] * (w[:, None] * loop[a] + (1 - w)[:, None] * loop[b]) + s[:, None] * centre
+        if np.linalg.norm(points[part] - membrane, axis=1).max() > CAP_FLAT_CM:
+            continue
+        part = _membrane_grown(part, points, faces, loop)
+        a, b, w, s = polar_hang(points[part], loop)
+        at = w[None, :, None] * loop_values[:, a] + (1 - w)[None, :, None] * loop_values[:, b]
+        basis[:, part] = ((1 - s)[None, :, None] * at + s[None, :, None] * mean).astype(basis.dtype)
+        hung[part] = True
+    return hung
+
+
+def _membrane_grown(part: np.ndarray, points: np.ndarray, faces: np.ndarray, loop: np.ndarray,
+                    max_rings: int = 8) -> np.ndarray:
+    """A cap's vertices (part) with the vertices around it, ring by ring, that sit within CAP_EDGE_CM of the
+    membrane its loop spans and inside the loop (depth above CAP_EDGE_DEPTH)."""
+    region = np.zeros(len(points), bool)
+    region[part] = True
+    centre = loop.mean(0)
+    for _ in range(max_rings):
+        ring = np.zeros(len(points), bool)
+        ring[faces[region[faces].any(1)]] = True
+        idx = np.nonzero(ring & ~region)[0]
+        if not len(idx):
+            break
+        a, b, w, s = polar_hang(points[idx], loop)
+        membrane = (1 - s)[:, None] * (w[:, None] * loop[a] + (1 - w)[:, None] * loop[b]) + s[:, None] * centre
+        on = (s > CAP_EDGE_DEPTH) & (np.linalg.norm(points[idx] - membrane, axis=1) < CAP_EDGE_CM)
+        if not on.any():
+            break
+        region[idx[on]] = True
+    return np.nonzero(region)[0]
 
 
 def _through_warp(deltas: np.ndarray, warp, rest_face: np.ndarray, tf: np.ndarray, tri: np.ndarray,
@@ -496,6 +593,8 @@ def smooth_lip_seam(basis: np.ndarray, faces: np.ndarray, labels: np.ndarray, am
         free &= ~keep
     if stretch is not None:
         free |= stretch
+    if not free.any():
+        return basis
     # the harmonic fill, solved directly with the cotangent (robust) Laplacian of the target's rest shape, which
     # keeps the fill's triangles in proportion (a relaxation left half-way keeps steps that fold triangles). Only
     # the free vertices' rows are needed: the Laplacian is built on the part of the mesh within LAPLACIAN_MARGIN
