@@ -47,6 +47,8 @@ TEMPLATE_COARSE_SAMPLES = 8000
 TARGET_COARSE_SAMPLES = 3000
 REFINED_PER_CRITERION = 3
 REFINE_ITERATIONS = 6
+REFINE_SAMPLES = 1000           # target and template samples a refined candidate matches
+REFINE_SCORE_SAMPLES = 2000     # ... and is scored on, to choose between the hypotheses
 POLISH_ITERATIONS = 4
 JITTER_ITERATIONS = 4          # the jittered restarts start near a fit; the polish finishes the winner
 JITTER_SAMPLES = 500            # target and template samples a jittered restart matches
@@ -424,8 +426,9 @@ def align_to_ict(vertices: np.ndarray, faces: np.ndarray, partial: bool | None =
     # refine the few best under each criterion, then choose
     best = set(np.argsort(swept_scores.one_sided)[:REFINED_PER_CRITERION].tolist())
     best |= set(np.argsort(swept_scores.full_chamfer(swept))[:REFINED_PER_CRITERION].tolist())
-    cand = _icp(swept.take(np.array(sorted(best))), target, 1000, template, 1000, REFINE_ITERATIONS)
-    scores = _score(cand, target, 3000, template, 3000, point_to_plane=True)
+    n, n_score = REFINE_SAMPLES, REFINE_SCORE_SAMPLES
+    cand = _icp(swept.take(np.array(sorted(best))), target, n, template, n, REFINE_ITERATIONS)
+    scores = _score(cand, target, n_score, template, n_score, point_to_plane=True)
     is_partial = _is_partial(cand, scores) if partial is None else bool(partial)
     criterion = scores.one_sided if is_partial else scores.full_chamfer(cand)
     pick = int(np.argmin(criterion))
