@@ -243,6 +243,11 @@ def cmd_eval(argv: list[str]) -> int:
     if a.identities_other is not None:
         size = dataclasses.replace(size, identities_other=a.identities_other)
     cats = tuple(c for c in a.categories.split(",") if c) if a.categories else None
+    if cats is not None:
+        missing = [c for c in cats if c not in size.categories]
+        if missing:
+            p.error(f"--categories: {', '.join(missing)} not in the {'quick' if a.quick else 'full'} benchmark "
+                    f"(its categories: {', '.join(size.categories)})")
     out = Path(a.out) if a.out else (Path(tempfile.gettempdir()) / "nfs_eval_quick" if a.quick else default_out)
     model_dir = a.model or str(SHIPPED_MODEL_DIR)
     try:  # name the model relative to the repository when it lives inside it

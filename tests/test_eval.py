@@ -150,3 +150,13 @@ def test_quick_eval_shipped_model_quality_on_held_out_identities(tmp_path):
     assert model_row["mean_mm"] < nearest["mean_mm"], (
         f"model {model_row['mean_mm']:.3f} mm vs nearest point {nearest['mean_mm']:.3f} mm")
     assert by[("ict", "template_prior")]["mean_mm"] < 0.02
+
+
+def test_eval_refuses_a_category_the_benchmark_does_not_have(capsys):
+    from nfs.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--quick", "--categories", "auto_align,ict", "--no-figures"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "auto_align not in the quick benchmark" in err and "Traceback" not in err
