@@ -193,10 +193,9 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
         return basis
     image = SourceImage(source_face, source_triangles, source_deltas, tri, bary)
     adjacency = (sparse_adjacency(faces, len(v)) + sp.eye(len(v), format="csr")).tocsr()
-    # the rims of the head's eyes and RIM_RINGS rings around them keep their own deltas: a lid's front edge, a ring
-    # or two off ICT's rim, carries how far it closes (filled, an anime head's lids stopped 1.9 mm short of closing)
     # the rims of the head's eyes and RIM_RINGS rings around them keep their own deltas in the shapes that close
-    # the lids (lid_shapes); the other shapes keep the rims' deltas only
+    # the lids (lid_shapes): a lid's front edge, a ring or two off ICT's rim, carries how far it closes (filled, an
+    # anime head's lids stopped 1.9 mm short of closing); the other shapes keep the rims' deltas only
     pinned = np.zeros(len(v), bool) if pinned is None else np.asarray(pinned, bool)
     movable_lids = ~held & ~_grow(adjacency, pinned, RIM_RINGS) if pinned.any() else ~held
     movable_rest = ~held & ~_grow(adjacency, pinned, OTHER_RIM_RINGS) if pinned.any() else ~held
@@ -331,11 +330,16 @@ def _attenuate_groups(values: np.ndarray, v: np.ndarray, faces: np.ndarray, turn
         reach = float(np.linalg.norm(values[members], axis=1).max())
         member_tree = cKDTree(v[members])
         others = np.setdiff1d(turned, np.unique(incident[members].indices))   # other groups' triangles
+        # only the vertices in the group's box grown by the widest falloff can be within reach (a dense scan's
+        # million vertices are not all asked)
+        lo_box, hi_box = v[members].min(0) - ATTENUATE_RADIUS_CM, v[members].max(0) + ATTENUATE_RADIUS_CM
+        in_box = np.nonzero(((v >= lo_box) & (v <= hi_box)).all(1))[0]
         for widths in ATTENUATE_FALLOFF:
             radius = min(widths * reach, ATTENUATE_RADIUS_CM)
-            dist, _ = member_tree.query(v, distance_upper_bound=radius)
-            near_v = np.nonzero(np.isfinite(dist))[0]
-            x = np.clip(dist[near_v] / max(radius, 1e-9), 0.0, 1.0)
+            dist, _ = member_tree.query(v[in_box], distance_upper_bound=radius)
+            near_v = in_box[np.isfinite(dist)]
+            dist = dist[np.isfinite(dist)]
+            x = np.clip(dist / max(radius, 1e-9), 0.0, 1.0)
             weight = 1.0 - x * x * (3.0 - 2.0 * x)          # smoothstep: 1 on the group, 0 a radius away
             keep = scalable[near_v] & (weight > 0)
             at, weight = near_v[keep], weight[keep, None]
