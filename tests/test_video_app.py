@@ -183,8 +183,9 @@ def test_live_webcam_drives_the_target_and_records_a_take(app, browser_type, bro
         page.locator("#live-cam button", has_text="Click to Access Webcam").click()
         page.locator('#live-cam button[aria-label="capture photo"]').click(timeout=60_000)   # start streaming
         seen, start = [], time.time()
-        while time.time() - start < 40 and not (len(seen) > 12 and seen[-1].get("frames", 0) >= 40):
-            time.sleep(1.0)
+        # read four times a second: the camera's jaw opens for a moment in each loop, a read a second can miss it
+        while time.time() - start < 40 and not (len(seen) > 48 and seen[-1].get("frames", 0) >= 40):
+            time.sleep(0.25)
             seen.append(_live_numbers(page.inner_text("#live-stats")))
         last = seen[-1]
         print(f"live, seen by the server: {last}")
