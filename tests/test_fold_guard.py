@@ -103,3 +103,71 @@ def test_an_ict_head_keeps_its_template_basis_bit_for_bit(ict, monkeypatch):
     guarded = T.template_expression_basis(v, faces=f)
     monkeypatch.setattr(T, "guard_folds", lambda basis, *a, **k: basis)
     assert np.array_equal(guarded, T.template_expression_basis(v, faces=f))
+
+
+def _mix_that_folds():
+    """A target grid whose two shapes each push the middle vertex 0.12 cm along x (0.6 of the grid's spacing:
+    neither turns a triangle over alone, both together do) and a source whose same shapes are smooth (a bump and a
+    slide): the frame guard, the middle vertex and the weights of a frame with both shapes on."""
+    args, mid = _source_and_target(spike_cm=0.0)
+    basis, target, faces, sv, sf, deltas, tri, bary = args[:8]
+    basis[:, mid, 0] += 0.12
+    assert not G.turned_triangles(target, faces, basis).any()
+    assert G.turned_triangles(target, faces, basis.sum(0, keepdims=True)).any()
+    guard = G.FrameGuard(target, faces, G.SourceImage(sv, sf, deltas, tri, bary))
+    return guard, basis, mid
+
+
+def test_a_mix_of_shapes_that_turns_triangles_is_mended_frame_by_frame():
+    guard, basis, mid = _mix_that_folds()
+    weights = np.array([[1.0, 1.0], [1.0, 0.0], [0.3, 0.3]])
+    frames = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
+    raw = frames.copy()
+    assert guard.mend(frames, weights) == 1
+    assert not len(guard.turned(frames[0]))
+    assert np.array_equal(frames[1:], raw[1:])                      # frames that fold nothing keep their bits
+    far = np.linalg.norm(guard.v - guard.v[mid], axis=1) > 1.0
+    assert np.array_equal(frames[0, far], raw[0, far])              # and a mended frame changes only near its fold
+    assert 0 < frames[0, mid, 0] < raw[0, mid, 0]
+
+
+def test_a_mix_the_source_turns_too_is_kept():
+    guard, basis, _ = _mix_that_folds()
+    guard.image.deltas = basis.copy()                # the source itself folds there
+    frames = basis.sum(0, keepdims=True).astype(np.float32)
+    raw = frames.copy()
+    assert guard.mend(frames, np.ones((1, 2))) == 0
+    assert np.array_equal(frames, raw)
+
+
+def test_a_fold_that_starts_is_mended_by_a_change_that_starts():
+    """Both shapes ramping up together: the mended frames move on smoothly (no frame jumps more than a few times
+    the raw clip's own step), and the middle vertex's motion never runs backwards."""
+    guard, basis, mid = _mix_that_folds()
+    w = np.linspace(0.0, 1.0, 41)
+    weights = np.stack([w, w], 1)
+    frames = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
+    raw_step = np.abs(np.diff(frames, axis=0)).max()
+    assert guard.mend(frames, weights) > 0
+    assert all(not len(guard.turned(f)) for f in frames)
+    assert np.abs(np.diff(frames, axis=0)).max() < 3.0 * raw_step
+    assert (np.diff(frames[:, mid, 0]) > -1e-4).all()
+
+
+def test_an_ict_head_gets_no_frame_guard_and_its_folds_are_its_sources_own(ict, monkeypatch):
+    """An ICT identity is on its fitted face: no frame guard is built (its frames decode untouched, at no cost),
+    and one built anyway finds every fold of random mixes of all 53 shapes explained by the source."""
+    import nfs.prior.template as T
+    from nfs.data.benchmark import held_out_coeffs
+    v = ict.vertices(held_out_coeffs(1_000_124))[: ict.skin_count].astype(np.float32)
+    basis, guard = T.template_expression_basis(v, faces=ict.region_faces("skin"), with_frame_guard=True)
+    assert guard is None
+    monkeypatch.setattr(G, "GUARDED_SHARE", -1.0)
+    basis, guard = T.template_expression_basis(v, faces=ict.region_faces("skin"), with_frame_guard=True)
+    rng = np.random.default_rng(3)
+    weights = rng.uniform(0, 1, (12, len(basis))) * (rng.uniform(0, 1, (12, len(basis))) < 0.3)
+    frames = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
+    raw = frames.copy()
+    assert sum(len(guard.turned(f)) for f in frames) > 0      # ICT's own mixes turn triangles (the lips roll)
+    assert guard.mend(frames, weights) == 0
+    assert np.array_equal(frames, raw)

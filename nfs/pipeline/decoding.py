@@ -15,12 +15,18 @@ from nfs.progress import Progress, no_progress
 @torch.no_grad()
 def decode_skin(target: PreparedTarget, codes: np.ndarray, chunk_frames: int | None = None) -> Iterator[np.ndarray]:
     """Skin displacements in the ICT frame (cm), chunks of (t, S, 3), by the decoder folded for this target (on
-    its device; default chunks: 4 frames on the CPU, 64 on a GPU, decoded there 32 at a time)."""
+    its device; default chunks: 4 frames on the CPU, 64 on a GPU, decoded there 32 at a time), with the triangles
+    a mix of shapes turns over (and its source does not) mended on the template prior's path
+    (`PreparedTarget.frame_guard`; the network's correction, when on, is decoded as the network gives it)."""
     if chunk_frames is None:
         chunk_frames = 4 if target.decoder.device.type == "cpu" else 64
+    guard = None if target.decoder.correction else target.frame_guard
     for start in range(0, len(codes), chunk_frames):
         z = torch.from_numpy(np.ascontiguousarray(codes[start:start + chunk_frames], np.float32))
-        yield target.decoder(z).cpu().numpy()
+        disp = target.decoder(z).cpu().numpy()
+        if guard is not None:
+            guard.mend(disp, codes[start:start + chunk_frames, :N_EXPRESSION])
+        yield disp
 
 
 def decode(target: PreparedTarget, codes: np.ndarray, chunk_frames: int | None = None) -> Iterator[np.ndarray]:

@@ -31,6 +31,7 @@ from nfs.model.precision import inference_dtype, resolve_device
 from nfs.pipeline.models import model_on
 from nfs.pipeline.network_inputs import LazyNetworkInputs
 from nfs.prior import template_expression_basis
+from nfs.prior.fold_guard import FrameGuard
 from nfs.progress import Progress, no_progress
 
 # below this face confidence (`nfs.mesh.faceness`: MediaPipe's face detector and landmarks on a render of the aligned
@@ -69,6 +70,7 @@ class PreparedTarget:
     timings: dict = field(default_factory=dict)
     reused: bool = False         # this preparation came from the cache (nothing was computed again)
     mouth: MouthCut | None = None  # the mouth opened at intake (`open_mouth`): `raw` is the cut mesh
+    frame_guard: FrameGuard | None = None  # mends triangles a mix of shapes turns over, frame by frame
 
     # the network's view of the target: computed when one of these is first read (the template prior, the default
     # decoding path, needs none of them), then kept
@@ -271,11 +273,13 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     timings["align"] = time.perf_counter() - t
     step("template prior", "the 53 ICT expressions carried onto the skin")
     t = time.perf_counter()
-    prior = None
+    prior, frame_guard = None, None
     if model.cfg.template_prior:
         # the opened lips each follow their own lip, the interior hangs from both
-        basis = (open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean)) if mouth is not None
-                 else template_expression_basis(v_ict, faces=skin_f))
+        if mouth is not None:
+            basis = open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean))
+        else:
+            basis, frame_guard = template_expression_basis(v_ict, faces=skin_f, with_frame_guard=True)
         prior = torch.from_numpy(basis).to(dev)
     timings["prior"] = time.perf_counter() - t
     # operators, render and encoders (regions, skinning weights, the correction) wait until something asks
@@ -290,7 +294,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     prepared = PreparedTarget(
         key=TargetKey(key), name=name or Path(raw.source or "mesh").stem, raw=raw, clean=clean, alignment=alignment,
         skin_vertices_ict=v_ict, skin_faces=skin_f, network=network, decoder=decoder, binding=binding,
-        timings=timings, mouth=mouth)
+        timings=timings, mouth=mouth, frame_guard=frame_guard)
     if use_cache:
         _PREPARED.put(key, prepared)
     progress(1.0, "target ready")

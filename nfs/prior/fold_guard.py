@@ -83,21 +83,29 @@ class SourceImage:
         self.deltas = deltas
         self.rest = np.einsum("vjc,vj->vc", np.asarray(face, np.float64)[self.corners], self.bary)
 
-    def at(self, k: int, verts: np.ndarray) -> np.ndarray:
-        """(n, 3) the closest points of target vertices verts (n,) moved by shape k at weight 1."""
-        d = np.einsum("vjc,vj->vc", self.deltas[k][self.corners[verts]].astype(np.float64), self.bary[verts])
-        return self.rest[verts] + d
+    def at(self, k, verts: np.ndarray) -> np.ndarray:
+        """(n, 3) the closest points of target vertices verts (n,) moved by shape k at weight 1 (k an index), or
+        by the mix of shapes with weights k (K,)."""
+        corners = self.corners[verts]
+        if np.ndim(k) == 0:
+            moved = self.deltas[k][corners].astype(np.float64)                      # (n, 3, 3)
+        else:
+            w = np.asarray(k, np.float64)
+            used = np.nonzero(w)[0]
+            moved = np.tensordot(w[used], self.deltas[used][:, corners].astype(np.float64), axes=1)
+        return self.rest[verts] + np.einsum("vjc,vj->vc", moved, self.bary[verts])
 
-    def keeps_facing(self, k: int, faces: np.ndarray) -> np.ndarray:
-        """(n,) bool: the images of target triangles faces (n, 3) stay within 75 degrees of their rest normal and
-        above SOURCE_COLLAPSED of their rest area under shape k."""
+    def keeps_facing(self, k, faces: np.ndarray, facing_cos: float = SOURCE_FACING_COS) -> np.ndarray:
+        """(n,) bool: the images of target triangles faces (n, 3) stay within 75 degrees (acos facing_cos) of their
+        rest normal and above SOURCE_COLLAPSED of their rest area under shape k (an index, or weights (K,) of a
+        mix)."""
         verts, local = np.unique(faces, return_inverse=True)
         local = local.reshape(-1, 3)
         rest = _normals_rows(self.rest[verts], local)
         moved = _normals_rows(self.at(k, verts), local)
         rest_len, moved_len = np.sqrt(dot_rows(rest, rest)), np.sqrt(dot_rows(moved, moved))
         cos = dot_rows(moved, rest) / np.maximum(moved_len * rest_len, 1e-30)
-        return (cos > SOURCE_FACING_COS) & (moved_len > SOURCE_COLLAPSED * rest_len)
+        return (cos > facing_cos) & (moved_len > SOURCE_COLLAPSED * rest_len)
 
 
 def _grow(adjacency: sp.csr_matrix, mask: np.ndarray, rings: int = 1) -> np.ndarray:
@@ -163,6 +171,16 @@ def _turned(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarra
     return (m * r).sum(1) < TURNED_COS * np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1)
 
 
+def needs_guard(surface_distance: np.ndarray, held: np.ndarray | None = None) -> bool:
+    """Whether a head is guarded: more than GUARDED_SHARE of its vertices (V,) are farther than ON_SURFACE_CM
+    (surface_distance (V,) cm) from the fitted face, not counting `held` (V,) bool vertices (geometry spanning a
+    joined opening). Elsewhere the transfer is the source's own deformation and is left bit for bit."""
+    off_surface = np.asarray(surface_distance) > ON_SURFACE_CM
+    if held is not None:
+        off_surface &= ~np.asarray(held, bool)
+    return bool(off_surface.mean() > GUARDED_SHARE) if len(off_surface) else False
+
+
 def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, source_face: np.ndarray,
                 source_triangles: np.ndarray, source_deltas: np.ndarray, tri: np.ndarray, bary: np.ndarray,
                 surface_distance: np.ndarray, held: np.ndarray | None = None,
@@ -179,10 +197,10 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     eyes) keep their deltas, and in the shapes lid_shapes (indices into basis: those that close the lids) RIM_RINGS
     rings around them too. What no fill mends is attenuated locally (`_attenuate_groups`). Returns basis itself,
     modified in place where anything was turned over."""
+    if not needs_guard(surface_distance, held):
+        return basis
     off_surface = np.asarray(surface_distance) > ON_SURFACE_CM
     held = np.zeros(len(off_surface), bool) if held is None else np.asarray(held, bool)
-    if not (off_surface & ~held).mean() > GUARDED_SHARE:
-        return basis
     v = np.asarray(vertices, np.float64)
     faces = np.asarray(faces, np.int64)
     turned = turned_triangles(v, faces, basis)
@@ -357,3 +375,120 @@ def _attenuate_groups(values: np.ndarray, v: np.ndarray, faces: np.ndarray, turn
                 continue
             values[at] = (own * (1.0 - hi * weight)).astype(values.dtype)
             break
+
+
+FRAME_FACING_COS = 0.03    # a frame's fold is mended where the source's mix keeps the triangle's image facing by
+#                            more than this cosine (past 88 degrees: closer is a tie of rounding) and not collapsed;
+#                            judged by 75 degrees, as the shapes are, 50 % more stayed turned
+FRAME_KEEP_STEPS = 6       # bisection steps for the share of a frame's own displacement a fill keeps (1/64)
+
+
+class FrameGuard:
+    """The fold guard for whole frames: `guard_folds` mends each shape alone, but a mix of shapes can still turn
+    a triangle over where its source keeps its surface facing (two shapes pulling a small feature's triangle two
+    ways). Per decoded frame, the triangles turned over that the source's same mix keeps facing (`SourceImage`)
+    get the harmonic interpolation of the displacement around them, keeping as much of their own as leaves
+    nothing turned (bisected, so a fold that is only starting is mended by a change that is only starting: no
+    jump from frame to frame), grown ring by ring; what no fill mends is attenuated locally
+    (`_attenuate_groups`). Frames the source explains (every fold of an ICT-like head is its source's own) are left
+    bit for bit. Built once per target (`template_expression_basis(..., with_frame_guard=True)`), for the heads
+    `needs_guard` picks (the others decode untouched, at no cost)."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
+                 held: np.ndarray | None = None, pinned: np.ndarray | None = None):
+        self.v = np.asarray(vertices, np.float64)
+        self.faces = np.asarray(faces, np.int64)
+        self.image = image
+        n = len(self.v)
+        held = np.zeros(n, bool) if held is None else np.asarray(held, bool)
+        pinned = np.zeros(n, bool) if pinned is None else np.asarray(pinned, bool)
+        self.judged = ~held[self.faces].any(1)          # (F,) triangles spanning a joined opening hang by design
+        rest = _gathered_normals(self.v, self.faces)
+        self.rest_unit = rest / np.maximum(np.linalg.norm(rest, axis=1, keepdims=True), 1e-30)
+        self._rest_rows = np.ascontiguousarray(self.rest_unit.T.astype(np.float32))   # (3, F)
+        self._v32 = self.v.astype(np.float32)
+        self.adjacency = (sparse_adjacency(self.faces, n) + sp.eye(n, format="csr")).tocsr()
+        # the eyes' rims and RIM_RINGS rings around them keep their motion (the lids close)
+        self.movable = ~held & ~_grow(self.adjacency, pinned, RIM_RINGS) if pinned.any() else ~held
+        self.incident = sp.csr_matrix((np.ones(self.faces.size, bool),
+                                       (self.faces.ravel(), np.repeat(np.arange(len(self.faces)), 3))),
+                                      shape=(n, len(self.faces)))
+        self.lap = _LocalLaplacian(self.v, self.faces, self.adjacency)
+
+    def turned(self, displacement: np.ndarray) -> np.ndarray:
+        """(n,) indices of the judged triangles that displacement (V, 3) (one frame) turns over."""
+        moved = _normals_rows(self._v32 + np.asarray(displacement, np.float32), self.faces)
+        bad = dot_rows(moved, self._rest_rows) < 0.0
+        return np.nonzero(bad & self.judged)[0]
+
+    def mend(self, displacements: np.ndarray, weights: np.ndarray) -> int:
+        """Mend frames displacements (T, V, 3) float32 (cm, in place) decoded from the shape weights (T, K);
+        returns how many frames changed."""
+        changed = 0
+        for t in range(len(displacements)):
+            tris = self.turned(displacements[t])
+            if len(tris) and self._mend_frame(displacements[t], np.asarray(weights[t], np.float64), tris):
+                changed += 1
+        return changed
+
+    def _unexplained(self, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
+        """The triangles among tris (n,) that are judged and whose image on the source keeps facing under the mix w."""
+        tris = tris[self.judged[tris]]
+        return tris[self.image.keeps_facing(w, self.faces[tris], FRAME_FACING_COS)] if len(tris) else tris
+
+    def _mend_frame(self, frame: np.ndarray, w: np.ndarray, tris: np.ndarray) -> bool:
+        v, faces = self.v, self.faces
+        folded = self._unexplained(w, tris)
+        if not len(folded):
+            return False
+        values = frame.astype(np.float64)
+        trial = v + values
+        free = np.zeros(len(v), bool)
+        free[faces[folded].ravel()] = True
+        free = _grow(self.adjacency, free, FILL_RINGS) & self.movable
+        best, best_count, touched = None, len(folded), folded
+        for round_ in range(MAX_ROUNDS):
+            at, harmonic = _harmonic_values(values, free, self.lap)
+            if not len(at):
+                break
+            near = np.unique(self.incident[at].indices)
+            own = values[at]
+
+            def left(keep: float) -> np.ndarray:
+                trial[at] = v[at] + harmonic + keep * (own - harmonic)
+                still = near[_turned(v, trial, faces[near])]
+                return self._unexplained(w, still) if len(still) else still
+
+            still = left(0.0)
+            if not len(still):
+                lo, hi = 0.0, 1.0              # lo leaves nothing turned, hi (the frame's own) does
+                for _ in range(FRAME_KEEP_STEPS):
+                    mid = 0.5 * (lo + hi)
+                    lo, hi = (mid, hi) if not len(left(mid)) else (lo, mid)
+                best, best_count = (at, harmonic + lo * (own - harmonic)), 0
+                break
+            if len(still) < best_count:
+                best, best_count = (at, harmonic), len(still)
+            trial[at] = v[at] + own
+            seeds = np.zeros(len(v), bool)
+            seeds[faces[still].ravel()] = True
+            free |= _grow(self.adjacency, seeds, FILL_RINGS + round_ + 1) & self.movable
+        if best is not None:
+            values[best[0]] = best[1]
+            touched = np.union1d(folded, self.incident[best[0]].indices)
+        if best_count:                       # the last resort: attenuated locally
+            trial = v + values
+            left_over = touched[_turned_facing(self.rest_unit, trial, faces, touched)]
+            left_over = self._unexplained(w, left_over)
+            left_over = left_over[self.movable[faces[left_over]].all(1)]
+            if len(left_over):
+                def still_turned(at_: np.ndarray, moved_at: np.ndarray, near_: np.ndarray) -> np.ndarray:
+                    trial[at_] = v[at_] + moved_at
+                    out = near_[_turned_facing(self.rest_unit, trial, faces, near_)]
+                    trial[at_] = v[at_] + values[at_]
+                    return self._unexplained(w, out) if len(out) else out
+
+                _attenuate_groups(values, v, faces, left_over, self.movable, self.adjacency, self.incident,
+                                  still_turned)
+        frame[:] = values
+        return True

@@ -28,7 +28,7 @@ from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh, v
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.ict_derived import derived_opening_sides
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
-from nfs.prior.fold_guard import guard_folds
+from nfs.prior.fold_guard import FrameGuard, SourceImage, guard_folds, needs_guard
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
 from nfs.progress import checkpoint
@@ -56,6 +56,7 @@ MOUTH_SHRINK_REACH = 2.0   # a smaller mouth's scaling falls off within this man
 # 0.4x nose and turned 200 more triangles over there; the whole face registered turned 170 more.
 MOUTH_REACH = 1.5
 EYE_REACH = 3.0
+CORNER_SHARE = 0.2       # the frame guard mends the lids' bands this near an eye's corners (a share of its width)
 MIN_NORMAL_DOT = -0.3    # near an opening, a closest triangle whose normal is against the vertex's is not taken
 
 OPENINGS = (Opening("mouth", "upper_lip", "lower_lip", 2.0, 0.4),
@@ -266,7 +267,7 @@ def _outward_normals(q: np.ndarray, faces: np.ndarray, closest_normals: np.ndarr
 @single_blas_thread()
 def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = True,
                               faces: np.ndarray | None = None, warp_openings: bool = True,
-                              fold_guard: bool = True) -> np.ndarray:
+                              fold_guard: bool = True, with_frame_guard: bool = False):
     """(V, 3) vertices in the ICT frame (cm) -> (53, V, 3) ICT expression deltas at each vertex's closest point
     (barycentric interpolation) on the ICT face fitted to the vertices (identity, rest pose and a refined rigid
     motion; with `fit_identity=False`: the mean face as the vertices are).
@@ -278,7 +279,9 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     of the fitted face whose Jacobian carries the deltas (`nfs.prior.opening_warp`), and a narrower mouth by a
     registration of the fitted face onto the target about it (`register_openings`) and deltas scaled to its width
     (`scale_to_mouth`). With `fold_guard`, shapes that turn triangles over where the fitted face keeps its surface
-    facing are mended (`nfs.prior.fold_guard`)."""
+    facing are mended (`nfs.prior.fold_guard`). With `with_frame_guard`, returns (basis, `FrameGuard` or None):
+    the guard that mends the mixes of shapes frame by frame (None where the fitted face matches the head,
+    `needs_guard`, and without faces or an identity fit)."""
     mean, tf, deltas, _ = skin_template()
     v = np.asarray(vertices_ict, np.float64)
     fit = fit_ict_face(v) if fit_identity else FaceFit(np.zeros(1), 1.0, np.eye(3), np.zeros(3))
@@ -317,18 +320,28 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         out = smooth_lip_seam(out, np.asarray(faces, np.int64), labels, coin_toss | seam,
                               keep=(trusted & ~coin_toss) | hung, stretch=stretch & ~hung,
                               vertices=v, in_place=True)
-    if fold_guard and fit_identity and faces is not None and len(faces):
-        closest = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
-        off_by = np.linalg.norm(q - closest, axis=1)
+    frame_guard = None
+    if (fold_guard or with_frame_guard) and fit_identity and faces is not None and len(faces):
         eye_rims = np.zeros(len(q), bool)
+        lid_rims = np.zeros(len(q), bool)       # the rims but for their corners, where the lids hardly move
         for name in ("eye_L", "eye_R"):
             loop = matching_loop(q, boundary_loops(np.asarray(faces, np.int64)), face, ict_opening_loops()[name])
             if loop is not None:
                 eye_rims[loop] = True
-        out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
-                          held=stretch, pinned=eye_rims,
-                          lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")))
-    return out
+                corners = np.stack(opening_corners(q, loop))
+                width = float(np.linalg.norm(corners[1] - corners[0]))
+                to_corner = np.linalg.norm(q[loop][:, None] - corners[None], axis=2).min(1)
+                lid_rims[loop[to_corner > CORNER_SHARE * width]] = True
+        closest = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
+        off_by = np.linalg.norm(q - closest, axis=1)
+        if fold_guard:
+            out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
+                              held=stretch, pinned=eye_rims,
+                              lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")))
+        if with_frame_guard and needs_guard(off_by, stretch):
+            frame_guard = FrameGuard(v, np.asarray(faces, np.int64), SourceImage(fit.face(), tf, deltas, tri, bary),
+                                     held=stretch, pinned=lid_rims)
+    return (out, frame_guard) if with_frame_guard else out
 
 
 def _blink_fixed(deltas: np.ndarray, rest: np.ndarray) -> np.ndarray:
