@@ -395,7 +395,7 @@ class FrameGuard:
     `needs_guard` picks (the others decode untouched, at no cost)."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
-                 held: np.ndarray | None = None, pinned: np.ndarray | None = None):
+                 held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = ()):
         self.v = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
         self.image = image
@@ -408,8 +408,12 @@ class FrameGuard:
         self._rest_rows = np.ascontiguousarray(self.rest_unit.T.astype(np.float32))   # (3, F)
         self._v32 = self.v.astype(np.float32)
         self.adjacency = (sparse_adjacency(self.faces, n) + sp.eye(n, format="csr")).tocsr()
-        # the eyes' rims and RIM_RINGS rings around them keep their motion (the lids close)
-        self.movable = ~held & ~_grow(self.adjacency, pinned, RIM_RINGS) if pinned.any() else ~held
+        # the eyes' rims keep their motion; the RIM_RINGS rings around them are mended, then given back as much of
+        # their own motion as the lids close (the largest weight of lid_shapes: a blink closes the lids as its
+        # shape does, a frame without one is mended there as anywhere)
+        self.movable = ~held & ~pinned
+        self.band = _grow(self.adjacency, pinned, RIM_RINGS) & self.movable if pinned.any() else np.zeros(n, bool)
+        self.lid_shapes = np.asarray(lid_shapes, np.int64)
         self.incident = sp.csr_matrix((np.ones(self.faces.size, bool),
                                        (self.faces.ravel(), np.repeat(np.arange(len(self.faces)), 3))),
                                       shape=(n, len(self.faces)))
@@ -490,5 +494,8 @@ class FrameGuard:
 
                 _attenuate_groups(values, v, faces, left_over, self.movable, self.adjacency, self.incident,
                                   still_turned)
+        closing = float(np.clip(w[self.lid_shapes].max(), 0.0, 1.0)) if len(self.lid_shapes) else 0.0
+        if closing > 0 and self.band.any():
+            values[self.band] += closing * (frame[self.band] - values[self.band])
         frame[:] = values
         return True

@@ -340,7 +340,8 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                               lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")))
         if with_frame_guard and needs_guard(off_by, stretch):
             frame_guard = FrameGuard(v, np.asarray(faces, np.int64), SourceImage(fit.face(), tf, deltas, tri, bary),
-                                     held=stretch, pinned=lid_rims)
+                                     held=stretch, pinned=lid_rims,
+                                     lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")))
     return (out, frame_guard) if with_frame_guard else out
 
 
