@@ -13,6 +13,8 @@ closed) the transfer is the source's own deformation and the basis is left bit f
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
@@ -92,7 +94,8 @@ class SourceImage:
         else:
             w = np.asarray(k, np.float64)
             used = np.nonzero(w)[0]
-            moved = np.tensordot(w[used], self.deltas[used][:, corners].astype(np.float64), axes=1)
+            picked = self.deltas[used[:, None], corners.ravel()[None]]             # (k, n * 3, 3)
+            moved = np.tensordot(w[used], picked.astype(np.float64), axes=1).reshape(len(verts), 3, 3)
         return self.rest[verts] + np.einsum("vjc,vj->vc", moved, self.bary[verts])
 
     def keeps_facing(self, k, faces: np.ndarray, facing_cos: float = SOURCE_FACING_COS) -> np.ndarray:
@@ -140,10 +143,9 @@ class _LocalLaplacian:
         self.inner = _grow(self.adjacency, region, 2)
 
 
-def _harmonic_values(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """The harmonic interpolation of values (V, 3) on the free vertices (V,) bool from the rest: (their indices
-    (n,), their values (n, 3))."""
+def _harmonic_solver(free: np.ndarray, lap: _LocalLaplacian) -> tuple:
+    """What the harmonic interpolation on the free vertices (V,) bool needs: (their indices (n,), the LU of their
+    Laplacian block, its (n, m) coupling to the m held vertices around them, those vertices' indices (m,))."""
     used, laplacian = lap.rows(free)
     local_free = free[used]
     f_loc, h_loc = np.nonzero(local_free)[0], np.nonzero(~local_free)[0]
@@ -151,8 +153,15 @@ def _harmonic_values(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian
     l_ff = rows[:, f_loc].tocsc() + 1e-9 * sp.eye(len(f_loc), format="csc")
     l_fh = rows[:, h_loc].tocsc()
     cols = np.nonzero(np.diff(l_fh.indptr))[0]
-    held = values[used[h_loc[cols]]].astype(np.float64)
-    return used[f_loc], spla.splu(l_ff).solve(-(l_fh[:, cols] @ held))
+    return used[f_loc], spla.splu(l_ff), l_fh[:, cols].tocsr(), used[h_loc[cols]]
+
+
+def _harmonic_values(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian, solver: tuple | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The harmonic interpolation of values (V, 3) on the free vertices (V,) bool from the rest: (their indices
+    (n,), their values (n, 3)); `solver`: `_harmonic_solver(free, lap)` when already at hand."""
+    at, lu, coupling, held = solver if solver is not None else _harmonic_solver(free, lap)
+    return at, lu.solve(-(coupling @ values[held].astype(np.float64)))
 
 
 def _keeps_facing(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -380,6 +389,7 @@ def _attenuate_groups(values: np.ndarray, v: np.ndarray, faces: np.ndarray, turn
 FRAME_FACING_COS = 0.03    # a frame's fold is mended where the source's mix keeps the triangle's image facing by
 #                            more than this cosine (past 88 degrees: closer is a tie of rounding) and not collapsed;
 #                            judged by 75 degrees, as the shapes are, 50 % more stayed turned
+SOLVERS_KEPT = 256          # harmonic fills' factorisations kept per target (a few MB)
 FRAME_KEEP_STEPS = 6       # bisection steps for the share of a frame's own displacement a fill keeps (1/64)
 
 
@@ -418,6 +428,18 @@ class FrameGuard:
                                        (self.faces.ravel(), np.repeat(np.arange(len(self.faces)), 3))),
                                       shape=(n, len(self.faces)))
         self.lap = _LocalLaplacian(self.v, self.faces, self.adjacency)
+        self._solvers = OrderedDict()     # free vertices -> `_harmonic_solver`: the frames of a take fold alike
+
+    def _harmonic(self, values: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = np.flatnonzero(free).tobytes()
+        solver = self._solvers.get(key)
+        if solver is None:
+            solver = self._solvers[key] = _harmonic_solver(free, self.lap)
+            if len(self._solvers) > SOLVERS_KEPT:
+                self._solvers.popitem(last=False)
+        else:
+            self._solvers.move_to_end(key)
+        return _harmonic_values(values, free, self.lap, solver)
 
     def turned(self, displacement: np.ndarray) -> np.ndarray:
         """(n,) indices of the judged triangles that displacement (V, 3) (one frame) turns over."""
@@ -452,7 +474,7 @@ class FrameGuard:
         free = _grow(self.adjacency, free, FILL_RINGS) & self.movable
         best, best_count, touched = None, len(folded), folded
         for round_ in range(MAX_ROUNDS):
-            at, harmonic = _harmonic_values(values, free, self.lap)
+            at, harmonic = self._harmonic(values, free)
             if not len(at):
                 break
             near = np.unique(self.incident[at].indices)
