@@ -254,7 +254,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             tris = tris[~held[faces[tris]].any(1)]
             on = ~off_surface[faces[tris]].any(1)
             out = np.zeros(len(tris), bool)
-            out[on] = image.keeps_facing(k, faces[tris[on]])
+            out[on] = image.keeps_facing(k, faces[tris[on]], FRAME_FACING_COS)
             out[~on] = _keeps_facing(v, reference, faces[tris[~on]])
             return tris[out]
 
