@@ -389,6 +389,8 @@ def _attenuate_groups(values: np.ndarray, v: np.ndarray, faces: np.ndarray, turn
 FRAME_FACING_COS = 0.03    # a frame's fold is mended where the source's mix keeps the triangle's image facing by
 #                            more than this cosine (past 88 degrees: closer is a tie of rounding) and not collapsed;
 #                            judged by 75 degrees, as the shapes are, 50 % more stayed turned
+FRAME_MAX_ROUNDS = 6       # fills per frame, each grown wider (eight mended the anime mouth's inner corners at jawOpen
+#                            = 1 but creased its lips there: 14 saw-tooth edges against 1)
 SOLVERS_KEPT = 256          # harmonic fills' factorisations kept per target (a few MB)
 FRAME_KEEP_STEPS = 6       # bisection steps for the share of a frame's own displacement a fill keeps (1/64)
 
@@ -473,7 +475,7 @@ class FrameGuard:
         free[faces[folded].ravel()] = True
         free = _grow(self.adjacency, free, FILL_RINGS) & self.movable
         best, best_count, touched = None, len(folded), folded
-        for round_ in range(MAX_ROUNDS):
+        for round_ in range(FRAME_MAX_ROUNDS):
             at, harmonic = self._harmonic(values, free)
             if not len(at):
                 break
