@@ -171,3 +171,23 @@ def test_an_ict_head_gets_no_frame_guard_and_its_folds_are_its_sources_own(ict, 
     assert sum(len(guard.turned(f)) for f in frames) > 0      # ICT's own mixes turn triangles (the lips roll)
     assert guard.mend(frames, weights) == 0
     assert np.array_equal(frames, raw)
+
+
+def test_two_requests_mending_one_target_at_once_get_what_one_alone_gets():
+    """The app may decode one prepared target from two requests at once: the guard's lazily built Laplacian and
+    solvers are shared, and each request's frames come out as they would alone."""
+    import threading
+    w = np.linspace(0.0, 1.0, 30)
+    weights = np.stack([w, w], 1)
+    guard, basis, _ = _mix_that_folds()
+    alone = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
+    guard.mend(alone, weights)
+    guard, basis, _ = _mix_that_folds()
+    runs = [np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32) for _ in range(2)]
+    threads = [threading.Thread(target=guard.mend, args=(r, weights)) for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in runs:
+        assert np.array_equal(r, alone)

@@ -13,6 +13,7 @@ closed) the transfer is the source's own deformation and the basis is left bit f
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -431,6 +432,8 @@ class FrameGuard:
                                       shape=(n, len(self.faces)))
         self.lap = _LocalLaplacian(self.v, self.faces, self.adjacency)
         self._solvers = OrderedDict()     # free vertices -> `_harmonic_solver`: the frames of a take fold alike
+        self._lock = threading.Lock()     # the app may decode one target from two requests at once: the
+        #                                   Laplacian and the solvers are built as frames ask for them
 
     def _harmonic(self, values: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = np.flatnonzero(free).tobytes()
@@ -455,8 +458,10 @@ class FrameGuard:
         changed = 0
         for t in range(len(displacements)):
             tris = self.turned(displacements[t])
-            if len(tris) and self._mend_frame(displacements[t], np.asarray(weights[t], np.float64), tris):
-                changed += 1
+            if not len(tris):
+                continue
+            with self._lock:
+                changed += self._mend_frame(displacements[t], np.asarray(weights[t], np.float64), tris)
         return changed
 
     def _unexplained(self, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
