@@ -191,3 +191,14 @@ def test_two_requests_mending_one_target_at_once_get_what_one_alone_gets():
         t.join()
     for r in runs:
         assert np.array_equal(r, alone)
+
+
+def test_a_fold_off_the_fitted_face_is_mended_even_where_its_image_folds_too():
+    """Vertices off the fitted face have no faithful image there: a fold among them is mended whatever the source
+    does at their closest points."""
+    guard, basis, mid = _mix_that_folds()
+    guard.image.deltas = basis.copy()                # the closest points' source folds as the target does
+    guard.off_surface = np.linalg.norm(guard.v - guard.v[mid], axis=1) < 0.5
+    frames = basis.sum(0, keepdims=True).astype(np.float32)
+    assert guard.mend(frames, np.ones((1, 2))) == 1
+    assert not len(guard.turned(frames[0]))

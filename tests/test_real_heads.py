@@ -108,10 +108,10 @@ def test_composed_anime_warp_jacobian_matches_finite_differences(ict):
     assert np.linalg.det(warp.jacobian(v)).min() > 0.01
 
 
-def _prior_on_skin(t, weights=None):
+def _prior_and_guard(t):
     """The template prior as the pipeline computes it on an eval target (its head split from the eyeballs and
-    teeth, in the ICT frame): (53, V, 3) deltas, zero off the skin; with `weights` (T, 53) the frames (T, V, 3)
-    the default path decodes (the mix, mended by the frame guard)."""
+    teeth, in the ICT frame): its (53, S, 3) deltas on the skin, its frame guard (or None) and the skin's vertex
+    indices (S,) in the target."""
     from nfs.data.benchmark import identity_alignment
     from nfs.mesh.clean import clean_mesh
     from nfs.pipeline.target import split_head
@@ -119,13 +119,29 @@ def _prior_on_skin(t, weights=None):
     clean = split_head(clean_mesh(t.vertices, t.faces), identity_alignment())
     basis, guard = template_expression_basis(clean.skin_points.astype(np.float32), faces=clean.skin_faces,
                                              with_frame_guard=True)
-    if weights is not None:
-        basis = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
-        if guard is not None:
-            guard.mend(basis, weights)
-    out = np.zeros((len(basis), t.n_vertices, 3), np.float32)
-    out[:, clean.skin_original_index] = basis
+    return basis, guard, clean.skin_original_index
+
+
+def _on_target(t, skin, values):
+    """(n, S, 3) skin values -> (n, V, 3) on the whole target, zero off the skin."""
+    out = np.zeros((len(values), t.n_vertices, 3), np.float32)
+    out[:, skin] = values
     return out
+
+
+def _decoded(basis, guard, weights):
+    """The frames (T, S, 3) the default path decodes from weights (T, 53): the mix, mended by the frame guard."""
+    frames = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
+    if guard is not None:
+        guard.mend(frames, weights)
+    return frames
+
+
+def _prior_on_skin(t, weights=None):
+    """The template prior on an eval target, (53, V, 3) deltas, zero off the skin; with `weights` (T, 53) the
+    frames (T, V, 3) the default path decodes."""
+    basis, guard, skin = _prior_and_guard(t)
+    return _on_target(t, skin, basis if weights is None else _decoded(basis, guard, weights))
 
 
 @pytest.mark.parametrize("category", [
@@ -218,8 +234,9 @@ def test_the_frame_guard_mends_most_mixes_of_the_anime_head(ict):
     skin_faces = t.faces[t.skin_mask[t.faces].all(1)]
     truth = t.vertices[None] + np.einsum("tk,kvc->tvc", weights, t.basis)
     truth_cos = M.truth_facing_cos(t.vertices, truth, skin_faces)
-    mended = t.vertices[None] + _prior_on_skin(t, weights)
-    plain = t.vertices[None] + np.einsum("tk,kvc->tvc", weights, _prior_on_skin(t))
+    basis, guard, skin = _prior_and_guard(t)
+    mended = t.vertices[None] + _on_target(t, skin, _decoded(basis, guard, weights))
+    plain = t.vertices[None] + _on_target(t, skin, np.einsum("tk,kvc->tvc", weights, basis))
     turned = [M.turned_over(M.facing_cos(t.vertices, p, skin_faces), truth_cos) for p in (mended, plain)]
     assert turned[0] < 0.6 * turned[1], turned
     lids = M.landmark_pairs(t.landmarks, M.EYELID_PAIRS)

@@ -408,13 +408,15 @@ class FrameGuard:
     `needs_guard` picks (the others decode untouched, at no cost)."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
-                 held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = ()):
+                 held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = (),
+                 off_surface: np.ndarray | None = None):
         self.v = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
         self.image = image
         n = len(self.v)
         held = np.zeros(n, bool) if held is None else np.asarray(held, bool)
         pinned = np.zeros(n, bool) if pinned is None else np.asarray(pinned, bool)
+        self.off_surface = np.zeros(n, bool) if off_surface is None else np.asarray(off_surface, bool)
         self.judged = ~held[self.faces].any(1)          # (F,) triangles spanning a joined opening hang by design
         rest = _gathered_normals(self.v, self.faces)
         self.rest_unit = rest / np.maximum(np.linalg.norm(rest, axis=1, keepdims=True), 1e-30)
@@ -465,9 +467,15 @@ class FrameGuard:
         return changed
 
     def _unexplained(self, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
-        """The triangles among tris (n,) that are judged and whose image on the source keeps facing under the mix w."""
+        """The triangles among tris (n,) that are judged and whose image on the source keeps facing under the mix w
+        (a triangle off the fitted face has no faithful image there: it is never explained)."""
         tris = tris[self.judged[tris]]
-        return tris[self.image.keeps_facing(w, self.faces[tris], FRAME_FACING_COS)] if len(tris) else tris
+        if not len(tris):
+            return tris
+        keep = self.off_surface[self.faces[tris]].any(1)
+        on = ~keep
+        keep[on] = self.image.keeps_facing(w, self.faces[tris[on]], FRAME_FACING_COS)
+        return tris[keep]
 
     def _mend_frame(self, frame: np.ndarray, w: np.ndarray, tris: np.ndarray) -> bool:
         v, faces = self.v, self.faces

@@ -28,7 +28,7 @@ from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh, v
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.ict_derived import derived_opening_sides
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
-from nfs.prior.fold_guard import FrameGuard, SourceImage, guard_folds, needs_guard
+from nfs.prior.fold_guard import ON_SURFACE_CM, FrameGuard, SourceImage, guard_folds, needs_guard
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
 from nfs.progress import checkpoint
@@ -341,7 +341,8 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         if with_frame_guard and needs_guard(off_by, stretch):
             frame_guard = FrameGuard(v, np.asarray(faces, np.int64), SourceImage(fit.face(), tf, deltas, tri, bary),
                                      held=stretch, pinned=lid_rims,
-                                     lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")))
+                                     lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")),
+                                     off_surface=off_by > ON_SURFACE_CM)
     return (out, frame_guard) if with_frame_guard else out
 
 
