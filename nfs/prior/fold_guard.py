@@ -58,7 +58,18 @@ def _gathered_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(n, 3) un-normalised normals of a few triangles faces (n, 3) on points (V, 3) (gathered, no transpose of
     the whole point array)."""
     p = points[faces]
-    return np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    u, w = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    return np.stack([u[:, 1] * w[:, 2] - u[:, 2] * w[:, 1], u[:, 2] * w[:, 0] - u[:, 0] * w[:, 2],
+                     u[:, 0] * w[:, 1] - u[:, 1] * w[:, 0]], 1)
+
+
+def _row_columns(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """The column indices of the stored entries in rows (n,) of a CSR matrix, concatenated (no sparse slicing:
+    the guards ask for a few rows thousands of times)."""
+    starts, ends = matrix.indptr[rows], matrix.indptr[np.asarray(rows) + 1]
+    lengths = ends - starts
+    at = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    return matrix.indices[at]
 
 
 def turned_triangles(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray) -> np.ndarray:
@@ -117,8 +128,7 @@ def _grow(adjacency: sp.csr_matrix, mask: np.ndarray, rings: int = 1) -> np.ndar
     given."""
     out = np.array(mask, bool, copy=True)
     for _ in range(rings):
-        rows = adjacency[np.nonzero(out)[0]]
-        out[rows.indices] = True
+        out[_row_columns(adjacency, np.nonzero(out)[0])] = True
     return out
 
 
@@ -269,7 +279,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
         best, best_count = None, len(folded)
         for round_ in range(MAX_ROUNDS):
             at, harmonic = _harmonic_values(values, free, lap)
-            near = np.unique(incident[at].indices)
+            near = np.unique(_row_columns(incident, at))
             for keep in KEEP_SHARES:            # as much of the shape's own deltas as leaves nothing turned
                 filled = harmonic + keep * (values[at] - harmonic)
                 trial[at] = v[at] + filled
@@ -286,7 +296,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             free |= _grow(adjacency, seeds, FILL_RINGS + round_ + 1) & movable
         if best is not None:       # the fill that leaves the fewest turned over
             basis[k][best[0]] = best[1]
-            candidates[k] = np.union1d(candidates[k], incident[best[0]].indices)
+            candidates[k] = np.union1d(candidates[k], _row_columns(incident, best[0]))
     # the last resort: what no fill mended (and the eyes' bands, which are not filled) is attenuated locally
     rest_unit = _gathered_normals(v, faces)
     rest_unit /= np.maximum(np.linalg.norm(rest_unit, axis=1, keepdims=True), 1e-30)
@@ -357,7 +367,7 @@ def _attenuate_groups(values: np.ndarray, v: np.ndarray, faces: np.ndarray, turn
         members = core_idx[group == g]
         reach = float(np.linalg.norm(values[members], axis=1).max())
         member_tree = cKDTree(v[members])
-        others = np.setdiff1d(turned, np.unique(incident[members].indices))   # other groups' triangles
+        others = np.setdiff1d(turned, np.unique(_row_columns(incident, members)))   # other groups' triangles
         # only the vertices in the group's box grown by the widest falloff can be within reach (a dense scan's
         # million vertices are not all asked)
         lo_box, hi_box = v[members].min(0) - ATTENUATE_RADIUS_CM, v[members].max(0) + ATTENUATE_RADIUS_CM
@@ -373,7 +383,7 @@ def _attenuate_groups(values: np.ndarray, v: np.ndarray, faces: np.ndarray, turn
             at, weight = near_v[keep], weight[keep, None]
             if not len(at):
                 break
-            near = np.setdiff1d(np.unique(incident[at].indices), others)
+            near = np.setdiff1d(np.unique(_row_columns(incident, at)), others)
             own = values[at].astype(np.float64)
             if len(still(at, own * (1.0 - weight), near)):
                 continue                  # a wider falloff may mend what this one cannot
@@ -479,7 +489,16 @@ class FrameGuard:
 
     def _mend_frame(self, frame: np.ndarray, w: np.ndarray, tris: np.ndarray) -> bool:
         v, faces = self.v, self.faces
-        folded = self._unexplained(w, tris)
+        status = np.full(len(faces), -1, np.int8)   # a fold of triangle f unexplained under w (1) or not (0)
+
+        def unexplained(t: np.ndarray) -> np.ndarray:
+            new = t[status[t] < 0]
+            if len(new):
+                status[new] = 0
+                status[self._unexplained(w, new)] = 1
+            return t[status[t] == 1]
+
+        folded = unexplained(tris)
         if not len(folded):
             return False
         values = frame.astype(np.float64)
@@ -492,13 +511,13 @@ class FrameGuard:
             at, harmonic = self._harmonic(values, free)
             if not len(at):
                 break
-            near = np.unique(self.incident[at].indices)
+            near = np.unique(_row_columns(self.incident, at))
             own = values[at]
 
             def left(keep: float) -> np.ndarray:
                 trial[at] = v[at] + harmonic + keep * (own - harmonic)
                 still = near[_turned(v, trial, faces[near])]
-                return self._unexplained(w, still) if len(still) else still
+                return unexplained(still)
 
             still = left(0.0)
             if not len(still):
@@ -516,18 +535,18 @@ class FrameGuard:
             free |= _grow(self.adjacency, seeds, FILL_RINGS + round_ + 1) & self.movable
         if best is not None:
             values[best[0]] = best[1]
-            touched = np.union1d(folded, self.incident[best[0]].indices)
+            touched = np.union1d(folded, _row_columns(self.incident, best[0]))
         if best_count:                       # the last resort: attenuated locally
             trial = v + values
             left_over = touched[_turned_facing(self.rest_unit, trial, faces, touched)]
-            left_over = self._unexplained(w, left_over)
+            left_over = unexplained(left_over)
             left_over = left_over[self.movable[faces[left_over]].all(1)]
             if len(left_over):
                 def still_turned(at_: np.ndarray, moved_at: np.ndarray, near_: np.ndarray) -> np.ndarray:
                     trial[at_] = v[at_] + moved_at
                     out = near_[_turned_facing(self.rest_unit, trial, faces, near_)]
                     trial[at_] = v[at_] + values[at_]
-                    return self._unexplained(w, out) if len(out) else out
+                    return unexplained(out)
 
                 _attenuate_groups(values, v, faces, left_over, self.movable, self.adjacency, self.incident,
                                   still_turned)
