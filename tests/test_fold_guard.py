@@ -202,3 +202,17 @@ def test_a_fold_off_the_fitted_face_is_mended_even_where_its_image_folds_too():
     frames = basis.sum(0, keepdims=True).astype(np.float32)
     assert guard.mend(frames, np.ones((1, 2))) == 1
     assert not len(guard.turned(frames[0]))
+
+
+def test_a_frame_folding_most_of_the_mesh_is_left_as_decoded(monkeypatch):
+    """A head so unlike a face that a frame folds more triangles than the guard's cap is not mended (mending would
+    cost seconds a frame and not help); below the cap the same frame is."""
+    guard, basis, _ = _mix_that_folds()
+    frames = basis.sum(0, keepdims=True).astype(np.float32)
+    raw = frames.copy()
+    monkeypatch.setattr(G, "FRAME_MAX_FOLDED", 0)
+    monkeypatch.setattr(G, "FRAME_MAX_FOLDED_SHARE", 0.0)
+    assert guard.mend(frames, np.ones((1, 2))) == 0
+    assert np.array_equal(frames, raw)
+    monkeypatch.setattr(G, "FRAME_MAX_FOLDED", 500)
+    assert guard.mend(frames, np.ones((1, 2))) == 1

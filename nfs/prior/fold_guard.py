@@ -402,6 +402,8 @@ FRAME_FACING_COS = 0.03    # a frame's fold is mended where the source's mix kee
 #                            judged by 75 degrees, as the shapes are, 50 % more stayed turned
 FRAME_MAX_ROUNDS = 6       # fills per frame, each grown wider (eight mended the anime mouth's inner corners at jawOpen
 #                            = 1 but creased its lips there: 14 saw-tooth edges against 1)
+FRAME_MAX_FOLDED = 500      # a frame folding more triangles than this (or this share of them) is left as decoded:
+FRAME_MAX_FOLDED_SHARE = 0.01   # a shape far from any face (forced through) would cost seconds a frame to mend
 SOLVERS_KEPT = 256          # harmonic fills' factorisations kept per target (a few MB)
 FRAME_KEEP_STEPS = 6       # bisection steps for the share of a frame's own displacement a fill keeps (1/64)
 
@@ -499,8 +501,8 @@ class FrameGuard:
             return t[status[t] == 1]
 
         folded = unexplained(tris)
-        if not len(folded):
-            return False
+        if not len(folded) or len(folded) > max(FRAME_MAX_FOLDED, FRAME_MAX_FOLDED_SHARE * len(faces)):
+            return False             # nothing to mend, or a head so unlike a face that mending is no remedy
         values = frame.astype(np.float64)
         trial = v + values
         free = np.zeros(len(v), bool)
