@@ -8,17 +8,15 @@ Prints the machine's CPU flags and the peak memory of the run; nothing is assert
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import time
 
 import numpy as np
 
+from eval_heads import machine_line, model_ict_and_codes
 from nfs.data.benchmark import SIZES, build_expressions, build_target
 from nfs.eval import metrics as M
-from nfs.eval.run import Clip, decode_all, encode_source, load_shipped_model, prepare_target
-from nfs.ict import load_ict
-from nfs.model.precision import cpu_flags
+from nfs.eval.run import decode_all, prepare_target
 
 
 def smooth_clip(weights: np.ndarray, n_frames: int) -> np.ndarray:
@@ -35,13 +33,9 @@ def main() -> None:
     parser.add_argument("--categories", default="anime,stylised,warp_features,remesh_25k")
     parser.add_argument("--frames", type=int, default=400)
     args = parser.parse_args()
-    flags = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in cpu_flags()]
-    print(f"{os.cpu_count()} CPUs, flags: {' '.join(flags)}")
-    model, _ = load_shipped_model(None)
-    model.eval()
-    ict = load_ict()
+    print(machine_line())
     weights = smooth_clip(build_expressions(SIZES["full"]).weights, args.frames)
-    codes = encode_source(Clip("benchmark", 30.0, codes=weights), model).codes
+    model, ict, codes = model_ict_and_codes(weights)
     for category in args.categories.split(","):
         target = build_target(category, 0, ict)
         prepared = prepare_target((target.vertices, target.faces), model, use_cache=False, name=target.name,

@@ -9,15 +9,13 @@ Prints figures; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
+from eval_heads import machine_line, model_ict_and_codes
 from nfs.data.benchmark import SIZES, build_expressions, build_target
 from nfs.eval import metrics as M
-from nfs.eval.run import Clip, _context, decode_all, encode_source, load_shipped_model, prepare_target
-from nfs.ict import load_ict
-from nfs.model.precision import cpu_flags
+from nfs.eval.run import _context, decode_all, prepare_target
 
 FEATURES = {"nose": range(27, 36), "mouth": range(48, 68), "eyes": range(36, 48)}
 NOSTRILS = {"subject's right": [31, 32], "subject's left": [34, 35]}
@@ -27,13 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--categories", default="anime,stylised,warp_features,remesh_25k,closed_scan,game_head")
     args = parser.parse_args()
-    flags = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in cpu_flags()]
-    print(f"{os.cpu_count()} CPUs, flags: {' '.join(flags)}")
-    model, _ = load_shipped_model(None)
-    model.eval()
-    ict = load_ict()
+    print(machine_line())
     expr = build_expressions(SIZES["full"])
-    codes = encode_source(Clip("benchmark", 30.0, codes=expr.weights), model).codes
+    model, ict, codes = model_ict_and_codes(expr.weights)
     for category in args.categories.split(","):
         target = build_target(category, 0, ict)
         ctx = _context(target, expr)
