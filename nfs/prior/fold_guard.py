@@ -1,5 +1,6 @@
-"""Fold guard for the template prior: no expression shape may turn a triangle of the target over where the ICT face
-it was carried from keeps its surface facing.
+"""Fold guards for the template prior: no expression shape (`guard_folds`, when the basis is built) and no decoded
+frame's mix of shapes (`FrameGuard`, per frame) may turn a triangle of the target over where the ICT face it was
+carried from keeps its surface facing.
 
 Closest-point transfer carries ICT-sized deltas; on a head shaped unlike ICT (a small nose, a narrow mouth, lips
 modelled closed) neighbouring vertices receive deltas from points of the face that move apart, and a triangle of
@@ -7,8 +8,9 @@ the target turns over at weight 1 where no triangle of the source does. For each
 (and a ring around them) get the harmonic interpolation (cotangent Laplacian of the target's rest shape) of the
 deltas around them, blended with as much of their own deltas as leaves nothing turned, grown ring by ring where
 triangles are still turned. What no fill mends is, as a last resort, scaled down smoothly about it (as little as
-leaves nothing turned there: a slightly smaller motion rather than a fold). The guard runs on heads with a notable share of vertices off the fitted face
-(GUARDED_SHARE): where the fitted ICT face matches the head (an ICT head, a remesh, a crop, lips or lids modelled
+leaves nothing turned there: a slightly smaller motion rather than a fold). Shapes that each keep their triangles
+facing can still fold one together; the frame guard mends those per frame the same way. The guards run on heads
+with a notable share of vertices off the fitted face (GUARDED_SHARE, `needs_guard`): where the fitted ICT face matches the head (an ICT head, a remesh, a crop, lips or lids modelled
 closed) the transfer is the source's own deformation and the basis is left bit for bit.
 """
 from __future__ import annotations
