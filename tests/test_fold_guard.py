@@ -216,3 +216,18 @@ def test_a_frame_folding_most_of_the_mesh_is_left_as_decoded(monkeypatch):
     assert np.array_equal(frames, raw)
     monkeypatch.setattr(G, "FRAME_MAX_FOLDED", 500)
     assert guard.mend(frames, np.ones((1, 2))) == 1
+
+
+def test_a_guard_travels_between_processes_and_mends_as_before():
+    """Batch on Ray returns prepared targets from its tasks (serialised as Ray does, with pickle): a guard that has
+    mended frames (a lock and factorisations inside) travels, and mends the same frames the same way."""
+    import pickle
+    w = np.linspace(0.0, 1.0, 20)
+    weights = np.stack([w, w], 1)
+    guard, basis, _ = _mix_that_folds()
+    here = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
+    there = here.copy()
+    guard.mend(here, weights)
+    moved = pickle.loads(pickle.dumps(guard))
+    assert moved.mend(there, weights) > 0
+    assert np.array_equal(there, here)

@@ -451,6 +451,17 @@ class FrameGuard:
         self._lock = threading.Lock()     # the app may decode one target from two requests at once: the
         #                                   Laplacian and the solvers are built as frames ask for them
 
+    def __getstate__(self) -> dict:
+        """A prepared target travels between processes (batch on Ray returns it from its task): without the lock
+        and the factorisations, which are rebuilt as frames ask for them."""
+        state = self.__dict__.copy()
+        state["_lock"], state["_solvers"] = None, OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _harmonic(self, values: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = np.flatnonzero(free).tobytes()
         solver = self._solvers.get(key)
