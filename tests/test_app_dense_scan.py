@@ -19,13 +19,14 @@ STAGE = re.compile(r"stage (\d+)/(\d+) · ([a-z ]+)")
 
 
 def progress_lines(b, until: str, timeout: float, what: str) -> list[str]:
-    """The target box's text every half second until the JavaScript condition `until` holds."""
+    """The target box's text every half second until the JavaScript condition `until` holds (the text and the
+    condition read in one call, so the text that made the condition hold is among those returned)."""
     seen, deadline = [], time.time() + timeout
     while time.time() < deadline:
-        text = b.text("#target-info")
+        text, done = b.eval(f"[{INFO}, !!({until})]")
         if not seen or seen[-1] != text:
             seen.append(text)
-        if b.eval(until):
+        if done:
             return seen
         time.sleep(0.5)
     raise TimeoutError(f"waited {timeout:.0f} s for {what}; the page then showed: {b.state()}")
