@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
+from eval_heads import machine_line, model_ict_and_codes
 from nfs.data.benchmark import SIZES, build_expressions, build_target
 from nfs.eval import metrics as M
-from nfs.eval.run import Clip, _context, decode_all, encode_source, load_shipped_model, method_metrics, prepare_target
-from nfs.ict import load_ict
+from nfs.eval.run import _context, decode_all, method_metrics, prepare_target
 
 
 def main() -> None:
@@ -24,11 +24,9 @@ def main() -> None:
     parser.add_argument("--categories", default="closed_scan,joined_lips,joined_lids,game_head,slit_bag")
     parser.add_argument("--where", action="store_true", help="list the turned triangles")
     args = parser.parse_args()
-    model, _ = load_shipped_model(None)
-    model.eval()
-    ict = load_ict()
+    print(machine_line())
     expr = build_expressions(SIZES["full"])
-    codes = encode_source(Clip("benchmark", 30.0, codes=expr.weights), model).codes
+    model, ict, codes = model_ict_and_codes(expr.weights)
     jaw = expr.probe_jaw
     for category in args.categories.split(","):
         target = build_target(category, 0, ict)

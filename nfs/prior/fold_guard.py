@@ -65,6 +65,21 @@ def _gathered_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
                      u[:, 0] * w[:, 1] - u[:, 1] * w[:, 0]], 1)
 
 
+def _unit_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F, 3) unit normals of faces (F, 3) on points (V, 3) (zero for a degenerate triangle)."""
+    n = _gathered_normals(points, faces)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+
+
+def _mesh_tables(faces: np.ndarray, n_vertices: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """What the guards walk the mesh with: the (V, V) vertex adjacency with the diagonal, and the (V, F) table of
+    the triangles around each vertex."""
+    adjacency = (sparse_adjacency(faces, n_vertices) + sp.eye(n_vertices, format="csr")).tocsr()
+    incident = sp.csr_matrix((np.ones(faces.size, bool), (faces.ravel(), np.repeat(np.arange(len(faces)), 3))),
+                             shape=(n_vertices, len(faces)))
+    return adjacency, incident
+
+
 def _row_columns(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
     """The column indices of the stored entries in rows (n,) of a CSR matrix, concatenated (no sparse slicing:
     the guards ask for a few rows thousands of times)."""
@@ -232,7 +247,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     if not len(shapes):
         return basis
     image = SourceImage(source_face, source_triangles, source_deltas, tri, bary)
-    adjacency = (sparse_adjacency(faces, len(v)) + sp.eye(len(v), format="csr")).tocsr()
+    adjacency, incident = _mesh_tables(faces, len(v))
     # the rims of the head's eyes and RIM_RINGS rings around them keep their own deltas in the shapes that close
     # the lids (lid_shapes): a lid's front edge, a ring or two off ICT's rim, carries how far it closes (filled, an
     # anime head's lids stopped 1.9 mm short of closing); the other shapes keep the rims' deltas only
@@ -245,8 +260,6 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     # one Laplacian around every turned triangle, as far as the fills and references reach
     lap.rows(_grow(adjacency, corners, FILL_RINGS + MAX_ROUNDS * (MAX_ROUNDS + 1) // 2) & movable_rest)
 
-    incident = sp.csr_matrix((np.ones(faces.size, bool), (faces.ravel(), np.repeat(np.arange(len(faces)), 3))),
-                             shape=(len(v), len(faces)))              # (V, F) the triangles around each vertex
     candidates = {k: np.nonzero(turned[k])[0] for k in shapes}     # where the last resort looks
     for k in shapes:
         movable = movable_lids if k in lid_shapes else movable_rest
@@ -300,8 +313,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             basis[k][best[0]] = best[1]
             candidates[k] = np.union1d(candidates[k], _row_columns(incident, best[0]))
     # the last resort: what no fill mended (and the eyes' bands, which are not filled) is attenuated locally
-    rest_unit = _gathered_normals(v, faces)
-    rest_unit /= np.maximum(np.linalg.norm(rest_unit, axis=1, keepdims=True), 1e-30)
+    rest_unit = _unit_normals(v, faces)
     for k in shapes:
         _attenuate_turned(basis[k], v, faces, rest_unit, image, k, candidates[k], adjacency, incident, ~held,
                           pinned if k in lid_shapes else None)
@@ -432,20 +444,16 @@ class FrameGuard:
         pinned = np.zeros(n, bool) if pinned is None else np.asarray(pinned, bool)
         self.off_surface = np.zeros(n, bool) if off_surface is None else np.asarray(off_surface, bool)
         self.judged = ~held[self.faces].any(1)          # (F,) triangles spanning a joined opening hang by design
-        rest = _gathered_normals(self.v, self.faces)
-        self.rest_unit = rest / np.maximum(np.linalg.norm(rest, axis=1, keepdims=True), 1e-30)
+        self.rest_unit = _unit_normals(self.v, self.faces)
         self._rest_rows = np.ascontiguousarray(self.rest_unit.T.astype(np.float32))   # (3, F)
         self._v32 = self.v.astype(np.float32)
-        self.adjacency = (sparse_adjacency(self.faces, n) + sp.eye(n, format="csr")).tocsr()
+        self.adjacency, self.incident = _mesh_tables(self.faces, n)
         # the eyes' rims keep their motion; the RIM_RINGS rings around them are mended, then given back as much of
         # their own motion as the lids close (the largest weight of lid_shapes: a blink closes the lids as its
         # shape does, a frame without one is mended there as anywhere)
         self.movable = ~held & ~pinned
         self.band = _grow(self.adjacency, pinned, RIM_RINGS) & self.movable if pinned.any() else np.zeros(n, bool)
         self.lid_shapes = np.asarray(lid_shapes, np.int64)
-        self.incident = sp.csr_matrix((np.ones(self.faces.size, bool),
-                                       (self.faces.ravel(), np.repeat(np.arange(len(self.faces)), 3))),
-                                      shape=(n, len(self.faces)))
         self.lap = _LocalLaplacian(self.v, self.faces, self.adjacency)
         self._solvers = OrderedDict()     # free vertices -> `_harmonic_solver`: the frames of a take fold alike
         self._lock = threading.Lock()     # the app may decode one target from two requests at once: the

@@ -56,6 +56,7 @@ MOUTH_SHRINK_REACH = 2.0   # a smaller mouth's scaling falls off within this man
 # 0.4x nose and turned 200 more triangles over there; the whole face registered turned 170 more.
 MOUTH_REACH = 1.5
 EYE_REACH = 3.0
+BLINK_SHAPES = tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R"))   # the shapes closing the lids
 CORNER_SHARE = 0.2       # the frame guard mends the lids' bands this near an eye's corners (a share of its width)
 MIN_NORMAL_DOT = -0.3    # near an opening, a closest triangle whose normal is against the vertex's is not taken
 
@@ -324,8 +325,9 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
     if (fold_guard or with_frame_guard) and fit_identity and faces is not None and len(faces):
         eye_rims = np.zeros(len(q), bool)
         lid_rims = np.zeros(len(q), bool)       # the rims but for their corners, where the lids hardly move
+        loops = boundary_loops(np.asarray(faces, np.int64))
         for name in ("eye_L", "eye_R"):
-            loop = matching_loop(q, boundary_loops(np.asarray(faces, np.int64)), face, ict_opening_loops()[name])
+            loop = matching_loop(q, loops, face, ict_opening_loops()[name])
             if loop is not None:
                 eye_rims[loop] = True
                 corners = np.stack(opening_corners(q, loop))
@@ -337,11 +339,11 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         if fold_guard:
             out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
                               held=stretch, pinned=eye_rims,
-                              lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")))
+                              lid_shapes=BLINK_SHAPES)
         if with_frame_guard and needs_guard(off_by, stretch):
             frame_guard = FrameGuard(v, np.asarray(faces, np.int64), SourceImage(fit.face(), tf, deltas, tri, bary),
                                      held=stretch, pinned=lid_rims,
-                                     lid_shapes=tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")),
+                                     lid_shapes=BLINK_SHAPES,
                                      off_surface=off_by > ON_SURFACE_CM)
     return (out, frame_guard) if with_frame_guard else out
 
@@ -349,8 +351,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
 def _blink_fixed(deltas: np.ndarray, rest: np.ndarray) -> np.ndarray:
     """Deltas (53, N, 3) float32 whose blink shapes are scaled, in place, to still close eyes modelled wider open
     than ICT's (rest (53,): the fitted face's expression weights, eyeBlink < -0.05)."""
-    for name in ("eyeBlink_L", "eyeBlink_R"):
-        k = EXPRESSION_NAMES.index(name)
+    for k in BLINK_SHAPES:
         if rest[k] < -0.05:
             deltas[k] *= np.float32(1.0 - rest[k])
     return deltas
@@ -406,9 +407,7 @@ def hang_caps(basis: np.ndarray, points: np.ndarray, faces: np.ndarray, stretch:
     for part in mask_components(faces, stretch):
         if np.linalg.norm(points[part].mean(0) - centre) > size:
             continue
-        a, b, w, s = polar_hang(points[part], loop)
-        membrane = (1 - s)[:, None] * (w[:, None] * loop[a] + (1 - w)[:, None] * loop[b]) + s[:, None] * centre
-        if np.linalg.norm(points[part] - membrane, axis=1).max() > CAP_FLAT_CM:
+        if _off_membrane(points[part], loop)[1].max() > CAP_FLAT_CM:
             continue
         part = _membrane_grown(part, points, faces, loop)
         a, b, w, s = polar_hang(points[part], loop)
@@ -418,22 +417,28 @@ def hang_caps(basis: np.ndarray, points: np.ndarray, faces: np.ndarray, stretch:
     return hung
 
 
+def _off_membrane(points: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How deep inside the loop (L, 3) points (N, 3) sit (`polar_hang`'s s, (N,)) and how far (N,) cm they are from
+    the membrane the loop spans when shrunk toward its centroid."""
+    a, b, w, s = polar_hang(points, loop)
+    membrane = (1 - s)[:, None] * (w[:, None] * loop[a] + (1 - w)[:, None] * loop[b]) + s[:, None] * loop.mean(0)
+    return s, np.linalg.norm(points - membrane, axis=1)
+
+
 def _membrane_grown(part: np.ndarray, points: np.ndarray, faces: np.ndarray, loop: np.ndarray,
                     max_rings: int = 8) -> np.ndarray:
     """A cap's vertices (part) with the vertices around it, ring by ring, that sit within CAP_EDGE_CM of the
     membrane its loop spans and inside the loop (depth above CAP_EDGE_DEPTH)."""
     region = np.zeros(len(points), bool)
     region[part] = True
-    centre = loop.mean(0)
     for _ in range(max_rings):
         ring = np.zeros(len(points), bool)
         ring[faces[region[faces].any(1)]] = True
         idx = np.nonzero(ring & ~region)[0]
         if not len(idx):
             break
-        a, b, w, s = polar_hang(points[idx], loop)
-        membrane = (1 - s)[:, None] * (w[:, None] * loop[a] + (1 - w)[:, None] * loop[b]) + s[:, None] * centre
-        on = (s > CAP_EDGE_DEPTH) & (np.linalg.norm(points[idx] - membrane, axis=1) < CAP_EDGE_CM)
+        s, off = _off_membrane(points[idx], loop)
+        on = (s > CAP_EDGE_DEPTH) & (off < CAP_EDGE_CM)
         if not on.any():
             break
         region[idx[on]] = True
