@@ -59,6 +59,7 @@ EYE_REACH = 3.0
 BLINK_SHAPES = tuple(EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R"))   # the shapes closing the lids
 CORNER_SHARE = 0.2       # the frame guard mends the lids' bands this near an eye's corners (a share of its width)
 MIN_NORMAL_DOT = -0.3    # near an opening, a closest triangle whose normal is against the vertex's is not taken
+CONTACT_SLACK = 4.0      # the other side of an opening counts as touching within this many fit residuals
 
 OPENINGS = (Opening("mouth", "upper_lip", "lower_lip", 2.0, 0.4),
             Opening("eye_L", "upper_eyelid_L", "lower_eyelid_L", 1.0, 0.2),
@@ -220,8 +221,12 @@ def side_aware_closest_points(q: np.ndarray, faces: np.ndarray | None, face: np.
             _, t2, b2, d2 = closest_points_on_mesh(q[redo], face[used], sub, k_candidates=24, table=table,
                                                    point_normals=normals[redo], min_normal_dot=MIN_NORMAL_DOT)
             # a vertex moved for its normal alone takes the compatible point only about as near as the first (a
-            # surface folded against another); farther, it is its own normal that leans (beside a cap, a crease)
-            take = wrong_side[redo] | (d2 <= dist[redo] + slack_cm)
+            # surface folded against another); farther, it is its own normal that leans (beside a cap, a crease).
+            # A vertex on the wrong side but sitting on the fitted face is moved only where the other side is about
+            # as near (lips or lids touching): elsewhere its geometry is the side it is on, and the target's own
+            # split of the opening is what differs (a corner placed otherwise than the fitted face's)
+            touching = d2 <= dist[redo] + CONTACT_SLACK * slack_cm
+            take = np.where(wrong_side[redo], touching | (dist[redo] > slack_cm), d2 <= dist[redo] + slack_cm)
             redo, t2, b2 = redo[take], t2[take], b2[take]
             tri[redo], bary[redo] = allowed[t2], b2
             nearest[redo] = tf[tri[redo], np.argmax(bary[redo], axis=1)]
