@@ -154,9 +154,10 @@ def test_a_fold_that_starts_is_mended_by_a_change_that_starts():
     assert (np.diff(frames[:, mid, 0]) > -1e-4).all()
 
 
-def test_an_ict_head_gets_no_frame_guard_and_its_folds_are_its_sources_own(ict, monkeypatch):
-    """An ICT identity is on its fitted face: no frame guard is built (its frames decode untouched, at no cost),
-    and one built anyway finds every fold of random mixes of all 53 shapes explained by the source."""
+def test_an_ict_head_gets_no_frame_guard_and_a_forced_one_mends_only_slight_folds(ict, monkeypatch):
+    """An ICT identity is on its fitted face: no frame guard is built (its frames decode untouched, at no cost).
+    One built anyway leaves the folds of random mixes of all 53 shapes that the source turns past 120 degrees (the
+    lips rolling in) and mends most of the slight ones, moving the frames by little."""
     import nfs.prior.template as T
     from nfs.data.benchmark import held_out_coeffs
     v = ict.vertices(held_out_coeffs(1_000_124))[: ict.skin_count].astype(np.float32)
@@ -168,9 +169,18 @@ def test_an_ict_head_gets_no_frame_guard_and_its_folds_are_its_sources_own(ict, 
     weights = rng.uniform(0, 1, (12, len(basis))) * (rng.uniform(0, 1, (12, len(basis))) < 0.3)
     frames = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
     raw = frames.copy()
+
+    def slight(f, w):
+        t = guard.turned(f)
+        return t[guard.image.keeps_facing(w, guard.faces[t], G.FRAME_FACING_COS)]
+
     assert sum(len(guard.turned(f)) for f in frames) > 0      # ICT's own mixes turn triangles (the lips roll)
-    assert guard.mend(frames, weights) == 0
-    assert np.array_equal(frames, raw)
+    before = sum(len(slight(f, w)) for f, w in zip(frames, weights))
+    guard.mend(frames, weights)
+    after = sum(len(slight(f, w)) for f, w in zip(frames, weights))
+    assert after < 0.5 * before
+    moved = np.linalg.norm(frames - raw, axis=-1)
+    assert moved.max() < 1.0 and moved.mean() < 0.005           # cm: a few vertices, by millimetres
 
 
 def test_two_requests_mending_one_target_at_once_get_what_one_alone_gets():

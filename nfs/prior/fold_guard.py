@@ -411,9 +411,10 @@ def _attenuate_groups(values: np.ndarray, v: np.ndarray, faces: np.ndarray, turn
             break
 
 
-FRAME_FACING_COS = 0.03    # a frame's fold is mended where the source's mix keeps the triangle's image facing by
-#                            more than this cosine (past 88 degrees: closer is a tie of rounding) and not collapsed;
-#                            judged by 75 degrees, as the shapes are, 50 % more stayed turned
+FRAME_FACING_COS = -0.5    # a frame's fold is mended unless the source's mix turns the triangle's image past 120
+#                            degrees (a fold the source itself makes, such as a lip rolling in) or collapses it: on
+#                            the heads guarded the image is not faithful, so its slight folds explain nothing
+#                            (judged at 88 degrees, the feature-scaled head kept 29 turned triangles, now 4)
 FRAME_MAX_ROUNDS = 6       # fills per frame, each grown wider (eight mended the anime mouth's inner corners at jawOpen
 #                            = 1 but creased its lips there: 14 saw-tooth edges against 1)
 FRAME_MAX_FOLDED = 500      # a frame folding more triangles than this (or this share of them) is left as decoded:
@@ -425,12 +426,11 @@ FRAME_KEEP_STEPS = 6       # bisection steps for the share of a frame's own disp
 class FrameGuard:
     """The fold guard for whole frames: `guard_folds` mends each shape alone, but a mix of shapes can still turn
     a triangle over where its source keeps its surface facing (two shapes pulling a small feature's triangle two
-    ways). Per decoded frame, the triangles turned over that the source's same mix keeps facing (`SourceImage`)
-    get the harmonic interpolation of the displacement around them, keeping as much of their own as leaves
+    ways). Per decoded frame, the triangles turned over that the source's same mix does not turn past 120 degrees
+    (`SourceImage`, FRAME_FACING_COS) get the harmonic interpolation of the displacement around them, keeping as much of their own as leaves
     nothing turned (bisected, so a fold that is only starting is mended by a change that is only starting: no
     jump from frame to frame), grown ring by ring; what no fill mends is attenuated locally
-    (`_attenuate_groups`). Frames the source explains (every fold of an ICT-like head is its source's own) are left
-    bit for bit. Built once per target (`template_expression_basis(..., with_frame_guard=True)`), for the heads
+    (`_attenuate_groups`). Frames the source explains are left bit for bit. Built once per target (`template_expression_basis(..., with_frame_guard=True)`), for the heads
     `needs_guard` picks (the others decode untouched, at no cost)."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
@@ -500,7 +500,8 @@ class FrameGuard:
         return changed
 
     def _unexplained(self, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
-        """The triangles among tris (n,) that are judged and whose image on the source keeps facing under the mix w
+        """The triangles among tris (n,) that are judged and whose image on the source the mix w does not turn past
+        120 degrees (FRAME_FACING_COS)
         (a triangle off the fitted face has no faithful image there: it is never explained)."""
         tris = tris[self.judged[tris]]
         if not len(tris):
