@@ -14,6 +14,7 @@ from nfs.ict import load_ict
 from nfs.geometry.fits import umeyama_batch
 from nfs.geometry.rotations import axis_rotations, rotation_angle_deg
 from nfs.mesh import Alignment, align_to_ict, fit_residual_cm, refine_alignment
+from nfs.mesh.align import snapped_unit
 
 UPSIDE_DOWN = Rotation.from_euler("x", 180, degrees=True).as_matrix()
 FACING_MINUS_Z = Rotation.from_euler("y", 180, degrees=True).as_matrix()
@@ -74,6 +75,30 @@ def test_random_identity_is_aligned_consistently(identity):
     assert abs(a.scale * 10.0 / reference.scale - 1) < 0.01
     np.testing.assert_allclose(a.apply(v_user), reference.apply(v), atol=0.1)
     assert not a.is_partial and a.confidence > 0.3
+
+
+@pytest.mark.parametrize("size, units_per_cm", [(1.06, 0.01), (0.93, 10.0), (1.04, 1 / 2.54)])
+def test_a_head_of_a_persons_size_keeps_its_own_size(ict, size, units_per_cm):
+    """A head a few per cent bigger or smaller than ICT's mean face, in metres, millimetres or inches, is aligned
+    at its unit's exact scale (as a given alignment would be), not shrunk or grown to the mean face: its motions
+    then keep their size."""
+    v, f = ict.skin_mesh(None)
+    rotation = Rotation.random(random_state=8).as_matrix()
+    v_user, _ = _move(size * v.astype(np.float64), rotation, units_per_cm, 9)
+    a = align_to_ict(v_user, f)
+    assert a.scale * units_per_cm == pytest.approx(1.0, abs=1e-12)
+    assert rotation_angle_deg(a.rotation @ rotation, np.eye(3)) < 1.0
+    np.testing.assert_allclose(a.apply(v_user), size * v + (a.apply(v_user) - size * v).mean(0), atol=0.05)
+
+
+def test_a_head_far_from_a_persons_size_keeps_the_fitted_scale(ict):
+    """A toy-sized head (0.6x, in metres) is no common unit's: it is scaled to the mean face, as before."""
+    v, f = ict.skin_mesh(None)
+    v_user, _ = _move(0.6 * v.astype(np.float64), np.eye(3), 0.01, 3)
+    a = align_to_ict(v_user, f)
+    assert a.scale * 0.01 * 0.6 == pytest.approx(1.0, rel=0.01)
+    assert snapped_unit(100.0 / 0.6) is None
+    assert snapped_unit(97.2) == 100.0 and snapped_unit(0.104) == 0.1 and snapped_unit(2.4) == 2.54
 
 
 def test_decimated_identity_with_other_topology(identity):

@@ -54,6 +54,9 @@ JITTER_ITERATIONS = 4          # the jittered restarts start near a fit; the pol
 JITTER_SAMPLES = 500            # target and template samples a jittered restart matches
 JITTER_SCORE_SAMPLES = 2000
 JITTER_DEGREES = 8.0
+UNIT_CM = (100.0, 2.54, 1.0, 0.1)   # centimetres per file unit: metre, inch, centimetre, millimetre
+UNIT_SNAP = 0.1                # a fitted scale within this share of a unit's is that unit (a head the size of a
+#                                person's): the head keeps its own size, as a given alignment keeps it
 
 
 @dataclass
@@ -516,7 +519,13 @@ def _settle(cand: Candidates, symmetric: bool) -> Candidates:
 
 def _polish(winner: Candidates, target: SampledSurface, template: AlignmentTemplate, centroid: np.ndarray, rms: float,
             is_partial: bool, n_tried: int, margin: float) -> Alignment:
-    """Final ICP on more samples, then the transform back in the user's frame with its scores."""
+    """Final ICP on more samples, then the transform back in the user's frame with its scores. A scale near a
+    common unit's (`snapped_unit`) is fixed at it first, so that a head of a person's size keeps its own size."""
+    unit = snapped_unit(float(winner.scale[0] / rms))
+    if unit is not None:                  # p_ict = s R (p - c) / rms + t: scaled about the target's centroid
+        fixed = np.array([unit * rms])
+        winner = Candidates(fixed, winner.rotation, winner.translation, winner.symmetric,
+                            np.stack([fixed, fixed], axis=1))
     winner = _icp(winner, target, 3000, template, 3000, POLISH_ITERATIONS)
     final = _score(winner, target, 3000, template, 3000, point_to_plane=True)
     # p_ict = s R (p - c) / rms + t
@@ -527,6 +536,17 @@ def _polish(winner: Candidates, target: SampledSurface, template: AlignmentTempl
     face_coverage = float(final.face_coverage[0])
     return Alignment(scale, rotation, translation, residual, alignment_confidence(residual, face_coverage),
                      is_partial, n_tried, float(final.coverage[0]), margin, face_coverage)
+
+
+def snapped_unit(scale: float) -> float | None:
+    """The common unit (`UNIT_CM`, centimetres per file unit) within UNIT_SNAP of a fitted scale (centimetres per
+    file unit), or None. ICT's mean face sets the fitted scale, so a head a few per cent bigger than the mean would
+    otherwise be shrunk to it and take motions a few per cent too big; a head far from a person's size (a toy, a
+    giant) keeps the fitted scale."""
+    for unit in UNIT_CM:
+        if abs(scale / unit - 1.0) <= UNIT_SNAP:
+            return unit
+    return None
 
 
 def _starting_candidates(template: AlignmentTemplate, target_points: np.ndarray, partial: bool | None) -> Candidates:
