@@ -10,8 +10,9 @@ deltas around them, blended with as much of their own deltas as leaves nothing t
 triangles are still turned. What no fill mends is, as a last resort, scaled down smoothly about it (as little as
 leaves nothing turned there: a slightly smaller motion rather than a fold). Shapes that each keep their triangles
 facing can still fold one together; the frame guard mends those per frame the same way. The guards run on heads
-with a notable share of vertices off the fitted face (GUARDED_SHARE, `needs_guard`): where the fitted ICT face matches the head (an ICT head, a remesh, a crop, lips or lids modelled
-closed) the transfer is the source's own deformation and the basis is left bit for bit.
+with a notable share of vertices off the fitted face (GUARDED_SHARE, `needs_guard`): where the fitted ICT face
+matches the head (an ICT head, a remesh, a crop, lips or lids modelled closed) the transfer is the source's own
+deformation and the basis is left bit for bit.
 """
 from __future__ import annotations
 
@@ -60,9 +61,7 @@ def _gathered_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(n, 3) un-normalised normals of a few triangles faces (n, 3) on points (V, 3) (gathered, no transpose of
     the whole point array)."""
     p = points[faces]
-    u, w = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    return np.stack([u[:, 1] * w[:, 2] - u[:, 2] * w[:, 1], u[:, 2] * w[:, 0] - u[:, 0] * w[:, 2],
-                     u[:, 0] * w[:, 1] - u[:, 1] * w[:, 0]], 1)
+    return cross_rows((p[:, 1] - p[:, 0]).T, (p[:, 2] - p[:, 0]).T).T
 
 
 def _unit_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -427,11 +426,12 @@ class FrameGuard:
     """The fold guard for whole frames: `guard_folds` mends each shape alone, but a mix of shapes can still turn
     a triangle over where its source keeps its surface facing (two shapes pulling a small feature's triangle two
     ways). Per decoded frame, the triangles turned over that the source's same mix does not turn past 120 degrees
-    (`SourceImage`, FRAME_FACING_COS) get the harmonic interpolation of the displacement around them, keeping as much of their own as leaves
-    nothing turned (bisected, so a fold that is only starting is mended by a change that is only starting: no
-    jump from frame to frame), grown ring by ring; what no fill mends is attenuated locally
-    (`_attenuate_groups`). Frames the source explains are left bit for bit. Built once per target (`template_expression_basis(..., with_frame_guard=True)`), for the heads
-    `needs_guard` picks (the others decode untouched, at no cost)."""
+    (`SourceImage`, FRAME_FACING_COS) get the harmonic interpolation of the displacement around them, keeping as
+    much of their own as leaves nothing turned (bisected, so a fold that is only starting is mended by a change
+    that is only starting: no jump from frame to frame), grown ring by ring; what no fill mends is attenuated
+    locally (`_attenuate_groups`). Frames the source explains are left bit for bit. Built once per target
+    (`template_expression_basis(..., with_frame_guard=True)`), for the heads `needs_guard` picks (the others
+    decode untouched, at no cost)."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
                  held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = (),
@@ -501,8 +501,8 @@ class FrameGuard:
 
     def _unexplained(self, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
         """The triangles among tris (n,) that are judged and whose image on the source the mix w does not turn past
-        120 degrees (FRAME_FACING_COS)
-        (a triangle off the fitted face has no faithful image there: it is never explained)."""
+        120 degrees (FRAME_FACING_COS; a triangle off the fitted face has no faithful image there: it is never
+        explained)."""
         tris = tris[self.judged[tris]]
         if not len(tris):
             return tris
