@@ -154,20 +154,46 @@ def test_a_fold_that_starts_is_mended_by_a_change_that_starts():
     assert (np.diff(frames[:, mid, 0]) > -1e-4).all()
 
 
-def test_an_ict_head_gets_no_frame_guard_and_a_forced_one_mends_only_slight_folds(ict, monkeypatch):
-    """An ICT identity is on its fitted face: no frame guard is built (its frames decode untouched, at no cost).
-    One built anyway leaves the folds of random mixes of all 53 shapes that the source turns past 120 degrees (the
-    lips rolling in) and mends most of the slight ones, moving the frames by little."""
+def _random_mixes(basis: np.ndarray, seed: int = 3, count: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (count, K) of random mixes of about a third of the shapes, and their frames (count, V, 3)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(0, 1, (count, len(basis))) * (rng.uniform(0, 1, (count, len(basis))) < 0.3)
+    return weights, np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
+
+
+def test_an_ict_head_gets_a_faithful_frame_guard_that_keeps_the_sources_own_folds(ict):
+    """An ICT identity is on its fitted face: its frame guard is the faithful one (no fills), its random mixes'
+    folds are ICT's own (the lips rolling in) and stay, and nothing the source keeps facing comes back turned."""
     import nfs.prior.template as T
     from nfs.data.benchmark import held_out_coeffs
     v = ict.vertices(held_out_coeffs(1_000_124))[: ict.skin_count].astype(np.float32)
     basis, guard = T.template_expression_basis(v, faces=ict.region_faces("skin"), with_frame_guard=True)
-    assert guard is None
+    assert guard is not None and guard.faithful
+    weights, frames = _random_mixes(basis)
+    raw = frames.copy()
+
+    def clearly_unexplained(f, w):
+        t = guard.turned(f)
+        return t[guard.image.keeps_facing(w, guard.faces[t], G.SOURCE_FACING_COS)]
+
+    assert sum(len(guard.turned(f)) for f in frames) > 0      # ICT's own mixes turn triangles (the lips roll)
+    guard.mend(frames, weights)
+    assert sum(len(clearly_unexplained(f, w)) for f, w in zip(frames, weights)) == 0
+    assert sum(len(guard.turned(f)) for f in frames) > 0      # ... and still do
+    assert np.linalg.norm(frames - raw, axis=-1).max() < 0.01  # cm: the source's own deformation, all but kept
+
+
+def test_a_guard_forced_onto_an_ict_head_mends_only_slight_folds(ict, monkeypatch):
+    """The guard of heads unlike the fitted face, built anyway on an ICT identity: it leaves the folds of random
+    mixes of all 53 shapes that the source turns past 120 degrees (the lips rolling in) and mends most of the
+    slight ones, moving the frames by little."""
+    import nfs.prior.template as T
+    from nfs.data.benchmark import held_out_coeffs
+    v = ict.vertices(held_out_coeffs(1_000_124))[: ict.skin_count].astype(np.float32)
     monkeypatch.setattr(G, "GUARDED_SHARE", -1.0)
     basis, guard = T.template_expression_basis(v, faces=ict.region_faces("skin"), with_frame_guard=True)
-    rng = np.random.default_rng(3)
-    weights = rng.uniform(0, 1, (12, len(basis))) * (rng.uniform(0, 1, (12, len(basis))) < 0.3)
-    frames = np.einsum("tk,kvc->tvc", weights, basis).astype(np.float32)
+    assert not guard.faithful
+    weights, frames = _random_mixes(basis)
     raw = frames.copy()
 
     def slight(f, w):

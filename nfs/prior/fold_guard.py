@@ -28,10 +28,12 @@ from scipy.spatial import cKDTree
 from nfs.geometry.openings import sparse_adjacency
 from nfs.geometry.operators import laplacian_and_mass
 from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows
+from nfs.prior.unfold import unfold
 
 TURNED_COS = 0.0           # a triangle whose normal has turned past 90 degrees from its rest normal is turned over
 KEEP_SHARES = (0.75, 0.5, 0.25, 0.0)   # shares of a shape's own deltas tried in a fill, largest first
 SOURCE_FACING_COS = float(np.cos(np.radians(75.0)))   # the source keeps its surface facing: within 75 degrees
+HOST_BARY = 1e-4           # a closest point lies on a source triangle's corner where its weight is above this
 SOURCE_COLLAPSED = 0.1     # ... and above this fraction of its rest area (a collapsed triangle has no direction)
 FILL_RINGS = 1             # rings grown around a turned triangle's corners before the first fill
 MAX_ROUNDS = 4             # fills per shape, each grown wider around the triangles still turned (a fold no
@@ -103,27 +105,44 @@ def turned_triangles(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray)
 
 class SourceImage:
     """Each target vertex's closest point on the source face (S, 3) (tri (V,) into triangles (T, 3), bary (V, 3))
-    and the source's deltas (K, S, 3) there: the image of a target triangle on the source, and how the source's
-    own deformation moves it."""
+    and the source's deltas (K, S, 3) there, each shape scaled by shape_scale (K,) as the target's basis is (the
+    blink shapes of eyes modelled wider open than ICT's): the image of a target triangle on the source, and how
+    the source's own deformation moves it."""
 
     def __init__(self, face: np.ndarray, triangles: np.ndarray, deltas: np.ndarray, tri: np.ndarray,
-                 bary: np.ndarray):
-        self.corners = triangles[tri]                              # (V, 3)
+                 bary: np.ndarray, shape_scale: np.ndarray | None = None):
+        self.face = np.asarray(face, np.float64)
+        self.triangles = np.asarray(triangles, np.int64)
+        self._incident = None                                      # (S, T) built when first needed
+        self.corners = self.triangles[tri]                         # (V, 3)
         self.bary = np.asarray(bary, np.float64)
         self.deltas = deltas
-        self.rest = np.einsum("vjc,vj->vc", np.asarray(face, np.float64)[self.corners], self.bary)
+        self.scale = np.ones(len(deltas)) if shape_scale is None else np.asarray(shape_scale, np.float64)
+        self.rest = np.einsum("vjc,vj->vc", self.face[self.corners], self.bary)
+
+    def _weights(self, k) -> tuple[np.ndarray, np.ndarray]:
+        """The shapes (n,) a shape index or a mix of weights (K,) uses, and their scaled weights (n,)."""
+        if np.ndim(k) == 0:
+            return np.array([int(k)]), self.scale[[int(k)]]
+        w = np.asarray(k, np.float64)
+        used = np.nonzero(w)[0]
+        return used, w[used] * self.scale[used]
+
+    def _mixed(self, k, points: np.ndarray) -> np.ndarray:
+        """(n, 3) the source's deltas at its own points (n,) under shape k (an index) or the mix of weights k."""
+        used, w = self._weights(k)
+        return np.tensordot(w, self.deltas[used[:, None], points[None]].astype(np.float64), axes=1)
 
     def at(self, k, verts: np.ndarray) -> np.ndarray:
         """(n, 3) the closest points of target vertices verts (n,) moved by shape k at weight 1 (k an index), or
         by the mix of shapes with weights k (K,)."""
         corners = self.corners[verts]
         if np.ndim(k) == 0:
-            moved = self.deltas[k][corners].astype(np.float64)                      # (n, 3, 3)
+            moved = self.deltas[k][corners].astype(np.float64) * self.scale[k]       # (n, 3, 3)
         else:
-            w = np.asarray(k, np.float64)
-            used = np.nonzero(w)[0]
+            used, w = self._weights(k)
             picked = self.deltas[used[:, None], corners.ravel()[None]]             # (k, n * 3, 3)
-            moved = np.tensordot(w[used], picked.astype(np.float64), axes=1).reshape(len(verts), 3, 3)
+            moved = np.tensordot(w, picked.astype(np.float64), axes=1).reshape(len(verts), 3, 3)
         return self.rest[verts] + np.einsum("vjc,vj->vc", moved, self.bary[verts])
 
     def keeps_facing(self, k, faces: np.ndarray, facing_cos: float = SOURCE_FACING_COS) -> np.ndarray:
@@ -137,6 +156,52 @@ class SourceImage:
         rest_len, moved_len = np.sqrt(dot_rows(rest, rest)), np.sqrt(dot_rows(moved, moved))
         cos = dot_rows(moved, rest) / np.maximum(moved_len * rest_len, 1e-30)
         return (cos > facing_cos) & (moved_len > SOURCE_COLLAPSED * rest_len)
+
+    def turns_host(self, k, verts: np.ndarray) -> np.ndarray:
+        """(n,) bool: a source triangle that the closest point of each target vertex verts (n,) lies on (its host,
+        or every triangle around the source vertex or edge the point sits on) is turned over by shape k (an index,
+        or weights (K,) of a mix)."""
+        if self._incident is None:
+            self._incident = _mesh_tables(self.triangles, len(self.face))[1]
+        corners, bary = self.corners[verts], self.bary[verts]
+        on = bary > HOST_BARY                                            # (n, 3) the corners the point lies on
+        first = corners[np.arange(len(verts)), on.argmax(1)]
+        lengths = np.diff(self._incident.indptr)[first]
+        owner = np.repeat(np.arange(len(verts)), lengths)
+        cand = _row_columns(self._incident, first)                       # triangles around each first corner
+        tv = self.triangles[cand]                                        # (k, 3)
+        holds = np.ones(len(cand), bool)
+        for j in range(3):               # a candidate must hold every corner the point lies on
+            need = on[owner, j]
+            holds &= ~need | (tv == corners[owner, j][:, None]).any(1)
+        cand, owner = cand[holds], owner[holds]
+        tris, inverse = np.unique(cand, return_inverse=True)
+        pts, local = np.unique(self.triangles[tris], return_inverse=True)
+        rest = self.face[pts]
+        moved = rest + self._mixed(k, pts)
+        local = local.reshape(-1, 3)
+        n_rest, n_moved = _normals_rows(rest, local), _normals_rows(moved, local)
+        turned = dot_rows(n_rest, n_moved) < 0
+        out = np.zeros(len(verts), bool)
+        out[owner[turned[inverse.ravel()]]] = True
+        return out
+
+    def explains(self, k, faces: np.ndarray, facing_cos: float, hosts: bool = True) -> np.ndarray:
+        """(n,) bool: shape k (an index, or weights (K,) of a mix) folds the source where target triangles faces
+        (n, 3) lie: their image turns past acos(facing_cos) or collapses; with `hosts`, a turned image counts only
+        where one of the source's own triangles under it turns over too (an image spanning a crease of the
+        source, a sliver there, can turn where no triangle of the source does)."""
+        verts, local = np.unique(faces, return_inverse=True)
+        local = local.reshape(-1, 3)
+        rest = _normals_rows(self.rest[verts], local)
+        moved = _normals_rows(self.at(k, verts), local)
+        rest_len, moved_len = np.sqrt(dot_rows(rest, rest)), np.sqrt(dot_rows(moved, moved))
+        cos = dot_rows(moved, rest) / np.maximum(moved_len * rest_len, 1e-30)
+        collapsed = moved_len <= SOURCE_COLLAPSED * rest_len
+        turned = cos <= facing_cos
+        if hosts and turned.any():
+            turned[turned] = self.turns_host(k, verts)[local[turned]].any(1)
+        return collapsed | turned
 
 
 def _grow(adjacency: sp.csr_matrix, mask: np.ndarray, rings: int = 1) -> np.ndarray:
@@ -220,7 +285,8 @@ def needs_guard(surface_distance: np.ndarray, held: np.ndarray | None = None) ->
 def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, source_face: np.ndarray,
                 source_triangles: np.ndarray, source_deltas: np.ndarray, tri: np.ndarray, bary: np.ndarray,
                 surface_distance: np.ndarray, held: np.ndarray | None = None,
-                pinned: np.ndarray | None = None, lid_shapes: tuple = ()) -> np.ndarray:
+                pinned: np.ndarray | None = None, lid_shapes: tuple = (),
+                shape_scale: np.ndarray | None = None) -> np.ndarray:
     """The template basis (K, V, 3) float32 on the target (vertices (V, 3), faces (F, 3)) with no shape turning a
     triangle over at weight 1 where the source does not turn its surface: the source is the fitted ICT face
     source_face (S, 3) with triangles source_triangles and deltas source_deltas (K, S, 3), and each target vertex's
@@ -231,8 +297,9 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     too. Triangles touching `held` (V,) bool vertices (geometry spanning a joined
     opening, which hangs from its rim by design) are left as they are; `pinned` (V,) bool vertices (the rims of the
     eyes) keep their deltas, and in the shapes lid_shapes (indices into basis: those that close the lids) RIM_RINGS
-    rings around them too. What no fill mends is attenuated locally (`_attenuate_groups`). Returns basis itself,
-    modified in place where anything was turned over."""
+    rings around them too; shape_scale (K,): how the basis scales each source shape (`SourceImage`). What no fill
+    mends is attenuated locally (`_attenuate_groups`). Returns basis itself, modified in place where anything was
+    turned over."""
     if not needs_guard(surface_distance, held):
         return basis
     off_surface = np.asarray(surface_distance) > ON_SURFACE_CM
@@ -245,7 +312,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     shapes = np.nonzero(turned.any(1))[0]
     if not len(shapes):
         return basis
-    image = SourceImage(source_face, source_triangles, source_deltas, tri, bary)
+    image = SourceImage(source_face, source_triangles, source_deltas, tri, bary, shape_scale)
     adjacency, incident = _mesh_tables(faces, len(v))
     # the rims of the head's eyes and RIM_RINGS rings around them keep their own deltas in the shapes that close
     # the lids (lid_shapes): a lid's front edge, a ring or two off ICT's rim, carries how far it closes (filled, an
@@ -418,6 +485,7 @@ FRAME_MAX_ROUNDS = 6       # fills per frame, each grown wider (eight mended the
 #                            = 1 but creased its lips there: 14 saw-tooth edges against 1)
 FRAME_MAX_FOLDED = 500      # a frame folding more triangles than this (or this share of them) is left as decoded:
 FRAME_MAX_FOLDED_SHARE = 0.01   # a shape far from any face (forced through) would cost seconds a frame to mend
+UNFOLD_RINGS = (2, 4)      # rings of free vertices around what is left turned, the second where the first leaves any
 SOLVERS_KEPT = 256          # harmonic fills' factorisations kept per target (a few MB)
 FRAME_KEEP_STEPS = 6       # bisection steps for the share of a frame's own displacement a fill keeps (1/64)
 
@@ -435,7 +503,8 @@ class FrameGuard:
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
                  held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = (),
-                 off_surface: np.ndarray | None = None):
+                 off_surface: np.ndarray | None = None, faithful: bool = False, moving: np.ndarray | None = None):
+        self.faithful = faithful
         self.v = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
         self.image = image
@@ -445,19 +514,40 @@ class FrameGuard:
         self.off_surface = np.zeros(n, bool) if off_surface is None else np.asarray(off_surface, bool)
         self.judged = ~held[self.faces].any(1)          # (F,) triangles spanning a joined opening hang by design
         self.rest_unit = _unit_normals(self.v, self.faces)
-        self._rest_rows = np.ascontiguousarray(self.rest_unit.T.astype(np.float32))   # (3, F)
+        # the triangles each frame is checked on: judged, with a corner some shape moves
+        checked = self.judged if moving is None else self.judged & np.asarray(moving, bool)[self.faces].any(1)
+        self._checked = np.nonzero(checked)[0]
+        self._checked_faces = self.faces[self._checked]
+        self._rest_rows = np.ascontiguousarray(self.rest_unit[self._checked].T.astype(np.float32))   # (3, C)
         self._v32 = self.v.astype(np.float32)
-        self.adjacency, self.incident = _mesh_tables(self.faces, n)
+        self._tables = None if faithful else _mesh_tables(self.faces, n)   # built when first needed
         # the eyes' rims keep their motion; the RIM_RINGS rings around them are mended, then given back as much of
         # their own motion as the lids close (the largest weight of lid_shapes: a blink closes the lids as its
         # shape does, a frame without one is mended there as anywhere)
         self.movable = ~held & ~pinned
         self.band = _grow(self.adjacency, pinned, RIM_RINGS) & self.movable if pinned.any() else np.zeros(n, bool)
         self.lid_shapes = np.asarray(lid_shapes, np.int64)
-        self.lap = _LocalLaplacian(self.v, self.faces, self.adjacency)
+        self._lap = None
         self._solvers = OrderedDict()     # free vertices -> `_harmonic_solver`: the frames of a take fold alike
         self._lock = threading.Lock()     # the app may decode one target from two requests at once: the
         #                                   Laplacian and the solvers are built as frames ask for them
+
+    @property
+    def adjacency(self) -> sp.csr_matrix:
+        if self._tables is None:
+            self._tables = _mesh_tables(self.faces, len(self.v))
+        return self._tables[0]
+
+    @property
+    def incident(self) -> sp.csr_matrix:
+        self.adjacency                    # builds both tables
+        return self._tables[1]
+
+    @property
+    def lap(self) -> _LocalLaplacian:
+        if self._lap is None:
+            self._lap = _LocalLaplacian(self.v, self.faces, self.adjacency)
+        return self._lap
 
     def __getstate__(self) -> dict:
         """A prepared target travels between processes (batch on Ray returns it from its task): without the lock
@@ -483,9 +573,8 @@ class FrameGuard:
 
     def turned(self, displacement: np.ndarray) -> np.ndarray:
         """(n,) indices of the judged triangles that displacement (V, 3) (one frame) turns over."""
-        moved = _normals_rows(self._v32 + np.asarray(displacement, np.float32), self.faces)
-        bad = dot_rows(moved, self._rest_rows) < 0.0
-        return np.nonzero(bad & self.judged)[0]
+        moved = _normals_rows(self._v32 + np.asarray(displacement, np.float32), self._checked_faces)
+        return self._checked[dot_rows(moved, self._rest_rows) < 0.0]
 
     def mend(self, displacements: np.ndarray, weights: np.ndarray) -> int:
         """Mend frames displacements (T, V, 3) float32 (cm, in place) decoded from the shape weights (T, K);
@@ -495,9 +584,66 @@ class FrameGuard:
             tris = self.turned(displacements[t])
             if not len(tris):
                 continue
+            w = np.asarray(weights[t], np.float64)
             with self._lock:
-                changed += self._mend_frame(displacements[t], np.asarray(weights[t], np.float64), tris)
+                mended = False
+                if not self.faithful:
+                    mended = self._mend_frame(displacements[t], w, tris)
+                    if mended is None:
+                        continue
+                    if mended:
+                        tris = self.turned(displacements[t])
+                changed += bool(self._unfold_frame(displacements[t], w, tris) or mended)
         return changed
+
+    def _explained(self, w: np.ndarray, tris: np.ndarray, moved: np.ndarray) -> np.ndarray:
+        """(n,) bool: the fold of triangles tris (n,) in the frame's positions moved (V, 3) is the source's own
+        under the mix w (`SourceImage.explains`): on a head the fitted face matches, where their image turns past
+        90 degrees, or past 75 where the frame turns them no further than 105 (both about edge-on: a tie); on the
+        others where it turns past 120 and a source triangle under it turns over. A triangle off the fitted face
+        has no faithful image there and never is."""
+        out = ~self.off_surface[self.faces[tris]].any(1)
+        if not out.any():
+            return out
+        on = tris[out]
+        if not self.faithful:
+            out[out] = self.image.explains(w, self.faces[on], FRAME_FACING_COS)
+            return out
+        image = self.image.explains(w, self.faces[on], SOURCE_FACING_COS, hosts=False)
+        if image.any():
+            r, m = _gathered_normals(self.v, self.faces[on]), _gathered_normals(moved, self.faces[on])
+            cos = (m * r).sum(1) / np.maximum(np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1), 1e-30)
+            edge_on = cos > -SOURCE_FACING_COS
+            image[image & ~edge_on] = self.image.explains(w, self.faces[on[image & ~edge_on]], 0.0, hosts=False)
+        out[out] = image
+        return out
+
+    def _unfold_frame(self, frame: np.ndarray, w: np.ndarray, tris: np.ndarray) -> bool:
+        """The last step for a frame (V, 3) float32 (in place) under weights w (K,) with the triangles tris
+        turned: those whose fold is not the source's own (`_explained`) are unfolded by the least change around
+        them that turns no other triangle (`nfs.prior.unfold`), grown wider while any is left. Returns whether
+        the frame changed."""
+        tris = tris[self.judged[tris]]
+        if not len(tris):
+            return False
+        moved = self.v + frame.astype(np.float64)
+        bad = tris[~self._explained(w, tris, moved)]
+        if not len(bad) or len(bad) > max(FRAME_MAX_FOLDED, FRAME_MAX_FOLDED_SHARE * len(self.faces)):
+            return False
+        seeds = np.zeros(len(self.v), bool)
+        seeds[self.faces[bad].ravel()] = True
+        for rings in UNFOLD_RINGS:
+            free = np.nonzero(_grow(self.adjacency, seeds, rings) & self.movable)[0]
+            near = np.unique(_row_columns(self.incident, free))
+            around = near[self.judged[near]]
+            kept = ~_turned(self.v, moved, self.faces[around])      # nothing the frame keeps facing turns
+            kept[~kept] = ~self._explained(w, around[~kept], moved)
+            constrained = around[kept]
+            trial = moved.copy()
+            if not unfold(self.v, trial, self.faces, free, constrained, near):
+                break
+        frame[:] = trial - self.v
+        return True
 
     def _unexplained(self, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
         """The triangles among tris (n,) that are judged and whose image on the source the mix w does not turn past
@@ -511,7 +657,7 @@ class FrameGuard:
         keep[on] = self.image.keeps_facing(w, self.faces[tris[on]], FRAME_FACING_COS)
         return tris[keep]
 
-    def _mend_frame(self, frame: np.ndarray, w: np.ndarray, tris: np.ndarray) -> bool:
+    def _mend_frame(self, frame: np.ndarray, w: np.ndarray, tris: np.ndarray) -> bool | None:
         v, faces = self.v, self.faces
         status = np.full(len(faces), -1, np.int8)   # a fold of triangle f unexplained under w (1) or not (0)
 
@@ -523,8 +669,10 @@ class FrameGuard:
             return t[status[t] == 1]
 
         folded = unexplained(tris)
-        if not len(folded) or len(folded) > max(FRAME_MAX_FOLDED, FRAME_MAX_FOLDED_SHARE * len(faces)):
-            return False             # nothing to mend, or a head so unlike a face that mending is no remedy
+        if len(folded) > max(FRAME_MAX_FOLDED, FRAME_MAX_FOLDED_SHARE * len(faces)):
+            return None              # a head so unlike a face that mending is no remedy
+        if not len(folded):
+            return False
         values = frame.astype(np.float64)
         trial = v + values
         free = np.zeros(len(v), bool)

@@ -344,21 +344,34 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
         if fold_guard:
             out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
                               held=stretch, pinned=eye_rims,
-                              lid_shapes=BLINK_SHAPES)
-        if with_frame_guard and needs_guard(off_by, stretch):
-            frame_guard = FrameGuard(v, np.asarray(faces, np.int64), SourceImage(fit.face(), tf, deltas, tri, bary),
-                                     held=stretch, pinned=lid_rims,
-                                     lid_shapes=BLINK_SHAPES,
-                                     off_surface=off_by > ON_SURFACE_CM)
+                              lid_shapes=BLINK_SHAPES, shape_scale=_blink_scale(rest))
+        if with_frame_guard:
+            image = SourceImage(fit.face(), tf, deltas, tri, bary, _blink_scale(rest))
+            moving = (out != 0).any(axis=(0, 2))          # a frame can turn only triangles some shape moves
+            if needs_guard(off_by, stretch):
+                frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch, pinned=lid_rims,
+                                         lid_shapes=BLINK_SHAPES, off_surface=off_by > ON_SURFACE_CM, moving=moving)
+            else:
+                frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch,
+                                         off_surface=off_by > ON_SURFACE_CM, faithful=True, moving=moving)
     return (out, frame_guard) if with_frame_guard else out
 
 
-def _blink_fixed(deltas: np.ndarray, rest: np.ndarray) -> np.ndarray:
-    """Deltas (53, N, 3) float32 whose blink shapes are scaled, in place, to still close eyes modelled wider open
-    than ICT's (rest (53,): the fitted face's expression weights, eyeBlink < -0.05)."""
+def _blink_scale(rest: np.ndarray) -> np.ndarray:
+    """(53,) how much each shape is scaled to still close eyes modelled wider open than ICT's (rest (53,): the
+    fitted face's expression weights; the blink shapes where eyeBlink < -0.05, by 1 - eyeBlink)."""
+    scale = np.ones(len(rest))
     for k in BLINK_SHAPES:
         if rest[k] < -0.05:
-            deltas[k] *= np.float32(1.0 - rest[k])
+            scale[k] = 1.0 - rest[k]
+    return scale
+
+
+def _blink_fixed(deltas: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """Deltas (53, N, 3) float32 whose blink shapes are scaled, in place, by `_blink_scale`."""
+    for k, factor in enumerate(_blink_scale(rest)):
+        if factor != 1.0:
+            deltas[k] *= np.float32(factor)
     return deltas
 
 
