@@ -9,10 +9,11 @@ the target turns over at weight 1 where no triangle of the source does. For each
 deltas around them, blended with as much of their own deltas as leaves nothing turned, grown ring by ring where
 triangles are still turned. What no fill mends is, as a last resort, scaled down smoothly about it (as little as
 leaves nothing turned there: a slightly smaller motion rather than a fold). Shapes that each keep their triangles
-facing can still fold one together; the frame guard mends those per frame the same way. The guards run on heads
-with a notable share of vertices off the fitted face (GUARDED_SHARE, `needs_guard`): where the fitted ICT face
-matches the head (an ICT head, a remesh, a crop, lips or lids modelled closed) the transfer is the source's own
-deformation and the basis is left bit for bit.
+facing can still fold one together; the frame guard mends those per frame the same way, then unfolds what is left
+by the least change around it (`nfs.prior.unfold`). The fills run on heads with a notable share of vertices off
+the fitted face (GUARDED_SHARE, `needs_guard`): where the fitted ICT face matches the head (an ICT head, a remesh,
+a crop, lips or lids modelled closed) the transfer is the source's own deformation, the basis is left bit for bit
+and a frame is only unfolded where it turns a triangle the source's own deformation does not.
 """
 from __future__ import annotations
 
@@ -485,6 +486,10 @@ FRAME_MAX_ROUNDS = 6       # fills per frame, each grown wider (eight mended the
 #                            = 1 but creased its lips there: 14 saw-tooth edges against 1)
 FRAME_MAX_FOLDED = 500      # a frame folding more triangles than this (or this share of them) is left as decoded:
 FRAME_MAX_FOLDED_SHARE = 0.01   # a shape far from any face (forced through) would cost seconds a frame to mend
+FAITHFUL_TIE_COS = SOURCE_FACING_COS   # on a head the fitted face matches, a fold is the source's own where its
+#                            image turns past 90 degrees, or past 75 where the frame turns the triangle no further than
+#                            105 (both about edge-on: a tie; judged at 90 alone, the Wendland warp kept 8 turned
+#                            triangles, not 16, but the 6k remesh's error rose 0.4 %: ties the truth turns)
 UNFOLD_RINGS = (2, 4)      # rings of free vertices around what is left turned, the second where the first leaves any
 SOLVERS_KEPT = 256          # harmonic fills' factorisations kept per target (a few MB)
 FRAME_KEEP_STEPS = 6       # bisection steps for the share of a frame's own displacement a fill keeps (1/64)
@@ -497,9 +502,10 @@ class FrameGuard:
     (`SourceImage`, FRAME_FACING_COS) get the harmonic interpolation of the displacement around them, keeping as
     much of their own as leaves nothing turned (bisected, so a fold that is only starting is mended by a change
     that is only starting: no jump from frame to frame), grown ring by ring; what no fill mends is attenuated
-    locally (`_attenuate_groups`). Frames the source explains are left bit for bit. Built once per target
-    (`template_expression_basis(..., with_frame_guard=True)`), for the heads `needs_guard` picks (the others
-    decode untouched, at no cost)."""
+    locally (`_attenuate_groups`); what is still turned is unfolded by the least change (`_unfold_frame`). Frames
+    the source explains are left bit for bit. Built once per target (`template_expression_basis(...,
+    with_frame_guard=True)`); on the heads `needs_guard` does not pick (the fitted face matches them) it is
+    `faithful`: no fills, only the unfolding, of folds the source's own deformation does not make."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
                  held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = (),
@@ -609,11 +615,11 @@ class FrameGuard:
         if not self.faithful:
             out[out] = self.image.explains(w, self.faces[on], FRAME_FACING_COS)
             return out
-        image = self.image.explains(w, self.faces[on], SOURCE_FACING_COS, hosts=False)
+        image = self.image.explains(w, self.faces[on], FAITHFUL_TIE_COS, hosts=False)
         if image.any():
             r, m = _gathered_normals(self.v, self.faces[on]), _gathered_normals(moved, self.faces[on])
             cos = (m * r).sum(1) / np.maximum(np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1), 1e-30)
-            edge_on = cos > -SOURCE_FACING_COS
+            edge_on = cos > -FAITHFUL_TIE_COS
             image[image & ~edge_on] = self.image.explains(w, self.faces[on[image & ~edge_on]], 0.0, hosts=False)
         out[out] = image
         return out
