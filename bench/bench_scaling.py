@@ -145,16 +145,18 @@ def main() -> None:
 
 def check_positions(prepared) -> None:
     """Default-path (template prior) positions of a few expressions decoded by the prepared target against the
-    same positions computed from scratch at full resolution (the template prior on every skin vertex, no proxy,
-    no caches), in mm."""
+    same positions computed from scratch at full resolution (the template prior on every skin vertex and its frame
+    guard, no proxy, no caches), in mm."""
     from nfs.pipeline import decode_all
     from nfs.prior.template import template_expression_basis
     codes = np.zeros((3, prepared.decoder.code_dim), np.float32)
     codes[1, :53] = 0.5
     codes[2, [0, 20, 40]] = 1.0
     t = time.perf_counter()
-    basis = template_expression_basis(prepared.skin_vertices_ict, faces=prepared.skin_faces)
-    disp = np.einsum("tk,kvc->tvc", codes[:, :53], basis)
+    basis, guard = template_expression_basis(prepared.skin_vertices_ict, faces=prepared.skin_faces,
+                                             with_frame_guard=True)
+    disp = np.einsum("tk,kvc->tvc", codes[:, :53], basis).astype(np.float32)
+    guard.mend(disp, codes[:, :53])                       # the frames' folds unfolded, as the default path does
     base = prepared.raw.vertices.astype(np.float32)
     user = prepared.alignment.inverse_vectors(disp.reshape(-1, 3)).reshape(disp.shape).astype(np.float32)
     expected = base[None] + prepared.binding.displacements(base, user)

@@ -490,7 +490,7 @@ FAITHFUL_TIE_COS = SOURCE_FACING_COS   # on a head the fitted face matches, a fo
 #                            image turns past 90 degrees, or past 75 where the frame turns the triangle no further than
 #                            105 (both about edge-on: a tie; judged at 90 alone, the Wendland warp kept 8 turned
 #                            triangles, not 16, but the 6k remesh's error rose 0.4 %: ties the truth turns)
-UNFOLD_RINGS = (2, 4)      # rings of free vertices around what is left turned, the second where the first leaves any
+UNFOLD_RINGS = (1, 3)      # rings of free vertices around what is left turned, the second where the first leaves any
 SOLVERS_KEPT = 256          # harmonic fills' factorisations kept per target (a few MB)
 FRAME_KEEP_STEPS = 6       # bisection steps for the share of a frame's own displacement a fill keeps (1/64)
 

@@ -19,7 +19,7 @@ UNFOLD_MARGIN = 0.02          # a constrained triangle keeps this share of its r
 UNFOLD_ANCHOR = 0.01          # weight of each free vertex's own displacement against its edges' differences
 UNFOLD_STIFFNESS = (1e2, 1e4, 1e6)   # penalty weights tried in turn, until no constrained triangle is turned
 UNFOLD_ITERATIONS = 30        # Gauss-Newton steps per penalty weight
-UNFOLD_STEP_CM = 1e-6         # ... until a step moves no vertex farther than this
+UNFOLD_STEP_CM = 1e-4         # ... until a step moves no vertex farther than this (a micrometre)
 
 
 def signed_areas(points: np.ndarray, faces: np.ndarray, rest_unit: np.ndarray) -> np.ndarray:
@@ -131,7 +131,7 @@ def unfold(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray, free: np.ndar
                 t *= 0.5
             else:
                 break
-            d, done = d + t * step, current[0] - trial[0] <= 1e-12 * max(current[0], 1e-30)
+            d, done = d + t * step, current[0] - trial[0] <= 1e-8 * max(current[0], 1e-30)
             current = trial
             if done or np.abs(t * step).max() < UNFOLD_STEP_CM:
                 break
