@@ -166,10 +166,12 @@ def test_a_remeshed_head_keeps_each_vertex_on_the_lip_and_lid_it_sits_on(ict):
     pytest.param("closed_scan", marks=[pytest.mark.slow, pytest.mark.xfail(
         strict=True, raises=AssertionError,
         reason="triangles inside the closed mouth's corners still turn over in dense random expressions and "
-               "crease the lips there (18 turned, 2 saw-tooth edges; docs/results.md)")]),
+               "crease the lips there (17 turned, 2 saw-tooth edges: a corner vertex takes the other lip's "
+               "motion, and its image folds with it; docs/results.md)")]),
     pytest.param("anime", marks=[pytest.mark.slow, pytest.mark.xfail(
         strict=True, raises=AssertionError,
-        reason="the anime mouth (jawOpen, mouthClose) and the blinks' lid bands still turn triangles over "
+        reason="mouthClose alone passes ICT's lips through each other: 4 triangles fold as the source's own "
+               "where the half-size mouth's truth does not, and 1 saw-tooth edge at jawOpen = 1 "
                "(docs/results.md)")]),
 ])
 def test_real_heads_turn_no_triangle_over_in_dense_random_expressions(ict, category):

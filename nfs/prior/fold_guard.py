@@ -146,17 +146,24 @@ class SourceImage:
             moved = np.tensordot(w, picked.astype(np.float64), axes=1).reshape(len(verts), 3, 3)
         return self.rest[verts] + np.einsum("vjc,vj->vc", moved, self.bary[verts])
 
-    def keeps_facing(self, k, faces: np.ndarray, facing_cos: float = SOURCE_FACING_COS) -> np.ndarray:
-        """(n,) bool: the images of target triangles faces (n, 3) stay within 75 degrees (acos facing_cos) of their
-        rest normal and above SOURCE_COLLAPSED of their rest area under shape k (an index, or weights (K,) of a
-        mix)."""
+    def _image_facing(self, k, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For the images of target triangles faces (n, 3) under shape k (an index, or weights (K,) of a mix): the
+        cosine (n,) of each one's normal with its rest normal, whether it collapsed below SOURCE_COLLAPSED of its
+        rest area (n,), and the target vertices (m,) with each triangle's corners among them (n, 3)."""
         verts, local = np.unique(faces, return_inverse=True)
         local = local.reshape(-1, 3)
         rest = _normals_rows(self.rest[verts], local)
         moved = _normals_rows(self.at(k, verts), local)
         rest_len, moved_len = np.sqrt(dot_rows(rest, rest)), np.sqrt(dot_rows(moved, moved))
         cos = dot_rows(moved, rest) / np.maximum(moved_len * rest_len, 1e-30)
-        return (cos > facing_cos) & (moved_len > SOURCE_COLLAPSED * rest_len)
+        return cos, moved_len <= SOURCE_COLLAPSED * rest_len, verts, local
+
+    def keeps_facing(self, k, faces: np.ndarray, facing_cos: float = SOURCE_FACING_COS) -> np.ndarray:
+        """(n,) bool: the images of target triangles faces (n, 3) stay within 75 degrees (acos facing_cos) of their
+        rest normal and above SOURCE_COLLAPSED of their rest area under shape k (an index, or weights (K,) of a
+        mix)."""
+        cos, collapsed = self._image_facing(k, faces)[:2]
+        return (cos > facing_cos) & ~collapsed
 
     def turns_host(self, k, verts: np.ndarray) -> np.ndarray:
         """(n,) bool: a source triangle that the closest point of each target vertex verts (n,) lies on (its host,
@@ -192,13 +199,7 @@ class SourceImage:
         (n, 3) lie: their image turns past acos(facing_cos) or collapses; with `hosts`, a turned image counts only
         where one of the source's own triangles under it turns over too (an image spanning a crease of the
         source, a sliver there, can turn where no triangle of the source does)."""
-        verts, local = np.unique(faces, return_inverse=True)
-        local = local.reshape(-1, 3)
-        rest = _normals_rows(self.rest[verts], local)
-        moved = _normals_rows(self.at(k, verts), local)
-        rest_len, moved_len = np.sqrt(dot_rows(rest, rest)), np.sqrt(dot_rows(moved, moved))
-        cos = dot_rows(moved, rest) / np.maximum(moved_len * rest_len, 1e-30)
-        collapsed = moved_len <= SOURCE_COLLAPSED * rest_len
+        cos, collapsed, verts, local = self._image_facing(k, faces)
         turned = cos <= facing_cos
         if hosts and turned.any():
             turned[turned] = self.turns_host(k, verts)[local[turned]].any(1)
