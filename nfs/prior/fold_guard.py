@@ -35,9 +35,6 @@ TURNED_COS = 0.0           # a triangle whose normal has turned past 90 degrees 
 KEEP_SHARES = (0.75, 0.5, 0.25, 0.0)   # shares of a shape's own deltas tried in a fill, largest first
 SOURCE_FACING_COS = float(np.cos(np.radians(75.0)))   # the source keeps its surface facing: within 75 degrees
 HOST_BARY = 1e-4           # a closest point lies on a source triangle's corner where its weight is above this
-FAITHFUL_IMAGE_DEG = 3.5   # a faithful head's triangle whose image faces more than this away from it at rest ...
-FAITHFUL_RESIDUALS = 10.0  # ... with its corners within this many typical fit residuals of the fitted face
-FAITHFUL_MIN_OFF_CM = 0.001   # ... and one at least this far off it (closer, a sliver's normal is rounding)
 SOURCE_COLLAPSED = 0.1     # ... and above this fraction of its rest area (a collapsed triangle has no direction)
 FILL_RINGS = 1             # rings grown around a turned triangle's corners before the first fill
 MAX_ROUNDS = 4             # fills per shape, each grown wider around the triangles still turned (a fold no
@@ -207,24 +204,6 @@ class SourceImage:
         if hosts and turned.any():
             turned[turned] = self.turns_host(k, verts)[local[turned]].any(1)
         return collapsed | turned
-
-
-def _unlike_image(vertices: np.ndarray, faces: np.ndarray, image_rest: np.ndarray,
-                  surface_distance: np.ndarray) -> np.ndarray:
-    """(F,) bool: triangles faces (F, 3) of vertices (V, 3) whose image at rest (the closest points image_rest
-    (V, 3), in the fitted face's frame: rotated back by the best rotation between the two) faces more than
-    FAITHFUL_IMAGE_DEG away from them, while each corner is as near its closest point as the fit's typical
-    residual allows (FAITHFUL_RESIDUALS times the median of surface_distance (V,); a corner farther off was sent
-    to another part of the face, its lip's or lid's side, and the image there is the source's own): the fitted
-    face is a little unlike the head there, and a fold of the image says little about the triangle's."""
-    a, b = vertices - vertices.mean(0), image_rest - image_rest.mean(0)
-    u, _, vt = np.linalg.svd(a.T @ b)
-    rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
-    own = _unit_normals(vertices, faces) @ rotation
-    image = _unit_normals(image_rest, faces)
-    near = surface_distance <= FAITHFUL_RESIDUALS * np.median(surface_distance)
-    unlike = ((own * image).sum(1) < np.cos(np.radians(FAITHFUL_IMAGE_DEG))) & near[faces].all(1)
-    return unlike & (surface_distance[faces].max(1) >= FAITHFUL_MIN_OFF_CM)
 
 
 def _grow(adjacency: sp.csr_matrix, mask: np.ndarray, rings: int = 1) -> np.ndarray:
@@ -531,8 +510,7 @@ class FrameGuard:
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
                  held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = (),
-                 off_surface: np.ndarray | None = None, faithful: bool = False, moving: np.ndarray | None = None,
-                 surface_distance: np.ndarray | None = None):
+                 off_surface: np.ndarray | None = None, faithful: bool = False, moving: np.ndarray | None = None):
         self.faithful = faithful
         self.v = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
@@ -542,9 +520,6 @@ class FrameGuard:
         pinned = np.zeros(n, bool) if pinned is None else np.asarray(pinned, bool)
         self.off_surface = np.zeros(n, bool) if off_surface is None else np.asarray(off_surface, bool)
         self.judged = ~held[self.faces].any(1)          # (F,) triangles spanning a joined opening hang by design
-        self.unlike_image = np.zeros(len(self.faces), bool)
-        if faithful and surface_distance is not None:
-            self.unlike_image = _unlike_image(self.v, self.faces, image.rest, np.asarray(surface_distance))
         self.rest_unit = _unit_normals(self.v, self.faces)
         # the triangles each frame is checked on: judged, with a corner some shape moves
         checked = self.judged if moving is None else self.judged & np.asarray(moving, bool)[self.faces].any(1)
@@ -634,7 +609,7 @@ class FrameGuard:
         90 degrees, or past 75 where the frame turns them no further than 105 (both about edge-on: a tie); on the
         others where it turns past 120 and a source triangle under it turns over. A triangle off the fitted face
         has no faithful image there and never is."""
-        out = ~self.off_surface[self.faces[tris]].any(1) & ~self.unlike_image[tris]
+        out = ~self.off_surface[self.faces[tris]].any(1)
         if not out.any():
             return out
         on = tris[out]

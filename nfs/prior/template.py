@@ -353,8 +353,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                                          lid_shapes=BLINK_SHAPES, off_surface=off_by > ON_SURFACE_CM, moving=moving)
             else:
                 frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch,
-                                         off_surface=off_by > ON_SURFACE_CM, faithful=True, moving=moving,
-                                         surface_distance=off_by)
+                                         off_surface=off_by > ON_SURFACE_CM, faithful=True, moving=moving)
     return (out, frame_guard) if with_frame_guard else out
 
 
