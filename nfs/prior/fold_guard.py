@@ -137,16 +137,10 @@ class SourceImage:
     def at(self, k, verts: np.ndarray) -> np.ndarray:
         """(n, 3) the closest points of target vertices verts (n,) moved by shape k at weight 1 (k an index), or
         by the mix of shapes with weights k (K,)."""
-        corners = self.corners[verts]
-        if np.ndim(k) == 0:
-            moved = self.deltas[k][corners].astype(np.float64) * self.scale[k]       # (n, 3, 3)
-        else:
-            used, w = self._weights(k)
-            picked = self.deltas[used[:, None], corners.ravel()[None]]             # (k, n * 3, 3)
-            moved = np.tensordot(w, picked.astype(np.float64), axes=1).reshape(len(verts), 3, 3)
+        moved = self._mixed(k, self.corners[verts].ravel()).reshape(len(verts), 3, 3)
         return self.rest[verts] + np.einsum("vjc,vj->vc", moved, self.bary[verts])
 
-    def _image_facing(self, k, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def image_facing(self, k, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For the images of target triangles faces (n, 3) under shape k (an index, or weights (K,) of a mix): the
         cosine (n,) of each one's normal with its rest normal, whether it collapsed below SOURCE_COLLAPSED of its
         rest area (n,), and the target vertices (m,) with each triangle's corners among them (n, 3)."""
@@ -162,7 +156,7 @@ class SourceImage:
         """(n,) bool: the images of target triangles faces (n, 3) stay within 75 degrees (acos facing_cos) of their
         rest normal and above SOURCE_COLLAPSED of their rest area under shape k (an index, or weights (K,) of a
         mix)."""
-        cos, collapsed = self._image_facing(k, faces)[:2]
+        cos, collapsed = self.image_facing(k, faces)[:2]
         return (cos > facing_cos) & ~collapsed
 
     def turns_host(self, k, verts: np.ndarray) -> np.ndarray:
@@ -194,15 +188,18 @@ class SourceImage:
         out[owner[turned[inverse.ravel()]]] = True
         return out
 
-    def explains(self, k, faces: np.ndarray, facing_cos: float, hosts: bool = True) -> np.ndarray:
+    def explains(self, k, faces: np.ndarray, facing_cos: float) -> np.ndarray:
         """(n,) bool: shape k (an index, or weights (K,) of a mix) folds the source where target triangles faces
-        (n, 3) lie: their image turns past acos(facing_cos) or collapses; with `hosts`, a turned image counts only
-        where one of the source's own triangles under it turns over too (an image spanning a crease of the
-        source, a sliver there, can turn where no triangle of the source does)."""
-        cos, collapsed, verts, local = self._image_facing(k, faces)
+        (n, 3) lie: their image collapses, or turns past acos(facing_cos) where one of the source's own triangles
+        under it turns over too (an image spanning a crease of the source, a sliver there, can turn where no
+        triangle of the source does)."""
+        cos, collapsed, verts, local = self.image_facing(k, faces)
         turned = cos <= facing_cos
-        if hosts and turned.any():
-            turned[turned] = self.turns_host(k, verts)[local[turned]].any(1)
+        if turned.any():
+            asked = np.unique(local[turned])                  # only the corners of turned images
+            host = np.zeros(len(verts), bool)
+            host[asked] = self.turns_host(k, verts[asked])
+            turned[turned] = host[local[turned]].any(1)
         return collapsed | turned
 
 
@@ -527,7 +524,7 @@ class FrameGuard:
         self._checked_faces = self.faces[self._checked]
         self._rest_rows = np.ascontiguousarray(self.rest_unit[self._checked].T.astype(np.float32))   # (3, C)
         self._v32 = self.v.astype(np.float32)
-        self._tables = None if faithful else _mesh_tables(self.faces, n)   # built when first needed
+        self._tables = None               # the mesh's adjacency and triangle tables, built when first needed
         # the eyes' rims keep their motion; the RIM_RINGS rings around them are mended, then given back as much of
         # their own motion as the lids close (the largest weight of lid_shapes: a blink closes the lids as its
         # shape does, a frame without one is mended there as anywhere)
@@ -539,16 +536,18 @@ class FrameGuard:
         self._lock = threading.Lock()     # the app may decode one target from two requests at once: the
         #                                   Laplacian and the solvers are built as frames ask for them
 
-    @property
-    def adjacency(self) -> sp.csr_matrix:
+    def _mesh(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         if self._tables is None:
             self._tables = _mesh_tables(self.faces, len(self.v))
-        return self._tables[0]
+        return self._tables
+
+    @property
+    def adjacency(self) -> sp.csr_matrix:
+        return self._mesh()[0]
 
     @property
     def incident(self) -> sp.csr_matrix:
-        self.adjacency                    # builds both tables
-        return self._tables[1]
+        return self._mesh()[1]
 
     @property
     def lap(self) -> _LocalLaplacian:
@@ -605,10 +604,10 @@ class FrameGuard:
 
     def _explained(self, w: np.ndarray, tris: np.ndarray, moved: np.ndarray) -> np.ndarray:
         """(n,) bool: the fold of triangles tris (n,) in the frame's positions moved (V, 3) is the source's own
-        under the mix w (`SourceImage.explains`): on a head the fitted face matches, where their image turns past
-        90 degrees, or past 75 where the frame turns them no further than 105 (both about edge-on: a tie); on the
-        others where it turns past 120 and a source triangle under it turns over. A triangle off the fitted face
-        has no faithful image there and never is."""
+        under the mix w: on a head the fitted face matches, where their image collapses or turns past 90 degrees,
+        or past 75 where the frame turns them no further than 105 (both about edge-on: a tie); on the others
+        (`SourceImage.explains`) where it collapses, or turns past 120 and a source triangle under it turns over. A
+        triangle off the fitted face has no faithful image there and never is."""
         out = ~self.off_surface[self.faces[tris]].any(1)
         if not out.any():
             return out
@@ -616,13 +615,11 @@ class FrameGuard:
         if not self.faithful:
             out[out] = self.image.explains(w, self.faces[on], FRAME_FACING_COS)
             return out
-        image = self.image.explains(w, self.faces[on], FAITHFUL_TIE_COS, hosts=False)
-        if image.any():
-            r, m = _gathered_normals(self.v, self.faces[on]), _gathered_normals(moved, self.faces[on])
-            cos = (m * r).sum(1) / np.maximum(np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1), 1e-30)
-            edge_on = cos > -FAITHFUL_TIE_COS
-            image[image & ~edge_on] = self.image.explains(w, self.faces[on[image & ~edge_on]], 0.0, hosts=False)
-        out[out] = image
+        image_cos, collapsed = self.image.image_facing(w, self.faces[on])[:2]
+        r, m = _gathered_normals(self.v, self.faces[on]), _gathered_normals(moved, self.faces[on])
+        frame_cos = (m * r).sum(1) / np.maximum(np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1), 1e-30)
+        tie = (image_cos <= FAITHFUL_TIE_COS) & (frame_cos > -FAITHFUL_TIE_COS)
+        out[out] = collapsed | (image_cos <= 0.0) | tie
         return out
 
     def _unfold_frame(self, frame: np.ndarray, w: np.ndarray, tris: np.ndarray) -> bool:

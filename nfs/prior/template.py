@@ -347,7 +347,9 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                               lid_shapes=BLINK_SHAPES, shape_scale=_blink_scale(rest))
         if with_frame_guard:
             image = SourceImage(fit.face(), tf, deltas, tri, bary, _blink_scale(rest))
-            moving = (out != 0).any(axis=(0, 2))          # a frame can turn only triangles some shape moves
+            moving = np.zeros(len(out[0]), bool)          # a frame can turn only triangles some shape moves
+            for shape in out:                              # (one shape at a time: no (53, V, 3) temporary)
+                moving |= (shape != 0).any(axis=1)
             if needs_guard(off_by, stretch):
                 frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch, pinned=lid_rims,
                                          lid_shapes=BLINK_SHAPES, off_surface=off_by > ON_SURFACE_CM, moving=moving)
