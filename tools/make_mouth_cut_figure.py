@@ -55,8 +55,14 @@ def main() -> None:
     t = build_target("closed_scan", 0)
     raw = RawMesh(t.vertices.copy(), t.faces.copy(), np.arange(len(t.faces)), source="closed_scan.obj")
     cut_raw, cut = open_mouth(raw, clean_mesh(raw.vertices, raw.faces), identity_alignment())
-    closed = raw.vertices + template_expression_basis(raw.vertices, faces=raw.faces)[JAW]
-    opened = cut_raw.vertices + open_mouth_prior(cut_raw.vertices, cut_raw.faces, cut)[JAW]
+    weights = np.zeros((1, len(EXPRESSION_NAMES)), np.float32)
+    weights[0, JAW] = 1.0
+    closed_basis, closed_guard = template_expression_basis(raw.vertices, faces=raw.faces, with_frame_guard=True)
+    opened_basis, opened_guard = open_mouth_prior(cut_raw.vertices, cut_raw.faces, cut, with_frame_guard=True)
+    closed_frame, opened_frame = closed_basis[None, JAW].copy(), opened_basis[None, JAW].copy()
+    closed_guard.mend(closed_frame, weights)                   # decoded as the pipeline does: through the guard
+    opened_guard.mend(opened_frame, weights)
+    closed, opened = raw.vertices + closed_frame[0], cut_raw.vertices + opened_frame[0]
     turned_closed = turned(raw.vertices, closed, raw.faces)
     turned_open = turned(cut_raw.vertices, opened, cut_raw.faces)
     gap = np.linalg.norm(opened[cut.upper_edge] - opened[cut.lower_edge], axis=1)[1:-1]

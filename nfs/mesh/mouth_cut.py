@@ -39,6 +39,7 @@ INTERIOR_CAVITY = 0.3      # how far its halves bulge apart, in mouth widths (IC
 MIN_CLOSED_SHARE = 0.6     # the surface must join the lips over this share of the mouth's width to be cut
 LOCAL_REACH = 0.4          # the lip sides are solved within this many mouth widths of the lip line
 MIN_SURFACE_SHARE = 0.5    # and pass near the fitted lip line over this share, else no mouth is there
+CONTACT_BAND_WIDTHS = 0.2  # lips pressed together lie off the fitted face within this many mouth widths of the line
 
 
 class MouthCutError(MeshError):
@@ -608,13 +609,17 @@ def open_mouth(raw: RawMesh, clean: CleanMesh, alignment: Alignment, fit=None) -
 # --------------------------------------------------------------------------------------------- the prior
 
 
-def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut) -> np.ndarray:
+def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut, with_frame_guard: bool = False):
     """The template prior (`nfs.prior.template_expression_basis`, (53, V, 3) cm) of a skin whose mouth was
     opened (`cut` in the skin's numbering): the prior of the skin without its mouth interior, where the lip
     opening is a slit whose edges follow their own lips, and the interior carried from the lip loop as it was
     built (its blend weights), so it hangs from both lips and opens with them. The lip edges and the rings
     around them are filled from their own lip (`_follow_own_lip`) and a lone vertex that took the other lip's
-    motion takes its neighbours' (`_mend_strays`)."""
+    motion takes its neighbours' (`_mend_strays`). With `with_frame_guard`, returns (basis, the skin's
+    `FrameGuard` or None): the guard of the skin without its interior, extended to it (a fold touching the
+    interior is never the source's own); faithful (only unfolding) unless vertices beyond the lips' contact
+    band (CONTACT_BAND_WIDTHS of the mouth's width about the lip line: lips pressed together lie off the fitted
+    face's parted ones, as they did before the cut) are off the fitted face (`needs_guard`)."""
     from nfs.geometry.openings import carry_into_fill
     from nfs.prior import template_expression_basis
 
@@ -625,15 +630,25 @@ def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut)
     remap = np.full(n, -1, np.int64)
     remap[outside] = np.arange(len(outside))
     kept = faces[~inside[faces].any(1)]
-    basis = np.zeros((0, n, 3), np.float32)
     # the fold guard would mend the lip edges' strays before `_follow_own_lip` does, from the other lip too
-    sub = template_expression_basis(vertices_ict[outside], faces=remap[kept], fold_guard=False)
+    sub = template_expression_basis(vertices_ict[outside], faces=remap[kept], fold_guard=False,
+                                    with_frame_guard=with_frame_guard)
+    sub, guard = sub if with_frame_guard else (sub, None)
     basis = np.zeros((len(sub), n, 3), np.float32)
     basis[:, outside] = sub
+    del sub
     _follow_own_lip(basis, vertices_ict, kept, cut)
     _mend_strays(basis, kept)
     basis[:, cut.interior] = carry_into_fill(basis, cut.loop, cut.interior_weights)
-    return basis
+    if not with_frame_guard:
+        return basis
+    if guard is not None:
+        from nfs.prior.fold_guard import needs_guard
+        line = vertices_ict[np.concatenate([cut.upper_edge, cut.lower_edge])]
+        near, _ = cKDTree(line).query(vertices_ict[outside], distance_upper_bound=CONTACT_BAND_WIDTHS * cut.width_cm)
+        off = np.where(guard.off_surface, np.inf, 0.0)         # the guard's own record of what is off the face
+        guard = guard.extended(vertices_ict, faces, ~inside, faithful=not needs_guard(off, np.isfinite(near)))
+    return basis, guard
 
 
 def _follow_own_lip(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cut: MouthCut,

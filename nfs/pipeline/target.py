@@ -277,7 +277,7 @@ def prepare_target(mesh, model: NFSNetwork, *, alignment: Alignment | None = Non
     if model.cfg.template_prior:
         # the opened lips each follow their own lip, the interior hangs from both
         if mouth is not None:
-            basis = open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean))
+            basis, frame_guard = open_mouth_prior(v_ict, skin_f, mouth.on_skin(clean), with_frame_guard=True)
         else:
             basis, frame_guard = template_expression_basis(v_ict, faces=skin_f, with_frame_guard=True)
         prior = torch.from_numpy(basis).to(dev)

@@ -17,6 +17,7 @@ and a frame is only unfolded where it turns a triangle the source's own deformat
 """
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 
@@ -516,6 +517,8 @@ class FrameGuard:
         held = np.zeros(n, bool) if held is None else np.asarray(held, bool)
         pinned = np.zeros(n, bool) if pinned is None else np.asarray(pinned, bool)
         self.off_surface = np.zeros(n, bool) if off_surface is None else np.asarray(off_surface, bool)
+        self.held, self.pinned = held, pinned
+        self.moving = None if moving is None else np.asarray(moving, bool)
         self.judged = ~held[self.faces].any(1)          # (F,) triangles spanning a joined opening hang by design
         self.rest_unit = _unit_normals(self.v, self.faces)
         # the triangles each frame is checked on: judged, with a corner some shape moves
@@ -535,6 +538,35 @@ class FrameGuard:
         self._solvers = OrderedDict()     # free vertices -> `_harmonic_solver`: the frames of a take fold alike
         self._lock = threading.Lock()     # the app may decode one target from two requests at once: the
         #                                   Laplacian and the solvers are built as frames ask for them
+
+    def extended(self, vertices: np.ndarray, faces: np.ndarray, kept: np.ndarray,
+                 faithful: bool | None = None) -> "FrameGuard":
+        """The guard of a mesh built from this guard's and vertices of its own (a mouth interior added at
+        intake): vertices (V', 3) and faces (F', 3) of that mesh, kept (V',) bool marking this guard's vertices
+        (in their order). The added vertices have no image on the source: they move, are never held or pinned,
+        and a fold of a triangle touching one is never the source's own. `faithful` overrides this guard's
+        kind (a faithful guard pins nothing)."""
+        kept = np.asarray(kept, bool)
+        idx = np.nonzero(kept)[0]
+        if len(idx) != len(self.v):
+            raise ValueError(f"kept marks {len(idx)} vertices; the guard has {len(self.v)}")
+
+        def grown(values, fill):
+            out = np.full((len(kept),) + values.shape[1:], fill, values.dtype)
+            out[idx] = values
+            return out
+
+        image = copy.copy(self.image)
+        image.corners = grown(self.image.corners, 0)
+        image.bary = grown(self.image.bary, 0.0)
+        image.bary[~kept, 0] = 1.0
+        image.rest = grown(self.image.rest, 0.0)
+        moving = None if self.moving is None else grown(self.moving, True)
+        faithful = self.faithful if faithful is None else bool(faithful)
+        pinned = None if faithful else grown(self.pinned, False)
+        return FrameGuard(vertices, faces, image, held=grown(self.held, False), pinned=pinned,
+                          lid_shapes=() if faithful else tuple(self.lid_shapes),
+                          off_surface=grown(self.off_surface, True), faithful=faithful, moving=moving)
 
     def _mesh(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         if self._tables is None:
