@@ -44,3 +44,18 @@ def triangle_areas(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(F,) area of each triangle of `faces` (F, 3) on `points` (V, 3), in the points' units squared."""
     a, b, c = corner_rows(points, faces)
     return 0.5 * norm_rows(cross_rows(b - a, c - a))
+
+
+def gathered_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(n, 3) un-normalised normals of a few triangles faces (n, 3) on points (V, 3): their corners gathered,
+    without the transpose of the whole point array `triangle_normals` makes (the same products, the same bits)."""
+    p = points[faces]
+    return cross_rows((p[:, 1] - p[:, 0]).T, (p[:, 2] - p[:, 0]).T).T
+
+
+def unit_normals(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F, 3) unit normals (zero for a degenerate triangle) and (F,) twice the areas (at least 1e-30) of the
+    triangles faces (F, 3) on points (V, 3)."""
+    n = triangle_normals(points, faces)
+    area2 = np.maximum(np.linalg.norm(n, axis=1), 1e-30)
+    return n / area2[:, None], area2

@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 
 from nfs.geometry.openings import sparse_adjacency
 from nfs.geometry.operators import laplacian_and_mass
-from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows
+from nfs.geometry.triangle_math import corner_rows, cross_rows, dot_rows, gathered_normals, unit_normals
 from nfs.prior.unfold import unfold
 
 TURNED_COS = 0.0           # a triangle whose normal has turned past 90 degrees from its rest normal is turned over
@@ -61,20 +61,7 @@ def _normals_rows(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return cross_rows(b - a, c - a)
 
 
-def _gathered_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(n, 3) un-normalised normals of a few triangles faces (n, 3) on points (V, 3) (gathered, no transpose of
-    the whole point array)."""
-    p = points[faces]
-    return cross_rows((p[:, 1] - p[:, 0]).T, (p[:, 2] - p[:, 0]).T).T
-
-
-def _unit_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(F, 3) unit normals of faces (F, 3) on points (V, 3) (zero for a degenerate triangle)."""
-    n = _gathered_normals(points, faces)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
-
-
-def _mesh_tables(faces: np.ndarray, n_vertices: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def mesh_tables(faces: np.ndarray, n_vertices: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """What the guards walk the mesh with: the (V, V) vertex adjacency with the diagonal, and the (V, F) table of
     the triangles around each vertex."""
     adjacency = (sparse_adjacency(faces, n_vertices) + sp.eye(n_vertices, format="csr")).tocsr()
@@ -165,7 +152,7 @@ class SourceImage:
         or every triangle around the source vertex or edge the point sits on) is turned over by shape k (an index,
         or weights (K,) of a mix)."""
         if self._incident is None:
-            self._incident = _mesh_tables(self.triangles, len(self.face))[1]
+            self._incident = mesh_tables(self.triangles, len(self.face))[1]
         corners, bary = self.corners[verts], self.bary[verts]
         on = bary > HOST_BARY                                            # (n, 3) the corners the point lies on
         first = corners[np.arange(len(verts)), on.argmax(1)]
@@ -259,7 +246,7 @@ def _harmonic_values(values: np.ndarray, free: np.ndarray, lap: _LocalLaplacian,
 def _keeps_facing(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(n,) bool: triangles faces (n, 3) of positions moved (V, 3) stay within 75 degrees of their normal on rest
     (V, 3) and above SOURCE_COLLAPSED of their rest area."""
-    r, m = _gathered_normals(rest, faces), _gathered_normals(moved, faces)
+    r, m = gathered_normals(rest, faces), gathered_normals(moved, faces)
     r_len, m_len = np.linalg.norm(r, axis=1), np.linalg.norm(m, axis=1)
     cos = (m * r).sum(1) / np.maximum(m_len * r_len, 1e-30)
     return (cos > SOURCE_FACING_COS) & (m_len > SOURCE_COLLAPSED * r_len)
@@ -268,7 +255,7 @@ def _keeps_facing(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.
 def _turned(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(n,) bool: triangles faces (n, 3) of positions moved (V, 3) point against their normal on rest (V, 3)
     (turned more than acos(TURNED_COS))."""
-    r, m = _gathered_normals(rest, faces), _gathered_normals(moved, faces)
+    r, m = gathered_normals(rest, faces), gathered_normals(moved, faces)
     return (m * r).sum(1) < TURNED_COS * np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1)
 
 
@@ -286,7 +273,8 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
                 source_triangles: np.ndarray, source_deltas: np.ndarray, tri: np.ndarray, bary: np.ndarray,
                 surface_distance: np.ndarray, held: np.ndarray | None = None,
                 pinned: np.ndarray | None = None, lid_shapes: tuple = (),
-                shape_scale: np.ndarray | None = None) -> np.ndarray:
+                shape_scale: np.ndarray | None = None,
+                tables: tuple[sp.csr_matrix, sp.csr_matrix] | None = None) -> np.ndarray:
     """The template basis (K, V, 3) float32 on the target (vertices (V, 3), faces (F, 3)) with no shape turning a
     triangle over at weight 1 where the source does not turn its surface: the source is the fitted ICT face
     source_face (S, 3) with triangles source_triangles and deltas source_deltas (K, S, 3), and each target vertex's
@@ -298,8 +286,8 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     opening, which hangs from its rim by design) are left as they are; `pinned` (V,) bool vertices (the rims of the
     eyes) keep their deltas, and in the shapes lid_shapes (indices into basis: those that close the lids) RIM_RINGS
     rings around them too; shape_scale (K,): how the basis scales each source shape (`SourceImage`). What no fill
-    mends is attenuated locally (`_attenuate_groups`). Returns basis itself, modified in place where anything was
-    turned over."""
+    mends is attenuated locally (`_attenuate_groups`); tables: the mesh's `mesh_tables` when already built.
+    Returns basis itself, modified in place where anything was turned over."""
     if not needs_guard(surface_distance, held):
         return basis
     off_surface = np.asarray(surface_distance) > ON_SURFACE_CM
@@ -313,7 +301,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
     if not len(shapes):
         return basis
     image = SourceImage(source_face, source_triangles, source_deltas, tri, bary, shape_scale)
-    adjacency, incident = _mesh_tables(faces, len(v))
+    adjacency, incident = mesh_tables(faces, len(v)) if tables is None else tables
     # the rims of the head's eyes and RIM_RINGS rings around them keep their own deltas in the shapes that close
     # the lids (lid_shapes): a lid's front edge, a ring or two off ICT's rim, carries how far it closes (filled, an
     # anime head's lids stopped 1.9 mm short of closing); the other shapes keep the rims' deltas only
@@ -379,7 +367,7 @@ def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, sour
             basis[k][best[0]] = best[1]
             candidates[k] = np.union1d(candidates[k], _row_columns(incident, best[0]))
     # the last resort: what no fill mended (and the eyes' bands, which are not filled) is attenuated locally
-    rest_unit = _unit_normals(v, faces)
+    rest_unit = unit_normals(v, faces)[0]
     for k in shapes:
         _attenuate_turned(basis[k], v, faces, rest_unit, image, k, candidates[k], adjacency, incident, ~held,
                           pinned if k in lid_shapes else None)
@@ -400,7 +388,7 @@ def _source_turns(image: SourceImage, k: int, faces: np.ndarray) -> np.ndarray:
 def _turned_facing(rest_unit: np.ndarray, moved: np.ndarray, faces: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """(n,) bool: triangles tris (n,) of faces on positions moved (V, 3) point against their unit rest normals
     rest_unit (F, 3)."""
-    m = _gathered_normals(moved, faces[tris])
+    m = gathered_normals(moved, faces[tris])
     return (m * rest_unit[tris]).sum(1) < TURNED_COS * np.linalg.norm(m, axis=1)
 
 
@@ -508,7 +496,8 @@ class FrameGuard:
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
                  held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = (),
-                 off_surface: np.ndarray | None = None, faithful: bool = False, moving: np.ndarray | None = None):
+                 off_surface: np.ndarray | None = None, faithful: bool = False, moving: np.ndarray | None = None,
+                 tables: tuple[sp.csr_matrix, sp.csr_matrix] | None = None):
         self.faithful = faithful
         self.v = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
@@ -520,14 +509,14 @@ class FrameGuard:
         self.held, self.pinned = held, pinned
         self.moving = None if moving is None else np.asarray(moving, bool)
         self.judged = ~held[self.faces].any(1)          # (F,) triangles spanning a joined opening hang by design
-        self.rest_unit = _unit_normals(self.v, self.faces)
+        self.rest_unit = unit_normals(self.v, self.faces)[0]
         # the triangles each frame is checked on: judged, with a corner some shape moves
         checked = self.judged if moving is None else self.judged & np.asarray(moving, bool)[self.faces].any(1)
         self._checked = np.nonzero(checked)[0]
         self._checked_faces = self.faces[self._checked]
         self._rest_rows = np.ascontiguousarray(self.rest_unit[self._checked].T.astype(np.float32))   # (3, C)
         self._v32 = self.v.astype(np.float32)
-        self._tables = None               # the mesh's adjacency and triangle tables, built when first needed
+        self._tables = tables             # the mesh's adjacency and triangle tables, built when first needed
         # the eyes' rims keep their motion; the RIM_RINGS rings around them are mended, then given back as much of
         # their own motion as the lids close (the largest weight of lid_shapes: a blink closes the lids as its
         # shape does, a frame without one is mended there as anywhere)
@@ -570,7 +559,7 @@ class FrameGuard:
 
     def _mesh(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         if self._tables is None:
-            self._tables = _mesh_tables(self.faces, len(self.v))
+            self._tables = mesh_tables(self.faces, len(self.v))
         return self._tables
 
     @property
@@ -648,7 +637,7 @@ class FrameGuard:
             out[out] = self.image.explains(w, self.faces[on], FRAME_FACING_COS)
             return out
         image_cos, collapsed = self.image.image_facing(w, self.faces[on])[:2]
-        r, m = _gathered_normals(self.v, self.faces[on]), _gathered_normals(moved, self.faces[on])
+        r, m = gathered_normals(self.v, self.faces[on]), gathered_normals(moved, self.faces[on])
         frame_cos = (m * r).sum(1) / np.maximum(np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1), 1e-30)
         tie = (image_cos <= FAITHFUL_TIE_COS) & (frame_cos > -FAITHFUL_TIE_COS)
         out[out] = collapsed | (image_cos <= 0.0) | tie

@@ -28,7 +28,7 @@ from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh, v
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.ict_derived import derived_opening_sides
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
-from nfs.prior.fold_guard import ON_SURFACE_CM, FrameGuard, SourceImage, guard_folds, needs_guard
+from nfs.prior.fold_guard import ON_SURFACE_CM, FrameGuard, SourceImage, guard_folds, mesh_tables, needs_guard
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
 from nfs.progress import checkpoint
@@ -341,18 +341,22 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                 lid_rims[loop[to_corner > CORNER_SHARE * width]] = True
         closest = np.einsum("vjc,vj->vc", face[tf[tri]], bary)
         off_by = np.linalg.norm(q - closest, axis=1)
+        guarded = needs_guard(off_by, stretch)
+        # a guarded head's per-shape guard and frame guard walk the mesh by the same tables: built once
+        tables = mesh_tables(np.asarray(faces, np.int64), len(v)) if guarded and fold_guard else None
         if fold_guard:
             out = guard_folds(out, v, np.asarray(faces, np.int64), fit.face(), tf, deltas, tri, bary, off_by,
                               held=stretch, pinned=eye_rims,
-                              lid_shapes=BLINK_SHAPES, shape_scale=_blink_scale(rest))
+                              lid_shapes=BLINK_SHAPES, shape_scale=_blink_scale(rest), tables=tables)
         if with_frame_guard:
             image = SourceImage(fit.face(), tf, deltas, tri, bary, _blink_scale(rest))
             moving = np.zeros(len(out[0]), bool)          # a frame can turn only triangles some shape moves
             for shape in out:                              # (one shape at a time: no (53, V, 3) temporary)
                 moving |= (shape != 0).any(axis=1)
-            if needs_guard(off_by, stretch):
+            if guarded:
                 frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch, pinned=lid_rims,
-                                         lid_shapes=BLINK_SHAPES, off_surface=off_by > ON_SURFACE_CM, moving=moving)
+                                         lid_shapes=BLINK_SHAPES, off_surface=off_by > ON_SURFACE_CM, moving=moving,
+                                         tables=tables)
             else:
                 frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch,
                                          off_surface=off_by > ON_SURFACE_CM, faithful=True, moving=moving)

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from nfs.geometry.triangle_math import cross_rows, dot_rows, triangle_normals
+from nfs.geometry.triangle_math import cross_rows, dot_rows, triangle_normals, unit_normals
 
 UNFOLD_MARGIN = 0.02          # a constrained triangle keeps this share of its rest area facing its rest normal
 UNFOLD_ANCHOR = 0.01          # weight of each free vertex's own displacement against its edges' differences
@@ -26,13 +26,6 @@ def signed_areas(points: np.ndarray, faces: np.ndarray, rest_unit: np.ndarray) -
     """(F,) twice each triangle's area along its unit rest normal rest_unit (F, 3) on points (V, 3): negative where
     it is turned over."""
     return (triangle_normals(points, faces) * rest_unit).sum(1)
-
-
-def _unit_normals(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(F, 3) unit normals and (F,) twice the areas of faces (F, 3) on points (V, 3)."""
-    n = triangle_normals(points, faces)
-    area2 = np.maximum(np.linalg.norm(n, axis=1), 1e-30)
-    return n / area2[:, None], area2
 
 
 def unfold(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray, free: np.ndarray,
@@ -60,7 +53,7 @@ def unfold(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray, free: np.ndar
     local = np.full(len(moved), -1, np.int64)
     local[used] = np.arange(len(used))
     tris, e, at = local[tris], local[e], local[free]
-    unit, area2 = _unit_normals(rest[used], tris)
+    unit, area2 = unit_normals(rest[used], tris)
     floor = UNFOLD_MARGIN * area2
     target = moved[used].astype(np.float64)
     work = target.copy()                  # the vertices not free stay at the frame's positions
@@ -139,5 +132,5 @@ def unfold(rest: np.ndarray, moved: np.ndarray, faces: np.ndarray, free: np.ndar
         if (facing(work) > 0).all():
             break
     moved[free] = work[at]
-    stuck = int((signed_areas(moved, out_of_reach, _unit_normals(rest, out_of_reach)[0]) <= 0).sum())
+    stuck = int((signed_areas(moved, out_of_reach, unit_normals(rest, out_of_reach)[0]) <= 0).sum())
     return int((facing(work) <= 0).sum()) + stuck
