@@ -23,6 +23,12 @@ def test_rows_of_coordinates_give_numpys_bits():
     assert np.array_equal(triangle_math.triangle_normals(v, f), cross)
     assert np.array_equal(triangle_math.row_norms(cross), np.linalg.norm(cross, axis=1))
     assert np.array_equal(triangle_math.triangle_areas(v, f), 0.5 * np.linalg.norm(cross, axis=1))
+    some = f[::7]
+    assert np.array_equal(triangle_math.gathered_normals(v, some), cross[::7])
+    f_flat = np.concatenate([f, [[0, 0, 1]]])                        # a degenerate triangle: a zero normal
+    unit, area2 = triangle_math.unit_normals(v, f_flat)
+    assert np.allclose(np.linalg.norm(unit[:-1], axis=1), 1.0) and (unit[-1] == 0).all()
+    assert np.array_equal(area2[:-1], np.linalg.norm(cross, axis=1)) and area2[-1] == 1e-30
 
 
 def test_surface_moments_and_samples_match_the_plain_formulas():
