@@ -239,6 +239,23 @@ def test_a_fold_off_the_fitted_face_is_mended_even_where_its_image_folds_too():
     assert not len(guard.turned(frames[0]))
 
 
+def test_a_fold_a_little_off_the_fitted_face_is_not_the_sources_own_on_a_guarded_head():
+    """A guarded head's triangle whose corners lie on the fitted face within ON_SURFACE_CM but farther than
+    IMAGE_ON_FACE_CM from it (a feature a little unlike the face's) is not its image: its fold is mended though the
+    image folds too; the same fold on the face is the source's own and kept."""
+    guard, basis, mid = _mix_that_folds()
+    guard.image.deltas = basis.copy()                # the closest points' source folds as the target does
+    near = np.linalg.norm(guard.v - guard.v[mid], axis=1) < 0.5
+    assert not guard.off_surface[near].any() and not guard.faithful
+    on_face = basis.sum(0, keepdims=True).astype(np.float32)
+    assert guard.mend(on_face, np.ones((1, 2))) == 0                 # on the face: the source's own
+    a_little_off = G.FrameGuard(guard.v, guard.faces, guard.image, off_image=near)
+    frames = basis.sum(0, keepdims=True).astype(np.float32)
+    assert a_little_off.mend(frames, np.ones((1, 2))) == 1
+    assert not len(a_little_off.turned(frames[0]))
+    assert G.IMAGE_ON_FACE_CM < G.ON_SURFACE_CM
+
+
 def test_a_frame_folding_most_of_the_mesh_is_left_as_decoded(monkeypatch):
     """A head so unlike a face that a frame folds more triangles than the guard's cap is not mended (mending would
     cost seconds a frame and not help); below the cap the same frame is."""

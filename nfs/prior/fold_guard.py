@@ -42,6 +42,9 @@ MAX_ROUNDS = 4             # fills per shape, each grown wider around the triang
 #                            fill within a few rings mends is the shape's own, not a local one: it is left)
 LAPLACIAN_MARGIN = 3       # rings of the mesh kept around the free vertices for their Laplacian rows
 ON_SURFACE_CM = 0.1        # a target vertex this near its closest point on the fitted face is on it
+IMAGE_ON_FACE_CM = 0.025   # a guarded head's fold can be the source's own only where its triangle is this near the
+#                            fitted face (the feature-scaled head's mouth corner, 0.26-0.42 mm off, folded with its
+#                            image where its truth did not)
 GUARDED_SHARE = 0.02       # the guard runs on heads with more than this share of vertices off the fitted face
 RIM_RINGS = 2              # rings around the pinned rims (the eyes') that keep their own deltas too in the shapes
 #                            that close the lids
@@ -497,7 +500,8 @@ class FrameGuard:
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, image: SourceImage,
                  held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = (),
                  off_surface: np.ndarray | None = None, faithful: bool = False, moving: np.ndarray | None = None,
-                 tables: tuple[sp.csr_matrix, sp.csr_matrix] | None = None):
+                 tables: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
+                 off_image: np.ndarray | None = None):
         self.faithful = faithful
         self.v = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
@@ -506,6 +510,8 @@ class FrameGuard:
         held = np.zeros(n, bool) if held is None else np.asarray(held, bool)
         pinned = np.zeros(n, bool) if pinned is None else np.asarray(pinned, bool)
         self.off_surface = np.zeros(n, bool) if off_surface is None else np.asarray(off_surface, bool)
+        # vertices too far off the fitted face for a guarded head's fold there to be the source's own
+        self.off_image = self.off_surface if off_image is None else np.asarray(off_image, bool) | self.off_surface
         self.held, self.pinned = held, pinned
         self.moving = None if moving is None else np.asarray(moving, bool)
         self.judged = ~held[self.faces].any(1)          # (F,) triangles spanning a joined opening hang by design
@@ -555,7 +561,8 @@ class FrameGuard:
         pinned = None if faithful else grown(self.pinned, False)
         return FrameGuard(vertices, faces, image, held=grown(self.held, False), pinned=pinned,
                           lid_shapes=() if faithful else tuple(self.lid_shapes),
-                          off_surface=grown(self.off_surface, True), faithful=faithful, moving=moving)
+                          off_surface=grown(self.off_surface, True), faithful=faithful, moving=moving,
+                          off_image=grown(self.off_image, True))
 
     def _mesh(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         if self._tables is None:
@@ -628,8 +635,9 @@ class FrameGuard:
         under the mix w: on a head the fitted face matches, where their image collapses or turns past 90 degrees,
         or past 75 where the frame turns them no further than 105 (both about edge-on: a tie); on the others
         (`SourceImage.explains`) where it collapses, or turns past 120 and a source triangle under it turns over. A
-        triangle off the fitted face has no faithful image there and never is."""
-        out = ~self.off_surface[self.faces[tris]].any(1)
+        triangle off the fitted face (a corner farther than ON_SURFACE_CM from it; on the guarded heads, than
+        IMAGE_ON_FACE_CM) has no faithful image there and never is."""
+        out = ~(self.off_surface if self.faithful else self.off_image)[self.faces[tris]].any(1)
         if not out.any():
             return out
         on = tris[out]

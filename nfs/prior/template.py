@@ -28,7 +28,8 @@ from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh, v
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.ict_derived import derived_opening_sides
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
-from nfs.prior.fold_guard import ON_SURFACE_CM, FrameGuard, SourceImage, guard_folds, mesh_tables, needs_guard
+from nfs.prior.fold_guard import (IMAGE_ON_FACE_CM, ON_SURFACE_CM, FrameGuard, SourceImage, guard_folds, mesh_tables,
+                                  needs_guard)
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
 from nfs.progress import checkpoint
@@ -356,7 +357,7 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
             if guarded:
                 frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch, pinned=lid_rims,
                                          lid_shapes=BLINK_SHAPES, off_surface=off_by > ON_SURFACE_CM, moving=moving,
-                                         tables=tables)
+                                         tables=tables, off_image=off_by > IMAGE_ON_FACE_CM)
             else:
                 frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch,
                                          off_surface=off_by > ON_SURFACE_CM, faithful=True, moving=moving)
