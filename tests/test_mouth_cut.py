@@ -31,13 +31,6 @@ def _normals(v, f):
     return np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
 
 
-def turned_any(rest, moved, faces) -> np.ndarray:
-    """(T, F) bool: triangles faces (F, 3) turned over in frames moved (T, V, 3) from rest (V, 3)."""
-    n0 = _normals(rest, faces)
-    n1 = np.cross(moved[:, faces[:, 1]] - moved[:, faces[:, 0]], moved[:, faces[:, 2]] - moved[:, faces[:, 0]])
-    return (n1 * n0[None]).sum(-1) < 0
-
-
 def turned(rest, moved, faces) -> np.ndarray:
     """(F,) bool: triangles whose normal points the other way after the motion."""
     return (_normals(rest, faces) * _normals(moved, faces)).sum(1) < 0
@@ -170,7 +163,7 @@ def test_the_opened_heads_frames_are_unfolded_as_the_closed_heads_are(opened, ic
     moved = cut_raw.vertices[None] + frames
 
     interior = np.isin(cut_raw.faces, cut.interior).any(1)
-    assert not turned_any(cut_raw.vertices, moved, cut_raw.faces[interior]).any(), name
+    assert not (M.facing_cos(cut_raw.vertices, moved, cut_raw.faces[interior]) < 0).any(), name
     own = cut_raw.faces[(cut_raw.faces < n).all(1) & t.skin_mask[np.minimum(cut_raw.faces, n - 1)].all(1)]
     truth_cos = M.truth_facing_cos(t.vertices, truth, own)
     opened_turned = M.turned_over(M.facing_cos(t.vertices, moved[:, :n], own), truth_cos)
@@ -184,7 +177,7 @@ def test_the_opened_heads_frames_are_unfolded_as_the_closed_heads_are(opened, ic
                                   M.truth_facing_cos(t.vertices, truth, closed_faces))
     assert opened_turned <= closed_turned < before, (name, opened_turned, closed_turned, before)
 
-    quiet = ~turned_any(cut_raw.vertices, cut_raw.vertices[None] + decoded, cut_raw.faces).any(1)
+    quiet = ~(M.facing_cos(cut_raw.vertices, cut_raw.vertices[None] + decoded, cut_raw.faces) < 0).any(1)
     assert quiet.any() and np.array_equal(frames[quiet], decoded[quiet]), name
     error = lambda x: np.linalg.norm(x[:, :n][:, t.face_mask] - truth[:, t.face_mask], axis=-1).mean()  # noqa: E731
     assert error(moved) <= 1.01 * error(cut_raw.vertices[None] + decoded) + 1e-5, name

@@ -619,7 +619,7 @@ def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut,
     `FrameGuard` or None): the guard of the skin without its interior, extended to it (a fold touching the
     interior is never the source's own); faithful (only unfolding) unless vertices beyond the lips' contact
     band (CONTACT_BAND_WIDTHS of the mouth's width about the lip line: lips pressed together lie off the fitted
-    face's parted ones, as they did before the cut) are off the fitted face (`needs_guard`)."""
+    face's parted ones, as they did before the cut) are off the fitted face (`needs_guard_off`)."""
     from nfs.geometry.openings import carry_into_fill
     from nfs.prior import template_expression_basis
 
@@ -643,11 +643,11 @@ def open_mouth_prior(vertices_ict: np.ndarray, faces: np.ndarray, cut: MouthCut,
     if not with_frame_guard:
         return basis
     if guard is not None:
-        from nfs.prior.fold_guard import needs_guard
+        from nfs.prior.fold_guard import needs_guard_off
         line = vertices_ict[np.concatenate([cut.upper_edge, cut.lower_edge])]
         near, _ = cKDTree(line).query(vertices_ict[outside], distance_upper_bound=CONTACT_BAND_WIDTHS * cut.width_cm)
-        off = np.where(guard.off_surface, np.inf, 0.0)         # the guard's own record of what is off the face
-        guard = guard.extended(vertices_ict, faces, ~inside, faithful=not needs_guard(off, np.isfinite(near)))
+        faithful = not needs_guard_off(guard.off_surface, held=np.isfinite(near))
+        guard = guard.extended(vertices_ict, faces, ~inside, faithful=faithful)
     return basis, guard
 
 

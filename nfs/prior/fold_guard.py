@@ -266,10 +266,15 @@ def needs_guard(surface_distance: np.ndarray, held: np.ndarray | None = None) ->
     """Whether a head is guarded: more than GUARDED_SHARE of its vertices (V,) are farther than ON_SURFACE_CM
     (surface_distance (V,) cm) from the fitted face, not counting `held` (V,) bool vertices (geometry spanning a
     joined opening). Elsewhere the transfer is the source's own deformation and is left bit for bit."""
-    off_surface = np.asarray(surface_distance) > ON_SURFACE_CM
+    return needs_guard_off(np.asarray(surface_distance) > ON_SURFACE_CM, held)
+
+
+def needs_guard_off(off_surface: np.ndarray, held: np.ndarray | None = None) -> bool:
+    """`needs_guard` of a head whose vertices off the fitted face (V,) bool are known (a guard's `off_surface`)."""
+    off = np.asarray(off_surface, bool)
     if held is not None:
-        off_surface &= ~np.asarray(held, bool)
-    return bool(off_surface.mean() > GUARDED_SHARE) if len(off_surface) else False
+        off = off & ~np.asarray(held, bool)
+    return bool(off.mean() > GUARDED_SHARE) if len(off) else False
 
 
 def guard_folds(basis: np.ndarray, vertices: np.ndarray, faces: np.ndarray, source_face: np.ndarray,
@@ -551,11 +556,11 @@ class FrameGuard:
             out[idx] = values
             return out
 
-        image = copy.copy(self.image)
+        image = copy.copy(self.image)                 # an added vertex's image: the source's first vertex
         image.corners = grown(self.image.corners, 0)
         image.bary = grown(self.image.bary, 0.0)
         image.bary[~kept, 0] = 1.0
-        image.rest = grown(self.image.rest, 0.0)
+        image.rest = np.einsum("vjc,vj->vc", image.face[image.corners], image.bary)
         moving = None if self.moving is None else grown(self.moving, True)
         faithful = self.faithful if faithful is None else bool(faithful)
         pinned = None if faithful else grown(self.pinned, False)
