@@ -36,7 +36,7 @@ def target_report(session) -> tuple[list[str], list[str]]:
     t = session.target
     if t is None:
         return [], []
-    lines = [f"**{t.name}** — {t.n_vertices:,} vertices"] + list(t.raw.notes) + t.summary()
+    lines = [f"**{t.name}** — {t.n_vertices:,} vertices"] + t.summary()
     if len(t.clean.other_components) == 0:
         lines.append("components: 1 (skin only)")
     else:

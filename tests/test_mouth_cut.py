@@ -218,6 +218,7 @@ def test_the_option_opens_the_prepared_target_and_every_export_carries_it(ict, t
     assert target.frame_guard is not None and target.frame_guard.faithful      # its frames are unfolded too
     assert np.allclose(target.raw.vertices[:n], t.vertices * 10.0)
     assert any("appended" in line for line in target.raw.notes)
+    assert any("appended" in line for line in target.summary())           # the CLI's intake report says so
     frames = np.asarray(result.frames())
     assert frames.shape == (3, target.raw.n_vertices, 3)
     gap = np.linalg.norm(frames[2, cut.upper_edge] - frames[2, cut.lower_edge], axis=1)[1:-1]

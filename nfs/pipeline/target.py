@@ -135,8 +135,10 @@ class PreparedTarget:
         return labels
 
     def summary(self) -> list[str]:
+        """Intake report lines for the CLI and the app: what reading the file changed (the loader's and intake's
+        notes: a decoded compression, an opened mouth), the cleaning, the alignment, the preparation's timings."""
         a = self.alignment
-        lines = list(self.clean.report.summary())
+        lines = list(self.raw.notes) + list(self.clean.report.summary())
         lines.append(f"alignment: scale {a.scale:.4g} cm per unit, residual {a.residual_cm:.2f} cm, confidence "
                      f"{a.confidence:.2f}" + (f" (face check {a.face_score:.2f}, fit {a.fit_confidence:.2f})"
                                               if np.isfinite(a.face_score) else ""))
