@@ -256,6 +256,47 @@ def test_a_fold_a_little_off_the_fitted_face_is_not_the_sources_own_on_a_guarded
     assert G.IMAGE_ON_FACE_CM < G.ON_SURFACE_CM
 
 
+def test_a_loosely_fitted_heads_fold_is_the_sources_own_only_where_the_mean_face_folds_it_too():
+    """A faithful guard keeps a fold its image makes; on a head fitted loosely (a `mean_image` given) it keeps it
+    only where ICT's mean face turns the image too, clearly (past acos(MEAN_FOLD_COS)): a fold only the fitted
+    identity makes is unfolded."""
+    import copy
+    guard, basis, _ = _mix_that_folds()
+    facing = guard.image                              # the source's smooth shapes: the image keeps facing
+    folding = copy.copy(facing)
+    folding.deltas = basis.copy()                     # the source folds as the target does
+
+    def mend(mean_image) -> tuple[int, int]:
+        frames = basis.sum(0, keepdims=True).astype(np.float32)
+        g = G.FrameGuard(guard.v, guard.faces, folding, faithful=True, mean_image=mean_image)
+        assert len(g.turned(frames[0]))
+        return g.mend(frames, np.ones((1, 2))), len(g.turned(frames[0]))
+
+    assert mend(None)[0] == 0                         # the fitted face's image folds: the source's own, kept
+    assert mend(folding)[0] == 0                      # ... and the mean face's too: kept
+    assert mend(facing) == (1, 0)                     # the mean face keeps it facing: unfolded
+    assert G.MEAN_FOLD_COS < 0.0
+
+
+def test_only_a_loosely_fitted_head_judges_folds_by_the_mean_face_too(ict):
+    """The pipeline's faithful guard carries the mean face's image on a warped ICT head (a smooth offset from its
+    fitted face, about 24 um at the median), not on an ICT identity (2 um) nor on a copy of one jittered by 30 um
+    along its normals (a rounded or noisy file: its offset is noise, not a shape)."""
+    import nfs.prior.template as T
+    from nfs.data.benchmark import build_target
+    from nfs.geometry.normals import vertex_normals
+    warped = build_target("warp_wendland", 0, ict)
+    _, guard = T.template_expression_basis(warped.vertices.astype(np.float32), faces=warped.faces,
+                                           with_frame_guard=True)
+    assert guard.faithful and guard.mean_image is not None
+    v, f = ict.vertices()[: ict.skin_count].astype(np.float64), ict.region_faces("skin")
+    _, guard = T.template_expression_basis(v.astype(np.float32), faces=f, with_frame_guard=True)
+    assert guard.faithful and guard.mean_image is None
+    jitter = np.random.default_rng(0).normal(0.0, 0.003, len(v))[:, None] * vertex_normals(v, f)
+    _, guard = T.template_expression_basis((v + jitter).astype(np.float32), faces=f, with_frame_guard=True)
+    assert guard.faithful and guard.mean_image is None
+
+
 def test_a_frame_folding_most_of_the_mesh_is_left_as_decoded(monkeypatch):
     """A head so unlike a face that a frame folds more triangles than the guard's cap is not mended (mending would
     cost seconds a frame and not help); below the cap the same frame is."""

@@ -13,7 +13,8 @@ facing can still fold one together; the frame guard mends those per frame the sa
 by the least change around it (`nfs.prior.unfold`). The fills run on heads with a notable share of vertices off
 the fitted face (GUARDED_SHARE, `needs_guard`): where the fitted ICT face matches the head (an ICT head, a remesh,
 a crop, lips or lids modelled closed) the transfer is the source's own deformation, the basis is left bit for bit
-and a frame is only unfolded where it turns a triangle the source's own deformation does not.
+and a frame is only unfolded where it turns a triangle the source's own deformation does not (on a head it matches
+only loosely, `smooth_offset`, where ICT's mean face does not turn it clearly too).
 """
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ IMAGE_ON_FACE_CM = 0.025   # a guarded head's fold can be the source's own only 
 #                            fitted face (the feature-scaled head's mouth corner, 0.26-0.42 mm off, folded with its
 #                            image where its truth did not)
 GUARDED_SHARE = 0.02       # the guard runs on heads with more than this share of vertices off the fitted face
+LOOSE_FIT_CM = 0.0015      # a head the fitted face matches, but off it by a smooth offset whose median is above this,
+#                            is matched only loosely (a warped ICT head: 40 um; an ICT head, a remesh or a crop of
+#                            one: 2-5 um; a copy rounded or jittered by tens of um: its offset is noise, not a shape)
+OFFSET_SMOOTHING = 10      # neighbour averagings of the signed offset that take its noise out
+MEAN_FOLD_COS = -0.1       # ... and a fold there is the source's own only where ICT's mean face turns its image too,
+#                            clearly: past 96 degrees, no tie (at 90 with ties, as the fitted face's image is judged,
+#                            the Wendland warp kept 2 of its 16 turned triangles; at 90 without, 1)
 RIM_RINGS = 2              # rings around the pinned rims (the eyes') that keep their own deltas too in the shapes
 #                            that close the lids
 OTHER_RIM_RINGS = 0        # ... and in the other shapes
@@ -267,6 +275,20 @@ def needs_guard(surface_distance: np.ndarray, held: np.ndarray | None = None) ->
     (surface_distance (V,) cm) from the fitted face, not counting `held` (V,) bool vertices (geometry spanning a
     joined opening). Elsewhere the transfer is the source's own deformation and is left bit for bit."""
     return needs_guard_off(np.asarray(surface_distance) > ON_SURFACE_CM, held)
+
+
+def smooth_offset(points: np.ndarray, faces: np.ndarray, signed: np.ndarray, off_surface: np.ndarray) -> float:
+    """The median size (cm) of the smooth part of a head's signed offset from the fitted face: signed (V,) cm along
+    the face's normal at each vertex (points (V, 3), faces (F, 3)) averaged with its neighbours OFFSET_SMOOTHING
+    times (a jittered or rounded copy's offsets cancel, a warp's stay); off_surface (V,) bool vertices are left
+    out."""
+    s = np.where(off_surface, 0.0, np.asarray(signed, np.float64))
+    adjacency = sparse_adjacency(np.asarray(faces, np.int64), len(s)) + sp.eye(len(s), format="csr")
+    counts = np.asarray(adjacency @ (~off_surface).astype(np.float64)).ravel()
+    for _ in range(OFFSET_SMOOTHING):
+        s = np.where(off_surface, 0.0, (adjacency @ s) / np.maximum(counts, 1.0))
+    on = ~np.asarray(off_surface, bool)
+    return float(np.median(np.abs(s[on]))) if on.any() else 0.0
 
 
 def needs_guard_off(off_surface: np.ndarray, held: np.ndarray | None = None) -> bool:
@@ -506,11 +528,15 @@ class FrameGuard:
                  held: np.ndarray | None = None, pinned: np.ndarray | None = None, lid_shapes: tuple = (),
                  off_surface: np.ndarray | None = None, faithful: bool = False, moving: np.ndarray | None = None,
                  tables: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
-                 off_image: np.ndarray | None = None):
+                 off_image: np.ndarray | None = None, mean_image: SourceImage | None = None):
         self.faithful = faithful
         self.v = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
         self.image = image
+        # on a faithful head fitted only loosely: the image on ICT's mean face, which must fold a triangle too for
+        # the fold to be the source's own (ICT's slight folds in its mixes depend on the identity; one the fitted
+        # identity makes and the mean face does not is not the head's when the identity is not quite the head's)
+        self.mean_image = mean_image
         n = len(self.v)
         held = np.zeros(n, bool) if held is None else np.asarray(held, bool)
         pinned = np.zeros(n, bool) if pinned is None else np.asarray(pinned, bool)
@@ -556,18 +582,23 @@ class FrameGuard:
             out[idx] = values
             return out
 
-        image = copy.copy(self.image)                 # an added vertex's image: the source's first vertex
-        image.corners = grown(self.image.corners, 0)
-        image.bary = grown(self.image.bary, 0.0)
-        image.bary[~kept, 0] = 1.0
-        image.rest = np.einsum("vjc,vj->vc", image.face[image.corners], image.bary)
+        def grown_image(source: SourceImage) -> SourceImage:
+            image = copy.copy(source)                 # an added vertex's image: the source's first vertex
+            image.corners = grown(source.corners, 0)
+            image.bary = grown(source.bary, 0.0)
+            image.bary[~kept, 0] = 1.0
+            image.rest = np.einsum("vjc,vj->vc", image.face[image.corners], image.bary)
+            return image
+
+        image = grown_image(self.image)
+        mean_image = None if self.mean_image is None else grown_image(self.mean_image)
         moving = None if self.moving is None else grown(self.moving, True)
         faithful = self.faithful if faithful is None else bool(faithful)
         pinned = None if faithful else grown(self.pinned, False)
         return FrameGuard(vertices, faces, image, held=grown(self.held, False), pinned=pinned,
                           lid_shapes=() if faithful else tuple(self.lid_shapes),
                           off_surface=grown(self.off_surface, True), faithful=faithful, moving=moving,
-                          off_image=grown(self.off_image, True))
+                          off_image=grown(self.off_image, True), mean_image=mean_image if faithful else None)
 
     def _mesh(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         if self._tables is None:
@@ -641,7 +672,8 @@ class FrameGuard:
         or past 75 where the frame turns them no further than 105 (both about edge-on: a tie); on the others
         (`SourceImage.explains`) where it collapses, or turns past 120 and a source triangle under it turns over. A
         triangle off the fitted face (a corner farther than ON_SURFACE_CM from it; on the guarded heads, than
-        IMAGE_ON_FACE_CM) has no faithful image there and never is."""
+        IMAGE_ON_FACE_CM) has no faithful image there and never is. On a faithful head fitted loosely
+        (`mean_image`), the image on ICT's mean face must turn past acos(MEAN_FOLD_COS) too."""
         out = ~(self.off_surface if self.faithful else self.off_image)[self.faces[tris]].any(1)
         if not out.any():
             return out
@@ -649,11 +681,20 @@ class FrameGuard:
         if not self.faithful:
             out[out] = self.image.explains(w, self.faces[on], FRAME_FACING_COS)
             return out
-        image_cos, collapsed = self.image.image_facing(w, self.faces[on])[:2]
         r, m = gathered_normals(self.v, self.faces[on]), gathered_normals(moved, self.faces[on])
         frame_cos = (m * r).sum(1) / np.maximum(np.linalg.norm(m, axis=1) * np.linalg.norm(r, axis=1), 1e-30)
-        tie = (image_cos <= FAITHFUL_TIE_COS) & (frame_cos > -FAITHFUL_TIE_COS)
-        out[out] = collapsed | (image_cos <= 0.0) | tie
+
+        def folds(image: SourceImage, faces: np.ndarray, frame: np.ndarray, tie_cos: float,
+                  fold_cos: float = 0.0) -> np.ndarray:
+            image_cos, collapsed = image.image_facing(w, faces)[:2]
+            tie = (image_cos <= tie_cos) & (frame > -tie_cos)
+            return collapsed | (image_cos <= fold_cos) | tie
+
+        explained = folds(self.image, self.faces[on], frame_cos, FAITHFUL_TIE_COS)
+        if self.mean_image is not None and explained.any():
+            explained[explained] = folds(self.mean_image, self.faces[on[explained]], frame_cos[explained],
+                                         tie_cos=-1.0, fold_cos=MEAN_FOLD_COS)
+        out[out] = explained
         return out
 
     def _unfold_frame(self, frame: np.ndarray, w: np.ndarray, tris: np.ndarray) -> bool:

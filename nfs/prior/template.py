@@ -25,11 +25,12 @@ from nfs.geometry.openings import (LOCAL_GEODESICS_ABOVE, boundary_loops, carry_
                                    geodesic_distances_near, grow_within, loop_halves, mask_components,
                                    polar_hang, radial_fill, sparse_adjacency)
 from nfs.geometry.surface import closest_points_exact, closest_points_on_mesh, vertex_face_table
+from nfs.geometry.triangle_math import unit_normals
 from nfs.ict import EXPRESSION_NAMES, N_EXPRESSION
 from nfs.ict_derived import derived_opening_sides
 from nfs.prior.face_fit import FaceFit, beyond_border, fit_ict_face, skin_template
-from nfs.prior.fold_guard import (IMAGE_ON_FACE_CM, ON_SURFACE_CM, FrameGuard, SourceImage, guard_folds, mesh_tables,
-                                  needs_guard)
+from nfs.prior.fold_guard import (IMAGE_ON_FACE_CM, LOOSE_FIT_CM, ON_SURFACE_CM, FrameGuard, SourceImage, guard_folds,
+                                  mesh_tables, needs_guard, smooth_offset)
 from nfs.prior.opening_warp import MIN_CHANGE, fit_opening_warp, matching_loop, opening_corners
 from nfs.prior.registration import register_about_openings
 from nfs.progress import checkpoint
@@ -359,8 +360,13 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                                          lid_shapes=BLINK_SHAPES, off_surface=off_by > ON_SURFACE_CM, moving=moving,
                                          tables=tables, off_image=off_by > IMAGE_ON_FACE_CM)
             else:
+                normals = unit_normals(face, tf[tri])[0]
+                signed = ((q - closest) * normals).sum(1)
+                loose = smooth_offset(q, faces, signed, off_by > ON_SURFACE_CM) > LOOSE_FIT_CM
+                mean_image = SourceImage(mean, tf, deltas, tri, bary, _blink_scale(rest)) if loose else None
                 frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch,
-                                         off_surface=off_by > ON_SURFACE_CM, faithful=True, moving=moving)
+                                         off_surface=off_by > ON_SURFACE_CM, faithful=True, moving=moving,
+                                         mean_image=mean_image)
     return (out, frame_guard) if with_frame_guard else out
 
 
