@@ -66,6 +66,9 @@ def cmd_train(argv: list[str]) -> int:
     p.add_argument("--init-from", default="", help="warm start from a model directory (output layer zeroed)")
     p.add_argument("--init-keep-output", action="store_true",
                    help="with --init-from: keep the output layer too (fine-tune a trained model)")
+    p.add_argument("--real-head-styles", action="store_true",
+                   help="half of the artist-modelled training heads are ones ICT models least like (anime-like "
+                        "proportions, game heads with a mouth bag and eye sockets, lips modelled closed)")
     p.add_argument("--threads", type=number(int, 0, 1024), default=0, help="CPU threads for torch (0: torch's default). On a busy "
                    "machine 1 thread avoids OpenMP threads waiting on each other")
     a = p.parse_args(argv)
@@ -73,7 +76,8 @@ def cmd_train(argv: list[str]) -> int:
                       pool_size=a.pool_size, seed=a.seed, validate_every=a.validate_every,
                       checkpoint_minutes=a.checkpoint_minutes, max_minutes=a.max_minutes, device=a.device,
                       bf16=a.bf16, predicted_code_fraction=a.predicted_code_fraction,
-                      init_from=a.init_from, init_keep_output=a.init_keep_output)
+                      init_from=a.init_from, init_keep_output=a.init_keep_output,
+                      real_head_styles=a.real_head_styles)
     for item in a.weight:
         name, _, value = item.partition("=")
         if not hasattr(cfg.weights, name):

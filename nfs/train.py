@@ -67,6 +67,7 @@ class TrainConfig:
     bf16: str = "auto"              # auto / on / off
     init_from: str = ""             # warm start: model weights from this directory (decoder output zeroed)
     init_keep_output: bool = False  # warm start keeps the decoder output layer too (fine-tuning a trained model)
+    real_head_styles: bool = False  # half of the artist-modelled subjects: anime-like, game heads, closed lips
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
@@ -102,7 +103,8 @@ class SubjectPool:
         seed = self.seed_of(slot, step)
         assert seed < HELD_OUT_SEED_BASE * 100 and seed % 10_000_000 < HELD_OUT_SEED_BASE
         if slot not in self.slots or self.slots[slot][0] != seed:
-            self.slots[slot] = (seed, build_subject(self.ict, draw_spec(seed), self.k_eig, self.image_size))
+            spec = draw_spec(seed, real_heads=True) if self.cfg.real_head_styles else draw_spec(seed)
+            self.slots[slot] = (seed, build_subject(self.ict, spec, self.k_eig, self.image_size))
         return self.slots[slot][1]
 
     def fill(self, step: int, log=print) -> None:

@@ -372,6 +372,28 @@ def read_log(out):
         return list(csv.DictReader(fh))
 
 
+def test_real_head_styles_draw_the_heads_ict_models_least_like_and_leave_the_default_draws_alone():
+    """`--real-head-styles`: among the artist-modelled training subjects, anime-like proportions (a flatter face),
+    game heads (a mouth bag with a cavity, eye sockets) and closed lips appear, each one builds into a subject
+    whose truth keeps its shape count, and without the option every seed draws the recipe it always did."""
+    styles = [draw_spec(seed, real_heads=True).style for seed in range(80)]
+    anime = [s for s in styles if s.flatten < 1.0]
+    game = [s for s in styles if s.eye_sockets and s.mouth_bag and s.bag_cavity_cm > 0]
+    closed = [s for s in styles if s.join_lips and not s.join_lids and not s.mouth_bag]
+    assert anime and game and closed
+    assert all(s.feature_scales[0] > 1.0 and s.feature_scales[1] < 1.0 and s.feature_scales[2] < 1.0 for s in anime)
+    for seed in range(80):
+        plain, again = draw_spec(seed), draw_spec(seed, real_heads=False)
+        assert plain.style == again.style and np.array_equal(plain.id_coeffs, again.id_coeffs)
+        assert plain.style.flatten == 1.0 and not plain.style.eye_sockets
+    ict = load_ict()
+    base = replace(draw_spec(0), region="narrow_face", target_vertices=600, subdivide=False, warp=False)
+    for style in (anime[0], game[0]):
+        s = build_subject(ict, replace(base, style=style), 16, 16)
+        assert s.expression_basis.shape == (len(EXPRESSION_NAMES), s.n_vertices, 3)
+        assert np.isfinite(s.expression_basis).all()
+
+
 def test_resumed_training_matches_an_uninterrupted_run(tmp_path, small_training_data):
     def config(out, **kw):
         return TrainConfig(preset="tiny", out=str(out), steps=4, pool_size=3, frames_per_step=2, refresh_every=2,

@@ -41,8 +41,11 @@ class ArtistStyle:
         return self == ArtistStyle()
 
 
-def random_style(rng: np.random.Generator) -> ArtistStyle:
-    """A random artist-like style: slit (+ lids apart, + bag), joined lips / lids, or stylised proportions."""
+def random_style(rng: np.random.Generator, real_heads: bool = False) -> ArtistStyle:
+    """A random artist-like style: slit (+ lids apart, + bag), joined lips / lids, or stylised proportions. With
+    `real_heads`, half of the styles are the heads people bring that ICT models least like (`real_head_style`)."""
+    if real_heads and rng.random() < 0.5:
+        return real_head_style(rng)
     u = rng.random()
     if u < 0.35:
         return ArtistStyle(rest_jaw=float(rng.uniform(0.05, 0.25)),
@@ -52,6 +55,19 @@ def random_style(rng: np.random.Generator) -> ArtistStyle:
         return ArtistStyle(join_lips=bool(rng.random() < 0.7), join_lids=bool(rng.random() < 0.7) or False)
     scales = tuple(float(x) for x in rng.uniform(0.7, 1.6, 3))
     return ArtistStyle(rest_jaw=float(rng.uniform(0.0, 0.2)) if rng.random() < 0.5 else 0.0, feature_scales=scales)
+
+
+def real_head_style(rng: np.random.Generator) -> ArtistStyle:
+    """A head ICT models least like: anime-like proportions (big eyes, small mouth and nose, a flatter face; half
+    the time), a game head (lips over a closed mouth bag with a cavity, closed eye sockets) or lips modelled closed
+    (a quarter each)."""
+    u = rng.random()
+    if u < 0.5:
+        scales = (float(rng.uniform(1.3, 1.6)), float(rng.uniform(0.55, 0.75)), float(rng.uniform(0.5, 0.75)))
+        return ArtistStyle(feature_scales=scales, flatten=float(rng.uniform(0.75, 0.9)))
+    if u < 0.75:
+        return ArtistStyle(mouth_bag=True, bag_cavity_cm=float(rng.uniform(1.0, 2.0)), eye_sockets=True)
+    return ArtistStyle(join_lips=True)
 
 
 def feature_centres(ict_vertices: np.ndarray, landmarks68: np.ndarray) -> dict[str, np.ndarray]:

@@ -56,8 +56,9 @@ class Subject:
         return len(self.vertices)
 
 
-def draw_spec(seed: int, rng_seed_offset: int = 0) -> SubjectSpec:
-    """A random training subject recipe from a seed (identity family, crop, discretization, warp)."""
+def draw_spec(seed: int, rng_seed_offset: int = 0, real_heads: bool = False) -> SubjectSpec:
+    """A random training subject recipe from a seed (identity family, crop, discretization, warp); `real_heads`:
+    half of the artist-modelled subjects are heads ICT models least like (`random_style`)."""
     rng = np.random.default_rng([seed, rng_seed_offset])
     u = rng.random()
     if u < 0.55:
@@ -78,7 +79,7 @@ def draw_spec(seed: int, rng_seed_offset: int = 0) -> SubjectSpec:
         target //= 3
     # artist-like modelling on its own generator, so the recipes above stay what they were for every seed
     style_rng = np.random.default_rng([seed, rng_seed_offset, 3])
-    style = random_style(style_rng) if style_rng.random() < ARTIST_FRACTION else ArtistStyle()
+    style = random_style(style_rng, real_heads) if style_rng.random() < ARTIST_FRACTION else ArtistStyle()
     return SubjectSpec(seed=seed, id_coeffs=c.astype(np.float32), region=str(region), target_vertices=target,
                        subdivide=subdivide, warp=bool(rng.random() < 0.4), kind=kind, style=style)
 
