@@ -47,6 +47,18 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _phase_line(phase) -> str:
+    """One training phase of a model card's history: what was done, its steps and minutes, then its other notes."""
+    if not isinstance(phase, dict):
+        return str(phase)
+    head = f"phase {phase.get('phase', '?')}: {phase.get('what', '')}".rstrip(": ")
+    if "steps" in phase:
+        head += f" ({phase['steps']} steps"
+        head += f", {float(phase['wall_time_s']) / 60:.0f} min)" if "wall_time_s" in phase else ")"
+    rest = {k: v for k, v in phase.items() if k not in ("phase", "what", "steps", "wall_time_s")}
+    return head + "".join(f"; {k.replace('_', ' ')}: {_fmt(v)}" for k, v in rest.items())
+
+
 def model_card_markdown(card: dict, model_dir: str, untrained: bool = False) -> str:
     if untrained:
         return ("**Model: untrained random weights (`--random-init`, development only).** Results are "
@@ -65,6 +77,10 @@ def model_card_markdown(card: dict, model_dir: str, untrained: bool = False) -> 
     others = {k: v for k, v in card.items() if k not in _CARD_HIDDEN | set(held_out)
               and k not in ("training_data", "preset", "step", "wall_time_s", "device", "bf16")}
     for k, v in others.items():
+        if k == "history" and isinstance(v, list):
+            lines.append("- training phases:")
+            lines += [f"  - {_phase_line(phase)}" for phase in v]
+            continue
         lines.append(f"- {k.replace('_', ' ')}: {_fmt(v)}")
     cfg = card.get("config", {})
     if cfg:
