@@ -48,8 +48,8 @@ IMAGE_ON_FACE_CM = 0.025   # a guarded head's fold can be the source's own only 
 #                            image where its truth did not)
 GUARDED_SHARE = 0.02       # the guard runs on heads with more than this share of vertices off the fitted face
 LOOSE_FIT_CM = 0.0015      # a head the fitted face matches, but off it by a smooth offset whose median is above this,
-#                            is matched only loosely (a warped ICT head: 40 um; an ICT head, a remesh or a crop of
-#                            one: 2-5 um; a copy rounded or jittered by tens of um: its offset is noise, not a shape)
+#                            is matched only loosely (a warped ICT head: 24 um; an ICT head, a remesh or a crop of
+#                            one: 0.8-2.8 um; a copy rounded or jittered by tens of um 5-8: its offset is noise)
 OFFSET_SMOOTHING = 10      # neighbour averagings of the signed offset that take its noise out
 MEAN_FOLD_COS = -0.1       # ... and a fold there is the source's own only where ICT's mean face turns its image too,
 #                            clearly: past 96 degrees, no tie (at 90 with ties, as the fitted face's image is judged,
