@@ -103,7 +103,7 @@ class SubjectPool:
         seed = self.seed_of(slot, step)
         assert seed < HELD_OUT_SEED_BASE * 100 and seed % 10_000_000 < HELD_OUT_SEED_BASE
         if slot not in self.slots or self.slots[slot][0] != seed:
-            spec = draw_spec(seed, real_heads=True) if self.cfg.real_head_styles else draw_spec(seed)
+            spec = draw_spec(seed, real_heads=self.cfg.real_head_styles)
             self.slots[slot] = (seed, build_subject(self.ict, spec, self.k_eig, self.image_size))
         return self.slots[slot][1]
 

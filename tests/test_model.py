@@ -356,8 +356,9 @@ def small_training_data(monkeypatch):
     """Training subjects as drawn (identity, warp, ...) but on ~600-vertex narrow-face discretizations,
     and one small held-out subject, to keep runs to seconds."""
 
-    def small_spec(seed, rng_seed_offset=0):
-        return replace(draw_spec(seed, rng_seed_offset), region="narrow_face", target_vertices=600, subdivide=False)
+    def small_spec(seed, rng_seed_offset=0, real_heads=False):
+        return replace(draw_spec(seed, rng_seed_offset, real_heads), region="narrow_face", target_vertices=600,
+                       subdivide=False)
 
     def small_held_out(n, k_eig, image_size, region="skin"):
         spec = replace(small_spec(train_module.HELD_OUT_SEED_BASE), warp=False, rigid_jitter=False)

@@ -277,13 +277,12 @@ def needs_guard(surface_distance: np.ndarray, held: np.ndarray | None = None) ->
     return needs_guard_off(np.asarray(surface_distance) > ON_SURFACE_CM, held)
 
 
-def smooth_offset(points: np.ndarray, faces: np.ndarray, signed: np.ndarray, off_surface: np.ndarray) -> float:
+def smooth_offset(adjacency: sp.csr_matrix, signed: np.ndarray, off_surface: np.ndarray) -> float:
     """The median size (cm) of the smooth part of a head's signed offset from the fitted face: signed (V,) cm along
-    the face's normal at each vertex (points (V, 3), faces (F, 3)) averaged with its neighbours OFFSET_SMOOTHING
-    times (a jittered or rounded copy's offsets cancel, a warp's stay); off_surface (V,) bool vertices are left
-    out."""
+    the face's normal at each vertex averaged with its neighbours (adjacency (V, V) with the diagonal, as
+    `mesh_tables` gives it) OFFSET_SMOOTHING times (a jittered or rounded copy's offsets cancel, a warp's stay);
+    off_surface (V,) bool vertices are left out."""
     s = np.where(off_surface, 0.0, np.asarray(signed, np.float64))
-    adjacency = sparse_adjacency(np.asarray(faces, np.int64), len(s)) + sp.eye(len(s), format="csr")
     counts = np.asarray(adjacency @ (~off_surface).astype(np.float64)).ravel()
     for _ in range(OFFSET_SMOOTHING):
         s = np.where(off_surface, 0.0, (adjacency @ s) / np.maximum(counts, 1.0))

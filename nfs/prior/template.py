@@ -360,13 +360,14 @@ def template_expression_basis(vertices_ict: np.ndarray, fit_identity: bool = Tru
                                          lid_shapes=BLINK_SHAPES, off_surface=off_by > ON_SURFACE_CM, moving=moving,
                                          tables=tables, off_image=off_by > IMAGE_ON_FACE_CM)
             else:
-                normals = unit_normals(face, tf[tri])[0]
-                signed = ((q - closest) * normals).sum(1)
-                loose = smooth_offset(q, faces, signed, off_by > ON_SURFACE_CM) > LOOSE_FIT_CM
+                # the fit's looseness and the frame guard walk the mesh by the same tables: built once
+                tables = mesh_tables(np.asarray(faces, np.int64), len(v))
+                signed = ((q - closest) * unit_normals(face, tf[tri])[0]).sum(1)
+                loose = smooth_offset(tables[0], signed, off_by > ON_SURFACE_CM) > LOOSE_FIT_CM
                 mean_image = SourceImage(mean, tf, deltas, tri, bary, _blink_scale(rest)) if loose else None
                 frame_guard = FrameGuard(v, np.asarray(faces, np.int64), image, held=stretch,
                                          off_surface=off_by > ON_SURFACE_CM, faithful=True, moving=moving,
-                                         mean_image=mean_image)
+                                         tables=tables, mean_image=mean_image)
     return (out, frame_guard) if with_frame_guard else out
 
 
